@@ -1,0 +1,1 @@
+"""axmon processor: the local broker, the Faust runtime, the sink, queries and the CLI."""

@@ -1,0 +1,177 @@
+"""Kafka housekeeping: create the contract's topics with the right partition counts, and read
+topics back. Thin I/O over aiokafka; nothing here decides what state is."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from processor.errors import BrokerError
+from schemas.topics import Topics
+
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+
+
+def contract_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
+    """Source topics (co-partitioned, ``partitions`` each), derived topics (compacted, the same
+    partition count so that the processor's tables line up) and the dead-letter topic."""
+    return [
+        TopicSpec(topics.workflow_events, partitions),
+        TopicSpec(topics.metrics, partitions),
+        TopicSpec(topics.execution_state, partitions, compacted=True),
+        TopicSpec(topics.workflow_stats, partitions, compacted=True),
+        TopicSpec(topics.metric_rollups, partitions, compacted=True),
+        TopicSpec(topics.dead_letter, partitions),
+    ]
+
+
+async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_ms: int = 30_000) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. An existing topic
+    with a different partition count raises :class:`BrokerError` (co-partitioning would break)."""
+    wanted = list(specs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        existing = await _partition_counts(admin, [s.name for s in wanted])
+        for spec in wanted:
+            have = existing.get(spec.name)
+            if have is not None and have != spec.partitions:
+                raise BrokerError(
+                    f"topic {spec.name} has {have} partitions, axmon is configured for "
+                    f"{spec.partitions}: use --partitions {have} (or a new topic prefix)"
+                )
+        missing = [s for s in wanted if s.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            s.name,
+                            num_partitions=s.partitions,
+                            replication_factor=1,
+                            topic_configs=COMPACTED if s.compacted else {},
+                        )
+                        for s in missing
+                    ],
+                    timeout_ms=timeout_ms,
+                )
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another process: fine
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+async def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
+    """Topic -> partition count, for the named topics that exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        return await _partition_counts(admin, names)
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    wanted = set(names)
+    # All topics, not just the named ones: a metadata request that names a missing topic
+    # makes a broker with auto.create.topics.enable create it with its default partitions.
+    metadata = await admin.describe_topics(None)
+    for topic in metadata:
+        if topic["topic"] in wanted and topic.get("error_code", 0) == 0 and topic.get("partitions"):
+            counts[topic["topic"]] = len(topic["partitions"])
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> the offset the next record will get."""
+    count = (await partition_counts(bootstrap, [topic])).get(topic, 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        await consumer.start()
+    except KafkaConnectionError as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        tps = [TopicPartition(topic, p) for p in range(count)]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    from_offsets: dict[int, int] | None = None,
+    idle_timeout: float = 2.0,
+    max_records: int | None = None,
+) -> AsyncIterator[Record]:
+    """Every record of ``topic`` from the earliest offset (or ``from_offsets``, per partition)
+    up to its end as of the call (the high watermarks read at start), without a consumer
+    group."""
+    partitions = (await partition_counts(bootstrap, [topic])).get(topic, 0)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    try:
+        await consumer.start()
+    except KafkaConnectionError as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if from_offsets and tp.partition in from_offsets:
+                consumer.seek(tp, from_offsets[tp.partition])
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > (from_offsets or {}).get(tp.partition, 0)}
+        count = 0
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=int(idle_timeout * 1000))
+            if not batch:
+                break
+            for tp, messages in batch.items():
+                for m in messages:
+                    if m.offset >= ends[tp]:
+                        continue
+                    yield Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                    count += 1
+                    if max_records is not None and count >= max_records:
+                        return
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()

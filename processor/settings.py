@@ -1,0 +1,95 @@
+"""The one settings object: built once from flags, then environment, then defaults.
+
+Nothing deeper in the code reads the environment; it is handed a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from processor.errors import ConfigError
+from schemas.topics import Topics
+
+ENV_BOOTSTRAP = "AXMON_BOOTSTRAP"
+ENV_KAFKA_DIR = "AXMON_KAFKA_DIR"
+ENV_TOPIC_PREFIX = "AXMON_TOPIC_PREFIX"
+ENV_PARTITIONS = "AXMON_PARTITIONS"
+ENV_DB = "AXMON_DB"
+
+
+def default_data_home() -> Path:
+    """Where axmon keeps machine-local state (the local broker's data)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "axmon"
+
+
+def default_cache_home() -> Path:
+    """Where axmon caches downloads (the Kafka jars), once per machine."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "axmon"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap: str | None = None
+    """``host:port[,host:port]`` of the Kafka broker; ``None``: the local broker's address."""
+    kafka_dir: Path = field(default_factory=lambda: default_data_home() / "kafka")
+    """Data directory of the local broker started by ``axmon kafka start``."""
+    topic_prefix: str = "axmon."
+    partitions: int = 4
+    """Partition count of the source topics (and so of every co-partitioned table)."""
+    db_path: Path = Path("axmon.db")
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Flags (``overrides``, ``None`` values ignored) win over the environment, which wins
+        over the defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if env.get(ENV_BOOTSTRAP):
+            values["bootstrap"] = env[ENV_BOOTSTRAP]
+        if env.get(ENV_KAFKA_DIR):
+            values["kafka_dir"] = Path(env[ENV_KAFKA_DIR])
+        if env.get(ENV_TOPIC_PREFIX):
+            values["topic_prefix"] = env[ENV_TOPIC_PREFIX]
+        if env.get(ENV_PARTITIONS):
+            values["partitions"] = _positive_int(ENV_PARTITIONS, env[ENV_PARTITIONS])
+        if env.get(ENV_DB):
+            values["db_path"] = Path(env[ENV_DB])
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = value
+        settings = replace(cls(), **values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.partitions < 1:
+            raise ConfigError(f"partitions must be at least 1, not {self.partitions}")
+        if not self.topic_prefix or any(c in self.topic_prefix for c in " /\\:"):
+            raise ConfigError(f"topic prefix {self.topic_prefix!r} is not a valid Kafka topic prefix")
+        if self.bootstrap is not None and not all(
+            part.rpartition(":")[2].isdigit() for part in self.bootstrap.split(",")
+        ):
+            raise ConfigError(
+                f"bootstrap {self.bootstrap!r} is not host:port[,host:port...]"
+            )
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value

@@ -1,0 +1,63 @@
+"""Topic names and message keys of the contract.
+
+Source topics are keyed so that everything one fold needs meets in one partition: lifecycle
+events by ``execution_id``, metric samples by their series (tenant, metric type, sorted labels).
+Kafka's default partitioner (murmur2 of the key bytes) is the same in every client language, so
+any producer that uses these keys lands on the same partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+
+DEFAULT_PREFIX = "axmon."
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topic names for one prefix (default ``axmon.``)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def workflow_events(self) -> str:
+        """Source: lifecycle events, key ``execution_id``."""
+        return f"{self.prefix}workflow-events"
+
+    @property
+    def metrics(self) -> str:
+        """Source: metric samples, key :func:`series_key`."""
+        return f"{self.prefix}metrics"
+
+    @property
+    def execution_state(self) -> str:
+        """Derived, compacted: an execution with its steps after every change."""
+        return f"{self.prefix}execution-state"
+
+    @property
+    def workflow_stats(self) -> str:
+        """Derived, compacted: per-tenant workflow stats, key tenant_id."""
+        return f"{self.prefix}workflow-stats"
+
+    @property
+    def metric_rollups(self) -> str:
+        """Derived, compacted: a series' window aggregate, key series and window start."""
+        return f"{self.prefix}metric-rollups"
+
+    @property
+    def dead_letter(self) -> str:
+        """Input that could not be processed, with its reason and origin."""
+        return f"{self.prefix}dead-letter"
+
+    @property
+    def sources(self) -> tuple[str, str]:
+        return (self.workflow_events, self.metrics)
+
+
+def series_key(tenant_id: str | None, metric_type: str, labels: Mapping[str, str]) -> bytes:
+    """The key of a metric series: canonical JSON ``[tenant, metric_type, [[k, v], ...]]``
+    with labels sorted by name and a missing tenant as ``""``."""
+    return orjson.dumps([tenant_id or "", metric_type, sorted(labels.items())])
