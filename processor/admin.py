@@ -25,7 +25,8 @@ class TopicSpec:
 
 def contract_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
     """Source topics (co-partitioned, ``partitions`` each), derived topics (compacted, the same
-    partition count so that the processor's tables line up) and the dead-letter topic."""
+    partition count so that the processor's tables line up), the dead-letter topic and the
+    processor's internal repartition topic."""
     return [
         TopicSpec(topics.workflow_events, partitions),
         TopicSpec(topics.metrics, partitions),
@@ -33,6 +34,7 @@ def contract_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.workflow_stats, partitions, compacted=True),
         TopicSpec(topics.metric_rollups, partitions, compacted=True),
         TopicSpec(topics.dead_letter, partitions),
+        TopicSpec(topics.stats_changes, partitions),
     ]
 
 

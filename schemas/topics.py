@@ -53,6 +53,11 @@ class Topics:
         return f"{self.prefix}dead-letter"
 
     @property
+    def stats_changes(self) -> str:
+        """Internal to the processor: execution contributions to per-tenant stats, key tenant."""
+        return f"{self.prefix}stats-changes"
+
+    @property
     def sources(self) -> tuple[str, str]:
         return (self.workflow_events, self.metrics)
 

@@ -1,0 +1,334 @@
+"""The processing cores: per-partition logic around the pure folds, shared by the Faust worker
+and by replay. A core keeps its state in a :class:`~processor.records.Store` and returns the
+records to publish; it never does I/O itself.
+
+Decisions that shape state (lateness, eviction, window closing) are judged by each partition's
+stream time: the largest event time applied so far in that partition, in offset order. A replay
+reads each partition in the same order and so decides the same. Stream time is not stored on
+its own: every applied event raises the ``t`` of the entry it lands in, and the entry holding
+the maximum is never removed before stream time moves on, so after a restart the largest ``t``
+among a partition's entries is its stream time again.
+
+Redelivery: every entry carries the offset of the last event applied to it (``o``); an event at
+or below it was applied already. Then the core publishes the entry's current state again, which
+also repairs a derived record lost in the crash that caused the redelivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from processor.derived import DERIVED_SOURCE, derived_samples
+from processor.execution import ExecutionState, apply, snapshot, state_from_json, state_to_json
+from processor.records import Emit, Origin, Store, Stream, dead_letter, json_emit
+from processor.stats import Contribution, TenantStats
+from processor.windows import MetricWindow, rollup_key, series_of, window_key, window_start
+from schemas.codec import encode_event
+from schemas.events import LifecycleEvent, MetricRecorded
+from schemas.topics import series_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FoldConfig:
+    window_ms: int = 60_000
+    """Tumbling window size of metric rollups."""
+    grace_ms: int = 300_000
+    """How long after its end (in stream time) a window still takes samples."""
+    execution_horizon_ms: int = 3_600_000
+    """How long (in stream time) a finished execution stays in the table for late step events
+    and duplicates; then it is evicted (its last state is in the sink already)."""
+    sweep_interval_ms: int = 10_000
+    """Evict and close whenever stream time crosses a multiple of this."""
+
+
+def _partition_stream_time(store: Store, partition: int) -> int:
+    return max((v["t"] for _, v in store.items() if v.get("p") == partition), default=0)
+
+
+class _StreamTimes:
+    """Cached per-partition stream times, recomputed from the store when unknown."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._times: dict[int, int] = {}
+
+    def get(self, partition: int) -> int:
+        if partition not in self._times:
+            self._times[partition] = _partition_stream_time(self._store, partition)
+        return self._times[partition]
+
+    def advance(self, partition: int, at: int) -> tuple[int, int]:
+        """Raise the partition's stream time to ``at``; returns (before, after)."""
+        before = self.get(partition)
+        after = max(before, at)
+        self._times[partition] = after
+        return before, after
+
+    def forget(self) -> None:
+        self._times.clear()
+
+
+def _crossed(before: int, after: int, interval: int) -> bool:
+    return after // interval > before // interval
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+class LifecycleCore:
+    """Folds lifecycle events into the executions table (key: execution id).
+
+    Entry: ``{"p", "o", "t", "ts", "s"}``: partition, last applied offset, last event time,
+    the stream time at which it became terminal, the fold state. An evicted execution leaves a
+    small marker ``{"p", "o", "t", "evicted": stream time}`` for another horizon, so a late or
+    redelivered event for it is recognised.
+    """
+
+    def __init__(self, store: Store, config: FoldConfig = FoldConfig()) -> None:
+        self.store = store
+        self.config = config
+        self.times = _StreamTimes(store)
+        self.counters: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def process(self, event: LifecycleEvent, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
+        p, o = origin.partition, origin.offset
+        horizon = self.config.execution_horizon_ms
+        stream_time = self.times.get(p)
+        eid = event.execution_id
+        entry = self.store.get(eid)
+        if entry is not None and o <= entry["o"]:
+            self._count("redelivered")
+            return [] if "evicted" in entry else self._publish(entry, p, o, everything=True)
+        if entry is not None and ("evicted" in entry or (entry["ts"] is not None and entry["ts"] + horizon <= stream_time)):
+            self._count("late")
+            return [dead_letter("late", f"execution {eid} ended more than {horizon} ms of stream time ago", origin, key, raw)]
+        if entry is None and event.occurred_at + horizon <= stream_time:
+            self._count("late")
+            return [dead_letter("late", f"event time {event.occurred_at} is more than {horizon} ms behind the stream", origin, key, raw)]
+        old = state_from_json(entry["s"]) if entry is not None else None
+        new = apply(old, event)
+        before, after = self.times.advance(p, event.occurred_at)
+        terminal_since = entry["ts"] if entry is not None and entry["ts"] is not None else (after if new.terminal else None)
+        stored = {"p": p, "o": o, "t": new.last_event_at, "ts": terminal_since, "s": state_to_json(new)}
+        self.store[eid] = stored
+        self._count("applied")
+        emits = self._publish(stored, p, o, previous=old, current=new)
+        if _crossed(before, after, self.config.sweep_interval_ms):
+            emits += self.sweep(p, o, seq_start=len(emits))
+        return emits
+
+    def _publish(
+        self,
+        entry: dict[str, Any],
+        p: int,
+        o: int,
+        *,
+        previous: ExecutionState | None = None,
+        current: ExecutionState | None = None,
+        everything: bool = False,
+    ) -> list[Emit]:
+        state = current if current is not None else state_from_json(entry["s"])
+        view = snapshot(state)
+        emits = [json_emit(Stream.EXECUTION_STATE, state.execution_id, view)]
+        old_view = None if everything or previous is None else snapshot(previous)
+        contribution = Contribution(view["status"], view["duration"])
+        if everything or old_view is None or (old_view["status"], old_view["duration"]) != (contribution.status, contribution.duration):
+            emits.append(_stats_set(state, contribution, p, o, seq=0))
+        known = set() if old_view is None else {s.event_id for s in derived_samples(old_view)}
+        for sample in derived_samples(view):
+            if sample.event_id not in known:
+                emits.append(Emit(Stream.METRICS, series_key(sample.tenant_id, sample.metric_type, sample.labels), encode_event(sample)))
+        return emits
+
+    def sweep(self, p: int, o: int, seq_start: int = 0) -> list[Emit]:
+        """Evict executions finished more than a horizon ago; drop markers a horizon later."""
+        stream_time = self.times.get(p)
+        horizon = self.config.execution_horizon_ms
+        emits: list[Emit] = []
+        seq = seq_start + 1
+        for eid, entry in list(self.store.items()):
+            if entry.get("p") != p:
+                continue
+            if "evicted" in entry:
+                if entry["evicted"] + horizon <= stream_time:
+                    del self.store[eid]
+                continue
+            if entry["ts"] is not None and entry["ts"] + horizon <= stream_time:
+                state = state_from_json(entry["s"])
+                self.store[eid] = {"p": p, "o": entry["o"], "t": entry["t"], "evicted": stream_time}
+                emits.append(Emit(Stream.EXECUTION_STATE, eid.encode(), None))
+                emits.append(_stats_absorb(state, p, o, seq))
+                seq += 1
+                self._count("evicted")
+        return emits
+
+
+def _stats_set(state: ExecutionState, c: Contribution, p: int, o: int, seq: int) -> Emit:
+    return json_emit(
+        Stream.STATS_CHANGES,
+        state.tenant_id,
+        {"op": "set", "tenant": state.tenant_id, "execution_id": state.execution_id,
+         "status": c.status, "duration": c.duration, "p": p, "o": o, "seq": seq},
+    )
+
+
+def _stats_absorb(state: ExecutionState, p: int, o: int, seq: int) -> Emit:
+    return json_emit(
+        Stream.STATS_CHANGES,
+        state.tenant_id,
+        {"op": "absorb", "tenant": state.tenant_id, "execution_id": state.execution_id, "p": p, "o": o, "seq": seq},
+    )
+
+
+# -- stats -------------------------------------------------------------------------------------
+
+
+class StatsCore:
+    """Folds contribution messages into per-tenant stats (key: tenant id)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def process(self, raw: bytes, origin: Origin, key: bytes | None) -> list[Emit]:
+        try:
+            msg = orjson.loads(raw)
+            tenant = str(msg["tenant"])
+            partition, mark = int(msg["p"]), (int(msg["o"]), int(msg["seq"]))
+            op = msg["op"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return [dead_letter("invalid_internal", f"bad stats change: {exc!r}", origin, key, raw)]
+        entry = self.store.get(tenant)
+        stats = TenantStats.from_json(entry) if entry is not None else TenantStats(tenant)
+        if op == "set":
+            updated = stats.set(str(msg["execution_id"]), Contribution(str(msg["status"]), msg.get("duration")), partition, mark)
+        elif op == "absorb":
+            updated = stats.absorb(str(msg["execution_id"]), partition, mark)
+        else:
+            return [dead_letter("invalid_internal", f"unknown stats op {op!r}", origin, key, raw)]
+        if updated is not stats:
+            self.store[tenant] = updated.to_json()
+        return [json_emit(Stream.WORKFLOW_STATS, tenant, updated.view())]
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+class MetricsCore:
+    """Folds metric samples into tumbling event-time windows (key: series and window start).
+
+    Entry: the window's JSON plus ``"p"`` and ``"o"``. Rollups are published coalesced: a
+    changed window is marked dirty and :meth:`flush` publishes each dirty window once; a window
+    closed by stream time is published final and removed.
+    """
+
+    def __init__(self, store: Store, config: FoldConfig = FoldConfig()) -> None:
+        self.store = store
+        self.config = config
+        self.times = _StreamTimes(store)
+        self.dirty: set[str] = set()
+        self.idle_published: set[str] = set()
+        self.counters: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def mark_all_dirty(self) -> None:
+        """After a (re)start: publish every open window again, in case an update was lost."""
+        self.dirty.update(k for k, _ in self.store.items())
+
+    def process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
+        p, o = origin.partition, origin.offset
+        stream_time = self.times.get(p)
+        size, grace = self.config.window_ms, self.config.grace_ms
+        start = window_start(sample.occurred_at, size)
+        if start + size + grace <= stream_time:
+            if sample.source == DERIVED_SOURCE:
+                self._count("late_derived")  # re-derived after a crash, or lifecycle lagging
+                return []
+            self._count("late")
+            return [dead_letter("late", f"window [{start}, {start + size}) closed at stream time {start + size + grace} (now {stream_time})", origin, key, raw)]
+        series = series_of(sample)
+        wkey = window_key(series, start)
+        entry = self.store.get(wkey)
+        if entry is not None and o <= entry["o"]:
+            self._count("redelivered")
+            self.dirty.add(wkey)
+            return []
+        window = MetricWindow.from_json(entry) if entry is not None else MetricWindow(series, start, start + size)
+        if window.has(sample.event_id):
+            self._count("duplicate")
+            return []
+        window = window.add(sample)
+        self.store[wkey] = {**window.to_json(), "p": p, "o": o}
+        self._count("applied")
+        self.dirty.add(wkey)
+        self.idle_published.discard(wkey)
+        before, after = self.times.advance(p, sample.occurred_at)
+        if _crossed(before, after, self.config.sweep_interval_ms):
+            return self.sweep(p)
+        return []
+
+    def sweep(self, p: int) -> list[Emit]:
+        """Publish as final, and remove, the windows of ``p`` that stream time has closed."""
+        stream_time = self.times.get(p)
+        emits = []
+        for wkey, entry in list(self.store.items()):
+            if entry.get("p") != p or entry["end"] + self.config.grace_ms > stream_time:
+                continue
+            window = MetricWindow.from_json(entry)
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=True)))
+            del self.store[wkey]
+            self.dirty.discard(wkey)
+            self.idle_published.discard(wkey)
+            self._count("closed")
+        return emits
+
+    def flush(self) -> list[Emit]:
+        """Publish every window changed since the last flush (not final)."""
+        emits = []
+        for wkey in sorted(self.dirty):
+            entry = self.store.get(wkey)
+            if entry is None:
+                continue
+            window = MetricWindow.from_json(entry)
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=False)))
+        self.dirty.clear()
+        return emits
+
+    def close_idle(self, now_ms: int) -> list[Emit]:
+        """Wall-clock close: publish as final the windows whose end + grace has passed on the
+        wall clock although stream time has not reached it (an idle series or partition).
+        Only publishing depends on the wall clock: the window stays in the table, and a sample
+        that is not late by stream time still counts (and publishes it again)."""
+        emits = []
+        for wkey, entry in self.store.items():
+            if wkey in self.idle_published or entry["end"] + self.config.grace_ms > now_ms:
+                continue
+            window = MetricWindow.from_json(entry)
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=True)))
+            self.idle_published.add(wkey)
+            self.dirty.discard(wkey)
+        return emits
+
+    def finish(self) -> list[Emit]:
+        """End of input (replay): every open window, final."""
+        emits = []
+        for wkey, entry in list(self.store.items()):
+            window = MetricWindow.from_json(entry)
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=True)))
+        self.dirty.clear()
+        return emits
+
+
+def all_partitions(store: Store) -> Iterable[int]:
+    return sorted({v["p"] for _, v in store.items() if "p" in v})
