@@ -7,6 +7,7 @@ floating-point rounding). Pure.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,10 +62,16 @@ class Aggregate:
         return self.sum / self.count if self.count else None
 
     def quantile(self, q: float) -> float | None:
-        """From the sketch (relative error <= its alpha), clamped into [min, max]."""
+        """The nearest-rank quantile: exact at the extremes (the min and max are kept), from
+        the sketch in between (relative error <= its alpha), clamped into [min, max]."""
         estimate = self.sketch.quantile(q)
         if estimate is None or self.min is None or self.max is None:
             return None
+        rank = max(0, math.ceil(self.count * q) - 1)
+        if rank == 0:
+            return self.min
+        if rank == self.count - 1:
+            return self.max
         return min(max(estimate, self.min), self.max)
 
     def summary(self) -> dict[str, Any]:

@@ -46,6 +46,10 @@ class FoldConfig:
     and duplicates; then it is evicted (its last state is in the sink already)."""
     sweep_interval_ms: int = 10_000
     """Evict and close whenever stream time crosses a multiple of this."""
+    marker_ms: int = 3_600_000
+    """How long (in stream time) an evicted execution's marker stays. A redelivery must not
+    reach further back than this, so the worker must commit at least once per this much
+    stream time (it commits every second)."""
 
 
 def _partition_stream_time(store: Store, partition: int) -> int:
@@ -96,6 +100,7 @@ class LifecycleCore:
         self.config = config
         self.times = _StreamTimes(store)
         self.counters: dict[str, int] = {}
+        self._eviction_index: dict[int, dict[int, list[tuple[str, dict[str, Any]]]]] = {}
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -108,7 +113,7 @@ class LifecycleCore:
         entry = self.store.get(eid)
         if entry is not None and o <= entry["o"]:
             self._count("redelivered")
-            return [] if "evicted" in entry else self._publish(entry, p, o, everything=True)
+            return self._republish(eid, entry, p, o)
         if entry is not None and ("evicted" in entry or (entry["ts"] is not None and entry["ts"] + horizon <= stream_time)):
             self._count("late")
             return [dead_letter("late", f"execution {eid} ended more than {horizon} ms of stream time ago", origin, key, raw)]
@@ -124,7 +129,7 @@ class LifecycleCore:
         self._count("applied")
         emits = self._publish(stored, p, o, previous=old, current=new)
         if _crossed(before, after, self.config.sweep_interval_ms):
-            emits += self.sweep(p, o, seq_start=len(emits))
+            emits += self.sweep(p, o)
         return emits
 
     def _publish(
@@ -143,50 +148,94 @@ class LifecycleCore:
         old_view = None if everything or previous is None else snapshot(previous)
         contribution = Contribution(view["status"], view["duration"])
         if everything or old_view is None or (old_view["status"], old_view["duration"]) != (contribution.status, contribution.duration):
-            emits.append(_stats_set(state, contribution, p, o, seq=0))
+            emits.append(_stats_set(state.execution_id, state.tenant_id, contribution, p, o, seq=0))
         known = set() if old_view is None else {s.event_id for s in derived_samples(old_view)}
         for sample in derived_samples(view):
             if sample.event_id not in known:
                 emits.append(Emit(Stream.METRICS, series_key(sample.tenant_id, sample.metric_type, sample.labels), encode_event(sample)))
         return emits
 
-    def sweep(self, p: int, o: int, seq_start: int = 0) -> list[Emit]:
-        """Evict executions finished more than a horizon ago; drop markers a horizon later."""
+    def _republish(self, eid: str, entry: dict[str, Any], p: int, o: int) -> list[Emit]:
+        """A redelivered event (offset ``o`` was applied before a crash): publish again what
+        processing it published, from the current state, in case the crash lost it."""
+        if "evicted" in entry:
+            # Its absorb message is sent again when the evicting offset is redelivered (below):
+            # origins must never run ahead of the offset being processed.
+            tenant, (status, duration) = entry["tenant"], entry["c"]
+            emits = [_stats_set(eid, tenant, Contribution(status, duration), p, o, seq=0)]
+        else:
+            emits = self._publish(entry, p, o, everything=True)
+        for marker_eid, marker in self._evicted_at(p).get(o, ()):
+            emits.append(Emit(Stream.EXECUTION_STATE, marker_eid.encode(), None))
+            emits.append(_stats_absorb(marker_eid, marker["tenant"], p, o, seq=marker["es"]))
+        return emits
+
+    def _evicted_at(self, p: int) -> dict[int, list[tuple[str, dict[str, Any]]]]:
+        """Markers of partition ``p`` by the offset whose processing evicted them (built once
+        per partition after a restart; only redeliveries need it)."""
+        index = self._eviction_index.get(p)
+        if index is None:
+            index = {}
+            for eid, entry in self.store.items():
+                if entry.get("p") == p and "evicted" in entry:
+                    index.setdefault(entry["eo"], []).append((eid, entry))
+            self._eviction_index[p] = index
+        return index
+
+    def forget(self) -> None:
+        """Drop what is cached from the store (after a restart or a rebalance)."""
+        self.times.forget()
+        self._eviction_index.clear()
+
+    def sweep(self, p: int, o: int) -> list[Emit]:
+        """Evict executions finished more than a horizon ago; drop their markers later.
+
+        A marker keeps what is needed to redo the eviction's messages: the tenant, the final
+        contribution, and the offset and sequence of its absorb message."""
         stream_time = self.times.get(p)
         horizon = self.config.execution_horizon_ms
         emits: list[Emit] = []
-        seq = seq_start + 1
+        seq = _FIRST_SWEEP_SEQ
         for eid, entry in list(self.store.items()):
             if entry.get("p") != p:
                 continue
             if "evicted" in entry:
-                if entry["evicted"] + horizon <= stream_time:
+                if entry["evicted"] + self.config.marker_ms <= stream_time:
                     del self.store[eid]
                 continue
             if entry["ts"] is not None and entry["ts"] + horizon <= stream_time:
-                state = state_from_json(entry["s"])
-                self.store[eid] = {"p": p, "o": entry["o"], "t": entry["t"], "evicted": stream_time}
+                view = snapshot(state_from_json(entry["s"]))
+                self.store[eid] = {
+                    "p": p, "o": entry["o"], "t": entry["t"], "evicted": stream_time, "eo": o, "es": seq,
+                    "tenant": view["tenant_id"], "c": [view["status"], view["duration"]],
+                }
                 emits.append(Emit(Stream.EXECUTION_STATE, eid.encode(), None))
-                emits.append(_stats_absorb(state, p, o, seq))
+                emits.append(_stats_absorb(eid, view["tenant_id"], p, o, seq))
                 seq += 1
                 self._count("evicted")
+        self._eviction_index.pop(p, None)
         return emits
 
 
-def _stats_set(state: ExecutionState, c: Contribution, p: int, o: int, seq: int) -> Emit:
+_FIRST_SWEEP_SEQ = 1
+"""Origin sequences within one source offset: 0 the processed execution's contribution,
+1... the absorbs of a sweep at that offset."""
+
+
+def _stats_set(eid: str, tenant: str, c: Contribution, p: int, o: int, seq: int) -> Emit:
     return json_emit(
         Stream.STATS_CHANGES,
-        state.tenant_id,
-        {"op": "set", "tenant": state.tenant_id, "execution_id": state.execution_id,
-         "status": c.status, "duration": c.duration, "p": p, "o": o, "seq": seq},
+        tenant,
+        {"op": "set", "tenant": tenant, "execution_id": eid, "status": c.status, "duration": c.duration,
+         "p": p, "o": o, "seq": seq},
     )
 
 
-def _stats_absorb(state: ExecutionState, p: int, o: int, seq: int) -> Emit:
+def _stats_absorb(eid: str, tenant: str, p: int, o: int, seq: int) -> Emit:
     return json_emit(
         Stream.STATS_CHANGES,
-        state.tenant_id,
-        {"op": "absorb", "tenant": state.tenant_id, "execution_id": state.execution_id, "p": p, "o": o, "seq": seq},
+        tenant,
+        {"op": "absorb", "tenant": tenant, "execution_id": eid, "p": p, "o": o, "seq": seq},
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from processor.cores import FoldConfig
 from processor.errors import ConfigError
 from schemas.topics import Topics
 
@@ -42,10 +43,26 @@ class Settings:
     partitions: int = 4
     """Partition count of the source topics (and so of every co-partitioned table)."""
     db_path: Path = Path("axmon.db")
+    window_ms: int = 60_000
+    """Tumbling window of metric rollups (event time)."""
+    grace_ms: int = 300_000
+    """A window takes samples until stream time passes its end by this much."""
+    execution_horizon_ms: int = 3_600_000
+    """A finished execution stays in the worker's table this long (stream time)."""
+    rollup_interval_s: float = 1.0
+    """How often changed windows are published (coalesced) and idle windows closed."""
 
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+    @property
+    def fold(self) -> FoldConfig:
+        return FoldConfig(
+            window_ms=self.window_ms,
+            grace_ms=self.grace_ms,
+            execution_horizon_ms=self.execution_horizon_ms,
+        )
 
     @classmethod
     def load(
@@ -73,6 +90,11 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        for name in ("window_ms", "execution_horizon_ms"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.grace_ms < 0:
+            raise ConfigError(f"grace_ms must not be negative, not {self.grace_ms}")
         if self.partitions < 1:
             raise ConfigError(f"partitions must be at least 1, not {self.partitions}")
         if not self.topic_prefix or any(c in self.topic_prefix for c in " /\\:"):

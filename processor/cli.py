@@ -1,0 +1,265 @@
+"""The ``axmon`` command line.
+
+Each subcommand is a small function that builds the one :class:`Settings` from its flags and
+calls into the package; every :class:`AxmonError` becomes a one-line message and exit code 1,
+bad arguments exit 2 (argparse), and no traceback reaches a user for an expected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from processor import localbroker
+from processor.errors import AxmonError, ConfigError
+from processor.settings import ENV_BOOTSTRAP, ENV_KAFKA_DIR, Settings
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "window_ms": getattr(args, "window_ms", None),
+        "grace_ms": getattr(args, "grace_ms", None),
+        "execution_horizon_ms": getattr(args, "horizon_ms", None),
+        "bootstrap": getattr(args, "bootstrap", None),
+        "kafka_dir": getattr(args, "data_dir", None),
+        "topic_prefix": getattr(args, "topic_prefix", None),
+        "partitions": getattr(args, "partitions", None),
+    }
+    return Settings.load(overrides)
+
+
+def resolve_bootstrap(settings: Settings, *, start_local: bool = False) -> str:
+    """The broker to talk to: ``--bootstrap``/``AXMON_BOOTSTRAP``, else the local broker
+    (started first when ``start_local``)."""
+    if settings.bootstrap:
+        return settings.bootstrap
+    status = localbroker.status(settings.kafka_dir)
+    if status.running:
+        return status.bootstrap
+    if start_local:
+        return _start_local(settings.kafka_dir).bootstrap
+    raise ConfigError(
+        "no Kafka broker: start the local one with 'axmon kafka start', "
+        f"or pass --bootstrap HOST:PORT (or set {ENV_BOOTSTRAP})"
+    )
+
+
+def _start_local(data_dir: Path) -> localbroker.BrokerStatus:
+    with err_console.status("starting the local Kafka broker") as spinner:
+        status = localbroker.start(
+            data_dir, on_progress=lambda message: spinner.update(message)
+        )
+    return status
+
+
+# -- kafka -----------------------------------------------------------------------------------
+
+
+def cmd_kafka_start(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    status = _start_local(settings.kafka_dir)
+    err_console.print(f"Kafka {localbroker.KAFKA_VERSION} running (pid {status.pid}), data in {status.data_dir}")
+    print(status.bootstrap)
+    return 0
+
+
+def cmd_kafka_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    status = localbroker.status(settings.kafka_dir)
+    if getattr(args, "json", False):
+        import orjson
+
+        print(orjson.dumps({
+            "running": status.running,
+            "bootstrap": status.bootstrap or None,
+            "pid": status.pid,
+            "data_dir": str(status.data_dir),
+            "log_file": str(status.log_file),
+        }).decode())
+    elif status.running:
+        print(f"running  {status.bootstrap}  pid {status.pid}  data {status.data_dir}")
+    elif status.bootstrap:
+        print(f"stopped  (last address {status.bootstrap})  data {status.data_dir}")
+    else:
+        print(f"not provisioned  (no broker was started in {status.data_dir})")
+    return 0 if status.running else 3
+
+
+def cmd_kafka_stop(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if localbroker.stop(settings.kafka_dir):
+        err_console.print("Kafka stopped")
+    else:
+        err_console.print("Kafka was not running")
+    return 0
+
+
+# -- produce ---------------------------------------------------------------------------------
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from processor.produce import run_produce
+
+    settings = _settings(args)
+    bootstrap = resolve_bootstrap(settings)
+    return asyncio.run(run_produce(settings, bootstrap, args.file, strict=args.strict, console=err_console))
+
+
+# -- worker ----------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from processor.admin import contract_topics, ensure_topics
+    from processor.worker import run_worker
+
+    settings = _settings(args)
+    bootstrap = resolve_bootstrap(settings)
+    asyncio.run(ensure_topics(bootstrap, contract_topics(settings.topics, settings.partitions)))
+    err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions)")
+    run_worker(settings, bootstrap, loglevel=["warning", "info", "debug"][min(args.verbose, 2)])
+    return 0
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from processor.demo import run_demo
+
+    settings = _settings(args)
+    bootstrap = resolve_bootstrap(settings, start_local=True)
+    return asyncio.run(
+        run_demo(settings, bootstrap, executions=args.executions, tenants=args.tenants,
+                 seed=args.seed, console=out_console)
+    )
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+
+def _add_kafka_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        help=f"Kafka bootstrap servers (env {ENV_BOOTSTRAP}; default: the local broker "
+        "started by 'axmon kafka start')",
+    )
+    parser.add_argument(
+        "--topic-prefix", metavar="PREFIX", help="prefix of every axmon topic (default 'axmon.')"
+    )
+    parser.add_argument(
+        "--partitions", type=int, metavar="N",
+        help="partitions of the topics axmon creates (default 4; env AXMON_PARTITIONS)",
+    )
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, metavar="DIR",
+        help=f"the local broker's data directory (env {ENV_KAFKA_DIR}; "
+        "default ~/.local/share/axmon/kafka)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="axmon",
+        description="Event-sourced monitoring of workflow engines on Apache Kafka.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    kafka = commands.add_parser(
+        "kafka",
+        help="provision, start, stop the local Kafka broker",
+        description="The embedded default: Apache Kafka "
+        f"{localbroker.KAFKA_VERSION} from Maven Central jars (cached once per machine), a "
+        "single KRaft node on 127.0.0.1. Needs Java 17+ and Maven; with Docker, "
+        "'docker compose up -d kafka' is the alternative.",
+    )
+    kafka_commands = kafka.add_subparsers(dest="kafka_command", metavar="ACTION", required=True)
+    start = kafka_commands.add_parser("start", help="start the broker (provisioning it on first use); prints its address")
+    _add_data_dir(start)
+    start.set_defaults(handler=cmd_kafka_start)
+    status = kafka_commands.add_parser("status", help="is the broker running, and where (exit 0 running, 3 not)")
+    _add_data_dir(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_kafka_status)
+    stop = kafka_commands.add_parser("stop", help="stop the broker; its data stays for the next start")
+    _add_data_dir(stop)
+    stop.set_defaults(handler=cmd_kafka_stop)
+
+    produce = commands.add_parser(
+        "produce",
+        help="publish JSON-lines events from a file or stdin",
+        description="Validate each line against the event contract and publish it. Invalid "
+        "lines are reported with their number and reason (exit 1); every valid line is "
+        "published. Unless --strict, 'version', 'event_id' and 'occurred_at' may be left "
+        "out and are filled in (version 1, a new UUIDv7, now).",
+    )
+    produce.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSON lines; '-' (default) reads stdin")
+    produce.add_argument("--strict", action="store_true", help="require the full envelope on every line")
+    _add_kafka_options(produce)
+    _add_data_dir(produce)
+    produce.set_defaults(handler=cmd_produce)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run the stream processor (Faust): executions, stats, metric rollups",
+        description="Folds axmon.workflow-events and axmon.metrics into tables and publishes "
+        "axmon.execution-state, axmon.workflow-stats, axmon.metric-rollups and "
+        "axmon.dead-letter. Creates the topics it needs. Stops gracefully on SIGTERM/Ctrl-C; "
+        "a restart resumes from the committed offsets and the recovered tables.",
+    )
+    worker.add_argument("--window-ms", type=int, metavar="MS", help="metric window size (default 60000)")
+    worker.add_argument("--grace-ms", type=int, metavar="MS", help="lateness allowed after a window ends, in stream time (default 300000)")
+    worker.add_argument("--horizon-ms", type=int, metavar="MS", help="how long finished executions stay in the table, in stream time (default 3600000)")
+    _add_kafka_options(worker)
+    _add_data_dir(worker)
+    worker.set_defaults(handler=cmd_worker)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the main job: run a simulated workflow engine through the broker and show the result",
+        description="Starts the local broker unless --bootstrap is given, creates the topics, "
+        "publishes a simulated multi-tenant workload with the SDK and reads it back.",
+    )
+    demo.add_argument("--executions", type=int, default=200, help="workflow executions to simulate (default 200)")
+    demo.add_argument("--tenants", type=int, default=3, help="tenants (default 3)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
+    _add_kafka_options(demo)
+    _add_data_dir(demo)
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except AxmonError as exc:
+        err_console.print(f"[bold red]axmon:[/] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

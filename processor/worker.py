@@ -1,0 +1,194 @@
+"""The Faust runtime around the processing cores: ``axmon worker``.
+
+Three agents, one event at a time each (concurrency 1: Faust may commit past an in-flight
+message otherwise):
+
+- ``lifecycle`` on ``axmon.workflow-events`` -> the ``executions`` table, publishing
+  ``axmon.execution-state``, derived samples to ``axmon.metrics`` and contribution messages to
+  the internal ``axmon.stats-changes`` (keyed by tenant);
+- ``stats`` on ``axmon.stats-changes`` -> the ``tenant-stats`` table, publishing
+  ``axmon.workflow-stats``;
+- ``metrics`` on ``axmon.metrics`` -> the ``windows`` table, publishing
+  ``axmon.metric-rollups`` (a timer publishes changed windows coalesced, and finals for windows
+  idle past their close on the wall clock).
+
+Bad input goes to ``axmon.dead-letter``. Tables hold raw bytes (orjson) and are written only by
+assignment, inside the agents; every table is changelog-backed with the source's partitions.
+
+The commit protocol, in the order it happens (Faust's at-least-once): the agent folds an event
+and assigns the table entry (a changelog record) and sends its derived records; Faust flushes the
+producer, then commits the source offset. A crash before the commit redelivers the event; the
+entry's stored offset marks it as applied, and the core publishes its current state again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import faust
+import orjson
+
+from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore
+from processor.records import Emit, Origin, Stream, dead_letter
+from processor.settings import Settings
+from schemas.codec import decode_event
+from schemas.errors import InvalidEvent
+from schemas.events import LifecycleEvent, MetricRecorded
+
+log = logging.getLogger(__name__)
+
+
+class TableStore:
+    """A Faust table as a :class:`~processor.records.Store`: str keys, JSON dict values,
+    stored as raw bytes. Writes go through ``__setitem__``/``__delitem__`` only."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, key: str) -> Any:
+        raw = self._table.get(key.encode())
+        return None if raw is None else orjson.loads(raw)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._table[key.encode()] = orjson.dumps(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self._table[key.encode()]
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for key, raw in list(self._table.items()):
+            yield (key.decode() if isinstance(key, bytes) else str(key)), orjson.loads(raw)
+
+
+class Worker:
+    """Builds the Faust app for one :class:`Settings` and wires the cores into it."""
+
+    def __init__(self, settings: Settings, bootstrap: str, fold: FoldConfig | None = None) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.fold = fold or settings.fold
+        n = settings.partitions
+        self.app = faust.App(
+            f"{self.topics.prefix}worker",
+            broker=f"kafka://{bootstrap}",
+            store="memory://",
+            topic_partitions=n,
+            topic_replication_factor=1,
+            topic_disable_leader=True,
+            web_enabled=False,
+            key_serializer="raw",
+            value_serializer="raw",
+            processing_guarantee="at_least_once",
+            producer_linger=0.01,
+            producer_acks=-1,
+            producer_compression_type="lz4",
+            broker_commit_interval=1.0,
+            stream_buffer_maxsize=8192,
+            table_cleanup_interval=3600.0,
+            consumer_auto_offset_reset="earliest",
+        )
+        app = self.app
+        source = {"partitions": n, "key_type": bytes, "value_type": bytes, "internal": False}
+        self.events_topic = app.topic(self.topics.workflow_events, **source)
+        self.metrics_topic = app.topic(self.topics.metrics, **source)
+        self.stats_topic = app.topic(self.topics.stats_changes, **source)
+        table = {"partitions": n, "key_type": bytes, "value_type": bytes}  # app serializers: raw
+        self.executions = app.Table("executions", **table)
+        self.tenant_stats = app.Table("tenant-stats", **table)
+        self.windows = app.Table("windows", **table)
+        self.lifecycle = LifecycleCore(TableStore(self.executions), self.fold)
+        self.stats = StatsCore(TableStore(self.tenant_stats))
+        self.metrics = MetricsCore(TableStore(self.windows), self.fold)
+        self.dead_letters: dict[str, int] = {}
+        self._recovered = False
+        self._destinations = {
+            Stream.EXECUTION_STATE: self.topics.execution_state,
+            Stream.WORKFLOW_STATS: self.topics.workflow_stats,
+            Stream.METRIC_ROLLUPS: self.topics.metric_rollups,
+            Stream.DEAD_LETTER: self.topics.dead_letter,
+            Stream.METRICS: self.topics.metrics,
+            Stream.STATS_CHANGES: self.topics.stats_changes,
+        }
+        app.agent(self.events_topic, name="lifecycle", concurrency=1)(self._lifecycle_agent)
+        app.agent(self.metrics_topic, name="metrics", concurrency=1)(self._metrics_agent)
+        app.agent(self.stats_topic, name="stats", concurrency=1)(self._stats_agent)
+        app.timer(interval=settings.rollup_interval_s, name="rollups")(self._rollup_timer)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    # -- agents ----------------------------------------------------------------------------
+
+    async def _lifecycle_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            origin = Origin(message.topic, message.partition, message.offset, _ms(message.timestamp))
+            emits = self._decode_and(LifecycleEvent, message.key, message.value, origin, self.lifecycle.process)
+            await self._send(emits)
+
+    async def _metrics_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            origin = Origin(message.topic, message.partition, message.offset, _ms(message.timestamp))
+            emits = self._decode_and(MetricRecorded, message.key, message.value, origin, self.metrics.process)
+            await self._send(emits)
+
+    async def _stats_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            origin = Origin(message.topic, message.partition, message.offset, _ms(message.timestamp))
+            await self._send(self.stats.process(message.value or b"", origin, message.key))
+
+    def _decode_and(self, expected: type, key: bytes | None, value: bytes | None, origin: Origin, fold: Any) -> list[Emit]:
+        raw = value or b""
+        try:
+            event = decode_event(raw)
+        except InvalidEvent as exc:
+            return [dead_letter(exc.reason, exc.detail, origin, key, value)]
+        if not isinstance(event, expected):
+            return [dead_letter("wrong_topic", f"{event.TYPE} does not belong on {origin.topic}", origin, key, value)]
+        result: list[Emit] = fold(event, origin, raw, key)
+        return result
+
+    async def _rollup_timer(self) -> None:
+        if self.app.rebalancing:
+            return
+        if not self._recovered:
+            self._recovered = True
+            self.metrics.mark_all_dirty()
+        emits = self.metrics.flush() + self.metrics.close_idle(int(time.time() * 1000))
+        await self._send(emits)
+
+    async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
+        self.lifecycle.forget()
+        self.metrics.times.forget()
+        self._recovered = False
+
+    # -- transport -------------------------------------------------------------------------
+
+    async def _send(self, emits: Iterable[Emit]) -> None:
+        producer = self.app.producer
+        for emit in emits:
+            if emit.stream is Stream.DEAD_LETTER:
+                reason = orjson.loads(emit.value or b"{}").get("reason", "?")
+                self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
+                log.warning("dead letter (%s): %s", reason, emit.key.decode() if emit.key else "")
+            await producer.send(self._destinations[emit.stream], emit.key, emit.value, None, None, None)
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "lifecycle": dict(self.lifecycle.counters),
+            "metrics": dict(self.metrics.counters),
+            "dead_letters": dict(self.dead_letters),
+        }
+
+
+def _ms(timestamp: float | None) -> int | None:
+    return None if timestamp is None else int(timestamp * 1000)
+
+
+def run_worker(settings: Settings, bootstrap: str, *, loglevel: str = "warning") -> None:
+    """Run until SIGTERM/SIGINT (graceful: in-flight events finish, offsets are committed)."""
+    worker = Worker(settings, bootstrap)
+    faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()

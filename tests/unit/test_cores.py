@@ -1,0 +1,269 @@
+"""The processing cores on a dict store: redelivery, lateness, eviction, stats watermarks,
+window closing, and crash recovery (lost writes, lost outputs, redelivered inputs)."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import defaultdict
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore
+from processor.derived import DERIVED_SOURCE
+from processor.records import Emit, Origin, Stream
+from processor.stats import TenantStats, stats_of_snapshots
+from producers.factory import EventFactory
+from producers.simulator import ScenarioConfig, generate_scenario
+from schemas.codec import encode_event
+from schemas.events import LifecycleEvent, MetricRecorded
+
+CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000)
+
+
+def origin(o: int, p: int = 0) -> Origin:
+    return Origin("t", p, o)
+
+
+def values(emits: list[Emit], stream: Stream) -> list[Any]:
+    return [None if e.value is None else orjson.loads(e.value) for e in emits if e.stream is stream]
+
+
+def feed(core: LifecycleCore, events: list[LifecycleEvent], start: int = 0, p: int = 0) -> list[Emit]:
+    out: list[Emit] = []
+    for o, e in enumerate(events, start):
+        out += core.process(e, origin(o, p), encode_event(e), None)
+    return out
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
+def test_redelivery_changes_nothing_and_publishes_again() -> None:
+    f = EventFactory()
+    started = f.start_execution("wf", "W", "t", "u", 1, occurred_at=100)
+    done = f.end_execution("execution.completed", started.execution_id, occurred_at=200)
+    core = LifecycleCore({}, CONFIG)  # type: ignore[arg-type]
+    feed(core, [started, done])
+    before = copy.deepcopy(core.store)
+    again = core.process(started, origin(0), encode_event(started), None)  # offset 0 again
+    assert core.store == before
+    [state] = values(again, Stream.EXECUTION_STATE)
+    assert state["status"] == "completed"
+    assert values(again, Stream.STATS_CHANGES)[0]["status"] == "completed"
+    assert {s["metric_type"] for s in values(again, Stream.METRICS)} == {"workflow.execution.count", "workflow.execution.duration"}
+
+
+def test_late_events_go_to_the_dead_letter_topic() -> None:
+    f = EventFactory()
+    core = LifecycleCore({}, CONFIG)  # type: ignore[arg-type]
+    fresh = f.start_execution("wf", "W", "t", "u", 1, occurred_at=50_000)
+    stale = f.start_execution("wf", "W", "t", "u", 1, occurred_at=39_000)
+    out = feed(core, [fresh, stale])
+    [dl] = values(out, Stream.DEAD_LETTER)
+    assert dl["reason"] == "late" and dl["offset"] == 1
+    assert stale.execution_id not in core.store  # type: ignore[operator]
+
+
+def test_finished_executions_are_evicted_after_the_horizon() -> None:
+    f = EventFactory()
+    core = LifecycleCore({}, CONFIG)  # type: ignore[arg-type]
+    a = f.start_execution("wf", "W", "t", "u", 1, occurred_at=1_000)
+    a_done = f.end_execution("execution.completed", a.execution_id, occurred_at=2_000)
+    b = f.start_execution("wf", "W", "t", "u", 1, occurred_at=13_000)  # stream time passes 2000 + horizon
+    late_step = f.start_step(a.execution_id, "k", "K", occurred_at=2_500)
+    out = feed(core, [a, a_done, b, late_step])
+    assert core.store[a.execution_id]["evicted"] == 13_000  # type: ignore[index]
+    tombstones = [e for e in out if e.stream is Stream.EXECUTION_STATE and e.value is None]
+    assert [t.key for t in tombstones] == [a.execution_id.encode()]
+    assert [v["op"] for v in values(out, Stream.STATS_CHANGES)] == ["set", "set", "set", "absorb"]
+    assert values(out, Stream.DEAD_LETTER)[0]["reason"] == "late"
+    # markers go a horizon later
+    feed(core, [f.start_execution("wf", "W", "t", "u", 1, occurred_at=24_000)], start=10)
+    assert a.execution_id not in core.store  # type: ignore[operator]
+
+
+def test_stream_time_is_recovered_from_the_store() -> None:
+    f = EventFactory()
+    store: dict[str, Any] = {}
+    feed(LifecycleCore(store, CONFIG), [f.start_execution("wf", "W", "t", "u", 1, occurred_at=90_000)])  # type: ignore[arg-type]
+    restarted = LifecycleCore(store, CONFIG)  # type: ignore[arg-type]
+    assert restarted.times.get(0) == 90_000
+    assert restarted.times.get(1) == 0
+
+
+# -- the whole lifecycle pipeline under crashes -------------------------------------------------
+
+
+class Pipeline:
+    """Lifecycle core -> stats-changes (3 partitions, by tenant) -> stats core, failing the way
+    Kafka fails: the table's changelog (one partition here) keeps a prefix of its writes since
+    the last commit, each stats-changes partition keeps a prefix of its records since the last
+    commit, and the inputs after the last commit are delivered again."""
+
+    def __init__(self, horizon_ms: int) -> None:
+        self.exec_store: dict[str, Any] = {}
+        self.stats_store: dict[str, Any] = {}
+        config = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=horizon_ms, sweep_interval_ms=200,
+                            marker_ms=60_000)
+        self.lifecycle = LifecycleCore(self.exec_store, config)  # type: ignore[arg-type]
+        self.stats = StatsCore(self.stats_store)  # type: ignore[arg-type]
+        self.stats_log: defaultdict[int, list[bytes]] = defaultdict(list)
+        self.states: dict[bytes, Any] = {}
+
+    def run(self, events: list[LifecycleEvent], rng: random.Random | None) -> None:
+        """Process ``events`` in offset order; with ``rng``, commit rarely and crash sometimes."""
+        committed = 0
+        # tables[k]: the table after the first k events (stored values are never mutated, so
+        # shallow copies are faithful)
+        tables = [dict(self.exec_store)]
+        outputs = [{p: len(v) for p, v in self.stats_log.items()}]
+        o = 0
+        while o < len(events):
+            if rng is not None and o > committed and rng.random() < 0.03:
+                kept = rng.randint(committed, o)  # the changelog kept the writes of events < kept
+                self.exec_store.clear()
+                self.exec_store.update(tables[kept])
+                for p, log in self.stats_log.items():
+                    del log[rng.randint(outputs[committed].get(p, 0), len(log)):]
+                self.lifecycle.forget()
+                del tables[committed + 1:], outputs[committed + 1:]
+                o = committed  # redelivery from the last commit
+                continue
+            for emit in self.lifecycle.process(events[o], origin(o), encode_event(events[o]), None):
+                self._route(emit)
+            o += 1
+            tables.append(dict(self.exec_store))
+            outputs.append({p: len(v) for p, v in self.stats_log.items()})
+            if rng is not None and rng.random() < 0.03:
+                committed = o
+        self._drain()
+
+    def _route(self, emit: Emit) -> None:
+        if emit.stream is Stream.STATS_CHANGES:
+            assert emit.key is not None and emit.value is not None
+            self.stats_log[hash(emit.key) % 3].append(emit.value)
+        elif emit.stream is Stream.EXECUTION_STATE and emit.value is not None:
+            self.states[emit.key or b""] = orjson.loads(emit.value)
+
+    def _drain(self) -> None:
+        for p, log in sorted(self.stats_log.items()):
+            for n, raw in enumerate(log):
+                self.stats.process(raw, origin(n, p), None)
+
+
+def lifecycle_scenario(seed: int) -> list[LifecycleEvent]:
+    events = generate_scenario(ScenarioConfig(seed=seed, executions=25, tenants=3, span_ms=60_000))
+    lifecycle = [e for e in events if isinstance(e, LifecycleEvent)]
+    rng = random.Random(seed)
+    lifecycle += rng.sample(lifecycle, 10)  # client resends (same event id, new offset)
+    rng.shuffle(lifecycle)
+    return lifecycle
+
+
+def stats_views(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
+    return {t: TenantStats.from_json(v).view() for t, v in pipeline.stats_store.items()}
+
+
+def expected_stats(states: dict[bytes, Any]) -> dict[str, dict[str, Any]]:
+    tenants = {s["tenant_id"] for s in states.values()}
+    return {t: stats_of_snapshots(t, [s for s in states.values() if s["tenant_id"] == t]) for t in tenants}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000))
+def test_crashes_change_no_execution_state(seed: int) -> None:
+    events = lifecycle_scenario(seed % 7)
+    clean = Pipeline(horizon_ms=3_600_000)
+    clean.run(events, None)
+    crashed = Pipeline(horizon_ms=3_600_000)
+    crashed.run(events, random.Random(seed))
+    assert crashed.states == clean.states
+    assert stats_views(crashed) == stats_views(clean) == expected_stats(clean.states)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10_000))
+def test_crashes_change_nothing_even_when_evictions_are_redelivered(seed: int) -> None:
+    """A horizon shorter than the stretches between commits: executions are evicted (their
+    contributions absorbed) while their events are still uncommitted, so redeliveries reach
+    evicted executions, and lateness is decided near the crash point."""
+    events = lifecycle_scenario(seed % 7)
+    clean = Pipeline(horizon_ms=1_500)
+    clean.run(events, None)
+    crashed = Pipeline(horizon_ms=1_500)
+    crashed.run(events, random.Random(seed))
+    assert crashed.states == clean.states
+    assert stats_views(crashed) == stats_views(clean) == expected_stats(clean.states)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def sample(f: EventFactory, at: int, value: float = 1.0, **labels: str) -> MetricRecorded:
+    return f.record("api.request.duration", value, unit="ms", labels=labels or {"m": "x"}, tenant_id="t", occurred_at=at)
+
+
+def feed_metrics(core: MetricsCore, samples: list[MetricRecorded], start: int = 0) -> list[Emit]:
+    out: list[Emit] = []
+    for o, s in enumerate(samples, start):
+        out += core.process(s, origin(o), encode_event(s), None)
+    return out
+
+
+def test_windows_close_by_stream_time_and_late_samples_are_dead_letters() -> None:
+    f = EventFactory()
+    core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
+    early = [sample(f, 100, 1), sample(f, 900, 3)]
+    out = feed_metrics(core, early + [sample(f, 3_100, 5), sample(f, 500, 7)])
+    finals = values(out, Stream.METRIC_ROLLUPS)
+    assert [(r["window_start"], r["count"], r["sum"], r["final"]) for r in finals] == [(0, 2, 4.0, True)]
+    [dl] = values(out, Stream.DEAD_LETTER)
+    assert dl["reason"] == "late" and dl["offset"] == 3
+
+
+def test_resent_samples_count_once_and_redeliveries_change_nothing() -> None:
+    f = EventFactory()
+    core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
+    s = sample(f, 100, 2)
+    feed_metrics(core, [s, s, sample(f, 200, 4)])
+    core.process(s, origin(0), encode_event(s), None)  # redelivered offset
+    [rollup] = values(core.flush(), Stream.METRIC_ROLLUPS)
+    assert (rollup["count"], rollup["sum"], rollup["final"]) == (2, 6.0, False)
+    assert core.counters == {"applied": 2, "duplicate": 1, "redelivered": 1}
+    assert core.flush() == []  # coalesced: nothing changed since
+
+
+def test_late_derived_samples_are_dropped_not_dead_lettered() -> None:
+    f = EventFactory()
+    core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
+    feed_metrics(core, [sample(f, 10_000)])
+    derived = MetricRecorded(event_id="d", occurred_at=10, source=DERIVED_SOURCE, metric_type="workflow.step.count", value=1)
+    assert core.process(derived, origin(1), encode_event(derived), None) == []
+    assert core.counters["late_derived"] == 1
+
+
+def test_idle_windows_are_published_final_by_the_wall_clock_and_stay_open() -> None:
+    f = EventFactory()
+    core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
+    feed_metrics(core, [sample(f, 100, 1)])
+    assert core.close_idle(now_ms=2_999) == []
+    [final] = values(core.close_idle(now_ms=3_000), Stream.METRIC_ROLLUPS)
+    assert final["final"] and final["count"] == 1
+    assert core.close_idle(now_ms=4_000) == []
+    feed_metrics(core, [sample(f, 200, 1)], start=1)  # not late by stream time: still counts
+    [again] = values(core.flush(), Stream.METRIC_ROLLUPS)
+    assert again["count"] == 2 and not again["final"]
+
+
+def test_finish_publishes_every_open_window_final() -> None:
+    f = EventFactory()
+    core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
+    feed_metrics(core, [sample(f, 100), sample(f, 1_100), sample(f, 1_200, m="y")])
+    finals = values(core.finish(), Stream.METRIC_ROLLUPS)
+    assert sorted((r["window_start"], r["labels"]["m"]) for r in finals) == [(0, "x"), (1000, "x"), (1000, "y")]
+    assert all(r["final"] for r in finals)
+
