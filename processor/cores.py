@@ -149,8 +149,8 @@ class LifecycleCore:
         contribution = Contribution(view["status"], view["duration"])
         if everything or old_view is None or (old_view["status"], old_view["duration"]) != (contribution.status, contribution.duration):
             emits.append(_stats_set(state.execution_id, state.tenant_id, contribution, p, o, seq=0))
-        known = set() if old_view is None else {s.event_id for s in derived_samples(old_view)}
-        for sample in derived_samples(view):
+        known = set() if everything or previous is None else {s.event_id for s in derived_samples(previous)}
+        for sample in derived_samples(state):
             if sample.event_id not in known:
                 emits.append(Emit(Stream.METRICS, series_key(sample.tenant_id, sample.metric_type, sample.labels), encode_event(sample)))
         return emits
@@ -351,6 +351,7 @@ class MetricsCore:
                 continue
             window = MetricWindow.from_json(entry)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=False)))
+            self.idle_published.discard(wkey)  # its newest record is not final any more
         self.dirty.clear()
         return emits
 

@@ -1,62 +1,63 @@
 """Metrics derived from lifecycle events, so engines need not record them. Pure.
 
-``workflow.execution.duration`` and ``workflow.execution.count`` once an execution has ended
-(and its start is known), ``workflow.step.duration`` and ``workflow.step.count`` once a step
-has completed or failed (and its start and the execution's start are known). Labels:
-``workflow`` (name), ``status`` and, for steps, ``step`` (key).
+Each terminal event of an execution gives ``workflow.execution.count`` (value 1) and
+``workflow.execution.duration`` (from the execution's start); each ``step.completed`` and
+``step.failed`` gives ``workflow.step.count`` and ``workflow.step.duration`` (from the step's
+start): steps count attempts, so a step that failed, was retried and completed counts once as
+failed and once as completed. A sample needs the start it measures from and the execution's
+workflow name, so it appears once those events are in the state, whatever their order: the
+samples are a function of the set of events. Labels: ``workflow`` (name), ``status`` and, for
+steps, ``step`` (key).
 
 Derived samples are computed data: the worker publishes them to the metrics topic like any
-sample, with ``source`` :data:`DERIVED_SOURCE` and an event id fixed by the entity and the
-metric (a UUIDv5), so a sample derived twice (after a crash) is recognised as the same sample.
-A replay reads them back from the metrics topic and does not derive them again.
+sample, with ``source`` :data:`DERIVED_SOURCE` and an event id fixed by the event it derives
+from and the metric (a UUIDv5), so a sample derived twice (after a crash) is recognised as the
+same sample. A replay reads them back from the metrics topic and does not derive them again.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
+from processor.execution import ExecutionState
 from schemas.events import MetricRecorded
 
 DERIVED_SOURCE = "axmon.processor"
 _NAMESPACE = uuid.UUID("6f1d3c2a-7a55-4f5e-9a1b-3c1e0d5a9b77")
 
 
-def derived_id(entity_id: str, metric_type: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"{metric_type}|{entity_id}"))
+def derived_id(event_id: str, metric_type: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{metric_type}|{event_id}"))
 
 
-def derived_samples(snapshot: Mapping[str, Any]) -> list[MetricRecorded]:
-    """Every sample the execution ``snapshot`` (see :func:`processor.execution.snapshot`)
-    implies, as it stands."""
+def derived_samples(state: ExecutionState) -> list[MetricRecorded]:
+    """Every sample the events folded into ``state`` imply."""
     out: list[MetricRecorded] = []
-    workflow = snapshot.get("workflow_name")
-    if workflow is None:
+    if state.start is None:
         return out
-    tenant = snapshot["tenant_id"] or None
-    if snapshot["status"] in ("completed", "failed", "cancelled") and snapshot["completed_at"] is not None:
-        labels = {"workflow": workflow, "status": snapshot["status"]}
-        at = snapshot["completed_at"]
-        out.append(_sample(snapshot["id"], "workflow.execution.count", 1, "count", labels, tenant, at))
-        if snapshot["duration"] is not None:
-            out.append(_sample(snapshot["id"], "workflow.execution.duration", snapshot["duration"], "ms", labels, tenant, at))
-    for step in snapshot["steps"]:
-        if step["status"] not in ("completed", "failed") or step["step_key"] is None or step["completed_at"] is None:
+    workflow = str(state.start.value[1])
+    tenant = state.tenant_id or None
+    started_at = state.start.at
+    for at, event_id, status in sorted(state.endings):
+        labels = {"workflow": workflow, "status": status}
+        out.append(_sample(event_id, "workflow.execution.count", 1, "count", labels, tenant, at))
+        out.append(_sample(event_id, "workflow.execution.duration", at - started_at, "ms", labels, tenant, at))
+    for step in state.steps.values():
+        if step.start is None:
             continue
-        labels = {"workflow": workflow, "step": step["step_key"], "status": step["status"]}
-        at = step["completed_at"]
-        out.append(_sample(step["id"], "workflow.step.count", 1, "count", labels, tenant, at))
-        if step["duration"] is not None:
-            out.append(_sample(step["id"], "workflow.step.duration", step["duration"], "ms", labels, tenant, at))
+        step_key, step_started = str(step.start.value[0]), step.start.at
+        for at, event_id, outcome in sorted(step.attempts):
+            labels = {"workflow": workflow, "step": step_key, "status": outcome}
+            out.append(_sample(event_id, "workflow.step.count", 1, "count", labels, tenant, at))
+            out.append(_sample(event_id, "workflow.step.duration", at - step_started, "ms", labels, tenant, at))
     return out
 
 
 def _sample(
-    entity_id: str, metric_type: str, value: float, unit: str, labels: dict[str, str], tenant: str | None, at: int
+    event_id: str, metric_type: str, value: float, unit: str, labels: dict[str, str], tenant: str | None, at: int
 ) -> MetricRecorded:
     return MetricRecorded(
-        event_id=derived_id(entity_id, metric_type),
+        event_id=derived_id(event_id, metric_type),
         occurred_at=at,
         tenant_id=tenant,
         source=DERIVED_SOURCE,

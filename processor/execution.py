@@ -71,6 +71,9 @@ class StepState:
     """value: ``[tokens_used, cost, input_size, output_size]``"""
     retries: frozenset[str] = frozenset()
     """event ids of ``step.retried``: the retry count is their number."""
+    attempts: frozenset[tuple[int, str, str]] = frozenset()
+    """Every ``step.completed`` and ``step.failed`` as ``(occurred_at, event_id, outcome)``:
+    the attempts that derived step metrics count."""
 
     @property
     def status(self) -> str:
@@ -91,6 +94,8 @@ class ExecutionState:
     end: Reg | None = None
     """value: ``[status, message]`` for completed, failed (error) or cancelled (reason)."""
     steps: Mapping[str, StepState] = field(default_factory=dict)
+    endings: frozenset[tuple[int, str, str]] = frozenset()
+    """Every terminal event as ``(occurred_at, event_id, status)`` (normally one)."""
     last_event_at: int = 0
     """Largest ``occurred_at`` among the execution's events."""
 
@@ -136,11 +141,15 @@ def apply(state: ExecutionState | None, event: LifecycleEvent) -> ExecutionState
             s = replace(s, current_step=_lww(s.current_step, at, eid, event.current_step))
         return s
     if isinstance(event, ExecutionCompleted):
-        return replace(s, end=_lww(s.end, at, eid, ["completed", None]))
+        return replace(s, end=_lww(s.end, at, eid, ["completed", None]), endings=s.endings | {(at, eid, "completed")})
     if isinstance(event, ExecutionFailed):
-        return replace(s, end=_lww(s.end, at, eid, ["failed", event.error_message]))
+        return replace(
+            s, end=_lww(s.end, at, eid, ["failed", event.error_message]), endings=s.endings | {(at, eid, "failed")}
+        )
     if isinstance(event, ExecutionCancelled):
-        return replace(s, end=_lww(s.end, at, eid, ["cancelled", event.reason]))
+        return replace(
+            s, end=_lww(s.end, at, eid, ["cancelled", event.reason]), endings=s.endings | {(at, eid, "cancelled")}
+        )
     raise TypeError(f"not a lifecycle event: {type(event).__name__}")  # pragma: no cover
 
 
@@ -154,6 +163,7 @@ def _apply_step(s: ExecutionState, event: StepEvent) -> ExecutionState:
         step = replace(
             step,
             outcome=_lww(step.outcome, at, eid, "completed"),
+            attempts=step.attempts | {(at, eid, "completed")},
             completion=_lww(
                 step.completion,
                 at,
@@ -165,6 +175,7 @@ def _apply_step(s: ExecutionState, event: StepEvent) -> ExecutionState:
         step = replace(
             step,
             outcome=_lww(step.outcome, at, eid, "failed"),
+            attempts=step.attempts | {(at, eid, "failed")},
             failure=_lww(step.failure, at, eid, event.error_message),
         )
     elif isinstance(event, StepRetried):
@@ -255,6 +266,7 @@ def state_to_json(state: ExecutionState) -> dict[str, Any]:
         "metadata": _reg_json(state.metadata),
         "current_step": _reg_json(state.current_step),
         "end": _reg_json(state.end),
+        "endings": sorted(state.endings),
         "last_event_at": state.last_event_at,
         "steps": {
             sid: [
@@ -263,6 +275,7 @@ def state_to_json(state: ExecutionState) -> dict[str, Any]:
                 _reg_json(s.failure),
                 _reg_json(s.completion),
                 sorted(s.retries),
+                sorted(s.attempts),
             ]
             for sid, s in state.steps.items()
         },
@@ -278,6 +291,7 @@ def state_from_json(data: Mapping[str, Any]) -> ExecutionState:
             _reg_load(raw[2]),
             _reg_load(raw[3]),
             frozenset(raw[4]),
+            frozenset((int(a), str(e), str(k)) for a, e, k in raw[5]),
         )
         for sid, raw in data.get("steps", {}).items()
     }
@@ -290,5 +304,6 @@ def state_from_json(data: Mapping[str, Any]) -> ExecutionState:
         _reg_load(data.get("current_step")),
         _reg_load(data.get("end")),
         steps,
+        frozenset((int(a), str(e), str(k)) for a, e, k in data.get("endings", ())),
         int(data.get("last_event_at", 0)),
     )

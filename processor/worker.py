@@ -89,6 +89,11 @@ class Worker:
             stream_buffer_maxsize=8192,
             table_cleanup_interval=3600.0,
             consumer_auto_offset_reset="earliest",
+            # A worker killed with SIGKILL never leaves its group: the broker notices only when
+            # its session expires, and partitions wait that long for a new worker.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=2.0,
+            broker_rebalance_timeout=20.0,
         )
         app = self.app
         source = {"partitions": n, "key_type": bytes, "value_type": bytes, "internal": False}

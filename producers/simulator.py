@@ -192,3 +192,25 @@ def _system_samples(
         )
     events.sort(key=lambda e: e.occurred_at)
     return events
+
+
+def disorder(events: list[Event], rng: random.Random, max_shift_ms: int) -> list[Event]:
+    """The events in a shuffled order where no event moves more than about ``max_shift_ms`` of
+    event time away from its place: what a fleet of engines with skewed clocks and retrying
+    clients delivers."""
+    keyed = [(e.occurred_at + rng.uniform(-max_shift_ms / 2, max_shift_ms / 2), n, e) for n, e in enumerate(events)]
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    return [e for _, _, e in keyed]
+
+
+def with_resends(events: list[Event], rng: random.Random, fraction: float) -> list[Event]:
+    """Some events sent again a little later (same event id), as a client retrying after a
+    timeout does."""
+    later: dict[int, list[Event]] = {}
+    for index in rng.sample(range(len(events)), int(len(events) * fraction)):
+        later.setdefault(min(len(events) - 1, index + rng.randrange(1, 20)), []).append(events[index])
+    out: list[Event] = []
+    for index, event in enumerate(events):
+        out.append(event)
+        out.extend(later.get(index, ()))
+    return out

@@ -267,3 +267,15 @@ def test_finish_publishes_every_open_window_final() -> None:
     assert sorted((r["window_start"], r["labels"]["m"]) for r in finals) == [(0, "x"), (1000, "x"), (1000, "y")]
     assert all(r["final"] for r in finals)
 
+
+
+def test_a_window_published_final_stays_final_after_a_redelivery() -> None:
+    f = EventFactory()
+    core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
+    s = sample(f, 100, 1)
+    feed_metrics(core, [s])
+    core.flush()
+    assert values(core.close_idle(now_ms=10_000), Stream.METRIC_ROLLUPS)[0]["final"]
+    core.process(s, origin(0), encode_event(s), None)  # redelivered after a restart
+    published = values(core.flush() + core.close_idle(now_ms=10_000), Stream.METRIC_ROLLUPS)
+    assert published and published[-1]["final"]

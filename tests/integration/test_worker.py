@@ -1,0 +1,257 @@
+"""The Faust worker on the real broker: its derived topics equal the pure folds of the same
+events, with shuffled and resent input, bad input, late input, and SIGKILLs mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import math
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from processor.admin import read_topic
+from processor.aggregate import Aggregate
+from processor.derived import derived_samples
+from processor.execution import ExecutionState, apply, snapshot
+from processor.windows import series_id, series_of, window_start
+from producers import AxmonProducer, EventFactory, ProducerConfig
+from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
+from schemas import Event, LifecycleEvent, MetricRecorded, Topics, series_key
+from tests.integration.conftest import TEST_PARTITIONS
+from tests.integration.processes import AxmonProcess, wait_until
+
+WINDOW_MS = 60_000
+GRACE_MS = 3_600_000  # nothing in the shuffled scenario is late; late input is made on purpose
+HOUR = 3_600_000
+
+
+def worker(kafka_bootstrap: str, topics: Topics, workdir: Path) -> AxmonProcess:
+    return AxmonProcess(
+        "worker",
+        ["worker", "--bootstrap", kafka_bootstrap, "--topic-prefix", topics.prefix,
+         "--partitions", str(TEST_PARTITIONS), "--window-ms", str(WINDOW_MS), "--grace-ms", str(GRACE_MS)],
+        workdir,
+    )
+
+
+def scenario(seed: int, executions: int) -> list[Event]:
+    rng = random.Random(seed)
+    start = int(time.time() * 1000) - 2 * HOUR  # idle by the wall clock: every window closes
+    events = generate_scenario(ScenarioConfig(seed=seed, tenants=4, executions=executions, start_ms=start))
+    return with_resends(disorder(events, rng, max_shift_ms=30_000), rng, 0.03)
+
+
+# -- oracles: the pure folds applied to the same events --------------------------------------------
+
+
+def oracle_states(events: list[Event]) -> dict[str, ExecutionState]:
+    by_execution: defaultdict[str, list[LifecycleEvent]] = defaultdict(list)
+    for e in events:
+        if isinstance(e, LifecycleEvent):
+            by_execution[e.execution_id].append(e)
+    return {eid: functools.reduce(apply, evs, None) for eid, evs in by_execution.items()}  # type: ignore[arg-type,misc]
+
+
+def oracle_executions(events: list[Event]) -> dict[str, dict[str, Any]]:
+    return {eid: snapshot(state) for eid, state in oracle_states(events).items()}
+
+
+def oracle_rollups(events: list[Event]) -> dict[str, dict[str, Any]]:
+    samples: dict[str, MetricRecorded] = {e.event_id: e for e in events if isinstance(e, MetricRecorded)}
+    for state in oracle_states(events).values():
+        samples.update((s.event_id, s) for s in derived_samples(state))
+    windows: defaultdict[str, list[float]] = defaultdict(list)
+    for s in samples.values():
+        windows[f"{series_id(series_of(s))}@{window_start(s.occurred_at, WINDOW_MS)}"].append(float(s.value))
+    return {key: Aggregate.of(values).summary() for key, values in windows.items()}
+
+
+# -- reading what the worker published ---------------------------------------------------------
+
+
+def latest(bootstrap: str, topic: str) -> dict[str, Any]:
+    async def read() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async for record in read_topic(bootstrap, topic, idle_timeout=1.0):
+            key = (record.key or b"").decode()
+            if record.value is None:
+                out.pop(key, None)
+            else:
+                out[key] = orjson.loads(record.value)
+        return out
+
+    return asyncio.run(read())
+
+
+def rollup_mismatches(got: dict[str, Any], expected: dict[str, dict[str, Any]]) -> list[str]:
+    """What differs between the published rollups and the folds ([] when they agree)."""
+    problems = [f"missing {k}" for k in sorted(set(expected) - set(got))]
+    problems += [f"unexpected {k}" for k in sorted(set(got) - set(expected))]
+    exact = ("count", "min", "max", "p50", "p95", "p99")
+    for key in sorted(set(expected) & set(got)):
+        have, want = got[key], expected[key]
+        diffs = [f"{f} {have[f]} != {want[f]}" for f in exact if have[f] != want[f]]
+        if not math.isclose(have["sum"], want["sum"], rel_tol=1e-9, abs_tol=1e-6):
+            diffs.append(f"sum {have['sum']} != {want['sum']}")
+        if not have["final"]:
+            diffs.append("not final")
+        if diffs:
+            problems.append(f"{key}: " + ", ".join(diffs))
+    return problems
+
+
+def describe_difference(got: dict[str, Any], expected: dict[str, Any]) -> str:
+    missing = sorted(set(expected) - set(got))[:3]
+    extra = sorted(set(got) - set(expected))[:3]
+    differing = [k for k in expected if k in got and got[k] != expected[k]][:2]
+    return f"missing {len(set(expected) - set(got))} {missing}, extra {len(set(got) - set(expected))} {extra}, " + "; ".join(
+        f"{k}: got {got[k]} want {expected[k]}" for k in differing
+    )
+
+
+async def publish(bootstrap: str, topics: Topics, events: list[Event]) -> None:
+    async with AxmonProducer(config=ProducerConfig(bootstrap=bootstrap, topics=topics)) as producer:
+        for event in events:
+            await producer.publish(event)
+
+
+def assert_pipeline_matches(bootstrap: str, topics: Topics, events: list[Event], proc: AxmonProcess, timeout: float) -> None:
+    executions = oracle_executions(events)
+    rollups = oracle_rollups(events)
+    state: dict[str, Any] = {}
+    windows: dict[str, Any] = {}
+
+    def caught_up() -> bool:
+        nonlocal state, windows
+        assert proc.alive(), f"worker died:\n{proc.tail()}"
+        state = latest(bootstrap, topics.execution_state)
+        if state != executions:
+            return False
+        windows = latest(bootstrap, topics.metric_rollups)
+        return not rollup_mismatches(windows, rollups)
+
+    try:
+        wait_until(caught_up, timeout, interval=2.0, what="the worker's derived topics to equal the folds")
+    except AssertionError:
+        raise AssertionError(
+            f"executions: {describe_difference(state, executions)}\n"
+            f"rollups: {rollup_mismatches(windows, rollups)[:5]}\nworker log:\n{proc.tail()}"
+        ) from None
+    assert len(executions) >= 300 and len(rollups) > 100
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+def test_derived_topics_equal_the_pure_folds(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    events = scenario(seed=21, executions=300)
+    proc = worker(kafka_bootstrap, topics, tmp_path).start()
+    try:
+        asyncio.run(publish(kafka_bootstrap, topics, events))
+        assert_pipeline_matches(kafka_bootstrap, topics, events, proc, timeout=240)
+        stats = latest(kafka_bootstrap, topics.workflow_stats)
+        executions = oracle_executions(events)
+        for tenant, view in stats.items():
+            mine = [v for v in executions.values() if v["tenant_id"] == tenant]
+            assert view["total"] == len(mine)
+            assert view["completed"] == sum(v["status"] == "completed" for v in mine)
+            assert view["running"] == sum(v["status"] == "running" for v in mine)
+        assert sum(v["total"] for v in stats.values()) == len(executions)
+    finally:
+        assert proc.stop() == 0, proc.tail()
+
+
+def test_sigkill_mid_stream_changes_nothing(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    events = scenario(seed=22, executions=300)
+    proc = worker(kafka_bootstrap, topics, tmp_path).start()
+    rng = random.Random(5)
+    try:
+        chunks = 4
+        size = math.ceil(len(events) / chunks)
+        for n in range(chunks):
+            asyncio.run(publish(kafka_bootstrap, topics, events[n * size:(n + 1) * size]))
+            time.sleep(rng.uniform(1.0, 4.0))  # let it get part of the way through
+            if n < chunks - 1:
+                proc.kill()
+                proc.start()
+        assert proc.starts == chunks
+        assert_pipeline_matches(kafka_bootstrap, topics, events, proc, timeout=300)
+    finally:
+        proc.stop()
+
+
+def test_bad_and_late_input_goes_to_the_dead_letter_topic(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    good = generate_scenario(ScenarioConfig(seed=3, tenants=2, executions=20, start_ms=now - 60_000, span_ms=30_000))
+    late_start = EventFactory().start_execution("wf", "W", "t", "u", 1, occurred_at=now - 3 * HOUR)
+    late_sample = MetricRecorded(event_id="late-sample", occurred_at=now - 3 * HOUR, tenant_id="t", metric_type="cpu.usage", value=1)
+    junk = [
+        (topics.workflow_events, b"k1", b"\x00\x01 not json"),
+        (topics.workflow_events, b"k2", b'{"type":"execution.started","version":7,"event_id":"x","occurred_at":1}'),
+        (topics.workflow_events, b"k3", orjson.dumps({"type": "step.completed", "version": 1, "event_id": "y", "occurred_at": now,
+                                                      "tenant_id": "t", "execution_id": "e", "step_id": "s", "cost": -5})),
+        (topics.metrics, b"k4", orjson.dumps({"type": "metric.recorded", "version": 1, "event_id": "z", "occurred_at": now,
+                                              "metric_type": "cpu.usage", "value": 1, "tenant_id": "t", "execution_id": "e"})[:-3]),
+        (topics.metrics, b"k5", orjson.dumps({"type": "execution.completed", "version": 1, "event_id": "w", "occurred_at": now,
+                                              "tenant_id": "t", "execution_id": "e"})),
+    ]
+    proc = worker(kafka_bootstrap, topics, tmp_path).start()
+
+    async def send() -> None:
+        async with AxmonProducer(config=ProducerConfig(bootstrap=kafka_bootstrap, topics=topics)) as producer:
+            half = len(good) // 2
+            for event in good[:half]:
+                await producer.publish(event)
+            for topic, key, value in junk:
+                await producer.send_raw(topic, key, value)
+            for event in good[half:]:
+                await producer.publish(event)
+            await producer.flush()
+            # stream time is now about `now` on every partition the good samples reached; the
+            # late sample goes to a partition of its own series, so send it after a fresh
+            # sample of the same series
+            await producer.publish(MetricRecorded(event_id="fresh", occurred_at=now, tenant_id="t", metric_type="cpu.usage", value=2))
+            await producer.publish(late_sample)
+            # any lifecycle partition's stream time is about `now`: an execution three hours old
+            # is beyond the one-hour horizon
+            await producer.publish(late_start)
+
+    try:
+        asyncio.run(send())
+        dead: dict[str, Any] = {}
+
+        def all_dead() -> bool:
+            nonlocal dead
+            assert proc.alive(), proc.tail()
+            dead = latest(kafka_bootstrap, topics.dead_letter)
+            return len(dead) == len(junk) + 2
+
+        wait_until(all_dead, 120, what="the dead letters")
+        reasons = sorted(d["reason"] for d in dead.values())
+        assert reasons == sorted(["undecodable", "unknown_version", "invalid_field", "undecodable", "wrong_topic", "late", "late"])
+        for d in dead.values():
+            assert d["topic"] in (topics.workflow_events, topics.metrics)
+            assert isinstance(d["partition"], int) and isinstance(d["offset"], int)
+            assert base64.b64decode(d["value"])  # the original bytes, intact
+        originals = {base64.b64decode(d["value"]) for d in dead.values()}
+        assert {value for _, _, value in junk} <= originals
+        late = next(d for d in dead.values() if d["reason"] == "late" and d["topic"] == topics.metrics)
+        assert late["topic"] == topics.metrics and orjson.loads(base64.b64decode(late["value"]))["event_id"] == "late-sample"
+        assert late["key"] == base64.b64encode(series_key("t", "cpu.usage", {})).decode()
+        # every good event is reflected
+        expected = oracle_executions(good)
+        wait_until(lambda: latest(kafka_bootstrap, topics.execution_state) == expected, 120, what="the good executions")
+    finally:
+        assert proc.stop() == 0, proc.tail()
+
+
+@pytest.fixture(autouse=True)
+def _no_faust_data_in_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
