@@ -1,7 +1,7 @@
 """The language-neutral contract: JSON Schema (draft 2020-12) files derived from the records.
 
-``schemas/json/<type>.schema.json`` holds one file per event type, and ``event.schema.json``
-accepts any of them. The files are generated from :mod:`schemas.events` and committed; a unit
+``schemas/json/<type>.schema.json`` holds one file per event type, ``event.schema.json``
+accepts any of them, and ``schemas/json/derived/`` describes the derived topics' values. The files are generated from :mod:`schemas.events` and committed; a unit
 test fails when they are out of date. Regenerate with ``python -m schemas.jsonschema``.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from schemas.derived import DERIVED_SCHEMAS
 from schemas.events import (
     CONTRACT_VERSION,
     EVENT_CLASSES,
@@ -98,6 +99,12 @@ def event_schema(cls: type[Event]) -> dict[str, Any]:
 def all_schemas() -> dict[str, dict[str, Any]]:
     """File name -> schema, for every event type and the union ``event.schema.json``."""
     files = {f"{t}.schema.json": event_schema(cls) for t, cls in EVENT_CLASSES.items()}
+    for topic, schema in DERIVED_SCHEMAS.items():
+        files[f"derived/{topic}.schema.json"] = {
+            "$schema": DRAFT,
+            "$id": f"{BASE_ID}derived/{topic}.schema.json",
+            **schema,
+        }
     files["event.schema.json"] = {
         "$schema": DRAFT,
         "$id": f"{BASE_ID}event.schema.json",
@@ -117,6 +124,7 @@ def write_all(directory: Path = SCHEMA_DIR) -> list[Path]:
     written = []
     for name, schema in all_schemas().items():
         path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(render(schema))
         written.append(path)
     return written

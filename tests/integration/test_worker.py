@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 
@@ -23,6 +24,7 @@ from processor.execution import ExecutionState, apply, snapshot
 from processor.windows import series_id, series_of, window_start
 from producers import AxmonProducer, EventFactory, ProducerConfig
 from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
+from schemas.derived import DERIVED_SCHEMAS
 from schemas import Event, LifecycleEvent, MetricRecorded, Topics, series_key
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.processes import AxmonProcess, wait_until
@@ -147,6 +149,15 @@ def assert_pipeline_matches(bootstrap: str, topics: Topics, events: list[Event],
     assert len(executions) >= 300 and len(rollups) > 100
 
 
+def assert_conforms(values: dict[str, Any], topic: str) -> None:
+    """Every value matches the derived topic's published JSON Schema."""
+    validator = jsonschema.Draft202012Validator(DERIVED_SCHEMAS[topic])
+    assert values
+    for key, value in values.items():
+        errors = list(validator.iter_errors(value))
+        assert not errors, f"{topic} {key}: {errors[0].message}"
+
+
 # -- the tests ---------------------------------------------------------------------------------
 
 
@@ -164,6 +175,9 @@ def test_derived_topics_equal_the_pure_folds(kafka_bootstrap: str, topics: Topic
             assert view["completed"] == sum(v["status"] == "completed" for v in mine)
             assert view["running"] == sum(v["status"] == "running" for v in mine)
         assert sum(v["total"] for v in stats.values()) == len(executions)
+        assert_conforms(stats, "workflow-stats")
+        assert_conforms(latest(kafka_bootstrap, topics.execution_state), "execution-state")
+        assert_conforms(latest(kafka_bootstrap, topics.metric_rollups), "metric-rollups")
     finally:
         assert proc.stop() == 0, proc.tail()
 
@@ -240,6 +254,7 @@ def test_bad_and_late_input_goes_to_the_dead_letter_topic(kafka_bootstrap: str, 
             assert d["topic"] in (topics.workflow_events, topics.metrics)
             assert isinstance(d["partition"], int) and isinstance(d["offset"], int)
             assert base64.b64decode(d["value"])  # the original bytes, intact
+        assert_conforms(dead, "dead-letter")
         originals = {base64.b64decode(d["value"]) for d in dead.values()}
         assert {value for _, _, value in junk} <= originals
         late = next(d for d in dead.values() if d["reason"] == "late" and d["topic"] == topics.metrics)

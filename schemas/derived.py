@@ -1,0 +1,165 @@
+"""The contract of the derived topics the processor publishes, as JSON Schema.
+
+Consumers in any language read these topics; ``schemas/json/derived/`` holds the files
+(generated from this module by ``python -m schemas.jsonschema``).
+
+| topic | key | value |
+|---|---|---|
+| ``axmon.execution-state`` (compacted) | execution id | the execution with its steps after every change; a tombstone when it leaves the worker's table (a horizon after it ended) |
+| ``axmon.workflow-stats`` (compacted) | tenant id | the tenant's workflow stats after every change |
+| ``axmon.metric-rollups`` (compacted) | ``<series>@<window start>`` | a window's aggregate, republished as it changes and once more with ``final: true`` when it closes |
+| ``axmon.dead-letter`` | ``<topic>/<partition>/<offset>`` | input that could not be processed: reason, detail, origin and the original bytes (base64) |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_INT = {"type": "integer"}
+_NUM = {"type": "number"}
+_STR = {"type": "string"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _object(title: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "title": title,
+        "description": description,
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": True,
+    }
+
+
+STEP = _object(
+    "step execution",
+    "A step as the original workflow_step_executions row.",
+    {
+        "id": _STR,
+        "execution_id": _STR,
+        "step_key": _nullable(_STR),
+        "step_name": _nullable(_STR),
+        "status": {"enum": ["running", "completed", "failed"]},
+        "started_at": _nullable(_INT),
+        "completed_at": _nullable(_INT),
+        "duration": _nullable(_INT),
+        "retry_count": _INT,
+        "error_message": _nullable(_STR),
+        "input_size": _nullable(_INT),
+        "output_size": _nullable(_INT),
+        "tokens_used": _nullable(_INT),
+        "cost": _nullable(_NUM),
+    },
+)
+
+EXECUTION_STATE = _object(
+    "axmon.execution-state",
+    "An execution as the original workflow_executions_monitor row, with token and cost "
+    "totals and its steps. Times are epoch ms (event time); duration is ms.",
+    {
+        "id": _STR,
+        "workflow_id": _nullable(_STR),
+        "workflow_name": _nullable(_STR),
+        "tenant_id": _STR,
+        "user_id": _nullable(_STR),
+        "status": {"enum": ["pending", "running", "completed", "failed", "cancelled"]},
+        "started_at": _nullable(_INT),
+        "completed_at": _nullable(_INT),
+        "duration": _nullable(_INT),
+        "steps_total": _INT,
+        "steps_completed": _INT,
+        "steps_failed": _INT,
+        "current_step": _nullable(_STR),
+        "error_message": _nullable(_STR),
+        "metadata": {"type": "object"},
+        "tokens_used": _nullable(_INT),
+        "cost": _nullable(_NUM),
+        "last_event_at": _INT,
+        "steps": {"type": "array", "items": STEP},
+    },
+)
+
+WORKFLOW_STATS = _object(
+    "axmon.workflow-stats",
+    "A tenant's workflow stats as the original getWorkflowStats defines them; pending counts "
+    "executions whose start event has not arrived; avg_duration (ms) is over executions with "
+    "a duration; success_rate is completed / total in percent.",
+    {
+        "tenant_id": _STR,
+        "total": _INT,
+        "pending": _INT,
+        "running": _INT,
+        "completed": _INT,
+        "failed": _INT,
+        "cancelled": _INT,
+        "avg_duration": _NUM,
+        "success_rate": _NUM,
+    },
+)
+
+SKETCH = _object(
+    "quantile sketch",
+    "DDSketch buckets: relative accuracy a; bucket k holds values in (g^(k-1), g^k] with "
+    "g = (1+a)/(1-a); p and n list positive and negative buckets as k, count, k, count...; "
+    "z counts values within 1e-9 of zero.",
+    {
+        "a": _NUM,
+        "z": _INT,
+        "p": {"type": "array", "items": _INT},
+        "n": {"type": "array", "items": _INT},
+    },
+)
+
+METRIC_ROLLUP = _object(
+    "axmon.metric-rollups",
+    "A tumbling event-time window of one metric series. count, sum, min, max and avg are "
+    "exact; p50/p95/p99 are nearest-rank quantiles from the sketch (within 1% relative error, "
+    "exact at the extremes).",
+    {
+        "series": {"type": "string", "description": "The series key of axmon.metrics (JSON text)."},
+        "tenant_id": _nullable(_STR),
+        "metric_type": _STR,
+        "labels": {"type": "object", "additionalProperties": _STR},
+        "unit": _STR,
+        "window_start": _INT,
+        "window_end": _INT,
+        "count": _INT,
+        "sum": _NUM,
+        "avg": _nullable(_NUM),
+        "min": _nullable(_NUM),
+        "max": _nullable(_NUM),
+        "p50": _nullable(_NUM),
+        "p95": _nullable(_NUM),
+        "p99": _nullable(_NUM),
+        "sketch": SKETCH,
+        "final": {"type": "boolean", "description": "The window has closed (by stream time, or idle on the wall clock)."},
+    },
+)
+
+DEAD_LETTER = _object(
+    "axmon.dead-letter",
+    "Input the processor could not use. reason: undecodable, not_an_object, unknown_type, "
+    "unknown_version, missing_field, invalid_field, wrong_topic, late, invalid_internal.",
+    {
+        "reason": _STR,
+        "detail": _STR,
+        "topic": _STR,
+        "partition": _INT,
+        "offset": _INT,
+        "timestamp": _nullable(_INT),
+        "key": _nullable({"type": "string", "contentEncoding": "base64"}),
+        "value": _nullable({"type": "string", "contentEncoding": "base64"}),
+    },
+)
+
+DERIVED_SCHEMAS: dict[str, dict[str, Any]] = {
+    "execution-state": EXECUTION_STATE,
+    "workflow-stats": WORKFLOW_STATS,
+    "metric-rollups": METRIC_ROLLUP,
+    "dead-letter": DEAD_LETTER,
+}
+"""Topic name (without prefix) -> schema of its values."""
