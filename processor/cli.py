@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "kafka_dir": getattr(args, "data_dir", None),
         "topic_prefix": getattr(args, "topic_prefix", None),
         "partitions": getattr(args, "partitions", None),
+        "db_path": getattr(args, "db", None),
     }
     return Settings.load(overrides)
 
@@ -130,6 +132,83 @@ def cmd_worker(args: argparse.Namespace) -> int:
     err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions)")
     run_worker(settings, bootstrap, loglevel=["warning", "info", "debug"][min(args.verbose, 2)])
     return 0
+
+
+# -- sink ------------------------------------------------------------------------------------
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from processor.sink import SinkConfig, SinkCounters, run_sink
+
+    settings = _settings(args)
+    bootstrap = resolve_bootstrap(settings)
+    config = SinkConfig(batch_size=args.batch_size, batch_ms=args.batch_ms, retention=_retention(args))
+    err_console.print(f"axmon sink: {bootstrap} -> {settings.db_path}")
+    last = [0.0, 0]
+
+    def report(counters: SinkCounters) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 10:
+            rate = (counters.records - last[1]) / (now - last[0]) if last[0] else 0.0
+            err_console.print(f"{counters.records:,} records in {counters.batches:,} transactions ({rate:,.0f}/s)")
+            last[0], last[1] = now, counters.records
+
+    counters = run_sink(settings, bootstrap, settings.db_path, config, report=report)
+    err_console.print(f"stopped after {counters.records:,} records in {counters.batches:,} transactions")
+    return 0
+
+
+def _retention(args: argparse.Namespace) -> Any:
+    from processor.sinkdb import Retention
+
+    day = 86_400_000
+    return Retention(
+        executions_ms=args.executions_days * day, samples_ms=args.samples_days * day, rollups_ms=args.rollups_days * day
+    )
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from processor.db import open_for_writing
+    from processor.sinkdb import cleanup
+
+    settings = _settings(args)
+    if not settings.db_path.exists():
+        raise ConfigError(f"no database at {settings.db_path}")
+    conn = open_for_writing(settings.db_path)
+    try:
+        report = cleanup(conn, int(time.time() * 1000), _retention(args))
+    finally:
+        conn.close()
+    if args.json:
+        import orjson
+
+        print(orjson.dumps({name: getattr(report, name) for name in report.__slots__}).decode())
+    else:
+        out_console.print(
+            f"deleted {report.executions:,} executions ({report.steps:,} steps), {report.samples:,} samples, "
+            f"{report.rollups:,} rollups, {report.dead_letters:,} dead letters"
+        )
+    return 0
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, metavar="PATH", help="the SQLite database (env AXMON_DB; default ./axmon.db)")
+
+
+def _add_retention(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executions-days", type=_positive, default=30, metavar="N", help="keep finished executions N days (default 30)")
+    parser.add_argument("--samples-days", type=_positive, default=90, metavar="N", help="keep raw metric samples N days (default 90)")
+    parser.add_argument("--rollups-days", type=_positive, default=400, metavar="N", help="keep metric rollups N days (default 400)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -229,6 +308,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_kafka_options(worker)
     _add_data_dir(worker)
     worker.set_defaults(handler=cmd_worker)
+
+    sink = commands.add_parser(
+        "sink",
+        help="write the derived topics and raw samples to SQLite",
+        description="Consumes axmon.execution-state, axmon.metric-rollups, axmon.dead-letter "
+        "and axmon.metrics and writes them to SQLite in batched transactions that also hold "
+        "the consumed offsets: killing it at any moment loses and duplicates nothing. Applies "
+        "retention hourly. Stops gracefully on SIGTERM/Ctrl-C.",
+    )
+    _add_db(sink)
+    sink.add_argument("--batch-size", type=_positive, default=5000, metavar="N", help="records per transaction at most (default 5000)")
+    sink.add_argument("--batch-ms", type=_positive, default=500, metavar="MS", help="a transaction at least this often (default 500)")
+    sink.add_argument("--window-ms", type=int, metavar="MS", help="metric window size; must match the worker's (default 60000)")
+    sink.add_argument("--grace-ms", type=int, metavar="MS", help="lateness allowed; must match the worker's (default 300000)")
+    _add_retention(sink)
+    _add_kafka_options(sink)
+    _add_data_dir(sink)
+    sink.set_defaults(handler=cmd_sink)
+
+    clean = commands.add_parser("cleanup", help="apply retention to the database now")
+    _add_db(clean)
+    _add_retention(clean)
+    clean.add_argument("--json", action="store_true", help="machine-readable output")
+    clean.set_defaults(handler=cmd_cleanup)
 
     demo = commands.add_parser(
         "demo",

@@ -1,0 +1,319 @@
+"""What the sink writes, as SQL: one idempotent batch per transaction.
+
+:class:`SinkBatch` holds the records of one batch, already coalesced (the last snapshot of each
+execution and window). :func:`write_batch` upserts them and stores the consumed offsets in the
+same transaction, so the database and its offsets never disagree: replaying a batch writes the
+same rows again. Per-tenant counters in ``workflow_stats`` move from each execution's old row to
+its new one inside that transaction.
+
+Used by the live sink (:mod:`processor.sink`) and by replay alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.events import MetricRecorded
+
+_STATUS_COLUMNS = ("pending", "running", "completed", "failed", "cancelled")
+
+
+@dataclass
+class SinkBatch:
+    """One transaction's worth of records. Builders call the ``add_*`` methods in offset order."""
+
+    executions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rollups: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    samples: dict[str, MetricRecorded] = field(default_factory=dict)
+    dead_letters: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
+    offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    """(topic, partition) -> (next offset, stream time)"""
+    records: int = 0
+
+    def add_execution(self, snapshot: dict[str, Any]) -> None:
+        self.executions[snapshot["id"]] = snapshot  # coalesce: the last snapshot wins
+
+    def add_rollup(self, rollup: dict[str, Any]) -> None:
+        self.rollups[(rollup["series"], rollup["window_start"])] = rollup
+
+    def add_sample(self, sample: MetricRecorded) -> None:
+        self.samples.setdefault(sample.event_id, sample)
+
+    def add_dead_letter(self, record: dict[str, Any]) -> None:
+        self.dead_letters[(record["topic"], record["partition"], record["offset"])] = record
+
+    def consumed(self, topic: str, partition: int, next_offset: int, stream_time: int) -> None:
+        self.offsets[(topic, partition)] = (next_offset, stream_time)
+
+    def __len__(self) -> int:
+        return len(self.executions) + len(self.rollups) + len(self.samples) + len(self.dead_letters)
+
+
+def write_batch(conn: sqlite3.Connection, batch: SinkBatch) -> None:
+    """Write ``batch`` and its offsets in one transaction (all or nothing)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        write_executions(conn, batch.executions.values())
+        write_rollups(conn, batch.rollups.values())
+        write_samples(conn, batch.samples.values())
+        write_dead_letters(conn, batch.dead_letters.values())
+        conn.executemany(
+            "INSERT INTO sink_offsets(topic, partition, next_offset, stream_time) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset, "
+            "stream_time = excluded.stream_time",
+            [(t, p, o, st) for (t, p), (o, st) in batch.offsets.items()],
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def stored_offsets(conn: sqlite3.Connection) -> dict[tuple[str, int], tuple[int, int]]:
+    return {
+        (row[0], row[1]): (row[2], row[3])
+        for row in conn.execute("SELECT topic, partition, next_offset, stream_time FROM sink_offsets")
+    }
+
+
+# -- executions and per-tenant stats ---------------------------------------------------------------
+
+
+def execution_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A snapshot as a ``workflow_executions_monitor`` row. The original columns are NOT NULL
+    where a pending execution (its start not yet seen) has no value: '' for the missing ids and
+    names, and the last event time for ``started_at``."""
+    return (
+        s["id"],
+        s["workflow_id"] or "",
+        s["workflow_name"] or "",
+        s["tenant_id"],
+        s["user_id"] or "",
+        s["status"],
+        s["started_at"] if s["started_at"] is not None else s["last_event_at"],
+        s["completed_at"],
+        s["duration"],
+        s["steps_total"],
+        s["steps_completed"],
+        s["steps_failed"],
+        s["current_step"],
+        s["error_message"],
+        orjson.dumps(s["metadata"]).decode(),
+        s["tokens_used"],
+        s["cost"],
+        s["last_event_at"],
+    )
+
+
+def step_row(step: Mapping[str, Any]) -> tuple[Any, ...]:
+    started = step["started_at"]
+    if started is None:
+        started = step["completed_at"] if step["completed_at"] is not None else 0
+    return (
+        step["id"],
+        step["execution_id"],
+        step["step_key"] or "",
+        step["step_name"] or "",
+        step["status"],
+        started,
+        step["completed_at"],
+        step["duration"],
+        step["retry_count"],
+        step["error_message"],
+        step["input_size"],
+        step["output_size"],
+        step["tokens_used"],
+        step["cost"],
+    )
+
+
+_EXECUTION_COLUMNS = (
+    "id, workflow_id, workflow_name, tenant_id, user_id, status, started_at, completed_at, duration, "
+    "steps_total, steps_completed, steps_failed, current_step, error_message, metadata, tokens_used, "
+    "cost, last_event_at"
+)
+_STEP_COLUMNS = (
+    "id, execution_id, step_key, step_name, status, started_at, completed_at, duration, retry_count, "
+    "error_message, input_size, output_size, tokens_used, cost"
+)
+
+
+def _upsert(table: str, columns: str, key: str) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
+    marks = ", ".join("?" for _ in names)
+    return f"INSERT INTO {table}({columns}) VALUES ({marks}) ON CONFLICT({key}) DO UPDATE SET {updates}"
+
+
+_UPSERT_EXECUTION = _upsert("workflow_executions_monitor", _EXECUTION_COLUMNS, "id")
+_UPSERT_STEP = _upsert("workflow_step_executions", _STEP_COLUMNS, "id")
+
+
+def write_executions(conn: sqlite3.Connection, snapshots: Iterable[Mapping[str, Any]]) -> None:
+    snapshots = list(snapshots)
+    if not snapshots:
+        return
+    old = _old_contributions(conn, [s["id"] for s in snapshots])
+    deltas: dict[str, list[int]] = {}
+    for s in snapshots:
+        before = old.get(s["id"])
+        if before is not None:
+            _contribute(deltas, before[0], before[1], before[2], -1)
+        _contribute(deltas, s["tenant_id"], s["status"], s["duration"], +1)
+    conn.executemany(_UPSERT_EXECUTION, [execution_row(s) for s in snapshots])
+    conn.executemany(_UPSERT_STEP, [step_row(step) for s in snapshots for step in s["steps"]])
+    apply_stats_deltas(conn, deltas)
+
+
+def _old_contributions(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str, int | None]]:
+    out: dict[str, tuple[str, str, int | None]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT id, tenant_id, status, duration FROM workflow_executions_monitor WHERE id IN ({marks})", chunk
+        ):
+            out[row[0]] = (row[1], row[2], row[3])
+    return out
+
+
+def _contribute(deltas: dict[str, list[int]], tenant: str, status: str, duration: int | None, sign: int) -> None:
+    """``deltas[tenant]``: [total, pending, running, completed, failed, cancelled, duration_sum, duration_count]"""
+    d = deltas.setdefault(tenant, [0] * 8)
+    d[0] += sign
+    d[1 + _STATUS_COLUMNS.index(status)] += sign
+    if duration is not None:
+        d[6] += sign * duration
+        d[7] += sign
+
+
+def apply_stats_deltas(conn: sqlite3.Connection, deltas: Mapping[str, list[int]]) -> None:
+    conn.executemany(
+        "INSERT INTO workflow_stats(tenant_id, total, pending, running, completed, failed, cancelled, "
+        "duration_sum, duration_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(tenant_id) DO UPDATE SET "
+        "total = total + excluded.total, pending = pending + excluded.pending, "
+        "running = running + excluded.running, completed = completed + excluded.completed, "
+        "failed = failed + excluded.failed, cancelled = cancelled + excluded.cancelled, "
+        "duration_sum = duration_sum + excluded.duration_sum, "
+        "duration_count = duration_count + excluded.duration_count",
+        [(tenant, *d) for tenant, d in deltas.items() if any(d)],
+    )
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def write_rollups(conn: sqlite3.Connection, rollups: Iterable[Mapping[str, Any]]) -> None:
+    conn.executemany(
+        "INSERT INTO metric_rollups(series, window_start, window_end, tenant_id, metric_type, labels, unit, "
+        "count, sum, min, max, sketch, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(series, window_start) DO UPDATE SET window_end = excluded.window_end, "
+        "count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max, "
+        "sketch = excluded.sketch, final = excluded.final, unit = excluded.unit",
+        [
+            (
+                r["series"], r["window_start"], r["window_end"], r["tenant_id"], r["metric_type"],
+                orjson.dumps(r["labels"], option=orjson.OPT_SORT_KEYS).decode(), r["unit"], r["count"],
+                r["sum"], r["min"], r["max"], orjson.dumps(r["sketch"]).decode(), int(bool(r["final"])),
+            )
+            for r in rollups
+        ],
+    )
+
+
+def write_samples(conn: sqlite3.Connection, samples: Iterable[MetricRecorded]) -> None:
+    """Raw samples, insert-or-ignore by event id: a resent sample is stored once."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO performance_metrics(id, timestamp, metric_type, value, unit, labels, tenant_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
+                orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id,
+            )
+            for s in samples
+        ],
+    )
+
+
+def write_dead_letters(conn: sqlite3.Connection, records: Iterable[Mapping[str, Any]]) -> None:
+    conn.executemany(
+        'INSERT OR IGNORE INTO dead_letters(topic, partition, "offset", reason, detail, timestamp, key, value) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                r["topic"], r["partition"], r["offset"], r["reason"], r["detail"], r.get("timestamp"),
+                None if r.get("key") is None else base64.b64decode(r["key"]),
+                None if r.get("value") is None else base64.b64decode(r["value"]),
+            )
+            for r in records
+        ],
+    )
+
+
+# -- retention ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    executions_ms: int = 30 * 86_400_000
+    samples_ms: int = 90 * 86_400_000
+    rollups_ms: int = 400 * 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupReport:
+    executions: int
+    steps: int
+    samples: int
+    rollups: int
+    dead_letters: int
+
+
+def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retention()) -> CleanupReport:
+    """Delete what is older than its retention, in one transaction. Finished executions go by
+    ``started_at`` (running ones stay), with their steps; the per-tenant counters lose what the
+    deleted executions contributed. Raw samples go by ``timestamp``, rollups and dead letters by
+    their end / timestamp."""
+    executions_before = now_ms - retention.executions_ms
+    report: dict[str, int] = {}
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        doomed = conn.execute(
+            "SELECT id, tenant_id, status, duration FROM workflow_executions_monitor "
+            "WHERE started_at < ? AND status NOT IN ('pending', 'running')",
+            (executions_before,),
+        ).fetchall()
+        deltas: dict[str, list[int]] = {}
+        for row in doomed:
+            _contribute(deltas, row[1], row[2], row[3], -1)
+        ids = [(row[0],) for row in doomed]
+        report["steps"] = _deleted(conn, "DELETE FROM workflow_step_executions WHERE execution_id = ?", ids)
+        report["executions"] = _deleted(conn, "DELETE FROM workflow_executions_monitor WHERE id = ?", ids)
+        apply_stats_deltas(conn, deltas)
+        report["samples"] = conn.execute(
+            "DELETE FROM performance_metrics WHERE timestamp < ?", (now_ms - retention.samples_ms,)
+        ).rowcount
+        report["rollups"] = conn.execute(
+            "DELETE FROM metric_rollups WHERE window_end < ?", (now_ms - retention.rollups_ms,)
+        ).rowcount
+        report["dead_letters"] = conn.execute(
+            "DELETE FROM dead_letters WHERE timestamp < ?", (now_ms - retention.samples_ms,)
+        ).rowcount
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return CleanupReport(**report)
+
+
+def _deleted(conn: sqlite3.Connection, sql: str, params: list[tuple[Any, ...]]) -> int:
+    before = conn.total_changes
+    conn.executemany(sql, params)
+    return conn.total_changes - before
