@@ -87,6 +87,8 @@ async def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     try:
         return await _partition_counts(admin, names)
+    except KafkaError as exc:
+        raise BrokerError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
     finally:
         await admin.close()
 
@@ -177,3 +179,30 @@ async def read_topic(
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> records the consumer group has not committed yet (the whole
+    partition when it has committed nothing)."""
+    counts = await partition_counts(bootstrap, topics)
+    tps = [TopicPartition(t, p) for t in topics if t in counts for p in range(counts[t])]
+    if not tps:
+        return {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        await admin.start()
+        await consumer.start()
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        ends = await consumer.end_offsets(tps)
+    except KafkaError as exc:
+        raise BrokerError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+    finally:
+        await consumer.stop()
+        await admin.close()
+    lag = {}
+    for tp in tps:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        lag[(tp.topic, tp.partition)] = max(0, ends[tp] - done)
+    return lag

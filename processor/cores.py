@@ -28,8 +28,9 @@ from processor.execution import ExecutionState, apply, snapshot, state_from_json
 from processor.records import Emit, Origin, Store, Stream, dead_letter, json_emit
 from processor.stats import Contribution, TenantStats
 from processor.windows import MetricWindow, rollup_key, series_of, window_key, window_start
-from schemas.codec import encode_event
-from schemas.events import LifecycleEvent, MetricRecorded
+from schemas.codec import decode_event, encode_event
+from schemas.errors import InvalidEvent
+from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.topics import series_key
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,41 @@ def _crossed(before: int, after: int, interval: int) -> bool:
     return after // interval > before // interval
 
 
+def _meta_key(p: int) -> str:
+    return f"\x00meta/{p}"
+
+
+def _late_key(p: int, o: int) -> str:
+    return f"\x00late/{p}/{o}"
+
+
+def _record_late(store: Store, p: int, o: int, stream_time: int, emit: Emit) -> list[Emit]:
+    """Dead-letter a late record, and remember the decision: whether a record is late depends
+    on the stream time at its offset, which a redelivery after a crash cannot know, so the
+    redelivery repeats the stored decision (see :func:`_late_again`)."""
+    store[_late_key(p, o)] = {"p": p, "o": o, "t": 0, "late": stream_time, "dl": orjson.loads(emit.value or b"{}")}
+    return [emit]
+
+
+def _late_again(store: Store, p: int, o: int) -> list[Emit] | None:
+    marker = store.get(_late_key(p, o))
+    if marker is None:
+        return None
+    dl = marker["dl"]
+    return [json_emit(Stream.DEAD_LETTER, f"{dl['topic']}/{dl['partition']}/{dl['offset']}", dl)]
+
+
+def decode_input(expected: type[Event], raw: bytes | None, origin: Origin, key: bytes | None) -> Event | Emit:
+    """The event in a source record, or the dead letter that says why there is none."""
+    try:
+        event = decode_event(raw or b"")
+    except InvalidEvent as exc:
+        return dead_letter(exc.reason, exc.detail, origin, key, raw)
+    if not isinstance(event, expected):
+        return dead_letter("wrong_topic", f"{event.TYPE} does not belong on {origin.topic}", origin, key, raw)
+    return event
+
+
 # -- lifecycle ---------------------------------------------------------------------------------
 
 
@@ -107,6 +143,10 @@ class LifecycleCore:
 
     def process(self, event: LifecycleEvent, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         p, o = origin.partition, origin.offset
+        again = _late_again(self.store, p, o)
+        if again is not None:
+            self._count("redelivered")
+            return again
         horizon = self.config.execution_horizon_ms
         stream_time = self.times.get(p)
         eid = event.execution_id
@@ -116,10 +156,12 @@ class LifecycleCore:
             return self._republish(eid, entry, p, o)
         if entry is not None and ("evicted" in entry or (entry["ts"] is not None and entry["ts"] + horizon <= stream_time)):
             self._count("late")
-            return [dead_letter("late", f"execution {eid} ended more than {horizon} ms of stream time ago", origin, key, raw)]
+            detail = f"execution {eid} ended more than {horizon} ms of stream time ago"
+            return _record_late(self.store, p, o, stream_time, dead_letter("late", detail, origin, key, raw))
         if entry is None and event.occurred_at + horizon <= stream_time:
             self._count("late")
-            return [dead_letter("late", f"event time {event.occurred_at} is more than {horizon} ms behind the stream", origin, key, raw)]
+            detail = f"event time {event.occurred_at} is more than {horizon} ms behind the stream"
+            return _record_late(self.store, p, o, stream_time, dead_letter("late", detail, origin, key, raw))
         old = state_from_json(entry["s"]) if entry is not None else None
         new = apply(old, event)
         before, after = self.times.advance(p, event.occurred_at)
@@ -187,6 +229,7 @@ class LifecycleCore:
         self.times.forget()
         self._eviction_index.clear()
 
+
     def sweep(self, p: int, o: int) -> list[Emit]:
         """Evict executions finished more than a horizon ago; drop their markers later.
 
@@ -199,8 +242,8 @@ class LifecycleCore:
         for eid, entry in list(self.store.items()):
             if entry.get("p") != p:
                 continue
-            if "evicted" in entry:
-                if entry["evicted"] + self.config.marker_ms <= stream_time:
+            if "late" in entry or "evicted" in entry:
+                if entry.get("late", entry.get("evicted", 0)) + self.config.marker_ms <= stream_time:
                     del self.store[eid]
                 continue
             if entry["ts"] is not None and entry["ts"] + horizon <= stream_time:
@@ -275,9 +318,10 @@ class StatsCore:
 class MetricsCore:
     """Folds metric samples into tumbling event-time windows (key: series and window start).
 
-    Entry: the window's JSON plus ``"p"`` and ``"o"``. Rollups are published coalesced: a
-    changed window is marked dirty and :meth:`flush` publishes each dirty window once; a window
-    closed by stream time is published final and removed.
+    Entries: open windows (the window's JSON plus ``"p"`` and ``"o"``), closed-window markers
+    (the final rollup), late markers, and one partition record per partition. Rollups are
+    published coalesced: a changed window is marked dirty and :meth:`flush` publishes each dirty
+    window once; a window closed by stream time is published final.
     """
 
     def __init__(self, store: Store, config: FoldConfig = FoldConfig()) -> None:
@@ -287,16 +331,45 @@ class MetricsCore:
         self.dirty: set[str] = set()
         self.idle_published: set[str] = set()
         self.counters: dict[str, int] = {}
+        self._repaired: set[int] = set()
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
 
+    def _open_windows(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, v) for k, v in self.store.items() if "start" in v]
+
     def mark_all_dirty(self) -> None:
         """After a (re)start: publish every open window again, in case an update was lost."""
-        self.dirty.update(k for k, _ in self.store.items())
+        self.dirty.update(k for k, _ in self._open_windows())
+
+    def forget(self) -> None:
+        """Drop what is cached from the store (after a restart or a rebalance)."""
+        self.times.forget()
+        self._repaired.clear()
+
+    def _repair(self, p: int) -> list[Emit]:
+        """A redelivery means a crash may have lost what was published after the last commit:
+        once per partition, publish the final rollups of the windows closed recently again."""
+        if p in self._repaired:
+            return []
+        self._repaired.add(p)
+        return [
+            json_emit(Stream.METRIC_ROLLUPS, entry["rk"], entry["rollup"])
+            for _, entry in self.store.items()
+            if entry.get("p") == p and "closed" in entry
+        ]
 
     def process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         p, o = origin.partition, origin.offset
+        again = _late_again(self.store, p, o)
+        if again is not None:
+            self._count("redelivered")
+            return again
+        meta = self.store.get(_meta_key(p))
+        if meta is not None and o <= meta["o"]:
+            self._count("redelivered")  # applied before a sweep that has closed its window
+            return self._repair(p)
         stream_time = self.times.get(p)
         size, grace = self.config.window_ms, self.config.grace_ms
         start = window_start(sample.occurred_at, size)
@@ -305,14 +378,15 @@ class MetricsCore:
                 self._count("late_derived")  # re-derived after a crash, or lifecycle lagging
                 return []
             self._count("late")
-            return [dead_letter("late", f"window [{start}, {start + size}) closed at stream time {start + size + grace} (now {stream_time})", origin, key, raw)]
+            detail = f"window [{start}, {start + size}) closed at stream time {start + size + grace} (now {stream_time})"
+            return _record_late(self.store, p, o, stream_time, dead_letter("late", detail, origin, key, raw))
         series = series_of(sample)
         wkey = window_key(series, start)
         entry = self.store.get(wkey)
         if entry is not None and o <= entry["o"]:
             self._count("redelivered")
             self.dirty.add(wkey)
-            return []
+            return self._repair(p)
         window = MetricWindow.from_json(entry) if entry is not None else MetricWindow(series, start, start + size)
         if window.has(sample.event_id):
             self._count("duplicate")
@@ -324,19 +398,33 @@ class MetricsCore:
         self.idle_published.discard(wkey)
         before, after = self.times.advance(p, sample.occurred_at)
         if _crossed(before, after, self.config.sweep_interval_ms):
-            return self.sweep(p)
+            return self.sweep(p, o)
         return []
 
-    def sweep(self, p: int) -> list[Emit]:
-        """Publish as final, and remove, the windows of ``p`` that stream time has closed."""
+    def sweep(self, p: int, o: int) -> list[Emit]:
+        """Publish as final the windows of ``p`` that stream time has closed, and leave a closed
+        marker with the final rollup (for repairs) until ``marker_ms`` later; drop old markers.
+
+        First a partition record notes this offset: every record at or below it was processed
+        before the sweep. Table writes persist as a prefix, so whenever a closing persisted,
+        that record did too, and a redelivered sample of a closed window is recognised."""
         stream_time = self.times.get(p)
+        self.store[_meta_key(p)] = {"p": p, "o": o, "t": 0}
         emits = []
         for wkey, entry in list(self.store.items()):
-            if entry.get("p") != p or entry["end"] + self.config.grace_ms > stream_time:
+            if entry.get("p") != p:
+                continue
+            if "late" in entry or "closed" in entry:
+                if entry.get("late", entry.get("closed", 0)) + self.config.marker_ms <= stream_time:
+                    del self.store[wkey]
+                continue
+            if "start" not in entry or entry["end"] + self.config.grace_ms > stream_time:
                 continue
             window = MetricWindow.from_json(entry)
-            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=True)))
-            del self.store[wkey]
+            rkey = rollup_key(window.series, window.start)
+            rollup = window.rollup(final=True)
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rkey, rollup))
+            self.store[wkey] = {"p": p, "o": entry["o"], "t": entry["t"], "closed": stream_time, "rk": rkey.decode(), "rollup": rollup}
             self.dirty.discard(wkey)
             self.idle_published.discard(wkey)
             self._count("closed")
@@ -347,7 +435,7 @@ class MetricsCore:
         emits = []
         for wkey in sorted(self.dirty):
             entry = self.store.get(wkey)
-            if entry is None:
+            if entry is None or "start" not in entry:
                 continue
             window = MetricWindow.from_json(entry)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=False)))
@@ -361,7 +449,7 @@ class MetricsCore:
         Only publishing depends on the wall clock: the window stays in the table, and a sample
         that is not late by stream time still counts (and publishes it again)."""
         emits = []
-        for wkey, entry in self.store.items():
+        for wkey, entry in self._open_windows():
             if wkey in self.idle_published or entry["end"] + self.config.grace_ms > now_ms:
                 continue
             window = MetricWindow.from_json(entry)
@@ -370,12 +458,14 @@ class MetricsCore:
             self.dirty.discard(wkey)
         return emits
 
-    def finish(self) -> list[Emit]:
-        """End of input (replay): every open window, final."""
+    def finish(self, now_ms: int) -> list[Emit]:
+        """End of input (replay): every open window as the live worker would last have published
+        it: final if its end + grace has passed on the wall clock (the idle close), else not."""
         emits = []
-        for wkey, entry in list(self.store.items()):
+        for _, entry in self._open_windows():
             window = MetricWindow.from_json(entry)
-            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=True)))
+            final = window.end + self.config.grace_ms <= now_ms
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=final)))
         self.dirty.clear()
         return emits
 

@@ -1,115 +1,171 @@
-"""``axmon demo``, the main job: a simulated workflow engine publishes through the SDK to the
-real broker, and what the broker holds is read back, decoded and summarised.
+"""``axmon demo``, the main job: the whole pipeline on one machine.
 
-The summary is computed from the records read back, not from what was sent, so it shows
-that the events made the round trip.
+It starts the worker and the sink (as child processes, as a user would), runs a simulated
+workflow engine in real time for a while (several tenants, AI-agent workflows whose steps
+spend tokens and money, fail, retry; metric samples), waits until the database has caught up
+with the topics, and shows ``axmon stats`` and ``axmon workflows`` from the database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
-from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from processor.admin import contract_topics, end_offsets, ensure_topics, read_topic
-from processor.settings import Settings
+from processor.admin import contract_topics, end_offsets, ensure_topics
+from processor.errors import AxmonError
+from processor.settings import Settings, default_data_home
 from producers.client import AxmonProducer, ProducerConfig
 from producers.simulator import ScenarioConfig, generate_scenario
-from schemas.codec import decode_event
-from schemas.errors import InvalidEvent
-from schemas.events import Event, ExecutionStarted
-
-_ENDINGS = {"execution.completed": "completed", "execution.failed": "failed", "execution.cancelled": "cancelled"}
+from schemas.events import Event
 
 
-async def run_demo(
-    settings: Settings, bootstrap: str, *, executions: int, tenants: int, seed: int, console: Console
-) -> int:
-    topics = settings.topics
-    created = await ensure_topics(bootstrap, contract_topics(topics, settings.partitions))
-    console.print(f"Kafka at [bold]{bootstrap}[/]" + (f"; created {len(created)} topics" if created else ""))
-    starts = {t: await end_offsets(bootstrap, t) for t in topics.sources}
+class DemoError(AxmonError):
+    """A part of the pipeline did not come up or did not catch up."""
 
-    now = int(time.time() * 1000)
-    scenario = generate_scenario(
-        ScenarioConfig(seed=seed, tenants=tenants, executions=executions, start_ms=now - 10 * 60_000)
-    )
-    config = ProducerConfig(bootstrap=bootstrap, topics=topics, source="axmon-demo")
-    began = time.perf_counter()
-    with Progress(
-        TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
-    ) as progress:
-        task = progress.add_task("publish", total=len(scenario))
-        async with AxmonProducer(config=config) as producer:
-            for i, event in enumerate(scenario, 1):
-                await producer.publish(event)
-                if i % 500 == 0:
-                    progress.update(task, completed=i)
-            await producer.flush()
-            progress.update(task, completed=len(scenario))
-    took = time.perf_counter() - began
-    console.print(
-        f"published {len(scenario):,} events from {executions} simulated executions "
-        f"in {took:.2f} s ({len(scenario) / took:,.0f} events/s, acks=all)"
-    )
 
-    read_back: list[Event] = []
-    invalid = 0
-    for topic in topics.sources:
-        async for record in read_topic(bootstrap, topic, from_offsets=starts[topic]):
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    seconds: float = 20.0
+    executions: int = 200
+    tenants: int = 3
+    seed: int = 7
+
+
+class Child:
+    """An ``axmon`` subcommand in a child process, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "processor.cli", *args],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log_dir,
+            )
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
+            raise DemoError(f"the {self.name} exited ({self.proc.returncode}); end of {self.log}:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                read_back.append(decode_event(record.value or b""))
-            except InvalidEvent:
-                invalid += 1
-    console.print(f"read back {len(read_back):,} events from the broker ({invalid} undecodable)")
-    console.print(_type_table(read_back))
-    console.print(_tenant_table(read_back))
-    sent_ids = {e.event_id for e in scenario}
-    got_ids = {e.event_id for e in read_back}
-    if sent_ids != got_ids:
-        console.print(f"[red]mismatch: {len(sent_ids - got_ids)} missing, {len(got_ids - sent_ids)} unexpected[/]")
-        return 1
-    console.print("[green]every published event came back from the broker[/]")
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+async def run_demo(settings: Settings, bootstrap: str, options: DemoOptions, console: Console) -> int:
+    topics = settings.topics
+    await ensure_topics(bootstrap, contract_topics(topics, settings.partitions))
+    db = settings.db_path.resolve()
+    common = ["--bootstrap", bootstrap, "--topic-prefix", settings.topic_prefix, "--partitions", str(settings.partitions)]
+    log_dir = default_data_home() / "demo"
+    console.print(f"Kafka at [bold]{bootstrap}[/]; database [bold]{db}[/]; logs in {log_dir}")
+    children = [Child("worker", ["worker", *common], log_dir), Child("sink", ["sink", *common, "--db", str(db)], log_dir)]
+    try:
+        now = int(time.time() * 1000)
+        span = int(options.seconds * 1000 * 0.6)
+        events = generate_scenario(
+            ScenarioConfig(seed=options.seed, tenants=options.tenants, executions=options.executions,
+                           start_ms=now, span_ms=max(1, span), system_sample_interval_ms=2_000)
+        )
+        await _run_engine(bootstrap, settings, events, now, children, console)
+        await _wait_for_database(bootstrap, settings, db, children, console)
+    finally:
+        for child in children:
+            child.stop()
+    _show(db, console)
     return 0
 
 
-def _type_table(events: list[Event]) -> Table:
-    table = Table(title="Events by type (read back from Kafka)")
-    table.add_column("type")
-    table.add_column("count", justify="right")
-    for type_, count in sorted(Counter(e.TYPE for e in events).items()):
-        table.add_row(type_, f"{count:,}")
-    return table
+async def _run_engine(
+    bootstrap: str, settings: Settings, events: list[Event], start_ms: int, children: list[Child], console: Console
+) -> None:
+    """Publish each event when its event time comes, as a live engine would."""
+    config = ProducerConfig(bootstrap=bootstrap, topics=settings.topics, source="axmon-demo")
+    began = time.monotonic()
+    with Progress(
+        TextColumn("simulated engine"), BarColumn(), MofNCompleteColumn(), TextColumn("events"), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        task = progress.add_task("engine", total=len(events))
+        async with AxmonProducer(config=config) as producer:
+            for n, event in enumerate(events, 1):
+                due = (event.occurred_at - start_ms) / 1000 - (time.monotonic() - began)
+                if due > 0:
+                    await producer.flush()
+                    progress.update(task, completed=n - 1)
+                    for child in children:
+                        child.check()
+                    await asyncio.sleep(due)
+                await producer.publish(event)
+            await producer.flush()
+            progress.update(task, completed=len(events))
+    console.print(f"the simulated engine published {len(events):,} events in {time.monotonic() - began:.1f} s")
 
 
-def _tenant_table(events: list[Event]) -> Table:
-    outcome: dict[str, str] = {}
-    tenant_of: dict[str, str] = {}
-    tokens: defaultdict[str, int] = defaultdict(int)
-    cost: defaultdict[str, float] = defaultdict(float)
-    for event in events:
-        if isinstance(event, ExecutionStarted):
-            tenant_of[event.execution_id] = event.tenant_id
-            outcome.setdefault(event.execution_id, "running")
-        elif event.TYPE in _ENDINGS:
-            outcome[event.execution_id] = _ENDINGS[event.TYPE]  # type: ignore[attr-defined]
-        elif event.TYPE == "step.completed":
-            tokens[event.tenant_id or ""] += getattr(event, "tokens_used", None) or 0
-            cost[event.tenant_id or ""] += getattr(event, "cost", None) or 0.0
-    per_tenant: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for execution_id, state in outcome.items():
-        per_tenant[tenant_of.get(execution_id, "?")][state] += 1
-    table = Table(title="Executions per tenant")
-    for column in ("tenant", "total", "running", "completed", "failed", "cancelled", "tokens", "cost"):
-        table.add_column(column, justify="left" if column == "tenant" else "right")
-    for tenant in sorted(per_tenant):
-        c = per_tenant[tenant]
-        table.add_row(
-            tenant, str(sum(c.values())), str(c["running"]), str(c["completed"]), str(c["failed"]),
-            str(c["cancelled"]), f"{tokens[tenant]:,}", f"{cost[tenant]:.4f}",
+async def _topic_ends(bootstrap: str, settings: Settings) -> dict[tuple[str, int], int]:
+    t = settings.topics
+    ends = {}
+    for topic in (t.execution_state, t.metric_rollups, t.dead_letter, t.metrics):
+        for p, o in (await end_offsets(bootstrap, topic)).items():
+            ends[(topic, p)] = o
+    return ends
+
+
+async def _wait_for_database(bootstrap: str, settings: Settings, db: Path, children: list[Child], console: Console) -> None:
+    """Until the sink has written everything the topics hold, and the worker has stopped
+    adding to them (it publishes the last rollups once a second)."""
+    deadline = time.monotonic() + 180
+    with console.status("waiting for the worker and the sink to catch up") as status:
+        while True:
+            for child in children:
+                child.check()
+            ends = await _topic_ends(bootstrap, settings)
+            stored = _sink_offsets(db)
+            behind = sum(max(0, o - stored.get(tp, 0)) for tp, o in ends.items())
+            status.update(f"waiting for the worker and the sink to catch up ({behind:,} records behind)")
+            if behind == 0 and ends:
+                await asyncio.sleep(2.5)
+                if await _topic_ends(bootstrap, settings) == ends:
+                    return
+            if time.monotonic() > deadline:
+                raise DemoError(f"the pipeline did not catch up in 180 s ({behind:,} records behind)")
+            await asyncio.sleep(1.0)
+
+
+def _sink_offsets(db: Path) -> dict[tuple[str, int], int]:
+    if not db.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {(r[0], r[1]): r[2] for r in conn.execute("SELECT topic, partition, next_offset FROM sink_offsets")}
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
+
+
+def _show(db: Path, console: Console) -> None:
+    """``axmon stats`` and ``axmon workflows`` on the demo's database, as a user would run them."""
+    for args in (["stats"], ["workflows", "--limit", "15"]):
+        console.print(f"\n[bold]$ axmon {' '.join(args)} --db {db}[/]")
+        subprocess.run(
+            [sys.executable, "-m", "processor.cli", *args, "--db", str(db)],
+            check=False, env={**os.environ, "COLUMNS": str(console.width)},
         )
-    return table

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from processor.admin import partition_counts
@@ -151,6 +152,10 @@ class SinkRunner:
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     async def run(self, *, until_idle_s: float | None = None, on_batch: Callable[[SinkCounters], None] | None = None) -> SinkCounters:
         """Run until :meth:`stop` (or, with ``until_idle_s``, until nothing arrived for that long)."""
         conn = open_for_writing(self.db_path)
@@ -247,6 +252,17 @@ def run_sink(settings: Settings, bootstrap: str, db_path: Path, config: SinkConf
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.stop)
-        return await runner.run(on_batch=report)
+        delay = 1.0
+        while True:
+            try:
+                return await runner.run(on_batch=report)
+            except (BrokerError, KafkaError) as exc:
+                # the database is consistent at every commit: start over from its offsets
+                if runner.stopping:
+                    return runner.counters
+                log.warning("sink: %s; starting again in %.0f s", exc, delay)
+                sys.stderr.write(f"axmon sink: {exc}; starting again in {delay:.0f} s\n")
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
 
     return asyncio.run(main())

@@ -23,7 +23,10 @@ entry's stored offset marks it as applied, and the core publishes its current st
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -31,12 +34,10 @@ from typing import Any
 import faust
 import orjson
 
-from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore
-from processor.records import Emit, Origin, Stream, dead_letter
+from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore, decode_input
+from processor.records import Emit, Origin, Stream
 from processor.settings import Settings
-from schemas.codec import decode_event
-from schemas.errors import InvalidEvent
-from schemas.events import LifecycleEvent, MetricRecorded
+from schemas.events import Event, LifecycleEvent, MetricRecorded
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +146,11 @@ class Worker:
             origin = Origin(message.topic, message.partition, message.offset, _ms(message.timestamp))
             await self._send(self.stats.process(message.value or b"", origin, message.key))
 
-    def _decode_and(self, expected: type, key: bytes | None, value: bytes | None, origin: Origin, fold: Any) -> list[Emit]:
-        raw = value or b""
-        try:
-            event = decode_event(raw)
-        except InvalidEvent as exc:
-            return [dead_letter(exc.reason, exc.detail, origin, key, value)]
-        if not isinstance(event, expected):
-            return [dead_letter("wrong_topic", f"{event.TYPE} does not belong on {origin.topic}", origin, key, value)]
-        result: list[Emit] = fold(event, origin, raw, key)
+    def _decode_and(self, expected: type[Event], key: bytes | None, value: bytes | None, origin: Origin, fold: Any) -> list[Emit]:
+        event = decode_input(expected, value, origin, key)
+        if isinstance(event, Emit):
+            return [event]
+        result: list[Emit] = fold(event, origin, value or b"", key)
         return result
 
     async def _rollup_timer(self) -> None:
@@ -167,7 +164,7 @@ class Worker:
 
     async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
         self.lifecycle.forget()
-        self.metrics.times.forget()
+        self.metrics.forget()
         self._recovered = False
 
     # -- transport -------------------------------------------------------------------------
@@ -193,7 +190,44 @@ def _ms(timestamp: float | None) -> int | None:
     return None if timestamp is None else int(timestamp * 1000)
 
 
+RESTARTS_ENV = "AXMON_WORKER_RESTARTS"
+
+
 def run_worker(settings: Settings, bootstrap: str, *, loglevel: str = "warning") -> None:
-    """Run until SIGTERM/SIGINT (graceful: in-flight events finish, offsets are committed)."""
+    """Run until SIGTERM/SIGINT (graceful: in-flight events finish, offsets are committed).
+
+    Faust gives up when the broker is away at start-up or a client fails for good. Then this
+    process starts itself again (``exec``: same pid, fresh state, backing off up to 30 s): the
+    tables recover from their changelogs and the stream resumes at the committed offsets.
+    """
+    wait_for_broker(bootstrap)
     worker = Worker(settings, bootstrap)
-    faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    try:
+        faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            raise
+        restarts = int(os.environ.get(RESTARTS_ENV, "0")) + 1
+        delay = min(30.0, 2.0 ** min(restarts, 5))
+        log.error("the worker stopped with an error; starting again in %.0f s (restart %d)", delay, restarts)
+        sys.stderr.write(f"axmon worker: stopped with an error, starting again in {delay:.0f} s\n")
+        time.sleep(delay)
+        os.environ[RESTARTS_ENV] = str(restarts)
+        os.execv(sys.executable, [sys.executable, "-m", "processor.cli", *sys.argv[1:]])
+
+
+def wait_for_broker(bootstrap: str, *, log_every_s: float = 10.0) -> None:
+    """Block until the broker answers a metadata request."""
+    from processor.admin import partition_counts
+    from processor.errors import BrokerError
+
+    waited = 0.0
+    while True:
+        try:
+            asyncio.run(partition_counts(bootstrap, []))
+            return
+        except BrokerError as exc:
+            if waited % log_every_s < 1.0:
+                sys.stderr.write(f"axmon: waiting for Kafka at {bootstrap} ({exc})\n")
+            time.sleep(1.0)
+            waited += 1.0

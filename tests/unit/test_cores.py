@@ -259,13 +259,12 @@ def test_idle_windows_are_published_final_by_the_wall_clock_and_stay_open() -> N
     assert again["count"] == 2 and not again["final"]
 
 
-def test_finish_publishes_every_open_window_final() -> None:
+def test_finish_publishes_every_open_window_final_once_idle() -> None:
     f = EventFactory()
     core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
     feed_metrics(core, [sample(f, 100), sample(f, 1_100), sample(f, 1_200, m="y")])
-    finals = values(core.finish(), Stream.METRIC_ROLLUPS)
-    assert sorted((r["window_start"], r["labels"]["m"]) for r in finals) == [(0, "x"), (1000, "x"), (1000, "y")]
-    assert all(r["final"] for r in finals)
+    finals = values(core.finish(now_ms=3_500), Stream.METRIC_ROLLUPS)
+    assert sorted((r["window_start"], r["labels"]["m"], r["final"]) for r in finals) == [(0, "x", True), (1000, "x", False), (1000, "y", False)]
 
 
 
@@ -279,3 +278,74 @@ def test_a_window_published_final_stays_final_after_a_redelivery() -> None:
     core.process(s, origin(0), encode_event(s), None)  # redelivered after a restart
     published = values(core.flush() + core.close_idle(now_ms=10_000), Stream.METRIC_ROLLUPS)
     assert published and published[-1]["final"]
+
+
+class MetricsPipeline:
+    """The metrics core under the same failure model as :class:`Pipeline`; its outputs (rollups
+    and dead letters) on one partition keep a prefix of what followed the last commit."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, Any] = {}
+        config = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=60_000)
+        self.core = MetricsCore(self.store, config)  # type: ignore[arg-type]
+        self.outputs: list[Emit] = []
+
+    def run(self, samples: list[MetricRecorded], rng: random.Random | None) -> None:
+        committed = 0
+        tables = [dict(self.store)]
+        lengths = [0]
+        o = 0
+        while o < len(samples):
+            if rng is not None and o > committed and rng.random() < 0.03:
+                kept = rng.randint(committed, o)
+                self.store.clear()
+                self.store.update(tables[kept])
+                del self.outputs[rng.randint(lengths[committed], len(self.outputs)):]
+                self.core.forget()
+                self.core.dirty.clear()
+                del tables[committed + 1:], lengths[committed + 1:]
+                o = committed
+                continue
+            self.outputs += self.core.process(samples[o], origin(o), encode_event(samples[o]), None)
+            if rng is not None and rng.random() < 0.1:
+                self.outputs += self.core.flush()
+            o += 1
+            tables.append(dict(self.store))
+            lengths.append(len(self.outputs))
+            if rng is not None and rng.random() < 0.03:
+                committed = o
+        self.core.mark_all_dirty()
+        self.outputs += self.core.flush() + self.core.finish(now_ms=0)
+
+    def view(self) -> tuple[dict[bytes, Any], dict[bytes, Any]]:
+        rollups: dict[bytes, Any] = {}
+        dead: dict[bytes, Any] = {}
+        for emit in self.outputs:
+            target = rollups if emit.stream is Stream.METRIC_ROLLUPS else dead
+            target[emit.key or b""] = orjson.loads(emit.value or b"null")
+        return rollups, dead
+
+
+def metric_scenario(seed: int) -> list[MetricRecorded]:
+    rng = random.Random(seed)
+    events = generate_scenario(ScenarioConfig(seed=seed, executions=20, tenants=2, span_ms=30_000, start_ms=100_000,
+                                              system_sample_interval_ms=500))
+    samples = [e for e in events if isinstance(e, MetricRecorded)]
+    samples += rng.sample(samples, 10)  # resends
+    keyed = sorted(samples, key=lambda s: s.occurred_at + rng.uniform(-4_000, 4_000))  # some beyond the grace
+    return keyed
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000))
+def test_metrics_crashes_change_no_rollup_and_no_dead_letter(seed: int) -> None:
+    samples = metric_scenario(seed % 5)
+    clean = MetricsPipeline()
+    clean.run(samples, None)
+    crashed = MetricsPipeline()
+    crashed.run(samples, random.Random(seed))
+    clean_rollups, clean_dead = clean.view()
+    crashed_rollups, crashed_dead = crashed.view()
+    assert clean_dead and any(r["final"] for r in clean_rollups.values())
+    assert crashed_dead == clean_dead
+    assert crashed_rollups == clean_rollups

@@ -1,0 +1,553 @@
+"""The read commands of ``axmon``: ``workflows``, ``execution``, ``stats``, ``metrics`` and
+``dead-letters``, over the database the sink writes (:mod:`processor.queries`).
+
+Every command takes ``--db PATH`` (default: ``$AXMON_DB``, else ``./axmon.db``) and ``--json``
+(one JSON document on stdout, with stable keys; times in epoch ms, durations in ms). Without
+``--json`` the output is rich tables with humanised durations and local ISO-8601 times.
+A missing database or a bad argument raises an :class:`~processor.errors.AxmonError`, which
+``axmon`` prints as one line (exit 1); argparse rejects malformed flags (exit 2).
+
+The parsing and drawing helpers (times, durations, sparkline, timeline bars) are pure
+functions, unit-tested on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from processor.errors import AxmonError, ConfigError
+from processor.queries import Monitor
+from processor.settings import ENV_DB, Settings
+
+DEFAULT_LIMIT = 50
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+TIMELINE_WIDTH = 32
+MAX_BUCKETS = 100_000
+NICE_INTERVALS_MS = (
+    1_000, 5_000, 10_000, 15_000, 30_000, 60_000, 300_000, 600_000, 900_000, 1_800_000,
+    3_600_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
+)
+"""Intervals the ``metrics`` command picks from when ``--interval`` is not given."""
+TARGET_POINTS = 60
+STATUS_STYLES = {
+    "pending": "cyan", "running": "yellow", "completed": "green", "failed": "red", "cancelled": "dim",
+}
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d|w)")
+
+
+class NotFound(AxmonError):
+    """What the command was asked to show is not in the database."""
+
+
+# -- the parser ------------------------------------------------------------------------------
+
+
+def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the read commands on ``axmon``'s subparsers; each sets ``handler``."""
+    workflows = subparsers.add_parser(
+        "workflows", help="recent (or active) workflow executions",
+        description="The newest executions by start time, or with --active only the pending and running ones.",
+    )
+    workflows.add_argument("--active", action="store_true", help="only pending and running executions")
+    workflows.add_argument("--tenant", metavar="T", help="only this tenant's executions")
+    workflows.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"at most N rows (default {DEFAULT_LIMIT})"
+    )
+    _add_common(workflows)
+    workflows.set_defaults(handler=cmd_workflows)
+
+    execution = subparsers.add_parser(
+        "execution", help="one execution and its steps as a timeline",
+        description="The execution's details and its steps, each with a bar on a shared time axis "
+        "(█ finished, ▒ still running).",
+    )
+    execution.add_argument("execution_id", metavar="ID", help="the execution id")
+    _add_common(execution)
+    execution.set_defaults(handler=cmd_execution)
+
+    stats = subparsers.add_parser(
+        "stats", help="workflow statistics (per tenant and overall)",
+        description="Totals by status, average duration and success rate, from the per-tenant counters.",
+    )
+    stats.add_argument("--tenant", metavar="T", help="only this tenant")
+    _add_common(stats)
+    stats.set_defaults(handler=cmd_stats)
+
+    metrics = subparsers.add_parser(
+        "metrics", help="aggregate and chart one metric over a time range",
+        description="count, sum, avg, min, max and p50/p95/p99 of the samples with since <= time < "
+        "until, and their average per interval drawn as a sparkline. Times: relative (30s, 15m, "
+        "1h, 7d: that long before now), ISO-8601 (local time unless it has an offset) or epoch ms. "
+        "A relative --since is rounded down to a whole interval, so buckets line up with the "
+        "rollup windows.",
+    )
+    metrics.add_argument("metric_type", metavar="TYPE", help="the metric type, e.g. api.request.duration")
+    metrics.add_argument("--since", default="1h", metavar="TIME", help="start of the range (default 1h: an hour ago)")
+    metrics.add_argument("--until", default="now", metavar="TIME", help="end of the range, excluded (default now)")
+    metrics.add_argument("--interval", metavar="DURATION", help="bucket size, e.g. 1m (default: about 60 buckets)")
+    metrics.add_argument("--label", action="append", type=parse_label, default=[], metavar="K=V",
+                         help="only samples with this label (repeatable: all must match)")
+    metrics.add_argument("--tenant", metavar="T", help="only this tenant's samples")
+    _add_common(metrics)
+    metrics.set_defaults(handler=cmd_metrics)
+
+    dead = subparsers.add_parser(
+        "dead-letters", help="input that could not be used, newest first",
+        description="Records dead-lettered by the worker or the sink: why, and where they came from.",
+    )
+    dead.add_argument("--reason", metavar="R", help="only this reason (e.g. late, undecodable)")
+    dead.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"at most N rows (default {DEFAULT_LIMIT})")
+    _add_common(dead)
+    dead.set_defaults(handler=cmd_dead_letters)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, metavar="PATH", help=f"the database (env {ENV_DB}; default ./axmon.db)")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout (stable keys, epoch ms)")
+
+
+def _open(args: argparse.Namespace) -> Monitor:
+    return Monitor(Settings.load({"db_path": args.db}).db_path)
+
+
+def _emit_json(document: Mapping[str, Any]) -> None:
+    print(orjson.dumps(document).decode())
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+# -- workflows -------------------------------------------------------------------------------
+
+
+def cmd_workflows(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, not {args.limit}")
+    with _open(args) as monitor:
+        if args.active:
+            rows = monitor.get_active_executions(args.tenant)[: args.limit]
+        else:
+            rows = monitor.get_recent_executions(args.limit, args.tenant)
+    if args.json:
+        _emit_json({"active": args.active, "tenant": args.tenant, "limit": args.limit, "executions": rows})
+        return 0
+    title = ("Active" if args.active else "Recent") + " executions" + (f" of {args.tenant}" if args.tenant else "")
+    _console().print(executions_table(rows, title))
+    return 0
+
+
+def executions_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
+    table = _table(title, f"{len(rows)} shown; local times{_utc_offset()}")
+    _columns(table, ("started", "id", "workflow", "tenant", "status", "steps", "duration", "now / error"),
+             right=("steps", "duration"), flexible=("workflow", "now / error"))
+    for r in rows:
+        failed = f" ({r['steps_failed']} failed)" if r["steps_failed"] else ""
+        table.add_row(
+            human_time(r["started_at"], compact=True), Text(r["id"]), Text(r["workflow_name"] or r["workflow_id"]),
+            Text(r["tenant_id"]), _status(r["status"]), f"{r['steps_completed']}/{r['steps_total']}{failed}",
+            human_duration(r["duration"]), Text(r["error_message"] or r["current_step"] or "", overflow="ellipsis"),
+        )
+    return table
+
+
+# -- execution -------------------------------------------------------------------------------
+
+
+def cmd_execution(args: argparse.Namespace) -> int:
+    with _open(args) as monitor:
+        execution = monitor.get_execution(args.execution_id)
+        if execution is None:
+            raise NotFound(f"no execution {args.execution_id!r} in {monitor.path}")
+        steps = monitor.get_step_executions(args.execution_id)
+    if args.json:
+        _emit_json({"execution": execution, "steps": steps})
+        return 0
+    console = _console()
+    console.print(execution_details(execution))
+    console.print(steps_timeline(execution, steps))
+    return 0
+
+
+def execution_details(e: Mapping[str, Any]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    rows: list[tuple[str, Text | str]] = [
+        ("execution", Text(e["id"])),
+        ("workflow", Text(f"{e['workflow_name']} ({e['workflow_id']})")),
+        ("tenant / user", Text(f"{e['tenant_id']} / {e['user_id']}")),
+        ("status", _status(e["status"])),
+        ("started", human_time(e["started_at"])),
+        ("completed", human_time(e["completed_at"])),
+        ("duration", human_duration(e["duration"])),
+        ("steps", f"{e['steps_completed']} of {e['steps_total']} completed, {e['steps_failed']} failed"),
+    ]
+    if e["current_step"]:
+        rows.append(("current step", Text(e["current_step"])))
+    if e["error_message"]:
+        rows.append(("error", Text(e["error_message"], style="red")))
+    if e["tokens_used"] is not None or e["cost"] is not None:
+        rows.append(("tokens / cost", f"{human_number(e['tokens_used'])} / {human_number(e['cost'])}"))
+    if e["metadata"]:
+        rows.append(("metadata", Text(orjson.dumps(e["metadata"]).decode())))
+    for name, value in rows:
+        grid.add_row(name, value)
+    return grid
+
+
+def steps_timeline(e: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> Table:
+    """The steps as rows, each with a bar on the execution's time axis (:func:`time_axis`)."""
+    axis_start, axis_end = time_axis(e, steps)
+    table = _table("Steps", caption=f"axis {human_time(axis_start)} .. {human_time(axis_end)} "
+                  f"({human_duration(axis_end - axis_start)})")
+    _columns(table, ("step", "status", "start", "duration", "retries", "tokens", "cost", "timeline"),
+             right=("start", "duration", "retries", "tokens", "cost"), flexible=("step",))
+    for s in steps:
+        label = Text(s["step_name"] or s["step_key"])
+        if s["error_message"]:
+            label.append(f"\n{s['error_message']}", style="red")
+        running = s["completed_at"] is None
+        end = axis_end if running else s["completed_at"]
+        table.add_row(
+            label, _status(s["status"]), "+" + human_duration(s["started_at"] - axis_start),
+            human_duration(s["duration"]), str(s["retry_count"]), human_number(s["tokens_used"]),
+            human_number(s["cost"]),
+            Text(timeline_bar(s["started_at"], end, axis_start, axis_end, TIMELINE_WIDTH, open_ended=running),
+                 style=STATUS_STYLES.get(s["status"], "")),
+        )
+    return table
+
+
+def time_axis(e: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """The shared axis of a timeline: from the earliest start (execution or step) to the
+    latest known time (completion of the execution or a step, or its last event)."""
+    starts = [e["started_at"], *(s["started_at"] for s in steps)]
+    ends = [e["completed_at"], e.get("last_event_at"), *(s["completed_at"] for s in steps), *starts]
+    start = min(v for v in starts if v is not None)
+    return start, max(v for v in ends if v is not None)
+
+
+def timeline_bar(start: int, end: int, axis_start: int, axis_end: int, width: int, *, open_ended: bool = False) -> str:
+    """A ``width``-character bar: blanks before ``start``, a block (``█``, or ``▒`` when
+    ``open_ended``) from ``start`` to ``end``, at least one character, blanks after; positions
+    are proportional on ``[axis_start, axis_end]``."""
+    span = max(1, axis_end - axis_start)
+    left = min(width - 1, max(0, math.floor((start - axis_start) * width / span)))
+    right = min(width, max(left + 1, math.ceil((end - axis_start) * width / span)))
+    return " " * left + ("▒" if open_ended else "█") * (right - left) + " " * (width - right)
+
+
+# -- stats -----------------------------------------------------------------------------------
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _open(args) as monitor:
+        overall = monitor.get_workflow_stats(args.tenant)
+        tenants = [t for t in monitor.get_tenant_stats() if args.tenant is None or t["tenant_id"] == args.tenant]
+    if args.json:
+        _emit_json({"tenant": args.tenant, "stats": overall, "tenants": tenants})
+        return 0
+    table = _table("Workflow stats" + (f" of {args.tenant}" if args.tenant else ""))
+    counts = ("total", "pending", "running", "completed", "failed", "cancelled", "avg time", "success")
+    _columns(table, ("tenant", *counts), right=counts, flexible=("tenant",))
+    for row in tenants if args.tenant is None else []:
+        table.add_row(Text(row["tenant_id"]), *_stats_cells(row))
+    table.add_row(Text(args.tenant or "all", style="bold"), *_stats_cells(overall), style="bold")
+    _console().print(table)
+    return 0
+
+
+def _stats_cells(s: Mapping[str, Any]) -> list[str]:
+    counts = [f"{s[k]:,}" for k in ("total", "pending", "running", "completed", "failed", "cancelled")]
+    return [*counts, human_duration(s["avg_duration"] if s["total"] else None), f"{s['success_rate']:.2f} %"]
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    now = int(time.time() * 1000)
+    start = parse_time_ms(args.since, now)
+    end = parse_time_ms(args.until, now)
+    if start >= end:
+        raise ConfigError(f"--since ({human_time(start)}) must be before --until ({human_time(end)})")
+    interval = parse_duration_ms(args.interval) if args.interval else choose_interval(end - start)
+    if is_relative(args.since):
+        start -= start % interval
+    if (end - start) / interval > MAX_BUCKETS:
+        raise ConfigError(f"--interval {human_duration(interval)} makes more than {MAX_BUCKETS:,} buckets; use a larger one")
+    labels = dict(args.label)
+    with _open(args) as monitor:
+        aggregation = monitor.get_aggregation(args.metric_type, start, end, args.tenant, labels)
+        series = monitor.get_time_series(args.metric_type, start, end, interval, labels, args.tenant)
+        unit = monitor.get_metric_unit(args.metric_type)
+    if args.json:
+        _emit_json({
+            "metric_type": args.metric_type, "unit": unit, "start": start, "end": end, "interval_ms": interval,
+            "tenant": args.tenant, "labels": labels, "aggregation": aggregation, "data_points": series["data_points"],
+        })
+        return 0
+    console = _console()
+    scope = ", ".join([*([f"tenant {args.tenant}"] if args.tenant else []), *(f"{k}={v}" for k, v in labels.items())])
+    heading = Text(args.metric_type, style="bold")
+    heading.append(f"{f'  [{scope}]' if scope else ''}  {human_time(start)} .. {human_time(end)} ({human_duration(end - start)})")
+    console.print(heading)
+    if aggregation is None:
+        console.print("no samples in this range")
+        return 0
+    console.print(aggregation_table(aggregation, unit))
+    for line in chart_lines(series["data_points"], start, end, interval, console.width - 2, unit):
+        console.print(Text(line))
+    return 0
+
+
+def aggregation_table(a: Mapping[str, Any], unit: str | None) -> Table:
+    note = "percentiles exact" if a["exact"] else "percentiles within 1% (merged rollup sketches)"
+    table = _table(caption=f"{note}; {a['from_rollups']:,} rollup windows, {a['from_raw']:,} raw samples read")
+    names = ("count", "avg", "min", "p50", "p95", "p99", "max", "sum")
+    _columns(table, names, right=names)
+    table.add_row(f"{a['count']:,}", *(human_value(a[n], unit) for n in names[1:]))
+    return table
+
+
+def chart_lines(points: Sequence[Mapping[str, Any]], start: int, end: int, interval_ms: int, width: int,
+                unit: str | None) -> list[str]:
+    """The series as a sparkline (one column per bucket, or per group of buckets when they
+    outnumber ``width``; a blank where there are no samples) with its scale and time axis."""
+    columns, per_column = chart_columns(points, start, end, interval_ms, max(8, width))
+    known = [v for v in columns if v is not None]
+    if not known:
+        return []
+    return [
+        f"max {human_value(max(known), unit)}",
+        sparkline(columns),
+        f"min {human_value(min(known), unit)}",
+        f"{human_time(start)} .. {human_time(end)}, {human_duration(per_column * interval_ms)} per column",
+    ]
+
+
+def chart_columns(points: Sequence[Mapping[str, Any]], start: int, end: int, interval_ms: int,
+                  width: int) -> tuple[list[float | None], int]:
+    """Bucket averages laid out on every bucket of ``[start, end)``, adjacent buckets merged
+    (count-weighted) so there are at most ``width`` columns; also the buckets per column."""
+    buckets = max(1, math.ceil((end - start) / interval_ms))
+    per_column = math.ceil(buckets / width)
+    sums = [0.0] * math.ceil(buckets / per_column)
+    counts = [0] * len(sums)
+    for p in points:
+        column = (p["timestamp"] - start) // interval_ms // per_column
+        if 0 <= column < len(sums):
+            sums[column] += p["value"] * p["count"]
+            counts[column] += p["count"]
+    return [s / c if c else None for s, c in zip(sums, counts, strict=True)], per_column
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One block character per value, scaled between the smallest and largest (``▁`` .. ``█``;
+    all equal: ``▄``); ``None`` is a blank."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return " " * len(values)
+    low, high = min(known), max(known)
+    top = len(SPARK_BLOCKS) - 1
+    out = []
+    for v in values:
+        if v is None:
+            out.append(" ")
+        elif high == low:
+            out.append(SPARK_BLOCKS[top // 2])
+        else:
+            out.append(SPARK_BLOCKS[round((v - low) / (high - low) * top)])
+    return "".join(out)
+
+
+def choose_interval(span_ms: int, target: int = TARGET_POINTS) -> int:
+    """The smallest of :data:`NICE_INTERVALS_MS` that gives at most ``target`` buckets (the
+    largest one when none does)."""
+    for interval in NICE_INTERVALS_MS:
+        if span_ms / interval <= target:
+            return interval
+    return NICE_INTERVALS_MS[-1]
+
+
+# -- dead letters ----------------------------------------------------------------------------
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, not {args.limit}")
+    with _open(args) as monitor:
+        rows = [dead_letter_json(r) for r in monitor.get_dead_letters(args.limit, args.reason)]
+    if args.json:
+        _emit_json({"reason": args.reason, "limit": args.limit, "dead_letters": rows})
+        return 0
+    title = "Dead letters" + (f" ({args.reason})" if args.reason else "")
+    table = _table(title, f"{len(rows)} shown; local times{_utc_offset()}")
+    _columns(table, ("time", "reason", "origin", "key", "detail"), flexible=("key", "detail"))
+    for r in rows:
+        table.add_row(human_time(r["timestamp"], compact=True), Text(r["reason"]), Text(f"{r['topic']}/{r['partition']}/{r['offset']}"),
+                      Text(r["key"] or ""), Text(r["detail"]))
+    _console().print(table)
+    return 0
+
+
+def dead_letter_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A dead letter for output: ``key`` as text (undecodable bytes replaced), the original
+    value as ``value_base64``."""
+    key, value = row["key"], row["value"]
+    return {
+        "topic": row["topic"], "partition": row["partition"], "offset": row["offset"],
+        "reason": row["reason"], "detail": row["detail"], "timestamp": row["timestamp"],
+        "key": key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
+        "value_base64": base64.b64encode(value).decode() if isinstance(value, bytes) else value,
+    }
+
+
+# -- parsing and humanising (pure) -----------------------------------------------------------
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """``key=value`` (the value may contain ``=``, the key may not be empty); an argparse type."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"a label filter is KEY=VALUE, not {text!r}")
+    return key, value
+
+
+def parse_duration_ms(text: str) -> int:
+    """A positive duration: a number with a unit (``250ms``, ``30s``, ``15m`` or ``15min``,
+    ``1h``, ``7d``, ``2w``), several summed (``1h30m``), or a bare whole number of ms."""
+    spec = text.strip().lower()
+    if spec.isdigit():
+        total = float(spec)
+    else:
+        parts = _DURATION.findall(spec)
+        if not parts or _DURATION.sub("", spec).strip():
+            raise ConfigError(f"{text!r} is not a duration (e.g. 500ms, 30s, 15m, 1h, 7d)")
+        total = sum(float(n) * _UNIT_MS[unit] for n, unit in parts)
+    if total < 1:
+        raise ConfigError(f"the duration {text!r} must be at least 1 ms")
+    return int(total)
+
+
+def is_relative(text: str) -> bool:
+    """Whether a time argument is relative to now (a duration with a unit)."""
+    spec = text.strip().lower()
+    return not spec.isdigit() and bool(_DURATION.findall(spec)) and not _DURATION.sub("", spec).strip()
+
+
+def parse_time_ms(text: str, now_ms: int, tz: tzinfo | None = None) -> int:
+    """A point in time as epoch ms: ``now``; a duration with a unit (``30s``, ``15m``, ``1h``,
+    ``7d``, ``1h30m``) meaning that long before ``now_ms``; a bare whole number, epoch ms; or
+    ISO-8601 (``2025-11-10``, ``2025-11-10T14:30``, ``...Z``, ``...+01:00``), in ``tz`` (default:
+    the local time zone) when it has no offset."""
+    spec = text.strip()
+    if spec.lower() == "now":
+        return now_ms
+    if spec.isdigit():
+        return int(spec)
+    if is_relative(spec):
+        return now_ms - parse_duration_ms(spec)
+    try:
+        moment = datetime.fromisoformat(spec)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a time: use now, a relative time (30s, 15m, 1h, 7d), ISO-8601 or epoch ms"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz) if tz is not None else moment.astimezone()
+    return int(moment.timestamp() * 1000)
+
+
+def human_time(ms: int | None, tz: tzinfo | None = None, *, compact: bool = False) -> str:
+    """Epoch ms as ISO-8601 to the second in ``tz`` (default: local), with its UTC offset
+    unless ``compact``; ``-`` for ``None``."""
+    if ms is None:
+        return "-"
+    moment = datetime.fromtimestamp(ms / 1000, tz or UTC)
+    moment = moment if tz is not None else moment.astimezone()
+    return (moment.replace(tzinfo=None) if compact else moment).isoformat(timespec="seconds")
+
+
+def _utc_offset() -> str:
+    offset = datetime.now().astimezone().strftime("%z")
+    return f" (UTC{offset[:3]}:{offset[3:]})" if offset else ""
+
+
+def human_duration(ms: float | None) -> str:
+    """``812 ms``, ``2.5 s``, ``4 min 12 s``, ``2 h 5 min``, ``3 d 4 h`` (a zero second unit is
+    left out: ``1 h``); ``-`` for ``None``."""
+    if ms is None:
+        return "-"
+    sign, ms = ("-" if ms < 0 else ""), abs(ms)
+    if ms < 999.5:
+        return f"{sign}{ms:.0f} ms"
+    if ms < 59_950:
+        return f"{sign}{ms / 1000:.1f} s"
+    seconds = round(ms / 1000)
+    if seconds < 3600:
+        return sign + _two_units(seconds // 60, "min", seconds % 60, "s")
+    minutes = round(ms / 60_000)
+    if minutes < 1440:
+        return sign + _two_units(minutes // 60, "h", minutes % 60, "min")
+    hours = round(ms / 3_600_000)
+    return sign + _two_units(hours // 24, "d", hours % 24, "h")
+
+
+def _two_units(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    return f"{big} {big_unit}" + (f" {small} {small_unit}" if small else "")
+
+
+def human_number(value: float | None) -> str:
+    """Thousands separators for whole numbers, 4 significant digits below 100, 1 decimal
+    above; ``-`` for ``None``."""
+    if value is None:
+        return "-"
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.4g}"
+
+
+def human_value(value: float | None, unit: str | None) -> str:
+    """A metric value with its unit; milliseconds are humanised as durations."""
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return human_duration(value)
+    return human_number(value) + (f" {unit}" if unit else "")
+
+
+def _table(title: str | None = None, caption: str | None = None) -> Table:
+    """The house table: a light frame, so wide rows still fit an 80-column terminal."""
+    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 0))
+
+
+def _columns(table: Table, names: Sequence[str], right: Sequence[str] = (), flexible: Sequence[str] = ()) -> None:
+    """Add columns; only the ``flexible`` ones wrap or shrink when the terminal is narrow."""
+    for name in names:
+        table.add_column(
+            name, justify="right" if name in right else "left", no_wrap=name not in flexible,
+            min_width=None if name in flexible else len(name), overflow="fold" if name in flexible else "ellipsis",
+        )
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))

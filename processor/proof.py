@@ -1,0 +1,247 @@
+"""The proof that live processing equals a replay, under crashes: ``axmon prove``.
+
+1. Produce a generated multi-tenant scenario with client resends, out-of-order delivery,
+   malformed records and late events, on a fresh topic prefix.
+2. Meanwhile kill the worker and the sink with SIGKILL several times each (restarting them),
+   and restart the broker once.
+3. When the pipeline has caught up (the sink has everything the topics hold, the worker has
+   stopped adding, every window is final), replay the source topics from the earliest offset
+   into a new database.
+4. Compare the two databases table by table, row by row (minus the sink's bookkeeping) and
+   print the differences, if any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import orjson
+
+from processor.admin import contract_topics, end_offsets, ensure_topics, group_lag
+from processor.dbdiff import TableDiff, compare
+from processor.errors import AxmonError
+from processor.replay import ReplayPlan, replay
+from processor.settings import Settings
+from producers.client import AxmonProducer, ProducerConfig
+from producers.factory import EventFactory
+from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
+from schemas.events import Event
+
+HOUR = 3_600_000
+
+
+class ProofError(AxmonError):
+    """The proof could not be carried out (a process died, the pipeline did not catch up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProofOptions:
+    executions: int = 300
+    tenants: int = 4
+    seed: int = 11
+    worker_kills: int = 3
+    sink_kills: int = 3
+    restart_broker: bool = True
+    grace_ms: int = 120_000
+    """Small enough that every window of a scenario two hours old is idle (final) at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProofResult:
+    live_db: Path
+    replay_db: Path
+    events: int
+    junk: int
+    worker_starts: int
+    sink_starts: int
+    broker_restarts: int
+    diffs: tuple[TableDiff, ...]
+    rows: dict[str, int]
+
+    @property
+    def equal(self) -> bool:
+        return not self.diffs
+
+
+class _Proc:
+    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+        self.name, self.args, self.workdir = name, args, workdir
+        self.log = workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "processor.cli", *self.args], cwd=self.workdir,
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def check(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+            raise ProofError(f"the {self.name} is not running; end of {self.log}:\n{tail}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def proof_events(options: ProofOptions, now_ms: int) -> tuple[list[Event], list[tuple[str, bytes]]]:
+    """The scenario (two hours old, shuffled, with resends and late events) and junk records
+    ``(source, value)`` where source is ``"lifecycle"`` or ``"metrics"``."""
+    rng = random.Random(options.seed)
+    start = now_ms - 2 * HOUR
+    events = generate_scenario(ScenarioConfig(seed=options.seed, tenants=options.tenants,
+                                              executions=options.executions, start_ms=start))
+    events = with_resends(disorder(events, rng, max_shift_ms=20_000), rng, 0.03)
+    # late: samples and executions far behind the stream, spread through the second half
+    factory = EventFactory(source="axmon-proof")
+    late: list[Event] = [
+        factory.record("cpu.usage", 50.0 + n, unit="percent", labels={"host": "worker-1"},
+                       tenant_id="tenant_a", occurred_at=start - HOUR - n * 1000)
+        for n in range(20)
+    ]
+    late += [factory.start_execution("wf_late", "Late Workflow", "tenant_b", "u", 1, occurred_at=start - 3 * HOUR)
+             for _ in range(5)]
+    for event in late:
+        events.insert(rng.randrange(len(events) // 2, len(events)), event)
+    junk = [
+        ("lifecycle", b"{not json"),
+        ("lifecycle", orjson.dumps({"type": "execution.started", "version": 2, "event_id": "v2", "occurred_at": start})),
+        ("lifecycle", orjson.dumps({"type": "step.completed", "version": 1, "event_id": "neg", "occurred_at": start,
+                                    "tenant_id": "t", "execution_id": "e", "step_id": "s", "tokens_used": -1})),
+        ("metrics", orjson.dumps({"type": "metric.recorded", "version": 1, "event_id": "bad", "occurred_at": start,
+                                  "metric_type": "Not A Type", "value": 1})),
+        ("metrics", b"\xff\xfe"),
+    ]
+    return events, junk
+
+
+def _settled(db: Path, ends: dict[tuple[str, int], int]) -> bool:
+    if not db.exists():
+        return False
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        stored = {(t, p): o for t, p, o in conn.execute("SELECT topic, partition, next_offset FROM sink_offsets")}
+        open_windows = conn.execute("SELECT count(*) FROM metric_rollups WHERE final = 0").fetchone()[0]
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+    return open_windows == 0 and all(stored.get(tp, 0) >= o for tp, o in ends.items() if o > 0)
+
+
+async def _derived_ends(settings: Settings, bootstrap: str) -> dict[tuple[str, int], int]:
+    t = settings.topics
+    ends = {}
+    for topic in (t.execution_state, t.metric_rollups, t.dead_letter, t.metrics):
+        for p, o in (await end_offsets(bootstrap, topic)).items():
+            ends[(topic, p)] = o
+    return ends
+
+
+def run_proof(
+    base: Settings,
+    bootstrap: str,
+    workdir: Path,
+    options: ProofOptions = ProofOptions(),
+    *,
+    restart_broker: Callable[[], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> ProofResult:
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = replace(base, topic_prefix=f"proof-{uuid.uuid4().hex[:8]}.", grace_ms=options.grace_ms,
+                       db_path=workdir / "live.db")
+    topics = settings.topics
+    common = ["--bootstrap", bootstrap, "--topic-prefix", settings.topic_prefix, "--partitions", str(settings.partitions),
+              "--grace-ms", str(settings.grace_ms), "--window-ms", str(settings.window_ms)]
+    asyncio.run(ensure_topics(bootstrap, contract_topics(topics, settings.partitions)))
+    events, junk = proof_events(options, int(time.time() * 1000))
+    say(f"topics {topics.prefix}*: {len(events):,} events (with resends, disorder and late ones) and {len(junk)} malformed records")
+    worker = _Proc("worker", ["worker", *common], workdir)
+    sink = _Proc("sink", ["sink", *common, "--db", str(settings.db_path), "--batch-size", "300"], workdir)
+    rng = random.Random(options.seed)
+    broker_restarts = 0
+    worker.start()
+    sink.start()
+    try:
+        chunks = max(options.worker_kills, options.sink_kills) + 2
+        size = -(-len(events) // chunks)
+        restart_at = chunks // 2 if restart_broker is not None and options.restart_broker else -1
+        for n in range(chunks):
+            asyncio.run(_publish(bootstrap, settings, events[n * size:(n + 1) * size], junk if n == 1 else []))
+            time.sleep(rng.uniform(0.5, 2.0))
+            if n < options.worker_kills:
+                worker.kill()
+                say(f"killed the worker (SIGKILL), restarting it ({worker.starts + 1})")
+                worker.start()
+            if n < options.sink_kills:
+                time.sleep(rng.uniform(0.1, 1.0))
+                sink.kill()
+                say(f"killed the sink (SIGKILL), restarting it ({sink.starts + 1})")
+                sink.start()
+            if n == restart_at and restart_broker is not None:
+                say("restarting the broker")
+                restart_broker()
+                broker_restarts += 1
+        say("waiting for the pipeline to catch up")
+        deadline = time.monotonic() + 400
+        while True:
+            worker.check()
+            sink.check()
+            lag = asyncio.run(group_lag(bootstrap, f"{topics.prefix}worker", [*topics.sources, topics.stats_changes]))
+            ends = asyncio.run(_derived_ends(settings, bootstrap))
+            if not any(lag.values()) and _settled(settings.db_path, ends):
+                time.sleep(3.0)
+                if asyncio.run(_derived_ends(settings, bootstrap)) == ends and _settled(settings.db_path, ends):
+                    break
+            if time.monotonic() > deadline:
+                raise ProofError("the pipeline did not catch up in 400 s")
+            time.sleep(2.0)
+    finally:
+        sink.stop()
+        worker.stop()
+    replay_db = workdir / "replay.db"
+    say("replaying the source topics from the earliest offset")
+    result = asyncio.run(replay(settings, bootstrap, ReplayPlan(replay_db)))
+    say(f"replayed {result.records:,} records in {result.seconds:.1f} s ({result.rate:,.0f} records/s)")
+    diffs = tuple(compare(settings.db_path, replay_db))
+    conn = sqlite3.connect(f"file:{replay_db}?mode=ro", uri=True)
+    try:
+        rows = {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+    return ProofResult(settings.db_path, replay_db, len(events), len(junk), worker.starts, sink.starts,
+                       broker_restarts, diffs, rows)
+
+
+async def _publish(bootstrap: str, settings: Settings, events: list[Event], junk: list[tuple[str, bytes]]) -> None:
+    t = settings.topics
+    async with AxmonProducer(config=ProducerConfig(bootstrap=bootstrap, topics=t, source="axmon-proof")) as producer:
+        for n, event in enumerate(events):
+            await producer.publish(event)
+            if junk and n == len(events) // 2:
+                for source, value in junk:
+                    await producer.send_raw(t.workflow_events if source == "lifecycle" else t.metrics, b"junk", value)
+
