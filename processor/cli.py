@@ -276,6 +276,37 @@ def cmd_prove(args: argparse.Namespace) -> int:
     return 1
 
 
+# -- tail --------------------------------------------------------------------------------------
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    import orjson
+
+    from processor.tail import TailRecord, render, tail
+
+    settings = _settings(args)
+    bootstrap = resolve_bootstrap(settings)
+    names = {
+        "execution-state": settings.topics.execution_state, "workflow-stats": settings.topics.workflow_stats,
+        "metric-rollups": settings.topics.metric_rollups, "dead-letter": settings.topics.dead_letter,
+        "workflow-events": settings.topics.workflow_events, "metrics": settings.topics.metrics,
+    }
+    topic = names.get(args.topic, args.topic)
+
+    def emit(record: TailRecord) -> None:
+        if args.json:
+            sys.stdout.write(orjson.dumps(record.to_json()).decode() + "\n")
+        else:
+            sys.stdout.write(render(record) + "\n")
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(tail(bootstrap, topic, emit, from_beginning=args.from_beginning, key=args.key, limit=args.limit))
+    except BrokenPipeError:
+        pass
+    return 0
+
+
 # -- demo ------------------------------------------------------------------------------------
 
 
@@ -434,6 +465,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_kafka_options(prove)
     _add_data_dir(prove)
     prove.set_defaults(handler=cmd_prove)
+
+    tl = commands.add_parser(
+        "tail",
+        help="follow a topic and print its records",
+        description="Follows a derived topic (execution-state, workflow-stats, metric-rollups, "
+        "dead-letter; or any topic by its full name) without joining a consumer group. Pretty "
+        "output for people, --json for one JSON object a line (topic, partition, offset, "
+        "timestamp, key, value).",
+    )
+    tl.add_argument("topic", metavar="TOPIC", help="execution-state, workflow-stats, metric-rollups, dead-letter, or a full topic name")
+    tl.add_argument("--from-beginning", action="store_true", help="start at the earliest offset (default: new records only)")
+    tl.add_argument("--key", metavar="K", help="only records with this key (e.g. an execution id or a tenant)")
+    tl.add_argument("--limit", type=_positive, metavar="N", help="stop after N records")
+    tl.add_argument("--json", action="store_true", help="one JSON object a line")
+    _add_kafka_options(tl)
+    _add_data_dir(tl)
+    tl.set_defaults(handler=cmd_tail)
 
     demo = commands.add_parser(
         "demo",

@@ -171,7 +171,7 @@ class AxmonProducer:
         topic, key = route(event, self.config.topics)
         await self.send_raw(topic, key, encode_event(event))
 
-    async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if self._kafka is None:
             raise ProducerClosedError("the producer is not started (use 'async with' or start())")
         self._tracker.track(await self._kafka.send(topic, value, key=key))
