@@ -499,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_kafka_options(demo)
     _add_data_dir(demo)
     demo.set_defaults(handler=cmd_demo)
+    from processor.cli_read import add_read_commands
+
+    add_read_commands(commands)
     return parser
 
 
@@ -516,6 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
@@ -32,6 +31,7 @@ from rich.text import Text
 from processor.errors import AxmonError, ConfigError
 from processor.queries import Monitor
 from processor.settings import ENV_DB, Settings
+from processor.timeparse import is_relative, parse_duration_ms, parse_label, parse_time_ms
 
 DEFAULT_LIMIT = 50
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
@@ -46,8 +46,6 @@ TARGET_POINTS = 60
 STATUS_STYLES = {
     "pending": "cyan", "running": "yellow", "completed": "green", "failed": "red", "cancelled": "dim",
 }
-_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d|w)")
 
 
 class NotFound(AxmonError):
@@ -111,7 +109,9 @@ def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         description="Records dead-lettered by the worker or the sink: why, and where they came from.",
     )
     dead.add_argument("--reason", metavar="R", help="only this reason (e.g. late, undecodable)")
-    dead.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"at most N rows (default {DEFAULT_LIMIT})")
+    dead.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"at most N rows (default {DEFAULT_LIMIT})"
+    )
     _add_common(dead)
     dead.set_defaults(handler=cmd_dead_letters)
 
@@ -180,7 +180,7 @@ def cmd_execution(args: argparse.Namespace) -> int:
         return 0
     console = _console()
     console.print(execution_details(execution))
-    console.print(steps_timeline(execution, steps))
+    console.print(steps_timeline(execution, steps, bar_width=max(10, min(60, console.width - 56))))
     return 0
 
 
@@ -211,8 +211,9 @@ def execution_details(e: Mapping[str, Any]) -> Table:
     return grid
 
 
-def steps_timeline(e: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> Table:
-    """The steps as rows, each with a bar on the execution's time axis (:func:`time_axis`)."""
+def steps_timeline(e: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], bar_width: int = TIMELINE_WIDTH) -> Table:
+    """The steps as rows, each with a ``bar_width`` bar on the execution's time axis
+    (:func:`time_axis`)."""
     axis_start, axis_end = time_axis(e, steps)
     table = _table("Steps", caption=f"axis {human_time(axis_start)} .. {human_time(axis_end)} "
                   f"({human_duration(axis_end - axis_start)})")
@@ -224,23 +225,27 @@ def steps_timeline(e: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> 
             label.append(f"\n{s['error_message']}", style="red")
         running = s["completed_at"] is None
         end = axis_end if running else s["completed_at"]
+        known = _known_time(s["started_at"])
+        bar = timeline_bar(s["started_at"], end, axis_start, axis_end, bar_width, open_ended=running) if known else ""
         table.add_row(
-            label, _status(s["status"]), "+" + human_duration(s["started_at"] - axis_start),
+            label, _status(s["status"]), "+" + human_duration(s["started_at"] - axis_start) if known else "-",
             human_duration(s["duration"]), str(s["retry_count"]), human_number(s["tokens_used"]),
-            human_number(s["cost"]),
-            Text(timeline_bar(s["started_at"], end, axis_start, axis_end, TIMELINE_WIDTH, open_ended=running),
-                 style=STATUS_STYLES.get(s["status"], "")),
+            human_number(s["cost"]), Text(bar, style=STATUS_STYLES.get(s["status"], "")),
         )
     return table
 
 
 def time_axis(e: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     """The shared axis of a timeline: from the earliest start (execution or step) to the
-    latest known time (completion of the execution or a step, or its last event)."""
-    starts = [e["started_at"], *(s["started_at"] for s in steps)]
+    latest known time (completion of the execution or a step, or its last event). A step whose
+    start and end were never seen is stored with ``started_at`` 0: it is left out."""
+    starts = [v for v in (e["started_at"], *(s["started_at"] for s in steps)) if _known_time(v)]
     ends = [e["completed_at"], e.get("last_event_at"), *(s["completed_at"] for s in steps), *starts]
-    start = min(v for v in starts if v is not None)
-    return start, max(v for v in ends if v is not None)
+    return min(starts), max(v for v in ends if _known_time(v))
+
+
+def _known_time(ms: int | None) -> bool:
+    return ms is not None and ms > 0
 
 
 def timeline_bar(start: int, end: int, axis_start: int, axis_end: int, width: int, *, open_ended: bool = False) -> str:
@@ -306,7 +311,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     console = _console()
     scope = ", ".join([*([f"tenant {args.tenant}"] if args.tenant else []), *(f"{k}={v}" for k, v in labels.items())])
     heading = Text(args.metric_type, style="bold")
-    heading.append(f"{f'  [{scope}]' if scope else ''}  {human_time(start)} .. {human_time(end)} ({human_duration(end - start)})")
+    heading.append(f"  {scope}" if scope else "")
+    heading.append(f"\n{human_time(start)} .. {human_time(end)} ({human_duration(end - start)})")
     console.print(heading)
     if aggregation is None:
         console.print("no samples in this range")
@@ -401,7 +407,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     table = _table(title, f"{len(rows)} shown; local times{_utc_offset()}")
     _columns(table, ("time", "reason", "origin", "key", "detail"), flexible=("key", "detail"))
     for r in rows:
-        table.add_row(human_time(r["timestamp"], compact=True), Text(r["reason"]), Text(f"{r['topic']}/{r['partition']}/{r['offset']}"),
+        origin = f"{r['topic']}/{r['partition']}/{r['offset']}"
+        table.add_row(human_time(r["timestamp"], compact=True), Text(r["reason"]), Text(origin),
                       Text(r["key"] or ""), Text(r["detail"]))
     _console().print(table)
     return 0
@@ -420,59 +427,6 @@ def dead_letter_json(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- parsing and humanising (pure) -----------------------------------------------------------
-
-
-def parse_label(text: str) -> tuple[str, str]:
-    """``key=value`` (the value may contain ``=``, the key may not be empty); an argparse type."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"a label filter is KEY=VALUE, not {text!r}")
-    return key, value
-
-
-def parse_duration_ms(text: str) -> int:
-    """A positive duration: a number with a unit (``250ms``, ``30s``, ``15m`` or ``15min``,
-    ``1h``, ``7d``, ``2w``), several summed (``1h30m``), or a bare whole number of ms."""
-    spec = text.strip().lower()
-    if spec.isdigit():
-        total = float(spec)
-    else:
-        parts = _DURATION.findall(spec)
-        if not parts or _DURATION.sub("", spec).strip():
-            raise ConfigError(f"{text!r} is not a duration (e.g. 500ms, 30s, 15m, 1h, 7d)")
-        total = sum(float(n) * _UNIT_MS[unit] for n, unit in parts)
-    if total < 1:
-        raise ConfigError(f"the duration {text!r} must be at least 1 ms")
-    return int(total)
-
-
-def is_relative(text: str) -> bool:
-    """Whether a time argument is relative to now (a duration with a unit)."""
-    spec = text.strip().lower()
-    return not spec.isdigit() and bool(_DURATION.findall(spec)) and not _DURATION.sub("", spec).strip()
-
-
-def parse_time_ms(text: str, now_ms: int, tz: tzinfo | None = None) -> int:
-    """A point in time as epoch ms: ``now``; a duration with a unit (``30s``, ``15m``, ``1h``,
-    ``7d``, ``1h30m``) meaning that long before ``now_ms``; a bare whole number, epoch ms; or
-    ISO-8601 (``2025-11-10``, ``2025-11-10T14:30``, ``...Z``, ``...+01:00``), in ``tz`` (default:
-    the local time zone) when it has no offset."""
-    spec = text.strip()
-    if spec.lower() == "now":
-        return now_ms
-    if spec.isdigit():
-        return int(spec)
-    if is_relative(spec):
-        return now_ms - parse_duration_ms(spec)
-    try:
-        moment = datetime.fromisoformat(spec)
-    except ValueError:
-        raise ConfigError(
-            f"{text!r} is not a time: use now, a relative time (30s, 15m, 1h, 7d), ISO-8601 or epoch ms"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz) if tz is not None else moment.astimezone()
-    return int(moment.timestamp() * 1000)
 
 
 def human_time(ms: int | None, tz: tzinfo | None = None, *, compact: bool = False) -> str:
@@ -541,11 +495,12 @@ def _table(title: str | None = None, caption: str | None = None) -> Table:
 
 
 def _columns(table: Table, names: Sequence[str], right: Sequence[str] = (), flexible: Sequence[str] = ()) -> None:
-    """Add columns; only the ``flexible`` ones wrap or shrink when the terminal is narrow."""
+    """Add columns, each at least as wide as its name; only the ``flexible`` ones wrap when
+    the terminal is narrow."""
     for name in names:
         table.add_column(
             name, justify="right" if name in right else "left", no_wrap=name not in flexible,
-            min_width=None if name in flexible else len(name), overflow="fold" if name in flexible else "ellipsis",
+            min_width=len(name), overflow="fold" if name in flexible else "ellipsis",
         )
 
 

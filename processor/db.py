@@ -78,7 +78,7 @@ CREATE TABLE performance_metrics (
   tenant_id TEXT
 );
 CREATE INDEX idx_metrics_type_timestamp ON performance_metrics(metric_type, timestamp DESC, value);
-CREATE INDEX idx_metrics_tenant ON performance_metrics(tenant_id, metric_type, timestamp);
+CREATE INDEX idx_metrics_tenant ON performance_metrics(tenant_id, metric_type, timestamp, value);
 
 CREATE TABLE metric_rollups (
   series TEXT NOT NULL,            -- JSON [tenant, metric_type, [[label, value], ...]]
@@ -97,6 +97,7 @@ CREATE TABLE metric_rollups (
   PRIMARY KEY (series, window_start)
 );
 CREATE INDEX idx_rollups_type_window ON metric_rollups(metric_type, window_start);
+CREATE INDEX idx_rollups_end ON metric_rollups(window_end);
 
 CREATE TABLE workflow_stats (
   tenant_id TEXT PRIMARY KEY,
@@ -121,7 +122,8 @@ CREATE TABLE dead_letters (
   value BLOB,
   PRIMARY KEY (topic, partition, "offset")
 );
-CREATE INDEX idx_dead_letters_reason ON dead_letters(reason);
+CREATE INDEX idx_dead_letters_time ON dead_letters(timestamp DESC);
+CREATE INDEX idx_dead_letters_reason ON dead_letters(reason, timestamp DESC);
 
 CREATE TABLE sink_offsets (
   topic TEXT NOT NULL,
@@ -141,7 +143,6 @@ SINK_TABLES = frozenset({"sink_offsets"})
 
 def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys = ON")
     return conn
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,9 +20,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from processor.admin import contract_topics, end_offsets, ensure_topics
+from processor.admin import contract_topics, ensure_topics
 from processor.errors import AxmonError
 from processor.settings import Settings, default_data_home
+from processor.settle import settled
 from producers.client import AxmonProducer, ProducerConfig
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas.events import Event
@@ -119,46 +119,22 @@ async def _run_engine(
     console.print(f"the simulated engine published {len(events):,} events in {time.monotonic() - began:.1f} s")
 
 
-async def _topic_ends(bootstrap: str, settings: Settings) -> dict[tuple[str, int], int]:
-    t = settings.topics
-    ends = {}
-    for topic in (t.execution_state, t.metric_rollups, t.dead_letter, t.metrics):
-        for p, o in (await end_offsets(bootstrap, topic)).items():
-            ends[(topic, p)] = o
-    return ends
-
-
 async def _wait_for_database(bootstrap: str, settings: Settings, db: Path, children: list[Child], console: Console) -> None:
-    """Until the sink has written everything the topics hold, and the worker has stopped
-    adding to them (it publishes the last rollups once a second)."""
+    """Until the worker has committed all its input and the sink has written everything the
+    topics hold, twice in a row."""
     deadline = time.monotonic() + 180
+    previous = None
     with console.status("waiting for the worker and the sink to catch up") as status:
         while True:
             for child in children:
                 child.check()
-            ends = await _topic_ends(bootstrap, settings)
-            stored = _sink_offsets(db)
-            behind = sum(max(0, o - stored.get(tp, 0)) for tp, o in ends.items())
-            status.update(f"waiting for the worker and the sink to catch up ({behind:,} records behind)")
-            if behind == 0 and ends:
-                await asyncio.sleep(2.5)
-                if await _topic_ends(bootstrap, settings) == ends:
-                    return
+            done, previous = await settled(bootstrap, settings.topics, db, previous)
+            if done:
+                return
+            status.update(f"waiting for the worker ({previous.worker:,} records behind) and the sink ({previous.sink:,})")
             if time.monotonic() > deadline:
-                raise DemoError(f"the pipeline did not catch up in 180 s ({behind:,} records behind)")
-            await asyncio.sleep(1.0)
-
-
-def _sink_offsets(db: Path) -> dict[tuple[str, int], int]:
-    if not db.exists():
-        return {}
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return {(r[0], r[1]): r[2] for r in conn.execute("SELECT topic, partition, next_offset FROM sink_offsets")}
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        conn.close()
+                raise DemoError(f"the pipeline did not catch up in 180 s ({previous})")
+            await asyncio.sleep(1.5)
 
 
 def _show(db: Path, console: Console) -> None:

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import orjson
 
-from processor.admin import contract_topics, end_offsets, ensure_topics, group_lag
+from processor.admin import contract_topics, ensure_topics
 from processor.dbdiff import TableDiff, compare
 from processor.errors import AxmonError
 from processor.replay import ReplayPlan, replay
 from processor.settings import Settings
+from processor.settle import settled
 from producers.client import AxmonProducer, ProducerConfig
 from producers.factory import EventFactory
 from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
@@ -137,27 +138,14 @@ def proof_events(options: ProofOptions, now_ms: int) -> tuple[list[Event], list[
     return events, junk
 
 
-def _settled(db: Path, ends: dict[tuple[str, int], int]) -> bool:
-    if not db.exists():
-        return False
+def _all_windows_final(db: Path) -> bool:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        stored = {(t, p): o for t, p, o in conn.execute("SELECT topic, partition, next_offset FROM sink_offsets")}
-        open_windows = conn.execute("SELECT count(*) FROM metric_rollups WHERE final = 0").fetchone()[0]
+        return bool(conn.execute("SELECT count(*) FROM metric_rollups WHERE final = 0").fetchone()[0] == 0)
     except sqlite3.OperationalError:
         return False
     finally:
         conn.close()
-    return open_windows == 0 and all(stored.get(tp, 0) >= o for tp, o in ends.items() if o > 0)
-
-
-async def _derived_ends(settings: Settings, bootstrap: str) -> dict[tuple[str, int], int]:
-    t = settings.topics
-    ends = {}
-    for topic in (t.execution_state, t.metric_rollups, t.dead_letter, t.metrics):
-        for p, o in (await end_offsets(bootstrap, topic)).items():
-            ends[(topic, p)] = o
-    return ends
 
 
 def run_proof(
@@ -206,17 +194,15 @@ def run_proof(
                 broker_restarts += 1
         say("waiting for the pipeline to catch up")
         deadline = time.monotonic() + 400
+        previous = None
         while True:
             worker.check()
             sink.check()
-            lag = asyncio.run(group_lag(bootstrap, f"{topics.prefix}worker", [*topics.sources, topics.stats_changes]))
-            ends = asyncio.run(_derived_ends(settings, bootstrap))
-            if not any(lag.values()) and _settled(settings.db_path, ends):
-                time.sleep(3.0)
-                if asyncio.run(_derived_ends(settings, bootstrap)) == ends and _settled(settings.db_path, ends):
-                    break
+            done, previous = asyncio.run(settled(bootstrap, topics, settings.db_path, previous))
+            if done and _all_windows_final(settings.db_path):
+                break
             if time.monotonic() > deadline:
-                raise ProofError("the pipeline did not catch up in 400 s")
+                raise ProofError(f"the pipeline did not catch up in 400 s (last backlog {previous})")
             time.sleep(2.0)
     finally:
         sink.stop()

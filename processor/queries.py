@@ -31,6 +31,7 @@ and is never read from rollups.
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,6 @@ STEP_COLUMNS = (
     "id", "execution_id", "step_key", "step_name", "status", "started_at", "completed_at",
     "duration", "retry_count", "error_message", "input_size", "output_size", "tokens_used", "cost",
 )
-DEAD_LETTER_COLUMNS = ("topic", "partition", "offset", "reason", "detail", "timestamp", "key", "value")
 
 _EXECUTIONS = f"SELECT {', '.join(EXECUTION_COLUMNS)} FROM workflow_executions_monitor"
 _STEPS = f"SELECT {', '.join(STEP_COLUMNS)} FROM workflow_step_executions"
@@ -95,8 +95,22 @@ class Monitor:
     ) -> None:
         self.close()
 
+    def _query(self, sql: str, params: Sequence[Any] = (), *, as_rows: bool = True) -> list[Any]:
+        """All rows of one statement (``sqlite3.Row``, or plain tuples unless ``as_rows``);
+        SQLite's errors (a locked, corrupt or foreign file) become :class:`DatabaseError`."""
+        try:
+            cursor = self._conn.cursor()
+            if not as_rows:
+                cursor.row_factory = None
+            return cursor.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(f"{self.path}: {exc}") from exc
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return [dict(row) for row in self._conn.execute(sql, params)]
+        return [dict(row) for row in self._query(sql, params)]
+
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._query(sql, params, as_rows=False)
 
     # -- executions (the original WorkflowMonitor) ----------------------------------------------
 
@@ -140,19 +154,19 @@ class Monitor:
         ``avg_duration`` (ms, over executions with a duration; 0 when none) and
         ``success_rate`` (completed / total in %, rounded to 2 places; 0 when total is 0)."""
         if tenant_id is None:
-            row = self._conn.execute(_STATS).fetchone()
+            (row,) = self._tuples(_STATS)
         else:
-            row = self._conn.execute(f"{_STATS} WHERE tenant_id = ?", (tenant_id,)).fetchone()
-        return _stats(tuple(row))
+            (row,) = self._tuples(f"{_STATS} WHERE tenant_id = ?", (tenant_id,))
+        return _stats(row)
 
     def get_tenant_stats(self) -> list[Row]:
         """:meth:`get_workflow_stats` of every tenant with counters, by ``tenant_id``; each row
         also has its ``tenant_id``."""
-        rows = self._conn.execute(
+        rows = self._tuples(
             "SELECT tenant_id, total, pending, running, completed, failed, cancelled, duration_sum, "
             "duration_count FROM workflow_stats ORDER BY tenant_id"
-        ).fetchall()
-        return [{"tenant_id": r[0], **_stats(tuple(r)[1:])} for r in rows]
+        )
+        return [{"tenant_id": r[0], **_stats(r[1:])} for r in rows]
 
     # -- metrics (the original MetricsCollector) ------------------------------------------------
 
@@ -171,8 +185,8 @@ class Monitor:
         ``metric_type, start, end, count, sum, avg, min, max, p50, p95, p99`` (nearest rank: the
         value at index ``ceil(n p) - 1`` of the sorted values), ``exact`` (the percentiles are
         exact: only raw samples were read; else they are within a relative 1%), and
-        ``from_rollups`` / ``from_raw``: the rollup rows and raw samples that were read. See the
-        module docstring for how the range is split between rollups and raw samples.
+        ``from_rollups`` / ``from_raw``: the rollup rows (series x window) and raw samples that
+        were read. See the module docstring for how the range is split between them.
         """
         _check_range(start, end)
         where = _Filter.of(metric_type, tenant_id, labels)
@@ -231,7 +245,8 @@ class Monitor:
 
     def get_metric_count(self, metric_type: str | None = None, tenant_id: str | None = None) -> int:
         """The number of raw samples stored (of a type, of a tenant, or all)."""
-        conditions, params = [], []
+        conditions: list[str] = []
+        params: list[str] = []
         if tenant_id is not None:
             conditions.append("tenant_id = ?")
             params.append(tenant_id)
@@ -241,7 +256,7 @@ class Monitor:
         sql = "SELECT COUNT(*) FROM performance_metrics"
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
-        return int(self._conn.execute(sql, params).fetchone()[0])
+        return int(self._tuples(sql, params)[0][0])
 
     def get_metric_unit(self, metric_type: str) -> str | None:
         """The unit of the newest raw sample of ``metric_type`` (else of its newest rollup
@@ -250,9 +265,9 @@ class Monitor:
             "SELECT unit FROM performance_metrics WHERE metric_type = ? ORDER BY timestamp DESC LIMIT 1",
             "SELECT unit FROM metric_rollups WHERE metric_type = ? ORDER BY window_start DESC LIMIT 1",
         ):
-            row = self._conn.execute(sql, (metric_type,)).fetchone()
-            if row is not None:
-                return str(row[0])
+            rows = self._tuples(sql, (metric_type,))
+            if rows:
+                return str(rows[0][0])
         return None
 
     def _rollups(self, where: _Filter, start: int, end: int, *, with_sketch: bool) -> list[_Rollup]:
@@ -263,9 +278,7 @@ class Monitor:
             f"SELECT window_start, window_end, final, count, sum, min, max, {sketch} FROM metric_rollups "
             f"WHERE metric_type = ? AND window_start >= ? AND window_start < ?{where.sql}"
         )
-        cursor = self._conn.cursor()
-        cursor.row_factory = None
-        return [_Rollup(*row) for row in cursor.execute(sql, [where.metric_type, start, end, *where.params])]
+        return [_Rollup(*row) for row in self._tuples(sql, [where.metric_type, start, end, *where.params])]
 
     def _raw_values(self, where: _Filter, segments: Sequence[Interval]) -> list[float]:
         if not segments:
@@ -274,10 +287,8 @@ class Monitor:
             f"{_SEGMENTS}SELECT p.value FROM seg CROSS JOIN performance_metrics AS p "
             f"WHERE p.metric_type = ? AND p.timestamp >= seg.lo AND p.timestamp < seg.hi{where.sql_for('p')}"
         )
-        cursor = self._conn.cursor()
-        cursor.row_factory = None
         params = [_segments_json(segments), where.metric_type, *where.params]
-        return [row[0] for row in cursor.execute(sql, params)]
+        return [row[0] for row in self._tuples(sql, params)]
 
     def _raw_buckets(
         self, where: _Filter, segments: Sequence[Interval], start: int, interval_ms: int
@@ -291,16 +302,14 @@ class Monitor:
             f"WHERE p.metric_type = ? AND p.timestamp >= seg.lo AND p.timestamp < seg.hi{where.sql_for('p')} "
             "GROUP BY k"
         )
-        cursor = self._conn.cursor()
-        cursor.row_factory = None
         params = [_segments_json(segments), start, interval_ms, where.metric_type, *where.params]
-        return [(int(k), int(c), float(s)) for k, c, s in cursor.execute(sql, params)]
+        return [(int(k), int(c), float(s)) for k, c, s in self._tuples(sql, params)]
 
     # -- operations -----------------------------------------------------------------------------
 
     def get_dead_letters(self, limit: int = 100, reason: str | None = None) -> list[Row]:
-        """The newest ``limit`` dead letters (by ``timestamp``, unknown times last; ties by
-        topic, partition, offset descending), optionally of one ``reason``. ``key`` and
+        """The newest ``limit`` dead letters by ``timestamp`` (unknown times last; ties: topic
+        and partition ascending, offset descending), optionally of one ``reason``. ``key`` and
         ``value`` are the original bytes (or ``None``)."""
         _check_limit(limit)
         order = ' ORDER BY timestamp DESC, topic, partition, "offset" DESC LIMIT ?'
@@ -310,14 +319,11 @@ class Monitor:
 
     def counts(self) -> dict[str, int]:
         """Rows per table, by table name (SQLite's own tables left out)."""
-        names = [
-            r[0]
-            for r in self._conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-                "ORDER BY name"
-            )
-        ]
-        return {name: int(self._conn.execute(f"SELECT COUNT(*) FROM {_quote(name)}").fetchone()[0]) for name in names}
+        names = self._tuples(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "ORDER BY name"
+        )
+        return {name: int(self._tuples(f"SELECT COUNT(*) FROM {_quote(name)}")[0][0]) for (name,) in names}
 
 
 # -- the plan: which parts of a range come from rollups ------------------------------------------
@@ -348,7 +354,7 @@ def plan_range(
     covered = frozenset(
         iv for iv, ok in final.items()
         if ok and iv not in overlapping and start <= iv[0] < iv[1] <= end
-        and (True or (iv[0] - start) // bucket_ms == (iv[1] - 1 - start) // bucket_ms)
+        and (bucket_ms is None or (iv[0] - start) // bucket_ms == (iv[1] - 1 - start) // bucket_ms)
     )
     return Plan(covered, _complement(sorted(covered), start, end))
 
@@ -400,11 +406,11 @@ class _Filter:
     def of(cls, metric_type: str, tenant_id: str | None, labels: Mapping[str, str] | None) -> _Filter:
         if not isinstance(metric_type, str) or not metric_type:
             raise ConfigError(f"the metric type must be a non-empty string, not {metric_type!r}")
-        pairs = tuple(sorted((labels or {}).items()))
+        pairs = list((labels or {}).items())
         for key, value in pairs:
             if not isinstance(key, str) or not isinstance(value, str) or not key:
-                raise ConfigError(f"a label filter must be a non-empty string key and a string value, not {key!r}={value!r}")
-        return cls(metric_type, tenant_id, pairs)
+                raise ConfigError(f"a label filter is a non-empty string key and a string value, not {key!r}={value!r}")
+        return cls(metric_type, tenant_id, tuple(sorted(pairs)))
 
     def sql_for(self, table: str) -> str:
         """`` AND ...`` conditions on ``table``'s columns (empty when there are none)."""

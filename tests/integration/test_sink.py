@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from processor.admin import end_offsets
+from processor.settle import Backlog, settled
 from processor.dbdiff import compare
 from schemas import Topics
 from tests.integration.processes import AxmonProcess, wait_until
@@ -26,33 +26,24 @@ def sink(kafka_bootstrap: str, topics: Topics, workdir: Path, db: Path, batch_si
     )
 
 
-def sink_offsets(db: Path) -> dict[tuple[str, int], int]:
-    if not db.exists():
-        return {}
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+def settle(kafka_bootstrap: str, topics: Topics, dbs: list[Path], procs: list[AxmonProcess], timeout: float) -> None:
+    """Wait until the worker has committed all its input and every database holds everything
+    on the sink's topics, twice in a row."""
+    previous: dict[Path, Backlog | None] = {db: None for db in dbs}
+
+    def done() -> bool:
+        for proc in procs:
+            assert proc.alive(), proc.tail()
+        results = []
+        for db in dbs:
+            ok, previous[db] = asyncio.run(settled(kafka_bootstrap, topics, db, previous[db]))
+            results.append(ok)
+        return all(results)
+
     try:
-        return {(t, p): o for t, p, o in conn.execute("SELECT topic, partition, next_offset FROM sink_offsets")}
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        conn.close()
-
-
-def topic_ends(bootstrap: str, topics: Topics) -> dict[tuple[str, int], int]:
-    async def read() -> dict[tuple[str, int], int]:
-        out = {}
-        for topic in (topics.execution_state, topics.metric_rollups, topics.dead_letter, topics.metrics):
-            for p, o in (await end_offsets(bootstrap, topic)).items():
-                if o > 0:
-                    out[(topic, p)] = o
-        return out
-
-    return asyncio.run(read())
-
-
-def caught_up(db: Path, ends: dict[tuple[str, int], int]) -> bool:
-    stored = sink_offsets(db)
-    return all(stored.get(tp, 0) >= o for tp, o in ends.items())
+        wait_until(done, timeout, interval=2.0, what="the pipeline to catch up")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last backlog: {previous}\n" + "\n".join(p.tail(15) for p in procs)) from None
 
 
 def test_sink_killed_mid_stream_ends_with_the_same_database(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
@@ -71,13 +62,7 @@ def test_sink_killed_mid_stream_ends_with_the_same_database(kafka_bootstrap: str
             killed.start()
         assert killed.starts == chunks + 1
 
-        def settled() -> bool:
-            for proc in (work, steady, killed):
-                assert proc.alive(), proc.tail()
-            ends = topic_ends(kafka_bootstrap, topics)
-            return caught_up(tmp_path / "steady.db", ends) and caught_up(tmp_path / "killed.db", ends) and topic_ends(kafka_bootstrap, topics) == ends
-
-        wait_until(settled, 240, interval=3.0, what="both sinks to reach the end of every topic")
+        settle(kafka_bootstrap, topics, [tmp_path / "steady.db", tmp_path / "killed.db"], [work, steady, killed], 240)
         diffs = compare(tmp_path / "steady.db", tmp_path / "killed.db")
         assert not diffs, "\n".join(d.describe() for d in diffs)
         conn = sqlite3.connect(tmp_path / "killed.db")

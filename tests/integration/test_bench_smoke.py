@@ -1,0 +1,33 @@
+"""The worker benchmark runs end to end on the session broker at a tiny size.
+
+Only that it completes and yields positive figures: timings on a shared machine prove nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bench.worker import MIXES, WorkerBenchConfig, run_worker_bench
+
+EVENTS = 300
+
+
+def test_worker_benchmark_completes_with_positive_figures(kafka_bootstrap: str, tmp_path: Path) -> None:
+    config = WorkerBenchConfig(events=EVENTS, timeout_s=120)
+    result = asyncio.run(run_worker_bench(kafka_bootstrap, config, tmp_path))
+
+    assert [m.mix for m in result.mixes] == list(MIXES)
+    for m in result.mixes:
+        assert m.events == EVENTS
+        assert m.baseline.events == EVENTS and m.baseline.events_per_s > 0
+        w = m.worker
+        assert w.events == EVENTS
+        assert 0 < w.startup_s <= w.caught_up_s <= w.drained_s
+        assert w.events_per_s > 0 and w.processing_events_per_s > 0 and m.ratio > 0
+        assert w.peak_rss_kib > 0 and w.cpu_s > 0
+        assert w.exit_code == 0, "the worker did not stop gracefully on SIGTERM"
+        assert dict(w.outputs), "the worker wrote nothing"
+    report = result.report()
+    assert report.name == "worker" and all(f.value > 0 for f in report.figures)
+
