@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.axmon-installed
 
-.PHONY: help install system-deps demo test test-unit test-integration bench kafka-start kafka-stop schemas clean
+.PHONY: help install system-deps demo test test-unit test-integration bench lint kafka-start kafka-stop schemas clean
 
 help:
 	@echo "make demo    run the main job on the local Kafka broker (provisioned on first use)"
@@ -41,6 +41,10 @@ test-integration: install system-deps
 
 bench: install system-deps
 	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/pip install --quiet mypy
+	$(BIN)/mypy
 
 kafka-start: install system-deps
 	$(BIN)/axmon kafka start

@@ -338,6 +338,16 @@ def _add_kafka_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_fold_options(parser: argparse.ArgumentParser, *, same_as_worker: bool = False) -> None:
+    """The settings that decide what state is: the worker, the sink and replay must agree."""
+    note = "; must match the worker's" if same_as_worker else ""
+    parser.add_argument("--window-ms", type=_positive, metavar="MS", help=f"metric window size{note} (default 60000)")
+    parser.add_argument("--grace-ms", type=int, metavar="MS",
+                        help=f"lateness allowed after a window ends, in stream time{note} (default 300000)")
+    parser.add_argument("--horizon-ms", type=_positive, metavar="MS",
+                        help=f"how long finished executions stay in the worker, in stream time{note} (default 3600000)")
+
+
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", type=Path, metavar="DIR",
@@ -396,9 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         "axmon.dead-letter. Creates the topics it needs. Stops gracefully on SIGTERM/Ctrl-C; "
         "a restart resumes from the committed offsets and the recovered tables.",
     )
-    worker.add_argument("--window-ms", type=int, metavar="MS", help="metric window size (default 60000)")
-    worker.add_argument("--grace-ms", type=int, metavar="MS", help="lateness allowed after a window ends, in stream time (default 300000)")
-    worker.add_argument("--horizon-ms", type=int, metavar="MS", help="how long finished executions stay in the table, in stream time (default 3600000)")
+    _add_fold_options(worker)
     _add_kafka_options(worker)
     _add_data_dir(worker)
     worker.set_defaults(handler=cmd_worker)
@@ -414,8 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(sink)
     sink.add_argument("--batch-size", type=_positive, default=5000, metavar="N", help="records per transaction at most (default 5000)")
     sink.add_argument("--batch-ms", type=_positive, default=500, metavar="MS", help="a transaction at least this often (default 500)")
-    sink.add_argument("--window-ms", type=int, metavar="MS", help="metric window size; must match the worker's (default 60000)")
-    sink.add_argument("--grace-ms", type=int, metavar="MS", help="lateness allowed; must match the worker's (default 300000)")
+    _add_fold_options(sink, same_as_worker=True)
     _add_retention(sink)
     _add_kafka_options(sink)
     _add_data_dir(sink)
@@ -442,9 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--until", metavar="TIME", help="read the topics as they stood at TIME")
     rep.add_argument("--swap", action="store_true", help="then replace the live database with the new one")
     rep.add_argument("--live-db", dest="db", type=Path, metavar="PATH", help="the live database for --swap (env AXMON_DB; default ./axmon.db)")
-    rep.add_argument("--window-ms", type=int, metavar="MS", help="must match the worker's (default 60000)")
-    rep.add_argument("--grace-ms", type=int, metavar="MS", help="must match the worker's (default 300000)")
-    rep.add_argument("--horizon-ms", type=int, metavar="MS", help="must match the worker's (default 3600000)")
+    _add_fold_options(rep, same_as_worker=True)
     _add_kafka_options(rep)
     _add_data_dir(rep)
     rep.set_defaults(handler=cmd_replay)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from processor.admin import contract_topics, ensure_topics
+from processor.children import AxmonChild
 from processor.errors import AxmonError
 from processor.settings import Settings, default_data_home
 from processor.settle import settled
@@ -41,42 +41,18 @@ class DemoOptions:
     seed: int = 7
 
 
-class Child:
-    """An ``axmon`` subcommand in a child process, its output in a log file."""
-
-    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.log = log_dir / f"{name}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "processor.cli", *args],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log_dir,
-            )
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
-            raise DemoError(f"the {self.name} exited ({self.proc.returncode}); end of {self.log}:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 async def run_demo(settings: Settings, bootstrap: str, options: DemoOptions, console: Console) -> int:
     topics = settings.topics
     await ensure_topics(bootstrap, contract_topics(topics, settings.partitions))
     db = settings.db_path.resolve()
     common = ["--bootstrap", bootstrap, "--topic-prefix", settings.topic_prefix, "--partitions", str(settings.partitions)]
     log_dir = default_data_home() / "demo"
+    log_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"Kafka at [bold]{bootstrap}[/]; database [bold]{db}[/]; logs in {log_dir}")
-    children = [Child("worker", ["worker", *common], log_dir), Child("sink", ["sink", *common, "--db", str(db)], log_dir)]
+    children = [
+        AxmonChild("worker", ["worker", *common], log_dir).start(),
+        AxmonChild("sink", ["sink", *common, "--db", str(db)], log_dir).start(),
+    ]
     try:
         now = int(time.time() * 1000)
         span = int(options.seconds * 1000 * 0.6)
@@ -94,7 +70,7 @@ async def run_demo(settings: Settings, bootstrap: str, options: DemoOptions, con
 
 
 async def _run_engine(
-    bootstrap: str, settings: Settings, events: list[Event], start_ms: int, children: list[Child], console: Console
+    bootstrap: str, settings: Settings, events: list[Event], start_ms: int, children: list[AxmonChild], console: Console
 ) -> None:
     """Publish each event when its event time comes, as a live engine would."""
     config = ProducerConfig(bootstrap=bootstrap, topics=settings.topics, source="axmon-demo")
@@ -119,7 +95,7 @@ async def _run_engine(
     console.print(f"the simulated engine published {len(events):,} events in {time.monotonic() - began:.1f} s")
 
 
-async def _wait_for_database(bootstrap: str, settings: Settings, db: Path, children: list[Child], console: Console) -> None:
+async def _wait_for_database(bootstrap: str, settings: Settings, db: Path, children: list[AxmonChild], console: Console) -> None:
     """Until the worker has committed all its input and the sink has written everything the
     topics hold, twice in a row."""
     deadline = time.monotonic() + 180

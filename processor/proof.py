@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +25,7 @@ from pathlib import Path
 import orjson
 
 from processor.admin import contract_topics, ensure_topics
+from processor.children import AxmonChild
 from processor.dbdiff import TableDiff, compare
 from processor.errors import AxmonError
 from processor.replay import ReplayPlan, replay
@@ -72,39 +70,6 @@ class ProofResult:
     @property
     def equal(self) -> bool:
         return not self.diffs
-
-
-class _Proc:
-    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
-        self.name, self.args, self.workdir = name, args, workdir
-        self.log = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "processor.cli", *self.args], cwd=self.workdir,
-                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-    def check(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
-            raise ProofError(f"the {self.name} is not running; end of {self.log}:\n{tail}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 def proof_events(options: ProofOptions, now_ms: int) -> tuple[list[Event], list[tuple[str, bytes]]]:
@@ -166,8 +131,8 @@ def run_proof(
     asyncio.run(ensure_topics(bootstrap, contract_topics(topics, settings.partitions)))
     events, junk = proof_events(options, int(time.time() * 1000))
     say(f"topics {topics.prefix}*: {len(events):,} events (with resends, disorder and late ones) and {len(junk)} malformed records")
-    worker = _Proc("worker", ["worker", *common], workdir)
-    sink = _Proc("sink", ["sink", *common, "--db", str(settings.db_path), "--batch-size", "300"], workdir)
+    worker = AxmonChild("worker", ["worker", *common], workdir)
+    sink = AxmonChild("sink", ["sink", *common, "--db", str(settings.db_path), "--batch-size", "300"], workdir)
     rng = random.Random(options.seed)
     broker_restarts = 0
     worker.start()

@@ -29,7 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -97,11 +97,11 @@ class Worker:
             broker_rebalance_timeout=20.0,
         )
         app = self.app
-        source = {"partitions": n, "key_type": bytes, "value_type": bytes, "internal": False}
+        source: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes, "internal": False}
         self.events_topic = app.topic(self.topics.workflow_events, **source)
         self.metrics_topic = app.topic(self.topics.metrics, **source)
         self.stats_topic = app.topic(self.topics.stats_changes, **source)
-        table = {"partitions": n, "key_type": bytes, "value_type": bytes}  # app serializers: raw
+        table: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes}  # app serializers: raw
         self.executions = app.Table("executions", **table)
         self.tenant_stats = app.Table("tenant-stats", **table)
         self.windows = app.Table("windows", **table)
@@ -122,7 +122,7 @@ class Worker:
         app.agent(self.metrics_topic, name="metrics", concurrency=1)(self._metrics_agent)
         app.agent(self.stats_topic, name="stats", concurrency=1)(self._stats_agent)
         app.timer(interval=settings.rollup_interval_s, name="rollups")(self._rollup_timer)
-        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
 
     # -- agents ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ EVENTS = 300
 
 
 def test_worker_benchmark_completes_with_positive_figures(kafka_bootstrap: str, tmp_path: Path) -> None:
-    config = WorkerBenchConfig(events=EVENTS, timeout_s=120)
+    config = WorkerBenchConfig.sized(EVENTS, timeout_s=120)
     result = asyncio.run(run_worker_bench(kafka_bootstrap, config, tmp_path))
 
     assert [m.mix for m in result.mixes] == list(MIXES)
