@@ -16,8 +16,9 @@ also repairs a derived record lost in the crash that caused the redelivery.
 
 from __future__ import annotations
 
+import heapq
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,56 @@ class _StreamTimes:
         self._times.clear()
 
 
+class _Deadlines:
+    """Per-partition min-heaps of ``(due stream time, key)``: the entries a sweep must look at,
+    so that a sweep costs what it does rather than a scan of the table. Built from the store
+    the first time a partition is swept (after a restart: lazily); entries may be stale
+    (changed or gone since), so a sweep checks each against the store."""
+
+    def __init__(self, store: Store, due: Callable[[dict[str, Any]], int | None]) -> None:
+        self._store = store
+        self._due = due
+        self._heaps: dict[int, list[tuple[int, str]]] = {}
+
+    def _heap(self, partition: int) -> list[tuple[int, str]]:
+        heap = self._heaps.get(partition)
+        if heap is None:
+            heap = []
+            for key, entry in self._store.items():
+                if entry.get("p") == partition and (due := self._due(entry)) is not None:
+                    heap.append((due, key))
+            heapq.heapify(heap)
+            self._heaps[partition] = heap
+        return heap
+
+    def push(self, partition: int, due: int, key: str) -> None:
+        heap = self._heaps.get(partition)
+        if heap is not None:  # else it is built from the store, which holds the entry already
+            heapq.heappush(heap, (due, key))
+
+    def due(self, partition: int, now: int) -> list[tuple[str, dict[str, Any]]]:
+        """The entries of ``partition`` due at stream time ``now``, in (due, key) order; an
+        entry that changed and is due later is put back."""
+        heap = self._heap(partition)
+        found: dict[str, tuple[int, dict[str, Any]]] = {}
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            entry = self._store.get(key)
+            if entry is None or key in found:
+                continue
+            due = self._due(entry)
+            if due is None:
+                continue
+            if due > now:
+                heapq.heappush(heap, (due, key))
+                continue
+            found[key] = (due, entry)
+        return [(key, entry) for key, (_, entry) in sorted(found.items(), key=lambda item: (item[1][0], item[0]))]
+
+    def forget(self) -> None:
+        self._heaps.clear()
+
+
 def _crossed(before: int, after: int, interval: int) -> bool:
     return after // interval > before // interval
 
@@ -135,8 +186,19 @@ class LifecycleCore:
         self.store = store
         self.config = config
         self.times = _StreamTimes(store)
+        self.deadlines = _Deadlines(store, self._due)
         self.counters: dict[str, int] = {}
         self._eviction_index: dict[int, dict[int, list[tuple[str, dict[str, Any]]]]] = {}
+
+    def _due(self, entry: dict[str, Any]) -> int | None:
+        """When (in stream time) a sweep has something to do with ``entry``."""
+        if "late" in entry:
+            return int(entry["late"]) + self.config.marker_ms
+        if "evicted" in entry:
+            return int(entry["evicted"]) + self.config.marker_ms
+        if entry.get("ts") is not None:
+            return int(entry["ts"]) + self.config.execution_horizon_ms
+        return None
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -157,17 +219,19 @@ class LifecycleCore:
         if entry is not None and ("evicted" in entry or (entry["ts"] is not None and entry["ts"] + horizon <= stream_time)):
             self._count("late")
             detail = f"execution {eid} ended more than {horizon} ms of stream time ago"
-            return _record_late(self.store, p, o, stream_time, dead_letter("late", detail, origin, key, raw))
+            return self._late(p, o, stream_time, dead_letter("late", detail, origin, key, raw))
         if entry is None and event.occurred_at + horizon <= stream_time:
             self._count("late")
             detail = f"event time {event.occurred_at} is more than {horizon} ms behind the stream"
-            return _record_late(self.store, p, o, stream_time, dead_letter("late", detail, origin, key, raw))
+            return self._late(p, o, stream_time, dead_letter("late", detail, origin, key, raw))
         old = state_from_json(entry["s"]) if entry is not None else None
         new = apply(old, event)
         before, after = self.times.advance(p, event.occurred_at)
         terminal_since = entry["ts"] if entry is not None and entry["ts"] is not None else (after if new.terminal else None)
         stored = {"p": p, "o": o, "t": new.last_event_at, "ts": terminal_since, "s": state_to_json(new)}
         self.store[eid] = stored
+        if terminal_since is not None and (entry is None or entry["ts"] is None):
+            self.deadlines.push(p, terminal_since + horizon, eid)
         self._count("applied")
         emits = self._publish(stored, p, o, previous=old, current=new)
         if _crossed(before, after, self.config.sweep_interval_ms):
@@ -224,9 +288,14 @@ class LifecycleCore:
             self._eviction_index[p] = index
         return index
 
+    def _late(self, p: int, o: int, stream_time: int, emit: Emit) -> list[Emit]:
+        self.deadlines.push(p, stream_time + self.config.marker_ms, _late_key(p, o))
+        return _record_late(self.store, p, o, stream_time, emit)
+
     def forget(self) -> None:
         """Drop what is cached from the store (after a restart or a rebalance)."""
         self.times.forget()
+        self.deadlines.forget()
         self._eviction_index.clear()
 
 
@@ -236,22 +305,19 @@ class LifecycleCore:
         A marker keeps what is needed to redo the eviction's messages: the tenant, the final
         contribution, and the offset and sequence of its absorb message."""
         stream_time = self.times.get(p)
-        horizon = self.config.execution_horizon_ms
         emits: list[Emit] = []
         seq = _FIRST_SWEEP_SEQ
-        for eid, entry in list(self.store.items()):
-            if entry.get("p") != p:
-                continue
+        for eid, entry in self.deadlines.due(p, stream_time):
             if "late" in entry or "evicted" in entry:
-                if entry.get("late", entry.get("evicted", 0)) + self.config.marker_ms <= stream_time:
-                    del self.store[eid]
+                del self.store[eid]
                 continue
-            if entry["ts"] is not None and entry["ts"] + horizon <= stream_time:
+            if entry["ts"] is not None:
                 view = snapshot(state_from_json(entry["s"]))
                 self.store[eid] = {
                     "p": p, "o": entry["o"], "t": entry["t"], "evicted": stream_time, "eo": o, "es": seq,
                     "tenant": view["tenant_id"], "c": [view["status"], view["duration"]],
                 }
+                self.deadlines.push(p, stream_time + self.config.marker_ms, eid)
                 emits.append(Emit(Stream.EXECUTION_STATE, eid.encode(), None))
                 emits.append(_stats_absorb(eid, view["tenant_id"], p, o, seq))
                 seq += 1
@@ -332,6 +398,24 @@ class MetricsCore:
         self.idle_published: set[str] = set()
         self.counters: dict[str, int] = {}
         self._repaired: set[int] = set()
+        self.deadlines = _Deadlines(store, self._due)
+        self._idle: list[tuple[int, str]] | None = None
+        """Open windows by the wall-clock time of their idle close, built lazily."""
+
+    def _due(self, entry: dict[str, Any]) -> int | None:
+        if "late" in entry:
+            return int(entry["late"]) + self.config.marker_ms
+        if "closed" in entry:
+            return int(entry["closed"]) + self.config.marker_ms
+        if "start" in entry:
+            return int(entry["end"]) + self.config.grace_ms
+        return None
+
+    def _arm_idle(self, wkey: str, end: int) -> None:
+        """(Re)arm the wall-clock close of an open window."""
+        self.idle_published.discard(wkey)
+        if self._idle is not None:
+            heapq.heappush(self._idle, (end + self.config.grace_ms, wkey))
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -346,7 +430,9 @@ class MetricsCore:
     def forget(self) -> None:
         """Drop what is cached from the store (after a restart or a rebalance)."""
         self.times.forget()
+        self.deadlines.forget()
         self._repaired.clear()
+        self._idle = None
 
     def _repair(self, p: int) -> list[Emit]:
         """A redelivery means a crash may have lost what was published after the last commit:
@@ -379,6 +465,7 @@ class MetricsCore:
                 return []
             self._count("late")
             detail = f"window [{start}, {start + size}) closed at stream time {start + size + grace} (now {stream_time})"
+            self.deadlines.push(p, stream_time + self.config.marker_ms, _late_key(p, o))
             return _record_late(self.store, p, o, stream_time, dead_letter("late", detail, origin, key, raw))
         series = series_of(sample)
         wkey = window_key(series, start)
@@ -395,7 +482,11 @@ class MetricsCore:
         self.store[wkey] = {**window.to_json(), "p": p, "o": o}
         self._count("applied")
         self.dirty.add(wkey)
-        self.idle_published.discard(wkey)
+        if entry is None:
+            self.deadlines.push(p, window.end + grace, wkey)
+            self._arm_idle(wkey, window.end)
+        elif wkey in self.idle_published:
+            self._arm_idle(wkey, window.end)
         before, after = self.times.advance(p, sample.occurred_at)
         if _crossed(before, after, self.config.sweep_interval_ms):
             return self.sweep(p, o)
@@ -409,22 +500,21 @@ class MetricsCore:
         before the sweep. Table writes persist as a prefix, so whenever a closing persisted,
         that record did too, and a redelivered sample of a closed window is recognised."""
         stream_time = self.times.get(p)
+        due = self.deadlines.due(p, stream_time)
+        if not due:
+            return []
         self.store[_meta_key(p)] = {"p": p, "o": o, "t": 0}
         emits = []
-        for wkey, entry in list(self.store.items()):
-            if entry.get("p") != p:
-                continue
+        for wkey, entry in due:
             if "late" in entry or "closed" in entry:
-                if entry.get("late", entry.get("closed", 0)) + self.config.marker_ms <= stream_time:
-                    del self.store[wkey]
-                continue
-            if "start" not in entry or entry["end"] + self.config.grace_ms > stream_time:
+                del self.store[wkey]
                 continue
             window = MetricWindow.from_json(entry)
             rkey = rollup_key(window.series, window.start)
             rollup = window.rollup(final=True)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rkey, rollup))
             self.store[wkey] = {"p": p, "o": entry["o"], "t": entry["t"], "closed": stream_time, "rk": rkey.decode(), "rollup": rollup}
+            self.deadlines.push(p, stream_time + self.config.marker_ms, wkey)
             self.dirty.discard(wkey)
             self.idle_published.discard(wkey)
             self._count("closed")
@@ -439,7 +529,8 @@ class MetricsCore:
                 continue
             window = MetricWindow.from_json(entry)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=False)))
-            self.idle_published.discard(wkey)  # its newest record is not final any more
+            if wkey in self.idle_published:  # its newest record is not final any more
+                self._arm_idle(wkey, window.end)
         self.dirty.clear()
         return emits
 
@@ -448,9 +539,16 @@ class MetricsCore:
         wall clock although stream time has not reached it (an idle series or partition).
         Only publishing depends on the wall clock: the window stays in the table, and a sample
         that is not late by stream time still counts (and publishes it again)."""
+        if self._idle is None:
+            self._idle = [(v["end"] + self.config.grace_ms, k) for k, v in self._open_windows() if k not in self.idle_published]
+            heapq.heapify(self._idle)
         emits = []
-        for wkey, entry in self._open_windows():
-            if wkey in self.idle_published or entry["end"] + self.config.grace_ms > now_ms:
+        while self._idle and self._idle[0][0] <= now_ms:
+            _, wkey = heapq.heappop(self._idle)
+            entry = self.store.get(wkey)
+            if entry is None or "start" not in entry or wkey in self.idle_published:
+                continue
+            if entry["end"] + self.config.grace_ms > now_ms:
                 continue
             window = MetricWindow.from_json(entry)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=True)))
