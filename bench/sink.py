@@ -1,0 +1,574 @@
+"""Sink write throughput: rows per second through :func:`processor.sinkdb.write_batch`, next to
+plain ``sqlite3`` ``executemany`` of the same rows, in the same run; and the live sink
+(:class:`processor.sink.SinkRunner`) end to end on a real broker.
+
+1. **Data**: a simulated template (:func:`bench.dbgen.simulate`: ``generate_scenario`` folded
+   with ``processor.execution.apply`` / ``snapshot``, plus the samples the worker derives) is
+   replicated with fresh ids and shifted event time (:func:`bench.dbgen.replicate`) to N final
+   execution snapshots (with their steps) and M raw samples; every (series, 60 s window) of
+   the samples gets its final rollup (:func:`bench.dbgen.rollups_of`). The records are ordered
+   by event time and cut into batches of ``batch_records`` (:class:`processor.sinkdb.SinkBatch`,
+   with an offset per batch as the live sink records). All of this is built before timing.
+2. **Baseline**: a fresh database (:func:`processor.db.open_for_writing`: WAL,
+   ``synchronous=NORMAL``), and per batch one ``BEGIN IMMEDIATE`` ... ``COMMIT`` with one plain
+   ``INSERT`` ``executemany`` per table of the row tuples the sink would write (executions,
+   steps, samples, rollups), prepared beforehand: no upsert, no per-tenant stats, no JSON.
+3. **Sink**: another fresh database, :func:`~processor.sinkdb.write_batch` per batch (row
+   building, JSON encoding, the old-row lookup for the stats, upserts, stats, offsets).
+4. **Rewrite**: the same batches written again with ``write_batch`` into the sink's database:
+   every row exists, so every upsert updates and every stats delta moves a row to itself.
+5. **Row building alone**: the dict-to-tuple conversion the sink does inside ``write_batch``
+   (:func:`processor.sinkdb.execution_row`, ``step_row`` and the sample / rollup encodings),
+   timed without SQLite, to split the sink's cost.
+6. **Live**: fresh topics get what a worker would have published for a smaller simulated
+   scenario (an ``execution-state`` snapshot after every lifecycle event, every raw sample on
+   ``metrics``, and per window a non-final then a final rollup); a plain aiokafka consumer reads
+   and JSON-decodes all of it (its baseline), then ``SinkRunner(...).run(until_idle_s=...)``
+   consumes it into a fresh database; records/s counts from ``run()`` to the batch that holds
+   the last record (the idle wait is not counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.common import (
+    BenchContext,
+    BenchError,
+    Benchmark,
+    Figure,
+    Report,
+    create_contract_topics,
+    delete_topics_with_prefix,
+    now,
+    rate,
+    unique_prefix,
+)
+from bench.dbgen import SelfProfile, Simulation, chunks, replicate, rollups_of, simulate
+from bench.profiling import summarize
+from processor.aggregate import Aggregate
+from processor.db import open_for_writing
+from processor.settings import Settings
+from processor.sink import SinkConfig, SinkCounters, SinkRunner
+from processor.sinkdb import SinkBatch, execution_row, step_row, write_batch
+from processor.windows import MetricWindow, rollup_key, series_of, window_start
+from producers.client import route
+from producers.simulator import ScenarioConfig
+from schemas.codec import decode_event, encode_event
+from schemas.events import MetricRecorded
+from schemas.topics import Topics
+
+HOUR_MS = 3_600_000
+BENCH_TOPIC = "bench.sink"
+"""The topic name the offline batches record their offsets under."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkBenchConfig:
+    executions: int = 100_000
+    """N: execution snapshots written (each with its steps)."""
+    samples: int = 1_000_000
+    """M: raw samples written."""
+    batch_records: int = 5_000
+    template_executions: int = 2_000
+    """Executions simulated for the template that is replicated."""
+    tenants: int = 5
+    seed: int = 17
+    runs: int = 1
+    """Timed runs of the baseline and the sink (each on a fresh database); the median is reported."""
+    live_executions: int | None = 5_000
+    """Simulated executions for the live path (``None``: skip it)."""
+    partitions: int = 4
+    live_timeout_s: float = 900.0
+    profile_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """One way of writing the batches."""
+
+    rows: int
+    """Execution + step + sample + rollup rows."""
+    records: int
+    """Executions + samples + rollups (what the sink counts)."""
+    runs: tuple[float, ...]
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def rows_per_s(self) -> float:
+        return rate(self.rows, self.seconds)
+
+    @property
+    def records_per_s(self) -> float:
+        return rate(self.records, self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveResult:
+    records: int
+    by_topic: tuple[tuple[str, int], ...]
+    produce_s: float
+    baseline_s: float
+    """Plain consumer: first ``getmany`` to the last record decoded."""
+    sink_s: float
+    """``SinkRunner.run()`` called -> the batch holding the last record written."""
+    first_batch_s: float
+    """``run()`` called -> the first batch written (connecting, seeking, the first fetch)."""
+    batches: int
+    db_rows: int
+
+    @property
+    def baseline_per_s(self) -> float:
+        return rate(self.records, self.baseline_s)
+
+    @property
+    def sink_per_s(self) -> float:
+        return rate(self.records, self.sink_s)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkBenchResult:
+    config: SinkBenchConfig
+    executions: int
+    steps: int
+    samples: int
+    rollups: int
+    batches: int
+    prepare_s: float
+    baseline: WriteResult
+    sink: WriteResult
+    rewrite: WriteResult
+    row_building_s: float
+    live: LiveResult | None
+    live_skipped: str | None = None
+    profile: Path | None = None
+    live_profile: Path | None = None
+
+    def report(self) -> Report:
+        b, s, r = self.baseline, self.sink, self.rewrite
+        figures = [
+            Figure("baseline: plain executemany", "rows/s", b.rows_per_s, "rows/s"),
+            Figure("sink: write_batch", "rows/s", s.rows_per_s, "rows/s"),
+            Figure("sink: rewrite (all upserts)", "rows/s", r.rows_per_s, "rows/s"),
+            Figure("baseline: plain executemany", "records/s", b.records_per_s, "records/s"),
+            Figure("sink: write_batch", "records/s", s.records_per_s, "records/s"),
+            Figure("sink: rewrite (all upserts)", "records/s", r.records_per_s, "records/s"),
+            Figure("baseline: plain executemany", "seconds", b.seconds, "s", 2),
+            Figure("sink: write_batch", "seconds", s.seconds, "s", 2),
+            Figure("sink: rewrite (all upserts)", "seconds", r.seconds, "s", 2),
+            Figure("sink: write_batch", "sink / baseline (rate ratio)", s.rows_per_s / b.rows_per_s if b.rows_per_s else 0, "x", 3),
+            Figure("sink: rewrite (all upserts)", "sink / baseline (rate ratio)", r.rows_per_s / b.rows_per_s if b.rows_per_s else 0, "x", 3),
+            Figure("sink: write_batch", "of which row building (no SQL)", self.row_building_s, "s", 2),
+        ]
+        live = self.live
+        if live is not None:
+            figures += [
+                Figure("live: plain consumer + JSON decode", "records/s", live.baseline_per_s, "records/s"),
+                Figure("live: SinkRunner", "records/s", live.sink_per_s, "records/s"),
+                Figure("live: SinkRunner", "sink / baseline (rate ratio)", live.sink_per_s / live.baseline_per_s if live.baseline_per_s else 0, "x", 3),
+                Figure("live: plain consumer + JSON decode", "seconds", live.baseline_s, "s", 2),
+                Figure("live: SinkRunner", "seconds", live.sink_s, "s", 2),
+            ]
+        notes = [
+            f"Offline: {self.executions:,} executions with {self.steps:,} steps, {self.samples:,} raw samples and "
+            f"{self.rollups:,} final rollups in {self.batches:,} batches of up to {self.config.batch_records:,} records "
+            f"({b.rows:,} rows); preparing them took {self.prepare_s:.1f} s (not timed). 'sink / baseline' is a ratio "
+            "of rates (1.0 = as fast as plain inserts); offline it compares rows/s, live records/s.",
+            f"Row building (execution_row, step_row, sample and rollup tuples with their JSON) alone took "
+            f"{self.row_building_s:.2f} s of the sink's {s.seconds:.2f} s "
+            f"({self.row_building_s / s.seconds:.0%}).",
+        ]
+        if live is not None:
+            topics = ", ".join(f"{t.rpartition('.')[2]} {n:,}" for t, n in live.by_topic)
+            notes.append(f"Live: {live.records:,} records ({topics}) published in {live.produce_s:.1f} s; the sink wrote "
+                         f"{live.batches:,} batches ({live.db_rows:,} rows in the database); its first batch came "
+                         f"{live.first_batch_s:.2f} s after run(); excluding that, "
+                         f"{rate(live.records, live.sink_s - live.first_batch_s):,.0f} records/s.")
+        elif self.live_skipped:
+            notes.append(f"Live path not measured: {self.live_skipped}")
+        for label, path in (("write_batch", self.profile), ("live sink", self.live_profile)):
+            if path is not None and path.exists():
+                summary = summarize(path, top=10)
+                hot = "; ".join(f"{e.function} {e.self_share:.0%}" for e in summary.by_self)
+                notes.append(f"{label} profiled with py-spy ({path}); most self time: {hot}")
+        return Report(BENCHMARK.name, BENCHMARK.title, METHOD.format(
+            n=self.executions, m=self.samples, batch=self.config.batch_records,
+            template=self.config.template_executions), tuple(figures), tuple(notes))
+
+
+METHOD = """\
+**Data**: a simulated template ({template:,} executions of `generate_scenario`, folded with
+`processor.execution.apply`/`snapshot`, plus the samples the worker derives from them) is
+replicated with fresh UUIDv7 ids and shifted event time to {n:,} final execution snapshots
+(with their steps) and {m:,} raw samples; each (series, 60 s window) gets its final rollup.
+Records are ordered by event time and cut into batches of {batch:,} (`SinkBatch`), built
+before timing.
+**Baseline**: a fresh database (`processor.db.open_for_writing`, WAL, `synchronous=NORMAL`);
+per batch one `BEGIN IMMEDIATE`/`COMMIT` with a plain `INSERT` `executemany` per table of the
+prepared row tuples the sink writes (executions, steps, samples, rollups): no upsert, no stats,
+no JSON encoding.
+**Sink**: a fresh database, `processor.sinkdb.write_batch` per batch. **Rewrite**: the same
+batches again into the sink's database (every upsert updates an existing row). **Row
+building**: the sink's dict-to-tuple conversion alone, without SQLite.
+**Live**: fresh topics hold what a worker would publish for a smaller scenario (a snapshot
+per lifecycle event on `execution-state`, every sample on `metrics`, a non-final and a final
+rollup per window); a plain aiokafka consumer reads and JSON-decodes it all, then
+`SinkRunner(...).run(until_idle_s=...)` (default `SinkConfig`: 5,000 records or 500 ms per
+transaction) consumes it into a fresh database, timed from `run()` to the batch that holds the
+last record."""
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    batches: tuple[SinkBatch, ...]
+    tuples: tuple[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]], ...]
+    """Per batch: execution, step, sample and rollup row tuples (the baseline's input)."""
+    executions: int
+    steps: int
+    samples: int
+    rollups: int
+
+    @property
+    def rows(self) -> int:
+        return self.executions + self.steps + self.samples + self.rollups
+
+    @property
+    def records(self) -> int:
+        return self.executions + self.samples + self.rollups
+
+
+def sample_tuple(s: MetricRecorded) -> tuple[Any, ...]:
+    """A raw sample as :func:`processor.sinkdb.write_samples` binds it."""
+    return (s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
+            orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id)
+
+
+def rollup_tuple(r: dict[str, Any]) -> tuple[Any, ...]:
+    """A rollup record as :func:`processor.sinkdb.write_rollups` binds it."""
+    return (r["series"], r["window_start"], r["window_end"], r["tenant_id"], r["metric_type"],
+            orjson.dumps(r["labels"], option=orjson.OPT_SORT_KEYS).decode(), r["unit"], r["count"],
+            r["sum"], r["min"], r["max"], orjson.dumps(r["sketch"]).decode(), int(bool(r["final"])))
+
+
+def batch_tuples(batch: SinkBatch) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows ``write_batch`` writes for ``batch``, as tuples."""
+    executions = list(batch.executions.values())
+    return (
+        [execution_row(s) for s in executions],
+        [step_row(step) for s in executions for step in s["steps"]],
+        [sample_tuple(s) for s in batch.samples.values()],
+        [rollup_tuple(r) for r in batch.rollups.values()],
+    )
+
+
+def prepare(config: SinkBenchConfig) -> Prepared:
+    """Simulate, replicate, roll up, order by event time and cut into batches."""
+    start_ms = int(time.time() * 1000) - 30 * 86_400_000
+    sim = simulate(ScenarioConfig(seed=config.seed, tenants=config.tenants, executions=config.template_executions,
+                                  start_ms=start_ms, span_ms=10 * 60_000))
+    snaps, samples = replicate(sim, config.executions, config.samples)
+    rollups = rollups_of(samples, final=True)
+    timeline: list[tuple[int, int, Any]] = (
+        [(s["last_event_at"], 0, s) for s in snaps]
+        + [(s.occurred_at, 1, s) for s in samples]
+        + [(r["window_end"], 2, r) for r in rollups]
+    )
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    batches: list[SinkBatch] = []
+    for offset, chunk in enumerate(chunks(timeline, config.batch_records)):
+        batch = SinkBatch()
+        for _, kind, item in chunk:
+            if kind == 0:
+                batch.add_execution(item)
+            elif kind == 1:
+                batch.add_sample(item)
+            else:
+                batch.add_rollup(item)
+            batch.records += 1
+        batch.consumed(BENCH_TOPIC, 0, (offset + 1) * config.batch_records, 0)
+        batches.append(batch)
+    steps = sum(len(s["steps"]) for s in snaps)
+    return Prepared(tuple(batches), tuple(batch_tuples(b) for b in batches), len(snaps), steps, len(samples),
+                    len(rollups))
+
+
+# -- the offline writes ----------------------------------------------------------------------------
+
+
+_PLAIN = {
+    "workflow_executions_monitor": (
+        "id, workflow_id, workflow_name, tenant_id, user_id, status, started_at, completed_at, duration, steps_total, "
+        "steps_completed, steps_failed, current_step, error_message, metadata, tokens_used, cost, last_event_at"),
+    "workflow_step_executions": (
+        "id, execution_id, step_key, step_name, status, started_at, completed_at, duration, retry_count, "
+        "error_message, input_size, output_size, tokens_used, cost"),
+    "performance_metrics": "id, timestamp, metric_type, value, unit, labels, tenant_id",
+    "metric_rollups": (
+        "series, window_start, window_end, tenant_id, metric_type, labels, unit, count, sum, min, max, sketch, final"),
+}
+"""Table -> the columns, in the order of the tuples the sink binds."""
+
+
+def _plain_insert(table: str) -> str:
+    columns = _PLAIN[table]
+    return f"INSERT INTO {table}({columns}) VALUES ({', '.join('?' for _ in columns.split(','))})"
+
+
+def write_baseline(path: Path, prepared: Prepared) -> float:
+    """Plain ``executemany`` of the prepared tuples, a transaction per batch; returns seconds."""
+    conn = open_for_writing(path)
+    try:
+        sql = [_plain_insert(t) for t in _PLAIN]
+        began = now()
+        for rows in prepared.tuples:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement, values in zip(sql, rows):
+                conn.executemany(statement, values)
+            conn.execute("COMMIT")
+        return now() - began
+    finally:
+        conn.close()
+
+
+def write_sink(path: Path, prepared: Prepared) -> float:
+    """``write_batch`` per batch; returns seconds."""
+    conn = open_for_writing(path)
+    try:
+        began = now()
+        for batch in prepared.batches:
+            write_batch(conn, batch)
+        return now() - began
+    finally:
+        conn.close()
+
+
+def time_row_building(prepared: Prepared) -> float:
+    began = now()
+    for batch in prepared.batches:
+        batch_tuples(batch)
+    return now() - began
+
+
+def _check_rows(path: Path, prepared: Prepared) -> None:
+    conn = open_for_writing(path)
+    try:
+        counts = [int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _PLAIN]
+    finally:
+        conn.close()
+    expected = [prepared.executions, prepared.steps, prepared.samples, prepared.rollups]
+    if counts != expected:
+        raise BenchError(f"{path.name}: rows {counts} per table, expected {expected}")
+
+
+# -- the live sink ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRecords:
+    """What a worker would have published for a simulation: (topic, key, value) per record."""
+
+    records: tuple[tuple[str, bytes, bytes], ...]
+
+    def by_topic(self) -> tuple[tuple[str, int], ...]:
+        counts: dict[str, int] = {}
+        for topic, _, _ in self.records:
+            counts[topic] = counts.get(topic, 0) + 1
+        return tuple(counts.items())
+
+
+def live_records(sim: Simulation, topics: Topics) -> LiveRecords:
+    """Snapshots after every lifecycle event, every sample (recorded and derived, in event-time
+    order), and per (series, window) a non-final rollup of its first half and the final one."""
+    out: list[tuple[str, bytes, bytes]] = [(topics.execution_state, s["id"].encode(), orjson.dumps(s)) for s in sim.stream]
+    samples = sim.samples
+    for s in samples:
+        topic, key = route(s, topics)
+        out.append((topic, key, encode_event(s)))
+    groups: dict[tuple[Any, int], list[MetricRecorded]] = {}
+    for s in samples:
+        groups.setdefault((series_of(s), window_start(s.occurred_at, 60_000)), []).append(s)
+    for (series, start), members in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        key = rollup_key(series, start)
+        half = members[: max(1, len(members) // 2)]
+        for part, final in ((half, False), (members, True)):
+            window = MetricWindow(series, start, start + 60_000, Aggregate.of(float(m.value) for m in part), part[-1].unit)
+            out.append((topics.metric_rollups, key, orjson.dumps(window.rollup(final=final))))
+    return LiveRecords(tuple(out))
+
+
+async def produce(bootstrap: str, records: Sequence[tuple[str, bytes, bytes]]) -> float:
+    """Publish fast (lz4, linger, big batches, acks=1); returns seconds until all are acknowledged."""
+    began = now()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, compression_type="lz4", linger_ms=20,
+                                max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024,
+                                client_id="axmon-bench-sink")
+    await producer.start()
+    try:
+        for chunk in chunks(records, 20_000):
+            futures = [await producer.send(topic, value, key=key) for topic, key, value in chunk]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return now() - began
+
+
+async def plain_consume(bootstrap: str, topics: Sequence[str], partitions: int, expected: int, metrics_topic: str,
+                        timeout_s: float) -> float:
+    """Read ``topics`` from the beginning, JSON-decode every value (``decode_event`` on the
+    metrics topic, as the sink does), until ``expected`` records; returns seconds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 * 1024 * 1024, client_id="axmon-bench-sink-baseline")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        count = 0
+        began = now()
+        while count < expected:
+            fetched = await consumer.getmany(timeout_ms=1000, max_records=5_000)
+            for tp, messages in fetched.items():
+                if tp.topic == metrics_topic:
+                    for m in messages:
+                        decode_event(m.value or b"")
+                else:
+                    for m in messages:
+                        if m.value is not None:
+                            orjson.loads(m.value)
+                count += len(messages)
+            if now() - began > timeout_s:
+                raise BenchError(f"live baseline: {count} of {expected} records after {timeout_s:.0f} s")
+        return now() - began
+    finally:
+        await consumer.stop()
+
+
+async def run_live(bootstrap: str, config: SinkBenchConfig, workdir: Path, profile: Path | None) -> LiveResult:
+    """The live path on fresh topics (deleted afterwards)."""
+    assert config.live_executions is not None
+    start_ms = int(time.time() * 1000) - 3 * HOUR_MS
+    sim = simulate(ScenarioConfig(seed=config.seed + 1, tenants=config.tenants, executions=config.live_executions,
+                                  start_ms=start_ms, span_ms=HOUR_MS), stream=True)
+    prefix = unique_prefix("sink")
+    topics = await create_contract_topics(bootstrap, prefix, config.partitions)
+    try:
+        records = live_records(sim, topics)
+        total = len(records.records)
+        produce_s = await produce(bootstrap, records.records)
+        settings = Settings(topic_prefix=prefix, partitions=config.partitions)
+        runner = SinkRunner(settings, bootstrap, workdir / "live.db", SinkConfig())
+        baseline_s = await plain_consume(bootstrap, runner.source_topics, config.partitions, total, topics.metrics,
+                                         config.live_timeout_s)
+        marks: dict[str, float] = {}
+
+        def on_batch(counters: SinkCounters) -> None:
+            t = now()
+            marks.setdefault("first", t)
+            if counters.records >= total:
+                marks.setdefault("done", t)
+            if t - marks["began"] > config.live_timeout_s:
+                runner.stop()
+
+        with SelfProfile(profile):
+            marks["began"] = now()
+            counters = await runner.run(until_idle_s=3.0, on_batch=on_batch)
+        if "done" not in marks:
+            raise BenchError(f"live sink: {counters.records} of {total} records")
+        conn = open_for_writing(workdir / "live.db")
+        try:
+            db_rows = sum(int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _PLAIN)
+        finally:
+            conn.close()
+        return LiveResult(total, records.by_topic(), produce_s, baseline_s, marks["done"] - marks["began"],
+                          marks["first"] - marks["began"], counters.batches, db_rows)
+    finally:
+        await delete_topics_with_prefix(bootstrap, prefix)
+
+
+# -- the whole benchmark ---------------------------------------------------------------------------
+
+
+def run_sink_bench(bootstrap: str | None, config: SinkBenchConfig, workdir: Path) -> SinkBenchResult:
+    """Offline writes (always) and the live path (when ``bootstrap`` and ``live_executions``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    t = now()
+    prepared = prepare(config)
+    prepare_s = now() - t
+    base_runs: list[float] = []
+    sink_runs: list[float] = []
+    rewrite_s = 0.0
+    profile = config.profile_dir / "sink-write_batch.collapsed.txt" if config.profile_dir else None
+    for n in range(max(1, config.runs)):
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            base_db, sink_db = Path(tmp) / "baseline.db", Path(tmp) / "sink.db"
+            base_runs.append(write_baseline(base_db, prepared))
+            with SelfProfile(profile if n == 0 else None):
+                sink_runs.append(write_sink(sink_db, prepared))
+            if n == 0:
+                _check_rows(base_db, prepared)
+                _check_rows(sink_db, prepared)
+                rewrite_s = write_sink(sink_db, prepared)
+                _check_rows(sink_db, prepared)
+    row_building_s = time_row_building(prepared)
+    live: LiveResult | None = None
+    skipped: str | None = None
+    live_profile = config.profile_dir / "sink-live.collapsed.txt" if config.profile_dir else None
+    if bootstrap is None:
+        skipped = "no broker"
+    elif config.live_executions is None:
+        skipped = "disabled (live_executions=None)"
+    else:
+        live = asyncio.run(run_live(bootstrap, config, workdir, live_profile))
+    result = SinkBenchResult(
+        config=config, executions=prepared.executions, steps=prepared.steps, samples=prepared.samples,
+        rollups=prepared.rollups, batches=len(prepared.batches), prepare_s=prepare_s,
+        baseline=WriteResult(prepared.rows, prepared.records, tuple(base_runs)),
+        sink=WriteResult(prepared.rows, prepared.records, tuple(sink_runs)),
+        rewrite=WriteResult(prepared.rows, prepared.records, (rewrite_s,)),
+        row_building_s=row_building_s, live=live, live_skipped=skipped,
+        profile=profile, live_profile=live_profile if live is not None else None,
+    )
+    for path in (profile, result.live_profile):
+        if path is not None and path.exists():
+            path.with_name(path.name.replace(".collapsed.txt", ".top.txt")).write_text(summarize(path).text())
+    return result
+
+
+FULL = SinkBenchConfig()
+QUICK = SinkBenchConfig(executions=5_000, samples=50_000, template_executions=500, runs=3, live_executions=300)
+
+
+def config_for(ctx: BenchContext) -> SinkBenchConfig:
+    """Full (100k executions, 1M samples; live 5,000 simulated executions), quick (5k / 50k;
+    live 300), or ``--events N``: N executions and 10 N samples, live N / 20 executions."""
+    if ctx.events is not None:
+        return SinkBenchConfig(executions=ctx.events, samples=10 * ctx.events,
+                               template_executions=min(2_000, max(10, ctx.events)),
+                               live_executions=max(10, ctx.events // 20), profile_dir=ctx.profile_dir)
+    base = QUICK if ctx.quick else FULL
+    return SinkBenchConfig(**{**{f: getattr(base, f) for f in SinkBenchConfig.__dataclass_fields__},
+                              "profile_dir": ctx.profile_dir})
+
+
+def run(ctx: BenchContext) -> Report:
+    """The registered entry point."""
+    return run_sink_bench(ctx.bootstrap, config_for(ctx), ctx.workdir / "sink").report()
+
+
+BENCHMARK = Benchmark("sink", "Sink write throughput", run)
