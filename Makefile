@@ -40,7 +40,7 @@ test-integration: install system-deps
 	$(BIN)/python -m pytest tests/integration
 
 bench: install system-deps
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --write BENCHMARKS.md
 
 lint: install
 	$(BIN)/pip install --quiet mypy
