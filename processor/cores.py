@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -567,6 +567,3 @@ class MetricsCore:
         self.dirty.clear()
         return emits
 
-
-def all_partitions(store: Store) -> Iterable[int]:
-    return sorted({v["p"] for _, v in store.items() if "p" in v})

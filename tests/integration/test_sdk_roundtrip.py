@@ -8,10 +8,8 @@ import subprocess
 import sys
 import threading
 from collections import defaultdict
-from typing import Any
 
 import orjson
-import pytest
 
 from processor.admin import Record, read_topic
 from producers import AxmonProducer, ProducerConfig, SyncAxmonProducer
