@@ -182,9 +182,12 @@ class LifecycleCore:
     redelivered event for it is recognised.
     """
 
-    def __init__(self, store: Store, config: FoldConfig = FoldConfig()) -> None:
+    def __init__(self, store: Store, config: FoldConfig = FoldConfig(), *, derive: bool = True) -> None:
         self.store = store
         self.config = config
+        self.derive = derive
+        """Publish derived samples and stats contributions. Replay turns this off: it reads
+        derived samples back from the metrics topic and the sink keeps the stats."""
         self.times = _StreamTimes(store)
         self.deadlines = _Deadlines(store, self._due)
         self.counters: dict[str, int] = {}
@@ -251,6 +254,8 @@ class LifecycleCore:
         state = current if current is not None else state_from_json(entry["s"])
         view = snapshot(state)
         emits = [json_emit(Stream.EXECUTION_STATE, state.execution_id, view)]
+        if not self.derive:
+            return emits
         old_view = None if everything or previous is None else snapshot(previous)
         contribution = Contribution(view["status"], view["duration"])
         if everything or old_view is None or (old_view["status"], old_view["duration"]) != (contribution.status, contribution.duration):

@@ -88,7 +88,7 @@ class _Rebuild:
         self.topics = settings.topics
         self.plan = plan
         self.conn = conn
-        self.lifecycle = LifecycleCore({}, settings.fold)  # type: ignore[arg-type]
+        self.lifecycle = LifecycleCore({}, settings.fold, derive=False)  # type: ignore[arg-type]
         self.metrics = MetricsCore({}, settings.fold)  # type: ignore[arg-type]
         self.gate = RawSampleGate(settings.fold, {})
         self.window_ms = settings.window_ms
