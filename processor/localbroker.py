@@ -310,11 +310,20 @@ def _java_cmd(java: str, libs: Path, data_dir: Path, main: str, *args: str) -> l
             "-cp", f"{libs}/*", main, *args]
 
 
+def new_cluster_id() -> str:
+    """16 random bytes as 22 URL-safe base64 characters, never starting with '-': the storage
+    tool would read such an id as an option (Kafka's own Uuid.randomUuid avoids it too)."""
+    while True:
+        cluster_id = secrets.token_urlsafe(16)
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def provision(data_dir: Path, port: int | None = None) -> BrokerState:
     """Fix a new data directory's ports and cluster id; check an older one's ports are usable."""
     state = load_state(data_dir)
     if state is None:
-        state = BrokerState(secrets.token_urlsafe(16), *choose_ports(port))  # 22 characters
+        state = BrokerState(new_cluster_id(), *choose_ports(port))
         (data_dir / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n")
         return state
     if port is not None and port != state.port:

@@ -330,3 +330,9 @@ def test_a_reused_pid_is_not_the_broker(tmp_path: Path) -> None:
         assert localbroker.stop(tmp_path) is False
         assert other.poll() is None  # not killed
         other.kill()
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = iter(["-abcdefghijklmnopqrstu", "Aabcdefghijklmnopqrstu"])
+    monkeypatch.setattr(localbroker.secrets, "token_urlsafe", lambda n: next(ids))
+    assert localbroker.new_cluster_id() == "Aabcdefghijklmnopqrstu"
