@@ -24,9 +24,11 @@ def test_worker_benchmark_completes_with_positive_figures(kafka_bootstrap: str, 
         w = m.worker
         assert w.events == EVENTS
         assert 0 < w.startup_s <= w.caught_up_s <= w.drained_s
-        assert w.events_per_s > 0 and w.processing_events_per_s > 0 and m.ratio > 0
+        assert w.events_per_s > 0 and m.ratio_with_startup > 0
+        # 0 only if all events were committed before the first sign of work was seen
+        assert w.processing_events_per_s >= 0
         assert w.peak_rss_kib > 0 and w.cpu_s > 0
         assert dict(w.outputs), "the worker wrote nothing"
     report = result.report()
-    assert report.name == "worker" and all(f.value > 0 for f in report.figures)
+    assert report.name == "worker" and report.figures and all(f.value >= 0 for f in report.figures)
 
