@@ -124,12 +124,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from processor.admin import contract_topics, ensure_topics
-    from processor.worker import run_worker, wait_for_broker
+    from processor.worker import changelog_topics, run_worker, wait_for_broker
 
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings)
     wait_for_broker(bootstrap)
-    asyncio.run(ensure_topics(bootstrap, contract_topics(settings.topics, settings.partitions)))
+    specs = contract_topics(settings.topics, settings.partitions) + changelog_topics(settings.topics, settings.partitions)
+    asyncio.run(ensure_topics(bootstrap, specs))
     err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions)")
     run_worker(settings, bootstrap, loglevel=["warning", "info", "debug"][min(args.verbose, 2)])
     return 0

@@ -34,10 +34,12 @@ from typing import Any, cast
 import faust
 import orjson
 
+from processor.admin import TopicSpec
 from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore, decode_input
 from processor.records import Emit, Origin, Stream
 from processor.settings import Settings
 from schemas.events import Event, LifecycleEvent, MetricRecorded
+from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +104,9 @@ class Worker:
         self.metrics_topic = app.topic(self.topics.metrics, **source)
         self.stats_topic = app.topic(self.topics.stats_changes, **source)
         table: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes}  # app serializers: raw
-        self.executions = app.Table("executions", **table)
-        self.tenant_stats = app.Table("tenant-stats", **table)
-        self.windows = app.Table("windows", **table)
+        self.executions = app.Table(TABLES[0], **table)
+        self.tenant_stats = app.Table(TABLES[1], **table)
+        self.windows = app.Table(TABLES[2], **table)
         self.lifecycle = LifecycleCore(TableStore(self.executions), self.fold)
         self.stats = StatsCore(TableStore(self.tenant_stats))
         self.metrics = MetricsCore(TableStore(self.windows), self.fold)
@@ -188,6 +190,16 @@ class Worker:
 
 def _ms(timestamp: float | None) -> int | None:
     return None if timestamp is None else int(timestamp * 1000)
+
+
+TABLES = ("executions", "tenant-stats", "windows")
+
+
+def changelog_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
+    """The worker's changelog topics (Faust names them ``<app id>-<table>-changelog``), created
+    up front with the source's partitions: a changelog Faust creates itself at start-up can be
+    invisible for a moment, and then its agents stop with PartitionsMismatch."""
+    return [TopicSpec(f"{topics.prefix}worker-{table}-changelog", partitions, compacted=True) for table in TABLES]
 
 
 RESTARTS_ENV = "AXMON_WORKER_RESTARTS"
