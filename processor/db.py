@@ -134,6 +134,18 @@ CREATE TABLE sink_offsets (
 );
 """
 
+EXECUTION_COLUMNS = (
+    "id", "workflow_id", "workflow_name", "tenant_id", "user_id", "status", "started_at",
+    "completed_at", "duration", "steps_total", "steps_completed", "steps_failed", "current_step",
+    "error_message", "metadata", "tokens_used", "cost", "last_event_at",
+)
+"""``workflow_executions_monitor``'s columns, in table order."""
+STEP_COLUMNS = (
+    "id", "execution_id", "step_key", "step_name", "status", "started_at", "completed_at",
+    "duration", "retry_count", "error_message", "input_size", "output_size", "tokens_used", "cost",
+)
+"""``workflow_step_executions``' columns, in table order."""
+
 MIGRATIONS: dict[int, str] = {1: _V1}
 """Version -> the SQL that brings version - 1 to it."""
 

@@ -41,7 +41,7 @@ from typing import Any
 import orjson
 
 from processor.aggregate import QUANTILES, Aggregate
-from processor.db import DatabaseError, open_read_only
+from processor.db import EXECUTION_COLUMNS, STEP_COLUMNS, DatabaseError, open_read_only
 from processor.errors import ConfigError
 from processor.sketch import DEFAULT_RELATIVE_ACCURACY, QuantileSketch
 
@@ -49,15 +49,6 @@ Row = dict[str, Any]
 Interval = tuple[int, int]
 """A half-open time interval ``[lo, hi)`` in epoch ms."""
 
-EXECUTION_COLUMNS = (
-    "id", "workflow_id", "workflow_name", "tenant_id", "user_id", "status", "started_at",
-    "completed_at", "duration", "steps_total", "steps_completed", "steps_failed", "current_step",
-    "error_message", "metadata", "tokens_used", "cost", "last_event_at",
-)
-STEP_COLUMNS = (
-    "id", "execution_id", "step_key", "step_name", "status", "started_at", "completed_at",
-    "duration", "retry_count", "error_message", "input_size", "output_size", "tokens_used", "cost",
-)
 
 _EXECUTIONS = f"SELECT {', '.join(EXECUTION_COLUMNS)} FROM workflow_executions_monitor"
 _STEPS = f"SELECT {', '.join(STEP_COLUMNS)} FROM workflow_step_executions"

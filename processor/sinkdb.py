@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from processor.db import EXECUTION_COLUMNS, STEP_COLUMNS
 from schemas.events import MetricRecorded
 
 _STATUS_COLUMNS = ("pending", "running", "completed", "failed", "cancelled")
@@ -133,26 +134,17 @@ def step_row(step: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-_EXECUTION_COLUMNS = (
-    "id, workflow_id, workflow_name, tenant_id, user_id, status, started_at, completed_at, duration, "
-    "steps_total, steps_completed, steps_failed, current_step, error_message, metadata, tokens_used, "
-    "cost, last_event_at"
-)
-_STEP_COLUMNS = (
-    "id, execution_id, step_key, step_name, status, started_at, completed_at, duration, retry_count, "
-    "error_message, input_size, output_size, tokens_used, cost"
-)
 
 
-def _upsert(table: str, columns: str, key: str) -> str:
-    names = [c.strip() for c in columns.split(",")]
+def _upsert(table: str, names: tuple[str, ...], key: str) -> str:
+    columns = ", ".join(names)
     updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
     marks = ", ".join("?" for _ in names)
     return f"INSERT INTO {table}({columns}) VALUES ({marks}) ON CONFLICT({key}) DO UPDATE SET {updates}"
 
 
-_UPSERT_EXECUTION = _upsert("workflow_executions_monitor", _EXECUTION_COLUMNS, "id")
-_UPSERT_STEP = _upsert("workflow_step_executions", _STEP_COLUMNS, "id")
+_UPSERT_EXECUTION = _upsert("workflow_executions_monitor", EXECUTION_COLUMNS, "id")
+_UPSERT_STEP = _upsert("workflow_step_executions", STEP_COLUMNS, "id")
 
 
 def write_executions(conn: sqlite3.Connection, snapshots: Iterable[Mapping[str, Any]]) -> None:

@@ -131,21 +131,21 @@ class Worker:
     async def _lifecycle_agent(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            origin = Origin(message.topic, message.partition, message.offset, _ms(message.timestamp))
+            origin = _origin(message)
             emits = self._decode_and(LifecycleEvent, message.key, message.value, origin, self.lifecycle.process)
             await self._send(emits)
 
     async def _metrics_agent(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            origin = Origin(message.topic, message.partition, message.offset, _ms(message.timestamp))
+            origin = _origin(message)
             emits = self._decode_and(MetricRecorded, message.key, message.value, origin, self.metrics.process)
             await self._send(emits)
 
     async def _stats_agent(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            origin = Origin(message.topic, message.partition, message.offset, _ms(message.timestamp))
+            origin = _origin(message)
             await self._send(self.stats.process(message.value or b"", origin, message.key))
 
     def _decode_and(self, expected: type[Event], key: bytes | None, value: bytes | None, origin: Origin, fold: Any) -> list[Emit]:
@@ -188,8 +188,10 @@ class Worker:
         }
 
 
-def _ms(timestamp: float | None) -> int | None:
-    return None if timestamp is None else int(timestamp * 1000)
+def _origin(message: Any) -> Origin:
+    """Where a Faust message came from (its timestamp in epoch ms)."""
+    timestamp = message.timestamp
+    return Origin(message.topic, message.partition, message.offset, None if timestamp is None else int(timestamp * 1000))
 
 
 TABLES = ("executions", "tenant-stats", "windows")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from processor.db import EXECUTION_COLUMNS, STEP_COLUMNS
 from processor.derived import derived_samples
 from processor.execution import snapshot
 from processor.queries import Monitor
@@ -20,15 +21,6 @@ from schemas import Event, MetricRecorded, Topics
 from tests.integration.test_sink import settle, sink
 from tests.integration.test_worker import WINDOW_MS, oracle_states, publish, scenario, worker
 
-EXECUTION_COLUMNS = [
-    "id", "workflow_id", "workflow_name", "tenant_id", "user_id", "status", "started_at", "completed_at", "duration",
-    "steps_total", "steps_completed", "steps_failed", "current_step", "error_message", "metadata", "tokens_used",
-    "cost", "last_event_at",
-]
-STEP_COLUMNS = [
-    "id", "execution_id", "step_key", "step_name", "status", "started_at", "completed_at", "duration", "retry_count",
-    "error_message", "input_size", "output_size", "tokens_used", "cost",
-]
 
 
 def nearest_rank(values: list[float], q: float) -> float:
