@@ -181,13 +181,15 @@ async def read_topic(
         await consumer.stop()
 
 
-async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> records the consumer group has not committed yet (the whole
-    partition when it has committed nothing)."""
+async def group_offsets(
+    bootstrap: str, group: str, topics: list[str]
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """(committed, ends): per (topic, partition), the offset the consumer group has committed
+    (0 when none) and the partition's end offset."""
     counts = await partition_counts(bootstrap, topics)
     tps = [TopicPartition(t, p) for t in topics if t in counts for p in range(counts[t])]
     if not tps:
-        return {}
+        return {}, {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
@@ -200,9 +202,15 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[tuple
     finally:
         await consumer.stop()
         await admin.close()
-    lag = {}
+    done: dict[tuple[str, int], int] = {}
     for tp in tps:
         meta = committed.get(tp)
-        done = meta.offset if meta is not None and meta.offset >= 0 else 0
-        lag[(tp.topic, tp.partition)] = max(0, ends[tp] - done)
-    return lag
+        done[(tp.topic, tp.partition)] = meta.offset if meta is not None and meta.offset >= 0 else 0
+    return done, {(tp.topic, tp.partition): ends[tp] for tp in tps}
+
+
+async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> records the consumer group has not committed yet (the whole
+    partition when it has committed nothing)."""
+    committed, ends = await group_offsets(bootstrap, group, topics)
+    return {tp: max(0, end - committed[tp]) for tp, end in ends.items()}

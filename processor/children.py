@@ -19,8 +19,9 @@ class ChildError(AxmonError):
 class AxmonChild:
     """``python -m processor.cli <args>`` in ``workdir``, its output appended to ``<name>.log``."""
 
-    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+    def __init__(self, name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> None:
         self.name = name
+        self.env = env or {}
         self.args = args
         self.workdir = workdir
         self.log = workdir / f"{name}.log"
@@ -35,7 +36,7 @@ class AxmonChild:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "processor.cli", *self.args],
                 cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             )
         return self
 

@@ -38,6 +38,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "topic_prefix": getattr(args, "topic_prefix", None),
         "partitions": getattr(args, "partitions", None),
         "db_path": getattr(args, "db", None),
+        "stall_timeout_s": getattr(args, "stall_timeout_s", None),
     }
     return Settings.load(overrides)
 
@@ -408,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a restart resumes from the committed offsets and the recovered tables.",
     )
     _add_fold_options(worker)
+    worker.add_argument("--stall-timeout", type=float, metavar="S", dest="stall_timeout_s",
+                        help="restart when records wait and nothing is committed for S seconds (default 60; 0: never)")
     _add_kafka_options(worker)
     _add_data_dir(worker)
     worker.set_defaults(handler=cmd_worker)

@@ -51,6 +51,9 @@ class Settings:
     """A finished execution stays in the worker's table this long (stream time)."""
     rollup_interval_s: float = 1.0
     """How often changed windows are published (coalesced) and idle windows closed."""
+    stall_timeout_s: float = 60.0
+    """The worker restarts itself when records wait and its group commits nothing this long
+    (0: never)."""
 
     @property
     def topics(self) -> Topics:
@@ -93,6 +96,8 @@ class Settings:
         for name in ("window_ms", "execution_horizon_ms"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.stall_timeout_s < 0:
+            raise ConfigError(f"stall_timeout_s must not be negative, not {self.stall_timeout_s}")
         if self.grace_ms < 0:
             raise ConfigError(f"grace_ms must not be negative, not {self.grace_ms}")
         if self.partitions < 1:

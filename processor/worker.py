@@ -34,10 +34,12 @@ from typing import Any, cast
 import faust
 import orjson
 
-from processor.admin import TopicSpec
+from processor.admin import TopicSpec, group_offsets
 from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore, decode_input
 from processor.records import Emit, Origin, Stream
 from processor.settings import Settings
+from processor.stall import Progress, StallState, observe, stalled_for
+from schemas.errors import AxmonError
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.topics import Topics
 
@@ -69,8 +71,13 @@ class TableStore:
 class Worker:
     """Builds the Faust app for one :class:`Settings` and wires the cores into it."""
 
-    def __init__(self, settings: Settings, bootstrap: str, fold: FoldConfig | None = None) -> None:
+    def __init__(
+        self, settings: Settings, bootstrap: str, fold: FoldConfig | None = None, *, hang_after: int | None = None
+    ) -> None:
         self.settings = settings
+        self._hang_after = hang_after
+        """A fault for tests: the lifecycle agent stops for good after this many events."""
+        self.bootstrap = bootstrap
         self.topics = settings.topics
         self.fold = fold or settings.fold
         n = settings.partitions
@@ -124,12 +131,20 @@ class Worker:
         app.agent(self.metrics_topic, name="metrics", concurrency=1)(self._metrics_agent)
         app.agent(self.stats_topic, name="stats", concurrency=1)(self._stats_agent)
         app.timer(interval=settings.rollup_interval_s, name="rollups")(self._rollup_timer)
+        self._stall = StallState()
+        if settings.stall_timeout_s > 0:
+            app.timer(interval=max(1.0, min(10.0, settings.stall_timeout_s / 4)), name="watchdog")(self._watchdog)
         app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
 
     # -- agents ----------------------------------------------------------------------------
 
     async def _lifecycle_agent(self, stream: Any) -> None:
         async for event in stream.events():
+            if self._hang_after is not None:
+                self._hang_after -= 1
+                if self._hang_after < 0:
+                    log.warning("fault: the lifecycle agent hangs (%s)", FAULT_HANG_ENV)
+                    await asyncio.Event().wait()
             message = event.message
             origin = _origin(message)
             emits = self._decode_and(LifecycleEvent, message.key, message.value, origin, self.lifecycle.process)
@@ -163,6 +178,24 @@ class Worker:
             self.metrics.mark_all_dirty()
         emits = self.metrics.flush() + self.metrics.close_idle(int(time.time() * 1000))
         await self._send(emits)
+
+    async def _watchdog(self) -> None:
+        """Restart this process when records wait and the group has committed nothing for
+        ``stall_timeout_s`` (see :mod:`processor.stall`)."""
+        if self.app.rebalancing or self.app.in_recovery:
+            self._stall = StallState()
+            return
+        group = f"{self.topics.prefix}worker"
+        try:
+            committed, ends = await group_offsets(self.bootstrap, group, [*self.topics.sources, self.topics.stats_changes])
+        except AxmonError as exc:
+            log.warning("watchdog: %s", exc)
+            return
+        self._stall = observe(self._stall, Progress(time.monotonic(), committed, ends))
+        stuck = stalled_for(self._stall, time.monotonic())
+        if stuck >= self.settings.stall_timeout_s:
+            waiting = Progress(0.0, committed, ends).waiting
+            restart_process(f"stalled: {waiting} records wait and nothing was committed for {stuck:.0f} s")
 
     async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
         self.lifecycle.forget()
@@ -205,6 +238,8 @@ def changelog_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
 
 
 RESTARTS_ENV = "AXMON_WORKER_RESTARTS"
+FAULT_HANG_ENV = "AXMON_FAULT_HANG_AFTER"
+"""Tests only: the first run of the worker's lifecycle agent hangs after this many events."""
 
 
 def run_worker(settings: Settings, bootstrap: str, *, loglevel: str = "warning") -> None:
@@ -215,19 +250,28 @@ def run_worker(settings: Settings, bootstrap: str, *, loglevel: str = "warning")
     tables recover from their changelogs and the stream resumes at the committed offsets.
     """
     wait_for_broker(bootstrap)
-    worker = Worker(settings, bootstrap)
+    first_run = os.environ.get(RESTARTS_ENV, "0") == "0"
+    hang_after = os.environ.get(FAULT_HANG_ENV) if first_run else None
+    worker = Worker(settings, bootstrap, hang_after=int(hang_after) if hang_after else None)
     try:
         faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     except SystemExit as exit_:
         if exit_.code in (0, None):
             raise
-        restarts = int(os.environ.get(RESTARTS_ENV, "0")) + 1
-        delay = min(30.0, 2.0 ** min(restarts, 5))
-        log.error("the worker stopped with an error; starting again in %.0f s (restart %d)", delay, restarts)
-        sys.stderr.write(f"axmon worker: stopped with an error, starting again in {delay:.0f} s\n")
-        time.sleep(delay)
-        os.environ[RESTARTS_ENV] = str(restarts)
-        os.execv(sys.executable, [sys.executable, "-m", "processor.cli", *sys.argv[1:]])
+        restart_process("stopped with an error")
+
+
+def restart_process(reason: str) -> None:
+    """Start this process again (``exec``: same pid, fresh state), backing off up to 30 s.
+    Nothing is flushed or committed: it is a crash, which the folds are built to survive."""
+    restarts = int(os.environ.get(RESTARTS_ENV, "0")) + 1
+    delay = min(30.0, 2.0 ** min(restarts, 5))
+    log.error("the worker %s; starting again in %.0f s (restart %d)", reason, delay, restarts)
+    sys.stderr.write(f"axmon worker: {reason}, starting again in {delay:.0f} s\n")
+    sys.stderr.flush()
+    time.sleep(delay)
+    os.environ[RESTARTS_ENV] = str(restarts)
+    os.execv(sys.executable, [sys.executable, "-m", "processor.cli", *sys.argv[1:]])
 
 
 def wait_for_broker(bootstrap: str, *, log_every_s: float = 10.0) -> None:

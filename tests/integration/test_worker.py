@@ -270,3 +270,22 @@ def test_bad_and_late_input_goes_to_the_dead_letter_topic(kafka_bootstrap: str, 
 @pytest.fixture(autouse=True)
 def _no_faust_data_in_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+
+
+def test_a_stalled_worker_restarts_itself(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    """The lifecycle agent hangs for good after 100 events (a fault injected for the first run
+    only); the watchdog sees records waiting with no commit, restarts the process, and the
+    derived topics end complete."""
+    events = scenario(seed=23, executions=300)
+    args = ["worker", "--bootstrap", kafka_bootstrap, "--topic-prefix", topics.prefix, "--partitions", str(TEST_PARTITIONS),
+            "--window-ms", str(WINDOW_MS), "--grace-ms", str(GRACE_MS), "--stall-timeout", "8"]
+    proc = AxmonProcess("worker", args, tmp_path, env={"AXMON_FAULT_HANG_AFTER": "100"}).start()
+    try:
+        asyncio.run(publish(kafka_bootstrap, topics, events))
+        assert_pipeline_matches(kafka_bootstrap, topics, events, proc, timeout=300)
+        log = proc.log.read_text()
+        assert "fault: the lifecycle agent hangs" in log
+        assert "stalled:" in log and "nothing was committed" in log
+        assert proc.starts == 1, "the worker restarted itself, in place"
+    finally:
+        assert proc.stop() == 0, proc.tail()
