@@ -1,0 +1,167 @@
+"""``axmon health``: is the pipeline healthy? A probe, for people and for machines.
+
+Gathers observations (:mod:`processor.health_probe`), judges them with the pure rules
+(:mod:`processor.health`) and prints a table (or ``--json``). Exit 0 healthy, 1 degraded,
+2 unhealthy. An unreachable broker is a finding (unhealthy), not an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from processor.errors import ConfigError
+from processor.health import Observations, Report, Status, Thresholds, evaluate
+from processor.health_probe import DEFAULT_TIMEOUT_S, describe, observe
+from schemas.topics import Topics
+
+STYLES = {Status.HEALTHY: "green", Status.DEGRADED: "yellow", Status.UNKNOWN: "magenta", Status.UNHEALTHY: "bold red"}
+_DEFAULTS = Thresholds()
+
+
+def add_health_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from processor.cli import _add_data_dir, _add_db, _add_kafka_options
+
+    health = subparsers.add_parser(
+        "health",
+        help="check the broker, topics, lag, sink and database (exit 0 healthy, 1 degraded, 2 unhealthy)",
+        description="Checks that the broker answers, the contract topics exist, how far the worker "
+        "and the sink are behind (per partition), when the sink last wrote, and that the database "
+        "passes PRAGMA quick_check. Each component is healthy, degraded or unhealthy with its "
+        "reasons; the overall status is the worst. Exit 0 healthy, 1 degraded, 2 unhealthy, so "
+        "it serves as a liveness/readiness probe.",
+    )
+    health.add_argument("--json", action="store_true", help="one JSON document on stdout (stable keys)")
+    health.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                        help=f"seconds to wait for each broker request (default {DEFAULT_TIMEOUT_S:g})")
+    health.add_argument("--lag-degraded", type=_count, default=_DEFAULTS.lag_degraded, metavar="N",
+                        help=f"a group more than N records behind is degraded (default {_DEFAULTS.lag_degraded:,})")
+    health.add_argument("--lag-unhealthy", type=_count, default=_DEFAULTS.lag_unhealthy, metavar="N",
+                        help=f"... and unhealthy above N (default {_DEFAULTS.lag_unhealthy:,})")
+    health.add_argument("--sink-stale", type=_positive_float, default=_DEFAULTS.sink_stale_s, metavar="S",
+                        help="the sink is degraded when records wait and it has not written for S seconds "
+                        f"(default {_DEFAULTS.sink_stale_s:g})")
+    _add_db(health)
+    _add_kafka_options(health)
+    _add_data_dir(health)
+    health.set_defaults(handler=cmd_health)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def gather(topics: Topics, bootstrap: str | None, db_path: Path, *, timeout_s: float, bootstrap_error: str | None) -> Observations:
+    """The observations (the seam the unit tests replace)."""
+    return asyncio.run(observe(topics, bootstrap, db_path, timeout_s=timeout_s, bootstrap_error=bootstrap_error))
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from processor.cli import _settings, err_console, resolve_bootstrap
+
+    settings = _settings(args)
+    if args.lag_unhealthy < args.lag_degraded:
+        raise ConfigError(f"--lag-unhealthy ({args.lag_unhealthy:,}) must not be below --lag-degraded ({args.lag_degraded:,})")
+    thresholds = Thresholds(lag_degraded=args.lag_degraded, lag_unhealthy=args.lag_unhealthy, sink_stale_s=args.sink_stale)
+    if not args.verbose:  # the client's own connection errors: the report says it better
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    bootstrap: str | None = None
+    bootstrap_error: str | None = None
+    try:
+        bootstrap = resolve_bootstrap(settings)
+    except ConfigError as exc:  # no broker to ask: a finding, not an error
+        bootstrap_error = str(exc)
+    try:
+        observations = gather(settings.topics, bootstrap, settings.db_path, timeout_s=args.timeout,
+                              bootstrap_error=bootstrap_error)
+    except Exception as exc:  # a probe must answer: unhealthy, never a traceback
+        err_console.print(f"[bold red]axmon:[/] the health check itself failed: {describe(exc)}")
+        return 2
+    report = evaluate(observations, thresholds)
+    if args.json:
+        print(orjson.dumps(report.to_json()).decode())
+    else:
+        render(report, Console(highlight=False))
+    return report.exit_code
+
+
+# -- drawing ------------------------------------------------------------------------------------
+
+
+def status_text(status: Status) -> Text:
+    return Text(status.value, style=STYLES[status])
+
+
+def components_table(report: Report) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("component")
+    table.add_column("status")
+    table.add_column("reasons", overflow="fold")
+    for c in report.components:
+        table.add_row(c.name, status_text(c.status), "\n".join(c.reasons))
+    return table
+
+
+def lag_table(report: Report) -> Table | None:
+    """One row per group and topic: each partition's lag, and the topic's total."""
+    rows = [(role, g) for role, g in report.lag.items() if g is not None and g.partitions]
+    if not rows:
+        return None
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("group")
+    table.add_column("read from")
+    table.add_column("topic")
+    table.add_column("lag by partition", overflow="fold")
+    table.add_column("total", justify="right")
+    for role, group in rows:
+        by_topic: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
+        for p in group.partitions:
+            by_topic[p.topic].append((p.partition, p.lag))
+        for n, (topic, lags) in enumerate(sorted(by_topic.items())):
+            first = n == 0
+            total = sum(lag for _, lag in lags)
+            table.add_row(
+                f"{role} ({group.group.group_id})" if first else "",
+                group.source if first else "",
+                topic,
+                "  ".join(f"{p}: {lag:,}" for p, lag in lags),
+                Text(f"{total:,}", style="yellow" if total else ""),
+            )
+    return table
+
+
+def render(report: Report, console: Console) -> None:
+    heading = Text("axmon health: ", style="bold")
+    heading.append_text(status_text(report.overall))
+    console.print(heading)
+    console.print(Text(f"broker {report.bootstrap or '-'}, topics {report.topic_prefix}*, database {report.database}", style="dim"))
+    console.print(components_table(report))
+    lag = lag_table(report)
+    if lag is not None:
+        console.print()
+        console.print(lag)
