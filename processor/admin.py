@@ -35,6 +35,9 @@ def contract_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.metric_rollups, partitions, compacted=True),
         TopicSpec(topics.dead_letter, partitions),
         TopicSpec(topics.stats_changes, partitions),
+        TopicSpec(topics.alerts, partitions),
+        TopicSpec(topics.alert_acks, partitions),
+        TopicSpec(topics.liveness_ticks, partitions),
     ]
 
 

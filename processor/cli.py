@@ -20,6 +20,7 @@ from rich.console import Console
 
 from processor import localbroker
 from processor.errors import AxmonError, ConfigError
+from processor.rules import RuleSet, load_rules
 from processor.settings import ENV_BOOTSTRAP, ENV_KAFKA_DIR, Settings
 
 err_console = Console(stderr=True, highlight=False)
@@ -39,8 +40,27 @@ def _settings(args: argparse.Namespace) -> Settings:
         "partitions": getattr(args, "partitions", None),
         "db_path": getattr(args, "db", None),
         "stall_timeout_s": getattr(args, "stall_timeout_s", None),
+        "stale_after_ms": getattr(args, "stale_after_ms", None),
     }
     return Settings.load(overrides)
+
+
+def _duration_ms(text: str) -> int:
+    """An argparse type: a duration (``30s``, ``15m``, ms) or ``0``."""
+    from processor.timeparse import parse_duration_ms
+
+    if text.strip() == "0":
+        return 0
+    try:
+        return parse_duration_ms(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rules(args: argparse.Namespace) -> RuleSet:
+    """The alert rules of ``--rules PATH`` (none without it)."""
+    path = getattr(args, "rules", None)
+    return RuleSet() if path is None else load_rules(path)
 
 
 def resolve_bootstrap(settings: Settings, *, start_local: bool = False) -> str:
@@ -132,8 +152,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     wait_for_broker(bootstrap)
     specs = contract_topics(settings.topics, settings.partitions) + changelog_topics(settings.topics, settings.partitions)
     asyncio.run(ensure_topics(bootstrap, specs))
-    err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions)")
-    run_worker(settings, bootstrap, loglevel=["warning", "info", "debug"][min(args.verbose, 2)])
+    rules = _rules(args)
+    err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions"
+                      f"{f', {len(rules.rules)} alert rules' if rules.rules else ''})")
+    run_worker(settings, bootstrap, rules=rules, loglevel=["warning", "info", "debug"][min(args.verbose, 2)])
     return 0
 
 
@@ -242,7 +264,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         def show(p: Any) -> None:
             progress.update(task, total=p.total, completed=p.done, rate=f"{p.rate:,.0f}", lag=f"{p.total - p.done:,}")
 
-        result = asyncio.run(replay(settings, bootstrap, ReplayPlan(target, from_ms, until_ms), on_progress=show))
+        result = asyncio.run(replay(settings, bootstrap, ReplayPlan(target, from_ms, until_ms, _rules(args)), on_progress=show))
     err_console.print(
         f"replayed {result.records:,} records in {result.seconds:.1f} s ({result.rate:,.0f}/s) into {target}: "
         f"{result.executions:,} execution writes, {result.samples:,} samples, {result.rollups:,} rollup writes, "
@@ -409,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
         "a restart resumes from the committed offsets and the recovered tables.",
     )
     _add_fold_options(worker)
+    worker.add_argument("--rules", type=Path, metavar="PATH",
+                        help="alert rules (YAML or JSON; see processor/rules.py); evaluated as windows close in event time")
+    worker.add_argument("--stale-after", type=_duration_ms, metavar="DURATION", dest="stale_after_ms",
+                        help="flag a running execution with no event for this long (wall clock) as stale, "
+                        "and raise the execution.stale alert (default 15m; 0: never)")
     worker.add_argument("--stall-timeout", type=float, metavar="S", dest="stall_timeout_s",
                         help="restart when records wait and nothing is committed for S seconds (default 60; 0: never)")
     _add_kafka_options(worker)
@@ -454,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--swap", action="store_true", help="then replace the live database with the new one")
     rep.add_argument("--live-db", dest="db", type=Path, metavar="PATH", help="the live database for --swap (env AXMON_DB; default ./axmon.db)")
     _add_fold_options(rep, same_as_worker=True)
+    rep.add_argument("--rules", type=Path, metavar="PATH", help="the worker's alert rules: alerts are rebuilt too")
     _add_kafka_options(rep)
     _add_data_dir(rep)
     rep.set_defaults(handler=cmd_replay)
@@ -511,6 +539,19 @@ def build_parser() -> argparse.ArgumentParser:
     from processor.cli_read import add_read_commands
 
     add_read_commands(commands)
+    from processor.cli_alerts import add_alert_commands
+
+    def alert_kafka_options(parser: argparse.ArgumentParser) -> None:
+        _add_kafka_options(parser)
+        _add_data_dir(parser)
+
+    add_alert_commands(commands, alert_kafka_options)
+    from processor.cli_health import add_health_command
+
+    add_health_command(commands)
+    from processor.notify_runner import add_notify_command
+
+    add_notify_command(commands, _add_kafka_options, _add_data_dir, resolve_bootstrap)
     return parser
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from processor.alerting import AlertCore, stale_alert
 from processor.derived import DERIVED_SOURCE, derived_samples
 from processor.execution import ExecutionState, apply, snapshot, state_from_json, state_to_json
 from processor.records import Emit, Origin, Store, Stream, dead_letter, json_emit
@@ -182,12 +183,25 @@ class LifecycleCore:
     redelivered event for it is recognised.
     """
 
-    def __init__(self, store: Store, config: FoldConfig = FoldConfig(), *, derive: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: FoldConfig = FoldConfig(),
+        *,
+        derive: bool = True,
+        clock: Callable[[], int] | None = None,
+        stale_after_ms: int = 0,
+    ) -> None:
         self.store = store
         self.config = config
         self.derive = derive
         """Publish derived samples and stats contributions. Replay turns this off: it reads
         derived samples back from the metrics topic and the sink keeps the stats."""
+        self.clock = clock
+        """The wall clock (epoch ms) for liveness; ``None`` (replay): no liveness."""
+        self.stale_after_ms = stale_after_ms
+        self._quiet: dict[int, list[tuple[int, str]]] = {}
+        """Per partition: a heap of (wall time the execution goes stale, id), built lazily."""
         self.times = _StreamTimes(store)
         self.deadlines = _Deadlines(store, self._due)
         self.counters: dict[str, int] = {}
@@ -232,11 +246,20 @@ class LifecycleCore:
         before, after = self.times.advance(p, event.occurred_at)
         terminal_since = entry["ts"] if entry is not None and entry["ts"] is not None else (after if new.terminal else None)
         stored = {"p": p, "o": o, "t": new.last_event_at, "ts": terminal_since, "s": state_to_json(new)}
+        emits: list[Emit] = []
+        if self.clock is not None:
+            seen = self.clock()
+            stored["w"] = seen
+            if entry is not None and entry.get("stale") is not None:
+                self._count("stale_cleared")
+                emits.append(_alert_emit(stale_alert(eid, new.tenant_id, entry["stale"], p, resolved_at=seen)))
+            if terminal_since is None and self.stale_after_ms > 0 and p in self._quiet:
+                heapq.heappush(self._quiet[p], (seen + self.stale_after_ms, eid))
         self.store[eid] = stored
         if terminal_since is not None and (entry is None or entry["ts"] is None):
             self.deadlines.push(p, terminal_since + horizon, eid)
         self._count("applied")
-        emits = self._publish(stored, p, o, previous=old, current=new)
+        emits = self._publish(stored, p, o, previous=old, current=new) + emits
         if _crossed(before, after, self.config.sweep_interval_ms):
             emits += self.sweep(p, o)
         return emits
@@ -253,7 +276,7 @@ class LifecycleCore:
     ) -> list[Emit]:
         state = current if current is not None else state_from_json(entry["s"])
         view = snapshot(state)
-        emits = [json_emit(Stream.EXECUTION_STATE, state.execution_id, view)]
+        emits = [self._state_emit(entry, view)]
         if not self.derive:
             return emits
         old_view = None if everything or previous is None else snapshot(previous)
@@ -265,6 +288,15 @@ class LifecycleCore:
             if sample.event_id not in known:
                 emits.append(Emit(Stream.METRICS, series_key(sample.tenant_id, sample.metric_type, sample.labels), encode_event(sample)))
         return emits
+
+    @staticmethod
+    def _state_emit(entry: dict[str, Any], view: dict[str, Any] | None = None) -> Emit:
+        """The execution-state record of an entry (with ``stale_since`` while it is stale)."""
+        if view is None:
+            view = snapshot(state_from_json(entry["s"]))
+        if entry.get("stale") is not None:
+            view = {**view, "stale_since": entry["stale"]}
+        return json_emit(Stream.EXECUTION_STATE, view["id"], view)
 
     def _republish(self, eid: str, entry: dict[str, Any], p: int, o: int) -> list[Emit]:
         """A redelivered event (offset ``o`` was applied before a crash): publish again what
@@ -302,6 +334,44 @@ class LifecycleCore:
         self.times.forget()
         self.deadlines.forget()
         self._eviction_index.clear()
+        self._quiet.clear()
+
+    def check_stale(self, p: int, now_ms: int) -> list[Emit]:
+        """Liveness, on the wall clock (called on a tick for partition ``p``): flag each running
+        or pending execution of ``p`` with no event for ``stale_after_ms`` as stale - its state
+        is published again with ``stale_since`` and a built-in alert fires; its next event
+        clears both. The first check of a partition after a (re)start publishes the alerts of
+        executions already stale again, in case a crash lost them."""
+        if self.clock is None or self.stale_after_ms <= 0:
+            return []
+        emits: list[Emit] = []
+        heap = self._quiet.get(p)
+        if heap is None:
+            heap = []
+            for eid, entry in self.store.items():
+                if entry.get("p") != p or "s" not in entry or entry.get("ts") is not None or "w" not in entry:
+                    continue
+                if entry.get("stale") is not None:
+                    tenant = state_from_json(entry["s"]).tenant_id
+                    emits.append(_alert_emit(stale_alert(eid, tenant, entry["stale"], p)))
+                else:
+                    heap.append((int(entry["w"]) + self.stale_after_ms, eid))
+            heapq.heapify(heap)
+            self._quiet[p] = heap
+        while heap and heap[0][0] <= now_ms:
+            due, eid = heapq.heappop(heap)
+            entry = self.store.get(eid)
+            if entry is None or "s" not in entry or entry.get("ts") is not None or entry.get("stale") is not None:
+                continue
+            if int(entry.get("w", 0)) + self.stale_after_ms != due:
+                continue  # an event came since: a newer heap item stands for it
+            flagged = {**entry, "stale": now_ms}
+            self.store[eid] = flagged
+            self._count("stale")
+            emits.append(self._state_emit(flagged))
+            tenant = state_from_json(entry["s"]).tenant_id
+            emits.append(_alert_emit(stale_alert(eid, tenant, now_ms, p)))
+        return emits
 
 
     def sweep(self, p: int, o: int) -> list[Emit]:
@@ -334,6 +404,10 @@ class LifecycleCore:
 _FIRST_SWEEP_SEQ = 1
 """Origin sequences within one source offset: 0 the processed execution's contribution,
 1... the absorbs of a sweep at that offset."""
+
+
+def _alert_emit(record: dict[str, Any]) -> Emit:
+    return json_emit(Stream.ALERTS, record["id"], record)
 
 
 def _stats_set(eid: str, tenant: str, c: Contribution, p: int, o: int, seq: int) -> Emit:
@@ -395,9 +469,11 @@ class MetricsCore:
     window once; a window closed by stream time is published final.
     """
 
-    def __init__(self, store: Store, config: FoldConfig = FoldConfig()) -> None:
+    def __init__(self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None) -> None:
         self.store = store
         self.config = config
+        self.alerts = alerts
+        """Evaluates alert rules on each window closed by stream time."""
         self.times = _StreamTimes(store)
         self.dirty: set[str] = set()
         self.idle_published: set[str] = set()
@@ -449,7 +525,7 @@ class MetricsCore:
             json_emit(Stream.METRIC_ROLLUPS, entry["rk"], entry["rollup"])
             for _, entry in self.store.items()
             if entry.get("p") == p and "closed" in entry
-        ]
+        ] + ([] if self.alerts is None else self.alerts.repair(p))
 
     def process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         p, o = origin.partition, origin.offset
@@ -523,6 +599,8 @@ class MetricsCore:
             self.dirty.discard(wkey)
             self.idle_published.discard(wkey)
             self._count("closed")
+            if self.alerts is not None:
+                emits += self.alerts.window_closed(window, p)
         return emits
 
     def flush(self) -> list[Emit]:

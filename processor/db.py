@@ -22,7 +22,7 @@ class DatabaseError(AxmonError):
     """The database is missing, unreadable, or newer than this axmon."""
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE workflow_executions_monitor (
@@ -146,11 +146,56 @@ STEP_COLUMNS = (
 )
 """``workflow_step_executions``' columns, in table order."""
 
-MIGRATIONS: dict[int, str] = {1: _V1}
+_V2 = """
+CREATE TABLE alerts (
+  id TEXT PRIMARY KEY,
+  rule TEXT NOT NULL,
+  kind TEXT NOT NULL,              -- threshold | stale
+  severity TEXT NOT NULL,
+  status TEXT NOT NULL,            -- pending | firing | acknowledged | resolved
+  status_rank INTEGER NOT NULL,    -- 0..3 in that order: a row only moves forward
+  tenant_id TEXT,
+  metric_type TEXT,
+  labels TEXT,                     -- JSON object
+  series TEXT,
+  execution_id TEXT,
+  value REAL,                      -- the aggregated value at the last transition
+  threshold REAL,
+  partition INTEGER NOT NULL,      -- where acks for it go (the series' partition)
+  pending_at INTEGER NOT NULL,     -- event time (epoch ms); wall clock for stale alerts
+  fired_at INTEGER,
+  acknowledged_at INTEGER,
+  acknowledged_by TEXT,
+  resolved_at INTEGER,
+  updated_at INTEGER NOT NULL,     -- time of the last transition
+  record TEXT NOT NULL             -- the whole record as published on axmon.alerts
+);
+CREATE INDEX idx_alerts_status ON alerts(status_rank, updated_at DESC);
+CREATE INDEX idx_alerts_tenant ON alerts(tenant_id, updated_at DESC);
+
+CREATE TABLE alert_history (
+  alert_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (alert_id, status)
+);
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 """Version -> the SQL that brings version - 1 to it."""
 
-SINK_TABLES = frozenset({"sink_offsets"})
+SINK_TABLES = frozenset({"sink_offsets", "sink_status"})
 """The sink's own bookkeeping: not part of the materialised state."""
+
+SINK_STATUS = """
+CREATE TABLE IF NOT EXISTS sink_status (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  last_write_at INTEGER NOT NULL   -- epoch ms (wall clock) of the last batch written
+)
+"""
+"""One row: when the sink last wrote a batch (same transaction as ``sink_offsets``). Not
+versioned: created if missing on every open for writing, so older databases keep their schema
+version and older axmon versions ignore it."""
 
 
 def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
@@ -169,6 +214,7 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA busy_timeout = 30000")
         migrate(conn)
+        conn.execute(SINK_STATUS)
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{path}: {exc}") from exc
     return _configure(conn)

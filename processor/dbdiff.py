@@ -35,8 +35,16 @@ def tables(conn: sqlite3.Connection) -> list[str]:
     return [n for n in names if n not in SINK_TABLES and not n.startswith("sqlite_")]
 
 
+WALL_CLOCK_ROWS = {
+    "alerts": "WHERE kind != 'stale'",
+    "alert_history": "WHERE alert_id NOT IN (SELECT id FROM alerts WHERE kind = 'stale')",
+}
+"""Rows judged on the wall clock (stale-execution alerts), which a replay does not reproduce."""
+
+
 def rows(conn: sqlite3.Connection, table: str) -> list[tuple[Any, ...]]:
-    return sorted((tuple(r) for r in conn.execute(f'SELECT * FROM "{table}"')), key=repr)
+    where = WALL_CLOCK_ROWS.get(table, "")
+    return sorted((tuple(r) for r in conn.execute(f'SELECT * FROM "{table}" {where}')), key=repr)
 
 
 def compare(left: Path, right: Path) -> list[TableDiff]:

@@ -3,7 +3,8 @@
 It starts the worker and the sink (as child processes, as a user would), runs a simulated
 workflow engine in real time for a while (several tenants, AI-agent workflows whose steps
 spend tokens and money, fail, retry; metric samples), waits until the database has caught up
-with the topics, and shows ``axmon stats`` and ``axmon workflows`` from the database.
+with the topics, and shows ``axmon stats``, ``axmon workflows`` and ``axmon alerts`` from the database. The demo uses
+5-second windows and a small rules file so that alerts fire within its minute.
 """
 
 from __future__ import annotations
@@ -29,6 +30,31 @@ from producers.simulator import ScenarioConfig, generate_scenario
 from schemas.events import Event
 
 
+DEMO_RULES = """\
+# The demo's alert rules (axmon worker --rules). Its windows are 5 s long so that it shows alerts
+# within a minute; a real deployment keeps the defaults (60 s windows, 5 min grace).
+rules:
+  - name: hot-cpu
+    metric_type: cpu.usage
+    aggregation: p95
+    operator: gt
+    threshold: 90
+    resolve_threshold: 80
+    window: 10s
+    for: 5s
+    cooldown: 10s
+    severity: warning
+  - name: long-queue
+    metric_type: workflow.queue.length
+    aggregation: max
+    operator: gte
+    threshold: 38
+    window: 5s
+    severity: info
+"""
+DEMO_FOLD = ["--window-ms", "5000", "--grace-ms", "2000"]
+
+
 class DemoError(AxmonError):
     """A part of the pipeline did not come up or did not catch up."""
 
@@ -49,9 +75,11 @@ async def run_demo(settings: Settings, bootstrap: str, options: DemoOptions, con
     log_dir = default_data_home() / "demo"
     log_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"Kafka at [bold]{bootstrap}[/]; database [bold]{db}[/]; logs in {log_dir}")
+    rules = log_dir / "rules.yaml"
+    rules.write_text(DEMO_RULES)
     children = [
-        AxmonChild("worker", ["worker", *common], log_dir).start(),
-        AxmonChild("sink", ["sink", *common, "--db", str(db)], log_dir).start(),
+        AxmonChild("worker", ["worker", *common, *DEMO_FOLD, "--rules", str(rules)], log_dir).start(),
+        AxmonChild("sink", ["sink", *common, *DEMO_FOLD, "--db", str(db)], log_dir).start(),
     ]
     try:
         now = int(time.time() * 1000)
@@ -115,7 +143,7 @@ async def _wait_for_database(bootstrap: str, settings: Settings, db: Path, child
 
 def _show(db: Path, console: Console) -> None:
     """``axmon stats`` and ``axmon workflows`` on the demo's database, as a user would run them."""
-    for args in (["stats"], ["workflows", "--limit", "15"]):
+    for args in (["stats"], ["workflows", "--limit", "15"], ["alerts", "--limit", "10"]):
         console.print(f"\n[bold]$ axmon {' '.join(args)} --db {db}[/]")
         subprocess.run(
             [sys.executable, "-m", "processor.cli", *args, "--db", str(db)],

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -29,6 +30,7 @@ from processor.children import AxmonChild
 from processor.dbdiff import TableDiff, compare
 from processor.errors import AxmonError
 from processor.replay import ReplayPlan, replay
+from processor.rules import load_rules
 from processor.settings import Settings
 from processor.settle import settled
 from producers.client import AxmonProducer, ProducerConfig
@@ -53,6 +55,13 @@ class ProofOptions:
     restart_broker: bool = True
     grace_ms: int = 120_000
     """Small enough that every window of a scenario two hours old is idle (final) at once."""
+    rules: tuple[dict[str, Any], ...] = (
+        {"name": "busy-cpu", "metric_type": "cpu.usage", "aggregation": "p95", "operator": "gt", "threshold": 85,
+         "resolve_threshold": 75, "window": 120_000, "for": 60_000, "cooldown": 120_000, "severity": "warning"},
+        {"name": "long-queue", "metric_type": "workflow.queue.length", "aggregation": "max", "operator": "gte",
+         "threshold": 35, "window": 60_000, "severity": "info"},
+    )
+    """Alert rules for the worker and the replay: alerts must come out the same too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +140,10 @@ def run_proof(
     asyncio.run(ensure_topics(bootstrap, contract_topics(topics, settings.partitions)))
     events, junk = proof_events(options, int(time.time() * 1000))
     say(f"topics {topics.prefix}*: {len(events):,} events (with resends, disorder and late ones) and {len(junk)} malformed records")
-    worker = AxmonChild("worker", ["worker", *common], workdir)
+    rules_file = workdir / "rules.json"
+    rules_file.write_bytes(orjson.dumps({"rules": list(options.rules)}))
+    rules = load_rules(rules_file)
+    worker = AxmonChild("worker", ["worker", *common, "--rules", str(rules_file)], workdir)
     sink = AxmonChild("sink", ["sink", *common, "--db", str(settings.db_path), "--batch-size", "300"], workdir)
     rng = random.Random(options.seed)
     broker_restarts = 0
@@ -177,7 +189,7 @@ def run_proof(
         worker.stop()
     replay_db = workdir / "replay.db"
     say("replaying the source topics from the earliest offset")
-    result = asyncio.run(replay(settings, bootstrap, ReplayPlan(replay_db)))
+    result = asyncio.run(replay(settings, bootstrap, ReplayPlan(replay_db, rules=rules)))
     say(f"replayed {result.records:,} records in {result.seconds:.1f} s ({result.rate:,.0f} records/s)")
     diffs = tuple(compare(settings.db_path, replay_db))
     conn = sqlite3.connect(f"file:{replay_db}?mode=ro", uri=True)

@@ -52,6 +52,16 @@ Interval = tuple[int, int]
 
 _EXECUTIONS = f"SELECT {', '.join(EXECUTION_COLUMNS)} FROM workflow_executions_monitor"
 _STEPS = f"SELECT {', '.join(STEP_COLUMNS)} FROM workflow_step_executions"
+_ALERTS = (
+    "SELECT id, rule, kind, severity, status, tenant_id, metric_type, labels, series, execution_id, value, threshold, "
+    "partition, pending_at, fired_at, acknowledged_at, acknowledged_by, resolved_at, updated_at FROM alerts"
+)
+
+
+def _alert_row(row: Row) -> Row:
+    return {**row, "labels": orjson.loads(row["labels"]) if row.get("labels") else {}}
+
+
 _DEAD_LETTERS = 'SELECT topic, partition, "offset", reason, detail, timestamp, key, value FROM dead_letters'
 _STATS = (
     "SELECT COALESCE(SUM(total), 0), COALESCE(SUM(pending), 0), COALESCE(SUM(running), 0), "
@@ -307,6 +317,27 @@ class Monitor:
         if reason is None:
             return self._rows(_DEAD_LETTERS + order, (limit,))
         return self._rows(f"{_DEAD_LETTERS} WHERE reason = ?{order}", (reason, limit))
+
+    def get_alerts(self, *, active: bool = False, tenant_id: str | None = None, limit: int = 100) -> list[Row]:
+        """Alerts, most recently changed first: every one, or only those ``active`` (pending,
+        firing or acknowledged), optionally of one tenant. ``labels`` is a dict."""
+        _check_limit(limit)
+        where, params = [], []
+        if active:
+            where.append("status_rank < 3")
+        if tenant_id is not None:
+            where.append("tenant_id = ?")
+            params.append(tenant_id)
+        sql = _ALERTS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_at DESC, id LIMIT ?"
+        return [_alert_row(r) for r in self._rows(sql, (*params, limit))]
+
+    def get_alert(self, alert_id: str) -> Row | None:
+        """One alert with its ``history``: the statuses it reached and when, in order."""
+        rows = self._rows(f"{_ALERTS} WHERE id = ?", (alert_id,))
+        if not rows:
+            return None
+        history = self._rows("SELECT status, at FROM alert_history WHERE alert_id = ? ORDER BY at, status", (alert_id,))
+        return {**_alert_row(rows[0]), "history": history}
 
     def counts(self) -> dict[str, int]:
         """Rows per table, by table name (SQLite's own tables left out)."""

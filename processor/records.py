@@ -23,6 +23,8 @@ class Stream(Enum):
     """Derived samples go back to the source metrics topic."""
     STATS_CHANGES = "stats_changes"
     """Internal: execution contributions, keyed by tenant."""
+    ALERTS = "alerts"
+    """Alert transitions, keyed by alert id."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,10 +35,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from processor.admin import partition_counts
+from processor.alerting import Ack, AlertCore
 from processor.cores import LifecycleCore, MetricsCore, decode_input
 from processor.db import open_for_writing
 from processor.errors import BrokerError, ConfigError
-from processor.records import Emit, Origin, Stream
+from processor.records import Emit, Origin, Stream, dead_letter
+from processor.rules import RuleSet
 from processor.settings import Settings
 from processor.sink import RawSampleGate
 from processor.sinkdb import SinkBatch, write_batch
@@ -54,6 +56,8 @@ class ReplayPlan:
     db_path: Path
     from_ms: int | None = None
     until_ms: int | None = None
+    rules: RuleSet = RuleSet()
+    """The worker's alert rules: alerts are rebuilt from the metrics and the acks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,8 @@ class _Rebuild:
         self.plan = plan
         self.conn = conn
         self.lifecycle = LifecycleCore({}, settings.fold, derive=False)  # type: ignore[arg-type]
-        self.metrics = MetricsCore({}, settings.fold)  # type: ignore[arg-type]
+        self.alerts = AlertCore({}, plan.rules)  # type: ignore[arg-type]
+        self.metrics = MetricsCore({}, settings.fold, self.alerts)  # type: ignore[arg-type]
         self.gate = RawSampleGate(settings.fold, {})
         self.window_ms = settings.window_ms
         self.batch = SinkBatch()
@@ -112,6 +117,14 @@ class _Rebuild:
                 self.batch.add_sample(event)
         self.batch.consumed(origin.topic, origin.partition, origin.offset + 1, self.gate.stream_times.get(origin.partition, 0))
 
+    def ack_record(self, origin: Origin, key: bytes | None, value: bytes | None) -> None:
+        try:
+            ack = Ack.from_json(orjson.loads(value or b""))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            self._take([dead_letter("invalid_ack", f"not an alert ack: {exc}", origin, key, value)])
+            return
+        self._take(self.alerts.ack(ack))
+
     def _before_from(self, sample: MetricRecorded) -> bool:
         return self.plan.from_ms is not None and window_start(sample.occurred_at, self.window_ms) < self.plan.from_ms
 
@@ -125,6 +138,8 @@ class _Rebuild:
                 self.batch.add_rollup(orjson.loads(emit.value))
             elif emit.stream is Stream.DEAD_LETTER:
                 self.batch.add_dead_letter(orjson.loads(emit.value))
+            elif emit.stream is Stream.ALERTS:
+                self.batch.add_alert(orjson.loads(emit.value))
         self.batch.records += 1
         if self.batch.records >= FLUSH_EVERY:
             self.flush()
@@ -189,8 +204,8 @@ async def _read_sources(
     began: float,
 ) -> int:
     t = settings.topics
-    derived = [t.execution_state, t.metric_rollups, t.dead_letter]
-    counts = await partition_counts(bootstrap, [*t.sources, *derived])
+    derived = [t.execution_state, t.metric_rollups, t.dead_letter, t.alerts]
+    counts = await partition_counts(bootstrap, [*t.sources, *derived, t.alert_acks])
     missing = [name for name in t.sources if name not in counts]
     if missing:
         raise BrokerError(f"source topics {', '.join(missing)} do not exist at {bootstrap}")
@@ -209,7 +224,12 @@ async def _read_sources(
         total = sum(max(0, ends[tp] - starts[tp]) for tp in sources)
         done = 0
         for tp in sources:  # one partition at a time, in offset order
+            acks: list[Any] = []
+            if tp.topic == t.metrics and t.alert_acks in counts and tp.partition < counts[t.alert_acks]:
+                acks = await _read_all(consumer, TopicPartition(t.alert_acks, tp.partition), plan.until_ms)
             if ends[tp] <= starts[tp]:
+                for ack in acks:
+                    rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
                 continue
             handle = rebuild.lifecycle_record if tp.topic == t.workflow_events else rebuild.metrics_record
             consumer.assign([tp])
@@ -220,15 +240,36 @@ async def _read_sources(
                 for message in fetched.get(tp, ()):
                     if message.offset >= ends[tp]:
                         break
+                    # acks in the order the live worker most likely met them: by log time
+                    while acks and acks[0].timestamp <= message.timestamp:
+                        ack = acks.pop(0)
+                        rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
                     handle(Origin(tp.topic, tp.partition, message.offset, message.timestamp), message.key, message.value)
                     done += 1
                 position = await consumer.position(tp)
                 if on_progress is not None:
                     on_progress(ReplayProgress(done, total, time.monotonic() - began))
+            for ack in acks:
+                rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
         rebuild.finish(int(time.time() * 1000), derived_ends)
         return done
     finally:
         await consumer.stop()
+
+
+async def _read_all(consumer: AIOKafkaConsumer, tp: TopicPartition, until_ms: int | None) -> list[Any]:
+    """Every record of one (small) partition, up to ``until_ms``."""
+    start = (await consumer.beginning_offsets([tp]))[tp]
+    end = (await _until_offsets(consumer, [tp], until_ms))[tp]
+    records: list[Any] = []
+    if end <= start:
+        return records
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    while not records or records[-1].offset < end - 1:
+        fetched = await consumer.getmany(tp, timeout_ms=2_000, max_records=10_000)
+        records += [m for m in fetched.get(tp, ()) if m.offset < end]
+    return records
 
 
 async def _until_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition], until_ms: int | None) -> dict[TopicPartition, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from processor.cores import FoldConfig
 from processor.errors import ConfigError
+from processor.notify import check_webhook_url
 from schemas.topics import Topics
 
 ENV_BOOTSTRAP = "AXMON_BOOTSTRAP"
@@ -19,6 +20,7 @@ ENV_KAFKA_DIR = "AXMON_KAFKA_DIR"
 ENV_TOPIC_PREFIX = "AXMON_TOPIC_PREFIX"
 ENV_PARTITIONS = "AXMON_PARTITIONS"
 ENV_DB = "AXMON_DB"
+ENV_WEBHOOKS = "AXMON_WEBHOOKS"
 
 
 def default_data_home() -> Path:
@@ -51,9 +53,15 @@ class Settings:
     """A finished execution stays in the worker's table this long (stream time)."""
     rollup_interval_s: float = 1.0
     """How often changed windows are published (coalesced) and idle windows closed."""
+    stale_after_ms: int = 900_000
+    """An execution that is running or pending with no event this long (wall clock) is flagged
+    stale and raises the built-in alert ``execution.stale`` (0: never)."""
     stall_timeout_s: float = 60.0
     """The worker restarts itself when records wait and its group commits nothing this long
     (0: never)."""
+    webhooks: tuple[str, ...] = ()
+    """Where ``axmon notify`` POSTs alert transitions (env ``AXMON_WEBHOOKS``: URLs separated
+    by whitespace)."""
 
     @property
     def topics(self) -> Topics:
@@ -85,6 +93,8 @@ class Settings:
             values["partitions"] = _positive_int(ENV_PARTITIONS, env[ENV_PARTITIONS])
         if env.get(ENV_DB):
             values["db_path"] = Path(env[ENV_DB])
+        if env.get(ENV_WEBHOOKS):
+            values["webhooks"] = tuple(env[ENV_WEBHOOKS].split())
         for key, value in (overrides or {}).items():
             if value is not None:
                 values[key] = value
@@ -96,6 +106,8 @@ class Settings:
         for name in ("window_ms", "execution_horizon_ms"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.stale_after_ms < 0:
+            raise ConfigError(f"stale_after_ms must not be negative, not {self.stale_after_ms}")
         if self.stall_timeout_s < 0:
             raise ConfigError(f"stall_timeout_s must not be negative, not {self.stall_timeout_s}")
         if self.grace_ms < 0:
@@ -110,6 +122,8 @@ class Settings:
             raise ConfigError(
                 f"bootstrap {self.bootstrap!r} is not host:port[,host:port...]"
             )
+        for url in self.webhooks:
+            check_webhook_url(url)
 
 
 def _positive_int(name: str, raw: str) -> int:

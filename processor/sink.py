@@ -102,6 +102,8 @@ class BatchBuilder:
                 batch.add_rollup(orjson.loads(value))
             elif topic == self.topics.dead_letter:
                 batch.add_dead_letter(orjson.loads(value))
+            elif topic == self.topics.alerts:
+                batch.add_alert(orjson.loads(value))
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             self.counters.invalid += 1
             log.warning("skipping an unreadable record %s/%d/%d: %r", topic, partition, offset, exc)
@@ -147,7 +149,7 @@ class SinkRunner:
     @property
     def source_topics(self) -> list[str]:
         t = self.topics
-        return [t.execution_state, t.metric_rollups, t.dead_letter, t.metrics]
+        return [t.execution_state, t.metric_rollups, t.dead_letter, t.metrics, t.alerts]
 
     def stop(self) -> None:
         self._stopping.set()

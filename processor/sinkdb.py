@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ class SinkBatch:
     rollups: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     samples: dict[str, MetricRecorded] = field(default_factory=dict)
     dead_letters: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    """Alert records in offset order (each is a transition)."""
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     """(topic, partition) -> (next offset, stream time)"""
     records: int = 0
@@ -49,26 +52,39 @@ class SinkBatch:
     def add_dead_letter(self, record: dict[str, Any]) -> None:
         self.dead_letters[(record["topic"], record["partition"], record["offset"])] = record
 
+    def add_alert(self, record: dict[str, Any]) -> None:
+        if record.get("status") not in _ALERT_STATUSES or not record.get("id"):
+            raise KeyError(f"not an alert record: {str(record)[:80]}")
+        self.alerts.append(record)
+
     def consumed(self, topic: str, partition: int, next_offset: int, stream_time: int) -> None:
         self.offsets[(topic, partition)] = (next_offset, stream_time)
 
     def __len__(self) -> int:
-        return len(self.executions) + len(self.rollups) + len(self.samples) + len(self.dead_letters)
+        return len(self.executions) + len(self.rollups) + len(self.samples) + len(self.dead_letters) + len(self.alerts)
 
 
-def write_batch(conn: sqlite3.Connection, batch: SinkBatch) -> None:
-    """Write ``batch`` and its offsets in one transaction (all or nothing)."""
+def write_batch(conn: sqlite3.Connection, batch: SinkBatch, *, written_at_ms: int | None = None) -> None:
+    """Write ``batch`` and its offsets in one transaction (all or nothing), and the wall-clock
+    time of the write (``written_at_ms``, default now) in ``sink_status``."""
+    written_at = int(time.time() * 1000) if written_at_ms is None else written_at_ms
     conn.execute("BEGIN IMMEDIATE")
     try:
         write_executions(conn, batch.executions.values())
         write_rollups(conn, batch.rollups.values())
         write_samples(conn, batch.samples.values())
         write_dead_letters(conn, batch.dead_letters.values())
+        write_alerts(conn, batch.alerts)
         conn.executemany(
             "INSERT INTO sink_offsets(topic, partition, next_offset, stream_time) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset, "
             "stream_time = excluded.stream_time",
             [(t, p, o, st) for (t, p), (o, st) in batch.offsets.items()],
+        )
+        conn.execute(
+            "INSERT INTO sink_status(id, last_write_at) VALUES (1, ?) "
+            "ON CONFLICT(id) DO UPDATE SET last_write_at = excluded.last_write_at",
+            (written_at,),
         )
     except BaseException:
         conn.execute("ROLLBACK")
@@ -309,3 +325,37 @@ def _deleted(conn: sqlite3.Connection, sql: str, params: list[tuple[Any, ...]]) 
     before = conn.total_changes
     conn.executemany(sql, params)
     return conn.total_changes - before
+
+
+# -- alerts ---------------------------------------------------------------------------------------
+
+_ALERT_STATUSES = ("pending", "firing", "acknowledged", "resolved")
+_ALERT_TIMES = (("pending", "pending_at"), ("firing", "fired_at"), ("acknowledged", "acknowledged_at"), ("resolved", "resolved_at"))
+
+
+def write_alerts(conn: sqlite3.Connection, records: Iterable[dict[str, Any]]) -> None:
+    """Upsert each alert (a row only moves forward through its statuses, so a record seen
+    again or out of order changes nothing) and its history: one row per status reached."""
+    rows = []
+    history = []
+    for r in records:
+        rows.append((
+            r["id"], r["rule"], r.get("kind", "threshold"), r["severity"], r["status"], _ALERT_STATUSES.index(r["status"]),
+            r.get("tenant_id"), r.get("metric_type"), orjson.dumps(r.get("labels") or {}).decode(), r.get("series"),
+            r.get("execution_id"), r.get("value"), r.get("threshold"), r.get("partition", 0), r["pending_at"],
+            r.get("fired_at"), r.get("acknowledged_at"), r.get("acknowledged_by"), r.get("resolved_at"), r["at"],
+            orjson.dumps(r).decode(),
+        ))
+        history += [(r["id"], status, r[column]) for status, column in _ALERT_TIMES if r.get(column) is not None]
+    conn.executemany(
+        "INSERT INTO alerts(id, rule, kind, severity, status, status_rank, tenant_id, metric_type, labels, series, "
+        "execution_id, value, threshold, partition, pending_at, fired_at, acknowledged_at, acknowledged_by, resolved_at, "
+        "updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET status = excluded.status, status_rank = excluded.status_rank, "
+        "value = excluded.value, fired_at = excluded.fired_at, acknowledged_at = excluded.acknowledged_at, "
+        "acknowledged_by = excluded.acknowledged_by, resolved_at = excluded.resolved_at, "
+        "updated_at = excluded.updated_at, record = excluded.record "
+        "WHERE excluded.status_rank >= alerts.status_rank",
+        rows,
+    )
+    conn.executemany("INSERT OR IGNORE INTO alert_history(alert_id, status, at) VALUES (?, ?, ?)", history)

@@ -36,7 +36,9 @@ import orjson
 
 from processor.admin import TopicSpec, group_offsets
 from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore, decode_input
-from processor.records import Emit, Origin, Stream
+from processor.alerting import Ack, AlertCore
+from processor.records import Emit, Origin, Stream, dead_letter
+from processor.rules import RuleSet
 from processor.settings import Settings
 from processor.stall import Progress, StallState, observe, stalled_for
 from schemas.errors import AxmonError
@@ -72,7 +74,13 @@ class Worker:
     """Builds the Faust app for one :class:`Settings` and wires the cores into it."""
 
     def __init__(
-        self, settings: Settings, bootstrap: str, fold: FoldConfig | None = None, *, hang_after: int | None = None
+        self,
+        settings: Settings,
+        bootstrap: str,
+        fold: FoldConfig | None = None,
+        *,
+        rules: RuleSet = RuleSet(),
+        hang_after: int | None = None,
     ) -> None:
         self.settings = settings
         self._hang_after = hang_after
@@ -114,9 +122,15 @@ class Worker:
         self.executions = app.Table(TABLES[0], **table)
         self.tenant_stats = app.Table(TABLES[1], **table)
         self.windows = app.Table(TABLES[2], **table)
-        self.lifecycle = LifecycleCore(TableStore(self.executions), self.fold)
+        self.alert_states = app.Table(TABLES[3], **table)
+        self.lifecycle = LifecycleCore(
+            TableStore(self.executions), self.fold, clock=lambda: int(time.time() * 1000), stale_after_ms=settings.stale_after_ms
+        )
         self.stats = StatsCore(TableStore(self.tenant_stats))
-        self.metrics = MetricsCore(TableStore(self.windows), self.fold)
+        self.alerts = AlertCore(TableStore(self.alert_states), rules)
+        self.metrics = MetricsCore(TableStore(self.windows), self.fold, self.alerts)
+        self.acks_topic = app.topic(self.topics.alert_acks, **source)
+        self.ticks_topic = app.topic(self.topics.liveness_ticks, **source)
         self.dead_letters: dict[str, int] = {}
         self._recovered = False
         self._destinations = {
@@ -126,10 +140,15 @@ class Worker:
             Stream.DEAD_LETTER: self.topics.dead_letter,
             Stream.METRICS: self.topics.metrics,
             Stream.STATS_CHANGES: self.topics.stats_changes,
+            Stream.ALERTS: self.topics.alerts,
         }
         app.agent(self.events_topic, name="lifecycle", concurrency=1)(self._lifecycle_agent)
         app.agent(self.metrics_topic, name="metrics", concurrency=1)(self._metrics_agent)
         app.agent(self.stats_topic, name="stats", concurrency=1)(self._stats_agent)
+        app.agent(self.acks_topic, name="acks", concurrency=1)(self._acks_agent)
+        if settings.stale_after_ms > 0:
+            app.agent(self.ticks_topic, name="liveness", concurrency=1)(self._liveness_agent)
+            app.timer(interval=max(0.5, min(10.0, settings.stale_after_ms / 4000)), name="ticks")(self._tick_timer)
         app.timer(interval=settings.rollup_interval_s, name="rollups")(self._rollup_timer)
         self._stall = StallState()
         if settings.stall_timeout_s > 0:
@@ -163,6 +182,35 @@ class Worker:
             origin = _origin(message)
             await self._send(self.stats.process(message.value or b"", origin, message.key))
 
+    async def _acks_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            origin = _origin(message)
+            try:
+                ack = Ack.from_json(orjson.loads(message.value or b""))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                await self._send([dead_letter("invalid_ack", f"not an alert ack: {exc}", origin, message.key, message.value)])
+                continue
+            await self._send(self.alerts.ack(ack))
+
+    async def _liveness_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                now = int(message.value or b"")
+            except ValueError:
+                continue  # not a tick of ours; ticks are internal
+            await self._send(self.lifecycle.check_stale(message.partition, now))
+
+    async def _tick_timer(self) -> None:
+        """A wall-clock tick to every partition: the liveness check runs inside the stream of
+        the partition it writes (a table is written only from a stream)."""
+        if self.app.rebalancing:
+            return
+        now = str(int(time.time() * 1000)).encode()
+        for partition in range(self.settings.partitions):
+            await self.app.producer.send(self.topics.liveness_ticks, None, now, partition, None, None)
+
     def _decode_and(self, expected: type[Event], key: bytes | None, value: bytes | None, origin: Origin, fold: Any) -> list[Emit]:
         event = decode_input(expected, value, origin, key)
         if isinstance(event, Emit):
@@ -179,6 +227,14 @@ class Worker:
         emits = self.metrics.flush() + self.metrics.close_idle(int(time.time() * 1000))
         await self._send(emits)
 
+    @property
+    def source_topics(self) -> list[str]:
+        """Every topic the worker consumes."""
+        t = self.topics
+        return [t.workflow_events, t.metrics, t.stats_changes, t.alert_acks] + (
+            [t.liveness_ticks] if self.settings.stale_after_ms > 0 else []
+        )
+
     async def _watchdog(self) -> None:
         """Restart this process when records wait and the group has committed nothing for
         ``stall_timeout_s`` (see :mod:`processor.stall`)."""
@@ -187,7 +243,7 @@ class Worker:
             return
         group = f"{self.topics.prefix}worker"
         try:
-            committed, ends = await group_offsets(self.bootstrap, group, [*self.topics.sources, self.topics.stats_changes])
+            committed, ends = await group_offsets(self.bootstrap, group, self.source_topics)
         except AxmonError as exc:
             log.warning("watchdog: %s", exc)
             return
@@ -217,6 +273,7 @@ class Worker:
         return {
             "lifecycle": dict(self.lifecycle.counters),
             "metrics": dict(self.metrics.counters),
+            "alerts": dict(self.alerts.counters),
             "dead_letters": dict(self.dead_letters),
         }
 
@@ -227,7 +284,7 @@ def _origin(message: Any) -> Origin:
     return Origin(message.topic, message.partition, message.offset, None if timestamp is None else int(timestamp * 1000))
 
 
-TABLES = ("executions", "tenant-stats", "windows")
+TABLES = ("executions", "tenant-stats", "windows", "alerts")
 
 
 def changelog_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
@@ -242,7 +299,7 @@ FAULT_HANG_ENV = "AXMON_FAULT_HANG_AFTER"
 """Tests only: the first run of the worker's lifecycle agent hangs after this many events."""
 
 
-def run_worker(settings: Settings, bootstrap: str, *, loglevel: str = "warning") -> None:
+def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet(), loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT (graceful: in-flight events finish, offsets are committed).
 
     Faust gives up when the broker is away at start-up or a client fails for good. Then this
@@ -252,7 +309,7 @@ def run_worker(settings: Settings, bootstrap: str, *, loglevel: str = "warning")
     wait_for_broker(bootstrap)
     first_run = os.environ.get(RESTARTS_ENV, "0") == "0"
     hang_after = os.environ.get(FAULT_HANG_ENV) if first_run else None
-    worker = Worker(settings, bootstrap, hang_after=int(hang_after) if hang_after else None)
+    worker = Worker(settings, bootstrap, rules=rules, hang_after=int(hang_after) if hang_after else None)
     try:
         faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     except SystemExit as exit_:

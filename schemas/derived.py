@@ -9,6 +9,8 @@ Consumers in any language read these topics; ``schemas/json/derived/`` holds the
 | ``axmon.workflow-stats`` (compacted) | tenant id | the tenant's workflow stats after every change |
 | ``axmon.metric-rollups`` (compacted) | ``<series>@<window start>`` | a window's aggregate, republished as it changes and once more with ``final: true`` when it closes |
 | ``axmon.dead-letter`` | ``<topic>/<partition>/<offset>`` | input that could not be processed: reason, detail, origin and the original bytes (base64) |
+| ``axmon.alerts`` | alert id | an alert's whole record after each transition (pending, firing, acknowledged, resolved) |
+| ``axmon.alert-acks`` (input) | alert id | an acknowledgement, on the partition given by the alert's ``partition`` |
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ EXECUTION_STATE = _object(
         "steps": {"type": "array", "items": STEP},
     },
 )
+EXECUTION_STATE["properties"]["stale_since"] = {
+    **_INT,
+    "description": "Present while the execution is stale: running or pending with no event for the "
+    "worker's --stale-after (wall clock, epoch ms of the flagging).",
+}
 
 WORKFLOW_STATS = _object(
     "axmon.workflow-stats",
@@ -156,10 +163,54 @@ DEAD_LETTER = _object(
     },
 )
 
+_TIME = _nullable(_INT)
+
+ALERT = _object(
+    "axmon.alerts",
+    "An alert after a transition. kind 'threshold': a rule of 'axmon worker --rules' on a metric "
+    "series, evaluated when windows close (times are event time: window ends); kind 'stale': the "
+    "built-in rule execution.stale (times are wall clock). status moves pending -> firing -> "
+    "acknowledged -> resolved (a pending alert whose condition stops is resolved without firing). "
+    "The same record may be delivered more than once; (id, status) identifies a transition.",
+    {
+        "id": _STR,
+        "rule": _STR,
+        "kind": {"enum": ["threshold", "stale"]},
+        "severity": {"enum": ["info", "warning", "error", "critical"]},
+        "status": {"enum": ["pending", "firing", "acknowledged", "resolved"]},
+        "tenant_id": _nullable(_STR),
+        "metric_type": _nullable(_STR),
+        "labels": {"type": "object", "additionalProperties": _STR},
+        "series": _nullable(_STR),
+        "execution_id": _nullable(_STR),
+        "aggregation": {"enum": ["avg", "sum", "min", "max", "count", "p50", "p95", "p99", None]},
+        "operator": {"enum": ["gt", "gte", "lt", "lte", "eq", "neq", None]},
+        "threshold": _nullable(_NUM),
+        "resolve_threshold": _nullable(_NUM),
+        "window": _nullable(_INT),
+        "value": _nullable(_NUM),
+        "pending_at": _INT,
+        "fired_at": _TIME,
+        "acknowledged_at": _TIME,
+        "acknowledged_by": _nullable(_STR),
+        "resolved_at": _TIME,
+        "at": {**_INT, "description": "When this transition happened."},
+        "partition": {**_INT, "description": "The partition of axmon.alert-acks an ack of this alert goes to."},
+    },
+)
+
+ALERT_ACK = _object(
+    "axmon.alert-acks",
+    "An acknowledgement of a firing alert (what 'axmon alerts ack' publishes); at is epoch ms.",
+    {"alert_id": _STR, "rule": _STR, "series": _STR, "by": _STR, "at": _INT},
+)
+
 DERIVED_SCHEMAS: dict[str, dict[str, Any]] = {
     "execution-state": EXECUTION_STATE,
     "workflow-stats": WORKFLOW_STATS,
     "metric-rollups": METRIC_ROLLUP,
     "dead-letter": DEAD_LETTER,
+    "alerts": ALERT,
+    "alert-acks": ALERT_ACK,
 }
 """Topic name (without prefix) -> schema of its values."""

@@ -58,6 +58,22 @@ class Topics:
         return f"{self.prefix}stats-changes"
 
     @property
+    def alerts(self) -> str:
+        """Alert transitions (pending, firing, acknowledged, resolved), key alert id."""
+        return f"{self.prefix}alerts"
+
+    @property
+    def alert_acks(self) -> str:
+        """Acknowledgements of alerts, key alert id, on the partition of the alert's series."""
+        return f"{self.prefix}alert-acks"
+
+    @property
+    def liveness_ticks(self) -> str:
+        """Internal to the processor: wall-clock ticks, one per partition, that run the
+        liveness check of the executions in that partition."""
+        return f"{self.prefix}liveness-ticks"
+
+    @property
     def sources(self) -> tuple[str, str]:
         return (self.workflow_events, self.metrics)
 

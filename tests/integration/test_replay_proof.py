@@ -48,3 +48,4 @@ def test_live_equals_replay_under_crashes(own_broker: tuple[Path, str], tmp_path
     assert reasons.get("late", 0) >= 25  # 20 late samples, 5 late executions
     assert reasons.get("undecodable") == 2 and reasons.get("invalid_field") == 2 and reasons.get("unknown_version") == 1
     assert result.rows["performance_metrics"] > 1000 and result.rows["metric_rollups"] > 100
+    assert result.rows["alerts"] > 0 and result.rows["alert_history"] > result.rows["alerts"]

@@ -349,3 +349,44 @@ def test_metrics_crashes_change_no_rollup_and_no_dead_letter(seed: int) -> None:
     assert clean_dead and any(r["final"] for r in clean_rollups.values())
     assert crashed_dead == clean_dead
     assert crashed_rollups == clean_rollups
+
+
+# -- liveness ----------------------------------------------------------------------------------
+
+
+def test_a_quiet_execution_is_flagged_stale_and_its_next_event_clears_it() -> None:
+    now = [1_000_000]
+    store: dict[str, Any] = {}
+    core = LifecycleCore(store, FoldConfig(), clock=lambda: now[0], stale_after_ms=60_000)  # type: ignore[arg-type]
+    f = EventFactory()
+    quiet, busy, done = (f.start_execution("wf", "flow", "t", "u", 3, execution_id=e) for e in ("quiet", "busy", "done"))
+    feed(core, [quiet, busy, done, f.end_execution("execution.completed", "done")])
+    assert core.check_stale(0, now[0]) == []  # builds the index: nothing is due
+    now[0] += 30_000
+    feed(core, [f.update_execution("busy", current_step="s1")], start=10)
+    now[0] += 40_000  # quiet: 70 s without an event; busy: 40 s; done: finished
+    emits = core.check_stale(0, now[0])
+    states = values(emits, Stream.EXECUTION_STATE)
+    alerts = values(emits, Stream.ALERTS)
+    assert [(s["id"], s["stale_since"]) for s in states] == [("quiet", now[0])]
+    assert [(a["execution_id"], a["status"], a["kind"], a["rule"]) for a in alerts] == [("quiet", "firing", "stale", "execution.stale")]
+    assert core.check_stale(0, now[0] + 1_000) == []  # flagged once
+    now[0] += 5_000
+    emits = feed(core, [f.update_execution("quiet", current_step="s2")], start=20)
+    assert "stale_since" not in values(emits, Stream.EXECUTION_STATE)[0]
+    cleared = values(emits, Stream.ALERTS)
+    assert [(a["id"], a["status"], a["resolved_at"]) for a in cleared] == [(alerts[0]["id"], "resolved", now[0])]
+
+
+def test_after_a_restart_stale_alerts_are_published_again() -> None:
+    now = [1_000_000]
+    store: dict[str, Any] = {}
+    core = LifecycleCore(store, FoldConfig(), clock=lambda: now[0], stale_after_ms=60_000)  # type: ignore[arg-type]
+    f = EventFactory()
+    feed(core, [f.start_execution("wf", "flow", "t", "u", 3, execution_id="quiet")])
+    core.check_stale(0, now[0])
+    now[0] += 61_000
+    first = values(core.check_stale(0, now[0]), Stream.ALERTS)
+    restarted = LifecycleCore(store, FoldConfig(), clock=lambda: now[0], stale_after_ms=60_000)  # type: ignore[arg-type]
+    assert values(restarted.check_stale(0, now[0] + 5_000), Stream.ALERTS) == first
+    assert LifecycleCore(store, FoldConfig()).check_stale(0, now[0]) == []  # no clock (replay): no liveness

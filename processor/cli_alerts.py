@@ -1,0 +1,144 @@
+"""``axmon alerts``: list alerts from the database, and acknowledge one (``axmon alerts ack``).
+
+An ack is a record on ``axmon.alert-acks``, on the partition of the alert's series, so the
+worker applies it to the alert's state; it survives restarts and replays like any event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from rich.console import Console
+from rich.text import Text
+
+from processor.alerting import Ack
+from processor.cli_read import _columns, _table, _utc_offset, human_number, human_time
+from processor.errors import BrokerError, ConfigError
+from processor.queries import Monitor
+from processor.settings import ENV_DB, Settings
+
+SEVERITY_STYLES = {"info": "blue", "warning": "yellow", "error": "red", "critical": "bold red"}
+ALERT_STYLES = {"pending": "yellow", "firing": "bold red", "acknowledged": "magenta", "resolved": "green"}
+
+
+def add_alert_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_kafka_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    alerts = subparsers.add_parser(
+        "alerts",
+        help="alerts fired by the worker's rules, newest first; 'alerts ack ID' acknowledges one",
+        description="Alerts from the database (the sink writes every transition of axmon.alerts). "
+        "Rules are given to 'axmon worker --rules PATH'; they are evaluated in event time as "
+        "metric windows close.",
+    )
+    alerts.add_argument("--active", action="store_true", help="only pending, firing or acknowledged alerts")
+    alerts.add_argument("--tenant", metavar="T", help="only this tenant's alerts")
+    alerts.add_argument("--limit", type=int, default=50, metavar="N", help="at most N alerts (default 50)")
+    _add_db_json(alerts)
+    alerts.set_defaults(handler=cmd_alerts)
+    actions = alerts.add_subparsers(dest="alerts_command", metavar="ACTION")
+    ack = actions.add_parser(
+        "ack", help="acknowledge a firing alert",
+        description="Publish an acknowledgement of a firing alert to axmon.alert-acks; the worker "
+        "moves the alert to 'acknowledged' and the sink records who and when.",
+    )
+    ack.add_argument("alert_id", metavar="ID", help="the alert's id (a unique prefix will do)")
+    ack.add_argument("--by", metavar="NAME", help="who acknowledges (default: your user name)")
+    _add_db_json(ack)
+    add_kafka_options(ack)
+    ack.set_defaults(handler=cmd_alerts_ack)
+
+
+def _add_db_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, metavar="PATH", help=f"the database (env {ENV_DB}; default ./axmon.db)")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout (stable keys, epoch ms)")
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, not {args.limit}")
+    with Monitor(Settings.load({"db_path": args.db}).db_path) as monitor:
+        rows = monitor.get_alerts(active=args.active, tenant_id=args.tenant, limit=args.limit)
+    if args.json:
+        print(orjson.dumps({"active": args.active, "tenant": args.tenant, "alerts": rows}).decode())
+        return 0
+    title = "Active alerts" if args.active else "Alerts"
+    table = _table(title + (f" of {args.tenant}" if args.tenant else ""), f"{len(rows)} shown; local times{_utc_offset()}")
+    _columns(table, ("id", "rule", "severity", "status", "subject", "value", "since", "changed"), right=("value",),
+             flexible=("subject",))
+    for r in rows:
+        table.add_row(
+            r["id"][:8], r["rule"], Text(r["severity"], style=SEVERITY_STYLES.get(r["severity"], "")),
+            Text(r["status"], style=ALERT_STYLES.get(r["status"], "")), Text(_subject(r)),
+            human_number(r["value"]), human_time(r["pending_at"], compact=True), human_time(r["updated_at"], compact=True),
+        )
+    Console(highlight=False).print(table)
+    return 0
+
+
+def _subject(r: Mapping[str, Any]) -> str:
+    if r["execution_id"]:
+        return f"execution {r['execution_id']} ({r['tenant_id']})"
+    labels = ",".join(f"{k}={v}" for k, v in sorted((r["labels"] or {}).items()))
+    return f"{r['tenant_id'] or '-'} {r['metric_type']}" + (f"{{{labels}}}" if labels else "")
+
+
+def find_alert(monitor: Monitor, prefix: str) -> dict[str, Any]:
+    """The alert whose id is ``prefix`` or starts with it (one only)."""
+    exact = monitor.get_alert(prefix)
+    if exact is not None:
+        return exact
+    matches = [r for r in monitor.get_alerts(limit=10_000) if r["id"].startswith(prefix)]
+    if not matches:
+        raise ConfigError(f"no alert {prefix!r} in the database")
+    if len(matches) > 1:
+        raise ConfigError(f"{prefix!r} matches {len(matches)} alerts: give more of the id")
+    found = monitor.get_alert(matches[0]["id"])
+    assert found is not None
+    return found
+
+
+def cmd_alerts_ack(args: argparse.Namespace) -> int:
+    from processor.cli import resolve_bootstrap, _settings
+
+    settings = _settings(args)
+    with Monitor(settings.db_path) as monitor:
+        alert = find_alert(monitor, args.alert_id)
+    if alert["status"] == "acknowledged":
+        raise ConfigError(f"alert {alert['id']} was acknowledged by {alert['acknowledged_by'] or '?'} already")
+    if alert["status"] != "firing":
+        raise ConfigError(f"alert {alert['id']} is {alert['status']}: only a firing alert can be acknowledged")
+    if alert["kind"] != "threshold":
+        raise ConfigError(f"alert {alert['id']} is a {alert['kind']} alert: it clears itself when the execution moves")
+    by = args.by or getpass.getuser()
+    ack = Ack(alert["id"], alert["rule"], alert["series"], by, int(time.time() * 1000))
+    bootstrap = resolve_bootstrap(settings)
+    asyncio.run(publish_ack(bootstrap, settings.topics.alert_acks, ack, int(alert["partition"])))
+    if args.json:
+        print(orjson.dumps({"acknowledged": ack.to_json()}).decode())
+    else:
+        Console(stderr=True, highlight=False).print(
+            f"acknowledged {alert['id']} ({alert['rule']}) as {by}; the worker applies it, 'axmon alerts' shows it once the sink has written it"
+        )
+    return 0
+
+
+async def publish_ack(bootstrap: str, topic: str, ack: Ack, partition: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    try:
+        await producer.start()
+        await producer.send_and_wait(topic, orjson.dumps(ack.to_json()), key=ack.alert_id.encode(), partition=partition)
+    except KafkaError as exc:
+        raise BrokerError(f"could not publish the ack to {topic} at {bootstrap}: {exc}") from exc
+    finally:
+        await producer.stop()
