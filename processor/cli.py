@@ -148,11 +148,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from processor.worker import changelog_topics, run_worker, wait_for_broker
 
     settings = _settings(args)
+    rules = _rules(args)  # a bad rules file fails at once, not after the broker answers
     bootstrap = resolve_bootstrap(settings)
     wait_for_broker(bootstrap)
     specs = contract_topics(settings.topics, settings.partitions) + changelog_topics(settings.topics, settings.partitions)
     asyncio.run(ensure_topics(bootstrap, specs))
-    rules = _rules(args)
     err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions"
                       f"{f', {len(rules.rules)} alert rules' if rules.rules else ''})")
     run_worker(settings, bootstrap, rules=rules, loglevel=["warning", "info", "debug"][min(args.verbose, 2)])

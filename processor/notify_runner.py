@@ -376,7 +376,7 @@ def cmd_notify(args: argparse.Namespace, *, resolve_bootstrap: Callable[[Setting
     initial = NotifyCounters()
     for url in config.webhooks:
         initial.url(url)
-    last_at, last_seen = time.monotonic(), initial.snapshot()
+    last_at, last_seen = float("-inf"), initial.snapshot()  # the first change is shown at once
 
     def report(counters: NotifyCounters) -> None:
         nonlocal last_at, last_seen

@@ -337,7 +337,10 @@ def wait_for_broker(bootstrap: str, *, log_every_s: float = 10.0) -> None:
     from processor.errors import BrokerError
 
     waited = 0.0
+    client_log = logging.getLogger("aiokafka")
     while True:
+        level = client_log.level
+        client_log.setLevel(logging.CRITICAL)  # one line every 10 s below, not aiokafka's every second
         try:
             asyncio.run(partition_counts(bootstrap, []))
             return
@@ -346,3 +349,5 @@ def wait_for_broker(bootstrap: str, *, log_every_s: float = 10.0) -> None:
                 sys.stderr.write(f"axmon: waiting for Kafka at {bootstrap} ({exc})\n")
             time.sleep(1.0)
             waited += 1.0
+        finally:
+            client_log.setLevel(level)
