@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from processor.alerting import AlertCore, stale_alert
-from processor.derived import DERIVED_SOURCE, derived_samples
+from processor.derived import DERIVED_SOURCE, derived_origins, derived_samples
 from processor.execution import ExecutionState, apply, snapshot, state_from_json, state_to_json
 from processor.records import Emit, Origin, Store, Stream, dead_letter, json_emit
 from processor.stats import Contribution, TenantStats
@@ -279,14 +279,12 @@ class LifecycleCore:
         emits = [self._state_emit(entry, view)]
         if not self.derive:
             return emits
-        old_view = None if everything or previous is None else snapshot(previous)
         contribution = Contribution(view["status"], view["duration"])
-        if everything or old_view is None or (old_view["status"], old_view["duration"]) != (contribution.status, contribution.duration):
+        if everything or previous is None or _status_and_duration(previous) != (contribution.status, contribution.duration):
             emits.append(_stats_set(state.execution_id, state.tenant_id, contribution, p, o, seq=0))
-        known = set() if everything or previous is None else {s.event_id for s in derived_samples(previous)}
-        for sample in derived_samples(state):
-            if sample.event_id not in known:
-                emits.append(Emit(Stream.METRICS, series_key(sample.tenant_id, sample.metric_type, sample.labels), encode_event(sample)))
+        known = set() if everything or previous is None else derived_origins(previous)
+        for sample in derived_samples(state, skip=known):
+            emits.append(Emit(Stream.METRICS, series_key(sample.tenant_id, sample.metric_type, sample.labels), encode_event(sample)))
         return emits
 
     @staticmethod
@@ -404,6 +402,13 @@ class LifecycleCore:
 _FIRST_SWEEP_SEQ = 1
 """Origin sequences within one source offset: 0 the processed execution's contribution,
 1... the absorbs of a sweep at that offset."""
+
+
+def _status_and_duration(state: ExecutionState) -> tuple[str, int | None]:
+    """What :func:`snapshot` says of ``status`` and ``duration``, without building it."""
+    started = state.start.at if state.start else None
+    ended = state.end.at if state.end else None
+    return state.status, (ended - started if ended is not None and started is not None else None)
 
 
 def _alert_emit(record: dict[str, Any]) -> Emit:

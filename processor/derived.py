@@ -17,7 +17,9 @@ same sample. A replay reads them back from the metrics topic and does not derive
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Set
 
 from processor.execution import ExecutionState
 from schemas.events import MetricRecorded
@@ -26,12 +28,28 @@ DERIVED_SOURCE = "axmon.processor"
 _NAMESPACE = uuid.UUID("6f1d3c2a-7a55-4f5e-9a1b-3c1e0d5a9b77")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def derived_id(event_id: str, metric_type: str) -> str:
+    """The id of the sample of ``metric_type`` derived from the event ``event_id`` (uuid5:
+    cached, as the same ids are asked for again at each event of an execution)."""
     return str(uuid.uuid5(_NAMESPACE, f"{metric_type}|{event_id}"))
 
 
-def derived_samples(state: ExecutionState) -> list[MetricRecorded]:
-    """Every sample the events folded into ``state`` imply."""
+def derived_origins(state: ExecutionState) -> set[str]:
+    """The ids of the events that :func:`derived_samples` derives samples from (cheap: no
+    samples are built)."""
+    if state.start is None:
+        return set()
+    origins = {event_id for _, event_id, _ in state.endings}
+    for step in state.steps.values():
+        if step.start is not None:
+            origins.update(event_id for _, event_id, _ in step.attempts)
+    return origins
+
+
+def derived_samples(state: ExecutionState, skip: Set[str] = frozenset()) -> list[MetricRecorded]:
+    """Every sample the events folded into ``state`` imply (but those derived from the events
+    in ``skip``)."""
     out: list[MetricRecorded] = []
     if state.start is None:
         return out
@@ -39,6 +57,8 @@ def derived_samples(state: ExecutionState) -> list[MetricRecorded]:
     tenant = state.tenant_id or None
     started_at = state.start.at
     for at, event_id, status in sorted(state.endings):
+        if event_id in skip:
+            continue
         labels = {"workflow": workflow, "status": status}
         out.append(_sample(event_id, "workflow.execution.count", 1, "count", labels, tenant, at))
         out.append(_sample(event_id, "workflow.execution.duration", at - started_at, "ms", labels, tenant, at))
@@ -47,6 +67,8 @@ def derived_samples(state: ExecutionState) -> list[MetricRecorded]:
             continue
         step_key, step_started = str(step.start.value[0]), step.start.at
         for at, event_id, outcome in sorted(step.attempts):
+            if event_id in skip:
+                continue
             labels = {"workflow": workflow, "step": step_key, "status": outcome}
             out.append(_sample(event_id, "workflow.step.count", 1, "count", labels, tenant, at))
             out.append(_sample(event_id, "workflow.step.duration", at - step_started, "ms", labels, tenant, at))
