@@ -226,7 +226,7 @@ def bench_broker(environ: Mapping[str, str] | None = None, ready_timeout: float 
         return
     with tempfile.TemporaryDirectory(prefix="axmon-bench-kafka-") as tmp:
         data_dir = Path(tmp)
-        status = localbroker.start(data_dir, ready_timeout=ready_timeout)
+        status = localbroker.start(data_dir, ready_timeout=ready_timeout, ephemeral=True)
         try:
             yield BenchBroker(
                 status.bootstrap,

@@ -319,11 +319,14 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def provision(data_dir: Path, port: int | None = None) -> BrokerState:
-    """Fix a new data directory's ports and cluster id; check an older one's ports are usable."""
+def provision(data_dir: Path, port: int | None = None, *, ephemeral: bool = False) -> BrokerState:
+    """Fix a new data directory's ports and cluster id; check an older one's ports are usable.
+    ``ephemeral``: any free ports, never the default pair (for brokers of tests and benchmarks,
+    which may run beside the user's and each other)."""
     state = load_state(data_dir)
     if state is None:
-        state = BrokerState(new_cluster_id(), *choose_ports(port))
+        ports = _ephemeral_ports() if ephemeral and port is None else choose_ports(port)
+        state = BrokerState(new_cluster_id(), *ports)
         (data_dir / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n")
         return state
     if port is not None and port != state.port:
@@ -356,7 +359,7 @@ def _broker_answers(bootstrap: str, port: int) -> bool:
 
 
 def start(data_dir: Path, *, port: int | None = None, ready_timeout: float = 90.0,
-          on_progress: Progress = None, cache_dir: Path | None = None) -> BrokerStatus:
+          on_progress: Progress = None, cache_dir: Path | None = None, ephemeral: bool = False) -> BrokerStatus:
     """Start the broker of ``data_dir`` (provisioning it the first time) and wait until it
     answers a metadata request; if it already runs, just return its status."""
     data_dir = data_dir.resolve()
@@ -370,7 +373,7 @@ def start(data_dir: Path, *, port: int | None = None, ready_timeout: float = 90.
     with _file_lock(data_dir / ".lock"):  # two starts at once: the second sees the first's
         if (current := status(data_dir)).running:
             return current
-        state = provision(data_dir, port)
+        state = provision(data_dir, port, ephemeral=ephemeral)
         kafka_data, props = data_dir / "data", data_dir / "server.properties"
         props.write_text(server_properties(state, kafka_data))
         (data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)

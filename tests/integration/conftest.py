@@ -96,7 +96,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     data_dir = tmp_path_factory.mktemp("kafka")
     try:
-        status = localbroker.start(data_dir, ready_timeout=180)
+        status = localbroker.start(data_dir, ready_timeout=180, ephemeral=True)
     except Exception as exc:
         pytest.fail(
             "no Kafka broker for the integration tests: set AXMON_TEST_BOOTSTRAP, run a Docker "

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     data = tmp_path_factory.mktemp("proof-kafka")
-    status = localbroker.start(data, ready_timeout=180)
+    status = localbroker.start(data, ready_timeout=180, ephemeral=True)
     try:
         yield data, status.bootstrap
     finally:

@@ -336,3 +336,11 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     ids = iter(["-abcdefghijklmnopqrstu", "Aabcdefghijklmnopqrstu"])
     monkeypatch.setattr(localbroker.secrets, "token_urlsafe", lambda n: next(ids))
     assert localbroker.new_cluster_id() == "Aabcdefghijklmnopqrstu"
+
+
+def test_ephemeral_provision_never_takes_the_default_ports(tmp_path: Path) -> None:
+    """Test and benchmark brokers run beside the user's (and each other): any free pair, never
+    9092/9093, so two starting at once do not race for the same ports."""
+    state = localbroker.provision(tmp_path, ephemeral=True)
+    assert {state.port, state.controller_port}.isdisjoint(localbroker.DEFAULT_PORTS)
+    assert state.port != state.controller_port
