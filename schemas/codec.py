@@ -8,7 +8,7 @@ kept in ``Event.extra`` and written back by :func:`encode_event`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -92,44 +92,73 @@ def encode_event(event: Event) -> bytes:
 
 
 def _check(type_: str, spec: FieldSpec, value: Any) -> Any:
-    kind = spec.kind
-    if kind is Kind.ID:
-        if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH:
-            return value
-        return _invalid(type_, spec, value, f"a non-empty string of at most {MAX_ID_LENGTH} characters")
-    if kind is Kind.TEXT:
-        if isinstance(value, str):
-            return value
-        return _invalid(type_, spec, value, "a string")
-    if kind is Kind.COUNT or kind is Kind.EPOCH_MS:
-        if type(value) is int and 0 <= value <= MAX_SAFE_INTEGER:
-            return value
-        if type(value) is float and value.is_integer() and 0 <= value <= MAX_SAFE_INTEGER:
-            return int(value)
-        return _invalid(type_, spec, value, "a whole number >= 0")
-    if kind is Kind.AMOUNT:
-        if type(value) in (int, float) and math.isfinite(value) and value >= 0:
-            return value
-        return _invalid(type_, spec, value, "a finite number >= 0")
-    if kind is Kind.NUMBER:
-        if type(value) in (int, float) and math.isfinite(value):
-            return value
-        return _invalid(type_, spec, value, "a finite number")
-    if kind is Kind.OBJECT:
-        if isinstance(value, dict):
-            return value
-        return _invalid(type_, spec, value, "a JSON object")
-    if kind is Kind.LABELS:
-        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-            return value
-        return _invalid(type_, spec, value, "a JSON object of string values")
-    if kind is Kind.METRIC_TYPE:
-        if isinstance(value, str) and len(value) <= MAX_ID_LENGTH and METRIC_TYPE_RE.match(value):
-            return value
-        return _invalid(
-            type_, spec, value, "a dotted lowercase name such as 'api.request.duration'"
-        )
-    raise AssertionError(f"unhandled kind {kind}")  # pragma: no cover - Kind is closed
+    """``value`` as the field's kind wants it, or :class:`InvalidEvent` (one dict lookup picks
+    the check: this runs for every field of every event)."""
+    return _CHECKS[spec.kind](type_, spec, value)
+
+
+def _check_id(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH:
+        return value
+    return _invalid(type_, spec, value, f"a non-empty string of at most {MAX_ID_LENGTH} characters")
+
+
+def _check_text(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    return _invalid(type_, spec, value, "a string")
+
+
+def _check_whole(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if type(value) is int and 0 <= value <= MAX_SAFE_INTEGER:
+        return value
+    if type(value) is float and value.is_integer() and 0 <= value <= MAX_SAFE_INTEGER:
+        return int(value)
+    return _invalid(type_, spec, value, "a whole number >= 0")
+
+
+def _check_amount(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
+        return value
+    return _invalid(type_, spec, value, "a finite number >= 0")
+
+
+def _check_number(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if type(value) in (int, float) and math.isfinite(value):
+        return value
+    return _invalid(type_, spec, value, "a finite number")
+
+
+def _check_object(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if isinstance(value, dict):
+        return value
+    return _invalid(type_, spec, value, "a JSON object")
+
+
+def _check_labels(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return value
+    return _invalid(type_, spec, value, "a JSON object of string values")
+
+
+def _check_metric_type(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if isinstance(value, str) and len(value) <= MAX_ID_LENGTH and METRIC_TYPE_RE.match(value):
+        return value
+    return _invalid(type_, spec, value, "a dotted lowercase name such as 'api.request.duration'")
+
+
+_CHECKS: dict[Kind, Callable[[str, FieldSpec, Any], Any]] = {
+    Kind.ID: _check_id,
+    Kind.TEXT: _check_text,
+    Kind.COUNT: _check_whole,
+    Kind.EPOCH_MS: _check_whole,
+    Kind.AMOUNT: _check_amount,
+    Kind.NUMBER: _check_number,
+    Kind.OBJECT: _check_object,
+    Kind.LABELS: _check_labels,
+    Kind.METRIC_TYPE: _check_metric_type,
+}
+assert set(_CHECKS) == set(Kind), "every kind has its check"
 
 
 def _invalid(type_: str, spec: FieldSpec, value: Any, expected: str) -> Any:
