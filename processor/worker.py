@@ -35,6 +35,7 @@ import faust
 import orjson
 
 from processor.admin import TopicSpec, group_offsets
+from producers.client import partition_for
 from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore, decode_input
 from processor.alerting import Ack, AlertCore
 from processor.records import Emit, Origin, Stream, dead_letter
@@ -103,6 +104,7 @@ class Worker:
             producer_linger=0.01,
             producer_acks=-1,
             producer_compression_type="lz4",
+            producer_partitioner=partition_for,  # Kafka's default, with recent keys' hashes cached
             broker_commit_interval=1.0,
             stream_buffer_maxsize=8192,
             table_cleanup_interval=3600.0,
