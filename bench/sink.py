@@ -25,7 +25,10 @@ plain ``sqlite3`` ``executemany`` of the same rows, in the same run; and the liv
    ``metrics``, and per window a non-final then a final rollup); a plain aiokafka consumer reads
    and JSON-decodes all of it (its baseline), then ``SinkRunner(...).run(until_idle_s=...)``
    consumes it into a fresh database; records/s counts from ``run()`` to the batch that holds
-   the last record (the idle wait is not counted).
+   the last record (the idle wait is not counted). Then the real ``axmon sink`` process
+   (:class:`processor.children.AxmonChild`, default batches) reads the same topics into another
+   fresh database, timed from launch until its stored offsets cover every record, and its
+   peak RSS (``VmHWM``) is read before SIGTERM: the figure the in-process run cannot give.
 """
 
 from __future__ import annotations
@@ -48,17 +51,22 @@ from bench.common import (
     Benchmark,
     Figure,
     Report,
+    cpu_seconds,
     create_contract_topics,
     delete_topics_with_prefix,
     now,
+    peak_rss_kib,
     rate,
+    subprocess_env,
     unique_prefix,
 )
 from bench.dbgen import SelfProfile, Simulation, chunks, replicate, rollups_of, simulate
 from bench.profiling import summarize
 from processor.aggregate import Aggregate
+from processor.children import AxmonChild
 from processor.db import open_for_writing
 from processor.settings import Settings
+from processor.settle import sink_topics, stored_sink_offsets
 from processor.sink import SinkConfig, SinkCounters, SinkRunner
 from processor.sinkdb import SinkBatch, execution_row, step_row, write_batch
 from processor.windows import MetricWindow, rollup_key, series_of, window_start
@@ -118,6 +126,24 @@ class WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SinkProcessResult:
+    """``python -m processor.cli sink`` (default batches) from launch until its database held
+    every record of the live topics."""
+
+    records: int
+    seconds: float
+    """Launch (process start, imports, connecting included) -> every record stored."""
+    peak_rss_kib: int
+    """``VmHWM`` just before SIGTERM."""
+    cpu_s: float
+    exit_code: int | None
+
+    @property
+    def per_s(self) -> float:
+        return rate(self.records, self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
 class LiveResult:
     records: int
     by_topic: tuple[tuple[str, int], ...]
@@ -130,6 +156,8 @@ class LiveResult:
     """``run()`` called -> the first batch written (connecting, seeking, the first fetch)."""
     batches: int
     db_rows: int
+    process: SinkProcessResult | None = None
+    """The real ``axmon sink`` process on the same topics (``None``: not measured)."""
 
     @property
     def baseline_per_s(self) -> float:
@@ -183,6 +211,13 @@ class SinkBenchResult:
                 Figure("live: plain consumer + JSON decode", "seconds", live.baseline_s, "s", 2),
                 Figure("live: SinkRunner", "seconds", live.sink_s, "s", 2),
             ]
+        if live is not None and live.process is not None:
+            proc = live.process
+            figures += [
+                Figure("live: axmon sink process", "records/s", proc.per_s, "records/s"),
+                Figure("live: axmon sink process", "seconds", proc.seconds, "s", 2),
+                Figure("live: axmon sink process", "sink peak RSS", proc.peak_rss_kib / 1024, "MiB", 1),
+            ]
         notes = [
             f"Offline: {self.executions:,} executions with {self.steps:,} steps, {self.samples:,} raw samples and "
             f"{self.rollups:,} final rollups in {self.batches:,} batches of up to {self.config.batch_records:,} records "
@@ -202,6 +237,11 @@ class SinkBenchResult:
                          f"{live.batches:,} batches ({live.db_rows:,} rows in the database); its first batch came "
                          f"{live.first_batch_s:.2f} s after run(); excluding that, "
                          f"{rate(live.records, live.sink_s - live.first_batch_s):,.0f} records/s.")
+            if live.process is not None:
+                notes.append(f"Live, axmon sink process: {live.process.records:,} records stored "
+                             f"{live.process.seconds:.2f} s after launch (process start and imports included); "
+                             f"peak RSS {live.process.peak_rss_kib / 1024:.1f} MiB, CPU {live.process.cpu_s:.1f} s, "
+                             f"exit code after SIGTERM {live.process.exit_code}.")
         elif self.live_skipped:
             notes.append(f"Live path not measured: {self.live_skipped}")
         for label, path in (("write_batch", self.profile), ("live sink", self.live_profile)):
@@ -234,7 +274,10 @@ per lifecycle event on `execution-state`, every sample on `metrics`, a non-final
 rollup per window); a plain aiokafka consumer reads and JSON-decodes it all, then
 `SinkRunner(...).run(until_idle_s=...)` (default `SinkConfig`: 5,000 records or 500 ms per
 transaction) consumes it into a fresh database, timed from `run()` to the batch that holds the
-last record."""
+last record. **axmon sink process**: then `python -m processor.cli sink` (the same defaults) is
+started on the same topics with another fresh database and timed from launch (process start
+and imports included) until its `sink_offsets` cover every record; its peak RSS is `VmHWM`
+read just before SIGTERM."""
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -465,6 +508,36 @@ async def plain_consume(bootstrap: str, topics: Sequence[str], partitions: int, 
         await consumer.stop()
 
 
+async def run_sink_process(bootstrap: str, topics: Topics, partitions: int, total: int, workdir: Path,
+                           timeout_s: float) -> SinkProcessResult:
+    """``axmon sink`` as a child process on ``topics`` (holding ``total`` records from offset 0)
+    into a fresh database in ``workdir``, until its stored offsets cover them all; its peak RSS."""
+    db = workdir / "live-process.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    child = AxmonChild("sink-process", [
+        "sink", "--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--partitions", str(partitions),
+        "--db", str(db),
+    ], workdir, subprocess_env())
+    sources = set(sink_topics(topics))
+    began = now()
+    child.start()
+    try:
+        while sum(o for (t, _), o in stored_sink_offsets(db).items() if t in sources) < total:
+            if not child.alive():
+                raise BenchError(f"axmon sink exited with code {child.proc.returncode if child.proc else None}:\n"
+                                 f"{child.tail(30)}")
+            if now() - began > timeout_s:
+                raise BenchError(f"axmon sink: not every record stored after {timeout_s:.0f} s:\n{child.tail(30)}")
+            await asyncio.sleep(0.05)
+        seconds = now() - began
+        assert child.proc is not None
+        peak, cpu = peak_rss_kib(child.proc.pid), cpu_seconds(child.proc.pid)
+    finally:
+        code = await asyncio.to_thread(child.stop)
+    return SinkProcessResult(total, seconds, peak, cpu, code)
+
+
 async def run_live(bootstrap: str, config: SinkBenchConfig, workdir: Path, profile: Path | None) -> LiveResult:
     """The live path on fresh topics (deleted afterwards)."""
     assert config.live_executions is not None
@@ -501,8 +574,9 @@ async def run_live(bootstrap: str, config: SinkBenchConfig, workdir: Path, profi
             db_rows = sum(int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _PLAIN)
         finally:
             conn.close()
+        process = await run_sink_process(bootstrap, topics, config.partitions, total, workdir, config.live_timeout_s)
         return LiveResult(total, records.by_topic(), produce_s, baseline_s, marks["done"] - marks["began"],
-                          marks["first"] - marks["began"], counters.batches, db_rows)
+                          marks["first"] - marks["began"], counters.batches, db_rows, process)
     finally:
         await delete_topics_with_prefix(bootstrap, prefix)
 

@@ -30,6 +30,9 @@ def test_sink_benchmark_completes_with_positive_figures(kafka_bootstrap: str, tm
     assert result.live is not None
     assert result.live.records > 0 and result.live.batches > 0 and result.live.db_rows > 0
     assert result.live.sink_per_s > 0 and result.live.baseline_per_s > 0
+    process = result.live.process  # the real `axmon sink` on the same topics
+    assert process is not None and process.records == result.live.records
+    assert process.peak_rss_kib > 0 and process.per_s > 0 and process.exit_code == 0
     report = result.report()
     assert report.name == "sink" and all(f.value > 0 for f in report.figures)
 
