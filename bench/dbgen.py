@@ -3,7 +3,7 @@
 Three kinds of data, from the cheapest per row to the most realistic:
 
 - :func:`build_query_db`: a synthetic database of millions of executions (with their steps),
-  raw samples and final 60 s rollups, bulk-inserted straight into the schema of
+  raw samples, final 60 s rollups and their hourly tier, bulk-inserted straight into the schema of
   :mod:`processor.db` (``executemany`` in big transactions, ``synchronous=OFF``,
   ``journal_mode=OFF`` while loading, the secondary indexes dropped during the load and created
   again from their own SQL afterwards). Rows look like the sink's: the same id format (UUIDv7),
@@ -47,17 +47,20 @@ from processor.db import SCHEMA_VERSION, open_for_writing
 from processor.derived import derived_samples
 from processor.execution import ExecutionState, apply, snapshot
 from processor.settings import default_cache_home
+from processor.sinkdb import HOURLY_COLUMNS, hour_of, hourly_row
 from processor.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_MAGNITUDE
 from processor.windows import MetricWindow, series_of, series_id, window_start
 from producers.simulator import MODELS, WORKFLOWS, ScenarioConfig, generate_scenario
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7
 
-DBGEN_VERSION = 1
-"""Bumped whenever :func:`build_query_db` writes different data: part of the cache key."""
+DBGEN_VERSION = 2
+"""Bumped whenever :func:`build_query_db` writes different data: part of the cache key.
+2: the hourly tier (``metric_rollups_hourly``)."""
 ENV_BENCH_CACHE = "AXMON_BENCH_CACHE"
 """Where generated databases are cached (default ``~/.cache/axmon/bench``)."""
 WINDOW_MS = 60_000
+HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
 
@@ -99,11 +102,16 @@ class GenerationStats:
     steps: int
     samples: int
     rollups: int
+    hourly: int
+    """``metric_rollups_hourly`` rows."""
     tenants: int
     series: int
     executions_s: float
     samples_s: float
-    """Raw samples and their rollups (generated together, one time slice at a time)."""
+    """Raw samples and their rollups (generated together, one time slice at a time), the
+    hourly rows included."""
+    hourly_s: float
+    """Of ``samples_s``: merging the windows into hourly rows."""
     indexes_s: float
     total_s: float
     file_bytes: int
@@ -243,6 +251,9 @@ _INSERT_ROLLUP = (
     "INSERT INTO metric_rollups(series, window_start, window_end, tenant_id, metric_type, labels, unit, count, "
     "sum, min, max, sketch, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_HOURLY = (
+    f"INSERT INTO metric_rollups_hourly({', '.join(HOURLY_COLUMNS)}) VALUES ({', '.join('?' for _ in HOURLY_COLUMNS)})"
+)
 _ROWS_PER_TRANSACTION = 500_000
 
 
@@ -256,7 +267,8 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     cancelled as the simulator's rates, running when started in the last
     ``running_recent_ms`` (and a few stale ones). Samples: ``SAMPLE_MIX`` over
     :func:`series_catalogue`, uniform in time; a final rollup row per (series, 60 s window)
-    that has samples, with exactly their count, sum, min, max and sketch.
+    that has samples, with exactly their count, sum, min, max and sketch, and the hourly row of
+    every (series, hour) as the sink computes it from them (:func:`processor.sinkdb.hourly_row`).
     """
     began = time.perf_counter()
     conn = open_for_writing(path)
@@ -274,7 +286,7 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     t0 = time.perf_counter()
     executions, steps = _load_executions(conn, spec, rng)
     t1 = time.perf_counter()
-    samples, rollups, series = _load_samples(conn, spec, rng)
+    samples, rollups, hourly, hourly_s, series = _load_samples(conn, spec, rng)
     t2 = time.perf_counter()
     for _, sql in indexes:
         conn.execute(sql)
@@ -282,8 +294,9 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     conn.execute("PRAGMA journal_mode = WAL")  # as the sink leaves it
     conn.close()
     return GenerationStats(
-        executions=executions, steps=steps, samples=samples, rollups=rollups, tenants=spec.tenants, series=series,
-        executions_s=t1 - t0, samples_s=t2 - t1, indexes_s=t3 - t2, total_s=time.perf_counter() - began,
+        executions=executions, steps=steps, samples=samples, rollups=rollups, hourly=hourly, tenants=spec.tenants,
+        series=series, executions_s=t1 - t0, samples_s=t2 - t1, hourly_s=hourly_s, indexes_s=t3 - t2,
+        total_s=time.perf_counter() - began,
         file_bytes=path.stat().st_size,
     )
 
@@ -417,8 +430,10 @@ def _value_pools(rng: random.Random) -> dict[str, list[float]]:
     }
 
 
-def _load_samples(conn: sqlite3.Connection, spec: QueryDbSpec, rng: random.Random) -> tuple[int, int, int]:
-    """Samples in time order, one hour at a time; each hour's rollups follow its samples."""
+def _load_samples(conn: sqlite3.Connection, spec: QueryDbSpec, rng: random.Random) -> tuple[int, int, int, float, int]:
+    """Samples in time order, one hour at a time; each hour's rollups follow its samples, and
+    the hourly rows of the hours completed. Returns the samples, rollups and hourly rows
+    written, the seconds spent on the hourly rows, and the series."""
     catalogue = series_catalogue(spec.tenants)
     weights = [s.weight for s in catalogue]
     cum: list[float] = []
@@ -436,9 +451,24 @@ def _load_samples(conn: sqlite3.Connection, spec: QueryDbSpec, rng: random.Rando
     hours = math.ceil((spec.end_ms - spec.start_ms) / hour)
     per_hour, extra = divmod(spec.samples, hours)
     indices = range(len(catalogue))
-    samples = rollups = 0
+    samples = rollups = hourly = 0
+    hourly_s = 0.0
     sample_rows: list[tuple[Any, ...]] = []
     rollup_rows: list[tuple[Any, ...]] = []
+    hourly_rows: list[tuple[Any, ...]] = []
+    pending: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
+    """(series index, hour) -> its window rows so far, in time order"""
+
+    def finish_hours(before: int | None) -> None:
+        """The hourly rows of the pending hours that end at or before ``before`` (all: None)."""
+        nonlocal hourly, hourly_s
+        began = time.perf_counter()
+        for key in [k for k in pending if before is None or k[1] + HOUR_MS <= before]:
+            row = hourly_row(series_text[key[0]], key[1], [w[1:] for w in pending.pop(key)])
+            if row is not None:
+                hourly_rows.append(row)
+                hourly += 1
+        hourly_s += time.perf_counter() - began
     conn.execute("BEGIN")
     for h in range(hours):
         base = spec.start_ms + h * hour
@@ -471,21 +501,28 @@ def _load_samples(conn: sqlite3.Connection, spec: QueryDbSpec, rng: random.Rando
                 flat += (k, buckets[k])
             sketch = orjson.dumps({"a": DEFAULT_RELATIVE_ACCURACY, "z": zero, "p": flat, "n": []}).decode()
             metric_type, unit, labels, tenant = statics[i]
-            rollup_rows.append((series_text[i], start, start + WINDOW_MS, tenant, metric_type, labels, unit, count,
-                                total, low, high, sketch, 1))
+            row = (series_text[i], start, start + WINDOW_MS, tenant, metric_type, labels, unit, count, total, low, high,
+                   sketch, 1)
+            rollup_rows.append(row)
+            pending.setdefault((i, hour_of(start)), []).append(row)
         samples += n
         rollups += len(windows)
-        if len(sample_rows) + len(rollup_rows) >= _ROWS_PER_TRANSACTION:
+        finish_hours(base + hour)
+        if len(sample_rows) + len(rollup_rows) + len(hourly_rows) >= _ROWS_PER_TRANSACTION:
             conn.executemany(_INSERT_SAMPLE, sample_rows)
             conn.executemany(_INSERT_ROLLUP, rollup_rows)
+            conn.executemany(_INSERT_HOURLY, hourly_rows)
             sample_rows.clear()
             rollup_rows.clear()
+            hourly_rows.clear()
             conn.execute("COMMIT")
             conn.execute("BEGIN")
+    finish_hours(None)
     conn.executemany(_INSERT_SAMPLE, sample_rows)
     conn.executemany(_INSERT_ROLLUP, rollup_rows)
+    conn.executemany(_INSERT_HOURLY, hourly_rows)
     conn.execute("COMMIT")
-    return samples, rollups, len(catalogue)
+    return samples, rollups, hourly, hourly_s, len(catalogue)
 
 
 # -- storage -----------------------------------------------------------------------------------

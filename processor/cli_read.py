@@ -325,7 +325,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def aggregation_table(a: Mapping[str, Any], unit: str | None) -> Table:
     note = "percentiles exact" if a["exact"] else "percentiles within 1% (merged rollup sketches)"
-    table = _table(caption=f"{note}; {a['from_rollups']:,} rollup windows, {a['from_raw']:,} raw samples read")
+    hourly = a.get("from_hourly", 0)
+    rollups = f"{a['from_rollups']:,} rollup rows ({hourly:,} hourly)" if hourly else f"{a['from_rollups']:,} rollup windows"
+    table = _table(caption=f"{note}; {rollups}, {a['from_raw']:,} raw samples read")
     names = ("count", "avg", "min", "p50", "p95", "p99", "max", "sum")
     _columns(table, names, right=names)
     table.add_row(f"{a['count']:,}", *(human_value(a[n], unit) for n in names[1:]))

@@ -3,9 +3,11 @@ reads it (read-only).
 
 The tables of the original design keep their columns, so existing readers keep working:
 ``workflow_executions_monitor``, ``workflow_step_executions`` and ``performance_metrics``.
-axmon adds ``metric_rollups`` (a window per series), ``workflow_stats`` (per-tenant counters
-kept by the sink in the same transaction as the execution rows), ``dead_letters`` and the
-sink's own ``sink_offsets``. ``PRAGMA user_version`` holds the schema version; opening a
+axmon adds ``metric_rollups`` (a window per series), ``metric_rollups_hourly`` (the windows of
+a series that lie inside one hour, merged: a coarser tier for long queries, kept by the sink in
+the same transaction as the windows), ``workflow_stats`` (per-tenant counters kept by the sink
+in the same transaction as the execution rows), ``dead_letters`` and the sink's own
+``sink_offsets``. ``PRAGMA user_version`` holds the schema version; opening a
 database for writing migrates it.
 """
 
@@ -22,7 +24,9 @@ class DatabaseError(AxmonError):
     """The database is missing, unreadable, or newer than this axmon."""
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+HOUR_MS = 3_600_000
+"""The period of ``metric_rollups_hourly``."""
 
 _V1 = """
 CREATE TABLE workflow_executions_monitor (
@@ -181,7 +185,35 @@ CREATE TABLE alert_history (
 );
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+_V3 = """
+CREATE TABLE metric_rollups_hourly (
+  series TEXT NOT NULL,            -- as in metric_rollups
+  hour_start INTEGER NOT NULL,     -- floor(window_start / 3600000) * 3600000
+  hour_end INTEGER NOT NULL,       -- hour_start + 3600000
+  tenant_id TEXT,
+  metric_type TEXT NOT NULL,
+  labels TEXT NOT NULL,            -- JSON object
+  unit TEXT NOT NULL,              -- of the newest final window ('' when none is final)
+  windows INTEGER NOT NULL,        -- the series' metric_rollups rows that lie inside the hour
+  final_windows INTEGER NOT NULL,  -- how many of them are final; the columns below merge those
+  window_ms INTEGER,               -- their common size when it divides the hour, else NULL
+  coverage TEXT NOT NULL,          -- hex bit mask: bit i = the window at hour_start + i * window_ms
+  count INTEGER NOT NULL,
+  sum REAL NOT NULL,               -- the windows' sums added in time order
+  min REAL,
+  max REAL,
+  sketch TEXT NOT NULL,            -- JSON, their sketches merged (same form; {} when none)
+  PRIMARY KEY (series, hour_start)
+);
+CREATE INDEX idx_rollups_hourly_type_hour ON metric_rollups_hourly(metric_type, hour_start, windows);
+"""
+"""The hourly tier: a pure function of the ``metric_rollups`` rows of its series and hour
+(:func:`processor.sinkdb.hourly_row`), kept up to date by the sink in the transaction that
+writes or deletes them; queries use a row only when it provably stands for exactly the windows
+stored, all final (see :mod:`processor.queries`). A database migrated from version 2 starts with
+the table empty: its older hours are read from the window rows, as before."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 """Version -> the SQL that brings version - 1 to it."""
 
 SINK_TABLES = frozenset({"sink_offsets", "sink_status"})

@@ -26,6 +26,21 @@ and ``exact`` is ``False``.
 Window intervals of different sizes (after the worker's ``--window-ms`` changed) that overlap
 each other are read from raw samples; a window that starts before ``start`` is an edge window
 and is never read from rollups.
+
+**The hourly tier.** Over days, even the rollup windows are many (a month of 60 s windows is
+43,200 per series), so ``metric_rollups_hourly`` holds each series' windows of an hour merged
+into one row (kept by the sink, see :func:`processor.sinkdb.refresh_hourly`). An hour that lies
+wholly inside the range (and, for a time series, inside one bucket) is read from its hourly rows
+instead of its windows when they provably stand for exactly the windows stored now: every window
+row of the metric that starts in the hour is accounted for by an hourly row (the counts agree,
+over all series, from covering indexes), and every matching hourly row merged all of its
+series' windows of the hour (counted now through the primary key), all final, all of one size
+that divides the hour (the same for every matching series). Such an hour's windows are then
+exactly the windows the plan above would have covered: the plan is made with them (joined into
+runs), the raw segments are the same (a window that no series has is still read raw), and an
+hour whose windows another window overlaps goes back to its windows. Any other hour is planned
+window by window, as above. The results are those of the windows (the sketches merge exactly;
+sums may differ in the last bits).
 """
 
 from __future__ import annotations
@@ -41,9 +56,9 @@ from typing import Any
 import orjson
 
 from processor.aggregate import QUANTILES, Aggregate
-from processor.db import EXECUTION_COLUMNS, STEP_COLUMNS, DatabaseError, open_read_only
+from processor.db import EXECUTION_COLUMNS, HOUR_MS, STEP_COLUMNS, DatabaseError, open_read_only
 from processor.errors import ConfigError
-from processor.sketch import DEFAULT_RELATIVE_ACCURACY, QuantileSketch
+from processor.sketch import merge_json
 
 Row = dict[str, Any]
 Interval = tuple[int, int]
@@ -74,6 +89,19 @@ _SEGMENTS = (
 )
 """The raw segments of a plan, bound as one JSON parameter ``[[lo, hi], ...]``; joined first
 (``CROSS JOIN``) so each segment is one index range scan."""
+_HOUR_TOTALS = (
+    "SELECT a.value, "
+    "(SELECT COUNT(*) FROM metric_rollups AS m WHERE m.metric_type = ? AND m.window_start >= a.value "
+    f"AND m.window_start < a.value + {HOUR_MS}), "
+    "(SELECT COALESCE(SUM(h.windows), 0) FROM metric_rollups_hourly AS h WHERE h.metric_type = ? "
+    "AND h.hour_start = a.value) "
+    "FROM json_each(?) AS a"
+)
+"""Per hour (a JSON list of hour starts): the window rows of the metric that start in it, and
+the windows its hourly rows merged, over every series (both counted from covering indexes)."""
+
+HOURLY_TIER = True
+"""Whether :class:`Monitor` reads ``metric_rollups_hourly`` by default."""
 
 
 class Monitor:
@@ -81,9 +109,14 @@ class Monitor:
     :meth:`close`. Raises :class:`processor.db.DatabaseError` when the database is missing or
     not an axmon database, and :class:`processor.errors.ConfigError` for bad arguments."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, *, hourly: bool | None = None) -> None:
+        """``hourly``: whether metric queries may read ``metric_rollups_hourly`` (default
+        :data:`HOURLY_TIER`; never on a database older than the table)."""
         self.path = Path(db_path)
         self._conn = open_read_only(self.path)
+        wanted = HOURLY_TIER if hourly is None else hourly
+        self._hourly = wanted and bool(self._tuples(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'metric_rollups_hourly'"))
 
     def close(self) -> None:
         self._conn.close()
@@ -186,21 +219,21 @@ class Monitor:
         ``metric_type, start, end, count, sum, avg, min, max, p50, p95, p99`` (nearest rank: the
         value at index ``ceil(n p) - 1`` of the sorted values), ``exact`` (the percentiles are
         exact: only raw samples were read; else they are within a relative 1%), and
-        ``from_rollups`` / ``from_raw``: the rollup rows (series x window) and raw samples that
-        were read. See the module docstring for how the range is split between them.
+        ``from_rollups`` / ``from_raw``: the rollup rows (series x window, hourly rows included)
+        and raw samples that were read, ``from_hourly``: how many of those rollup rows were
+        hourly. See the module docstring for how the range is split between them.
         """
         _check_range(start, end)
         where = _Filter.of(metric_type, tenant_id, labels)
-        rollups = self._rollups(where, start, end, with_sketch=True)
-        plan = plan_range([(r.window_start, r.window_end, bool(r.final)) for r in rollups], start, end)
-        used = [r for r in rollups if (r.window_start, r.window_end) in plan.covered]
+        plan = self._metric_plan(where, start, end, None, with_sketch=True)
         values = self._raw_values(where, plan.raw)
+        used = [*plan.hourly, *plan.minute]
         if not used:
             return _exact_summary(metric_type, start, end, values)
         merged = _merge_rollups(used).merge(Aggregate.of(values))
         return {
             "metric_type": metric_type, "start": start, "end": end, **merged.summary(),
-            "exact": False, "from_rollups": len(used), "from_raw": len(values),
+            "exact": False, "from_rollups": len(used), "from_hourly": len(plan.hourly), "from_raw": len(values),
         }
 
     def get_time_series(
@@ -218,20 +251,17 @@ class Monitor:
         may be cut by ``end``). ``data_points`` holds only the buckets that have samples, in
         time order: ``{timestamp: bucket start, value: avg, count}``. Rollup windows are used
         when they lie wholly inside one bucket (align ``start`` and ``interval_ms`` to the window
-        size to get them all); everything else is read from raw samples, aggregated in SQL.
+        size to get them all), hourly rows when their hour does; everything else is read from
+        raw samples, aggregated in SQL.
         """
         _check_range(start, end)
         if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) or interval_ms <= 0:
             raise ConfigError(f"the interval must be a positive number of ms, not {interval_ms!r}")
         where = _Filter.of(metric_type, tenant_id, labels)
-        rollups = self._rollups(where, start, end, with_sketch=False)
-        plan = plan_range(
-            [(r.window_start, r.window_end, bool(r.final)) for r in rollups], start, end, bucket_ms=interval_ms
-        )
+        plan = self._metric_plan(where, start, end, interval_ms, with_sketch=False)
         buckets: dict[int, list[float]] = {}
-        for r in rollups:
-            if (r.window_start, r.window_end) in plan.covered:
-                _bump(buckets, (r.window_start - start) // interval_ms, r.count, r.sum)
+        for r in (*plan.hourly, *plan.minute):
+            _bump(buckets, (r.window_start - start) // interval_ms, r.count, r.sum)
         for k, count, total in self._raw_buckets(where, plan.raw, start, interval_ms):
             _bump(buckets, k, count, total)
         points = [
@@ -271,15 +301,92 @@ class Monitor:
                 return str(rows[0][0])
         return None
 
-    def _rollups(self, where: _Filter, start: int, end: int, *, with_sketch: bool) -> list[_Rollup]:
-        """Every matching rollup row that starts in ``[start, end)``, final or not (the plan
-        needs the open ones to know which windows it cannot take from rollups)."""
-        sketch = "sketch" if with_sketch else "NULL"
+    def _metric_plan(
+        self, where: _Filter, start: int, end: int, bucket_ms: int | None, *, with_sketch: bool
+    ) -> _MetricPlan:
+        """Which hourly rows, window rows and raw segments make up ``[start, end)``: the hours
+        :meth:`_tiered_hours` vouches for stand in for their windows; the rest of the range is
+        planned window by window (:func:`plan_range`), with the hours' windows in the plan too,
+        so that an hour whose windows another window overlaps is read window by window again."""
+        hours = self._tiered_hours(where, start, end, bucket_ms, with_sketch=with_sketch)
+        while True:
+            segments = _complement(sorted((h, h + HOUR_MS) for h in hours), start, end)
+            rollups = self._rollups(where, segments, with_sketch=with_sketch)
+            windows = [(r.window_start, r.window_end, bool(r.final)) for r in rollups]
+            windows += [(lo, hi, True) for hour in hours.values() for lo, hi in hour.runs]
+            plan = plan_range(windows, start, end, bucket_ms)
+            spoiled = [h for h, hour in hours.items() if any(run not in plan.covered for run in hour.runs)]
+            if not spoiled:
+                break
+            for h in spoiled:
+                del hours[h]
+        used = [r for r in rollups if (r.window_start, r.window_end) in plan.covered]
+        return _MetricPlan(tuple(r for hour in hours.values() for r in hour.rows), tuple(used), plan.raw)
+
+    def _tiered_hours(
+        self, where: _Filter, start: int, end: int, bucket_ms: int | None, *, with_sketch: bool
+    ) -> dict[int, _Hour]:
+        """The hours (by start) inside ``[start, end)`` (and inside one bucket) whose matching
+        window rows may be replaced by their hourly rows: every window row of the metric that
+        starts in the hour is accounted for by an hourly row (all series, so no matching series
+        lacks one), and every matching hourly row merged all of its series' window rows in the
+        hour (counted now), all final, all of one size, the same size for every matching series."""
+        if not self._hourly:
+            return {}
+        first = -(-start // HOUR_MS) * HOUR_MS
+        candidates = [
+            h for h in range(first, end - HOUR_MS + 1, HOUR_MS)
+            if bucket_ms is None or (h - start) // bucket_ms == (h + HOUR_MS - 1 - start) // bucket_ms
+        ]
+        if not candidates:
+            return {}
+        totals = self._tuples(_HOUR_TOTALS, [where.metric_type, where.metric_type, orjson.dumps(candidates).decode()])
+        accounted = [int(h) for h, windows, merged in totals if windows == merged]
+        if not accounted:
+            return {}
+        sketch = "h.sketch" if with_sketch else "NULL"
         sql = (
-            f"SELECT window_start, window_end, final, count, sum, min, max, {sketch} FROM metric_rollups "
-            f"WHERE metric_type = ? AND window_start >= ? AND window_start < ?{where.sql}"
+            "SELECT h.hour_start, h.windows, h.final_windows, h.window_ms, h.coverage, h.count, h.sum, h.min, h.max, "
+            f"{sketch}, CASE WHEN h.windows = h.final_windows THEN (SELECT COUNT(*) FROM metric_rollups AS m "
+            "WHERE m.series = h.series AND m.window_start >= h.hour_start AND m.window_start < h.hour_end) END "
+            "FROM json_each(?) AS a CROSS JOIN metric_rollups_hourly AS h "
+            f"WHERE h.metric_type = ? AND h.hour_start = a.value{where.sql_for('h')}"
         )
-        return [_Rollup(*row) for row in self._tuples(sql, [where.metric_type, start, end, *where.params])]
+        rows = self._tuples(sql, [orjson.dumps(accounted).decode(), where.metric_type, *where.params])
+        members: dict[int, list[tuple[Any, ...]]] = {h: [] for h in accounted}
+        refused: set[int] = set()
+        for row in rows:
+            hour, windows, final_windows, window_ms, stored = row[0], row[1], row[2], row[3], row[10]
+            if window_ms is None or not windows == final_windows == stored:
+                refused.add(hour)
+            members[hour].append(row)
+        out: dict[int, _Hour] = {}
+        for hour, found in members.items():
+            sizes = {row[3] for row in found}
+            if hour in refused or len(sizes) > 1:
+                continue
+            mask = 0
+            for row in found:
+                mask |= int(row[4], 16)
+            out[hour] = _Hour(
+                tuple(_Rollup(hour, hour + HOUR_MS, 1, *row[5:10]) for row in found),
+                _runs(hour, sizes.pop(), mask) if found else (),
+            )
+        return out
+
+    def _rollups(self, where: _Filter, segments: Sequence[Interval], *, with_sketch: bool) -> list[_Rollup]:
+        """Every matching rollup row that starts in one of ``segments``, final or not (the plan
+        needs the open ones to know which windows it cannot take from rollups)."""
+        if not segments:
+            return []
+        sketch = "r.sketch" if with_sketch else "NULL"
+        sql = (
+            f"{_SEGMENTS}SELECT r.window_start, r.window_end, r.final, r.count, r.sum, r.min, r.max, {sketch} "
+            "FROM seg CROSS JOIN metric_rollups AS r "
+            f"WHERE r.metric_type = ? AND r.window_start >= seg.lo AND r.window_start < seg.hi{where.sql_for('r')}"
+        )
+        params = [_segments_json(segments), where.metric_type, *where.params]
+        return [_Rollup(*row) for row in self._tuples(sql, params)]
 
     def _raw_values(self, where: _Filter, segments: Sequence[Interval]) -> list[float]:
         if not segments:
@@ -449,10 +556,6 @@ class _Filter:
         return "".join(parts)
 
     @property
-    def sql(self) -> str:
-        return self.sql_for("metric_rollups")
-
-    @property
     def params(self) -> list[Any]:
         out: list[Any] = [] if self.tenant_id is None else [self.tenant_id]
         for key, value in self.labels:
@@ -479,40 +582,63 @@ class _Rollup:
 
 
 def _merge_rollups(rows: Iterable[_Rollup]) -> Aggregate:
-    """One aggregate of many rollup rows. The sketches' bucket counts (the flat JSON form of
-    :meth:`QuantileSketch.to_json`) are summed in one pass: the same sketch as folding
-    :meth:`QuantileSketch.merge` over :meth:`QuantileSketch.from_json`, about 3x faster on
-    thousands of windows."""
+    """One aggregate of many rollup rows (window or hourly); the sketches are merged in their
+    JSON form (:func:`processor.sketch.merge_json`)."""
     count, total = 0, 0.0
     low: float | None = None
     high: float | None = None
-    alpha: float | None = None
-    positive: dict[int, int] = {}
-    negative: dict[int, int] = {}
-    zero = 0
+    sketches = []
     for row in rows:
         count += row.count
         total += row.sum
         low = row.min if low is None or (row.min is not None and row.min < low) else low
         high = row.max if high is None or (row.max is not None and row.max > high) else high
-        sketch = orjson.loads(row.sketch or "{}")
-        row_alpha = float(sketch.get("a", DEFAULT_RELATIVE_ACCURACY))
-        if alpha is not None and row_alpha != alpha:
-            raise DatabaseError(f"rollup sketches of different accuracy ({alpha}, {row_alpha}) cannot be merged")
-        alpha = row_alpha
-        _add_flat(positive, sketch.get("p", ()))
-        _add_flat(negative, sketch.get("n", ()))
-        zero += int(sketch.get("z", 0))
-    if alpha is None:
+        sketches.append(row.sketch or "{}")
+    try:
+        sketch = merge_json(map(orjson.loads, sketches))
+    except ValueError as exc:
+        raise DatabaseError(f"rollup {exc}") from exc
+    if sketch is None:
         return Aggregate()
-    return Aggregate(count, total, low, high, QuantileSketch(alpha, positive, negative, zero))
+    return Aggregate(count, total, low, high, sketch)
 
 
-def _add_flat(buckets: dict[int, int], flat: Sequence[int]) -> None:
-    """Add the ``[key, count, key, count, ...]`` pairs of a sketch's JSON form to ``buckets``."""
-    for i in range(0, len(flat) - 1, 2):
-        key = int(flat[i])
-        buckets[key] = buckets.get(key, 0) + int(flat[i + 1])
+@dataclass(frozen=True, slots=True)
+class _Hour:
+    """An hour read from its hourly rows."""
+
+    rows: tuple[_Rollup, ...]
+    """The matching hourly rows, as rollup rows spanning the hour."""
+    runs: tuple[Interval, ...]
+    """The windows they merged (of every matching series), adjacent ones joined."""
+
+
+@dataclass(frozen=True, slots=True)
+class _MetricPlan:
+    hourly: tuple[_Rollup, ...]
+    minute: tuple[_Rollup, ...]
+    raw: tuple[Interval, ...]
+
+
+def _runs(hour: int, window_ms: int, mask: int) -> tuple[Interval, ...]:
+    """The windows of ``mask`` (bit i: the window at ``hour + i window_ms``) as intervals,
+    adjacent ones joined."""
+    if mask == (1 << (HOUR_MS // window_ms)) - 1:
+        return ((hour, hour + HOUR_MS),)
+    out: list[Interval] = []
+    i = 0
+    while mask:
+        if mask & 1:
+            lo = i
+            while mask & 1:
+                mask >>= 1
+                i += 1
+            out.append((hour + lo * window_ms, hour + i * window_ms))
+        else:
+            skip = (mask & -mask).bit_length() - 1
+            mask >>= skip
+            i += skip
+    return tuple(out)
 
 
 def _exact_summary(metric_type: str, start: int, end: int, values: list[float]) -> Row | None:
@@ -529,7 +655,7 @@ def _exact_summary(metric_type: str, start: int, end: int, values: list[float]) 
     }
     for name, q in QUANTILES:
         out[name] = nearest_rank(ordered, q)
-    return {**out, "exact": True, "from_rollups": 0, "from_raw": len(values)}
+    return {**out, "exact": True, "from_rollups": 0, "from_hourly": 0, "from_raw": len(values)}
 
 
 def nearest_rank(ordered: Sequence[float], q: float) -> float:

@@ -14,7 +14,7 @@ samples together. Pure: no I/O, no third-party imports.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,64 @@ class QuantileSketch:
             _unflatten(data.get("n", ())),
             int(data.get("z", 0)),
         )
+
+
+def merge_json(sketches: Iterable[Mapping[str, Any]]) -> QuantileSketch | None:
+    """The merge of sketches given in their JSON form (:meth:`QuantileSketch.to_json`), ``None``
+    when there are none. The bucket counts are summed in one pass, into lists indexed by key:
+    the same sketch as folding :meth:`QuantileSketch.merge` over :meth:`QuantileSketch.from_json`
+    (buckets left empty are dropped), several times faster on thousands of sketches. Raises
+    ``ValueError`` when their accuracies differ."""
+    alpha: float | None = None
+    positive = _Dense()
+    negative = _Dense()
+    zero = 0
+    for sketch in sketches:
+        row_alpha = sketch.get("a", DEFAULT_RELATIVE_ACCURACY)
+        if row_alpha != alpha:
+            if alpha is not None:
+                raise ValueError(f"sketches of different accuracy ({alpha}, {row_alpha}) cannot be merged")
+            alpha = float(row_alpha)
+        flat = sketch.get("p")
+        if flat:
+            positive.add(flat)
+        flat = sketch.get("n")
+        if flat:
+            negative.add(flat)
+        zero += sketch.get("z", 0)
+    if alpha is None:
+        return None
+    return QuantileSketch(alpha, positive.buckets(), negative.buckets(), int(zero))
+
+
+class _Dense:
+    """Bucket counts in a list indexed by ``key - base``, grown to the keys seen."""
+
+    __slots__ = ("base", "counts")
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.counts: list[int] = []
+
+    def add(self, flat: Sequence[int]) -> None:
+        """Add the ``[key, count, key, count, ...]`` pairs of a sketch's JSON form."""
+        keys = flat[0::2][:len(flat) // 2]
+        low, high = min(keys), max(keys)
+        counts = self.counts
+        if not counts:
+            self.base = low
+        if low < self.base:
+            counts[:0] = [0] * (self.base - low)
+            self.base = low
+        if high - self.base >= len(counts):
+            counts.extend([0] * (high - self.base + 1 - len(counts)))
+        base = self.base
+        for key, count in zip(keys, flat[1::2]):
+            counts[key - base] += count
+
+    def buckets(self) -> dict[int, int]:
+        base = self.base
+        return {base + i: c for i, c in enumerate(self.counts) if c}
 
 
 def _bump(buckets: Mapping[int, int], key: int, times: int) -> dict[int, int]:

@@ -30,25 +30,25 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class StallState:
-    """Per partition with records waiting: the committed offset last seen and since when it has
-    not moved. A partition with nothing waiting is not in it."""
+    """The group's committed offsets when last seen to move, and since when (``None``: nothing
+    waits, or no observation yet)."""
 
-    since: Mapping[TopicPartitionKey, tuple[int, float]] = field(default_factory=dict)
+    committed: Mapping[TopicPartitionKey, int] = field(default_factory=dict)
+    since: float | None = None
 
 
 def observe(state: StallState, progress: Progress) -> StallState:
-    """The state after one observation."""
-    since: dict[TopicPartitionKey, tuple[int, float]] = {}
-    for tp, end in progress.ends.items():
-        committed = progress.committed.get(tp, 0)
-        if end <= committed:
-            continue
-        seen = state.since.get(tp)
-        since[tp] = seen if seen is not None and seen[0] == committed else (committed, progress.at_s)
-    return StallState(since)
+    """The state after one observation. The whole group counts: while any of its committed
+    offsets moves it is working (a busy worker may leave one partition waiting a long while),
+    and a stuck consumer moves none."""
+    committed = dict(progress.committed)
+    if progress.waiting == 0:
+        return StallState(committed, None)
+    if state.since is None or committed != dict(state.committed):
+        return StallState(committed, progress.at_s)
+    return state
 
 
 def stalled_for(state: StallState, now_s: float) -> float:
-    """Seconds that records have waited on some partition whose committed offset has not moved
-    (0: none)."""
-    return max((max(0.0, now_s - at) for _, at in state.since.values()), default=0.0)
+    """Seconds that records have waited while no committed offset of the group moved (0: none)."""
+    return 0.0 if state.since is None else max(0.0, now_s - state.since)

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
@@ -135,6 +136,8 @@ class Worker:
         self.ticks_topic = app.topic(self.topics.liveness_ticks, **source)
         self.dead_letters: dict[str, int] = {}
         self._recovered = False
+        self.started = False
+        """Faust has finished starting (its first recovery): the watchdog's normal limit applies."""
         self._destinations = {
             Stream.EXECUTION_STATE: self.topics.execution_state,
             Stream.WORKFLOW_STATS: self.topics.workflow_stats,
@@ -152,9 +155,6 @@ class Worker:
             app.agent(self.ticks_topic, name="liveness", concurrency=1)(self._liveness_agent)
             app.timer(interval=max(0.5, min(10.0, settings.stale_after_ms / 4000)), name="ticks")(self._tick_timer)
         app.timer(interval=settings.rollup_interval_s, name="rollups")(self._rollup_timer)
-        self._stall = StallState()
-        if settings.stall_timeout_s > 0:
-            app.timer(interval=max(1.0, min(10.0, settings.stall_timeout_s / 4)), name="watchdog")(self._watchdog)
         app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
 
     # -- agents ----------------------------------------------------------------------------
@@ -221,6 +221,7 @@ class Worker:
         return result
 
     async def _rollup_timer(self) -> None:
+        self.started = True  # Faust starts timers once the first recovery is done
         if self.app.rebalancing:
             return
         if not self._recovered:
@@ -230,30 +231,39 @@ class Worker:
         await self._send(emits)
 
     @property
-    def source_topics(self) -> list[str]:
-        """Every topic the worker consumes."""
+    def watched_topics(self) -> list[str]:
+        """The topics the watchdog judges progress on: every topic the worker consumes but its
+        own liveness ticks, which a worker stuck elsewhere may go on committing."""
         t = self.topics
-        return [t.workflow_events, t.metrics, t.stats_changes, t.alert_acks] + (
-            [t.liveness_ticks] if self.settings.stale_after_ms > 0 else []
-        )
+        return [t.workflow_events, t.metrics, t.stats_changes, t.alert_acks]
 
-    async def _watchdog(self) -> None:
-        """Restart this process when records wait and the group has committed nothing for
-        ``stall_timeout_s`` (see :mod:`processor.stall`)."""
-        if self.app.rebalancing or self.app.in_recovery:
-            self._stall = StallState()
-            return
+    def watch(self, stop: threading.Event) -> None:
+        """The stall watchdog (see :mod:`processor.stall`), on a thread of its own with its own
+        Kafka clients, so that it runs whatever state Faust is stuck in (a rebalance or a
+        recovery that never ends included): restart this process when records wait on a
+        partition whose committed offset has not moved for ``stall_timeout_s`` - ten times that
+        while Faust says it is recovering or rebalancing, or has not started yet (joining the
+        group and a long changelog recovery are legal)."""
+        timeout = self.settings.stall_timeout_s
+        interval = max(1.0, min(10.0, timeout / 4))
         group = f"{self.topics.prefix}worker"
-        try:
-            committed, ends = await group_offsets(self.bootstrap, group, self.source_topics)
-        except AxmonError as exc:
-            log.warning("watchdog: %s", exc)
-            return
-        self._stall = observe(self._stall, Progress(time.monotonic(), committed, ends))
-        stuck = stalled_for(self._stall, time.monotonic())
-        if stuck >= self.settings.stall_timeout_s:
-            waiting = Progress(0.0, committed, ends).waiting
-            restart_process(f"stalled: {waiting} records wait and nothing was committed for {stuck:.0f} s")
+        state = StallState()
+        while not stop.wait(interval):
+            try:
+                committed, ends = asyncio.run(group_offsets(self.bootstrap, group, self.watched_topics))
+            except AxmonError as exc:
+                log.warning("watchdog: %s", exc)
+                continue
+            now = time.monotonic()
+            state = observe(state, Progress(now, committed, ends))
+            stuck = stalled_for(state, now)
+            busy = not self.started or bool(getattr(self.app, "rebalancing", False) or getattr(self.app, "in_recovery", False))
+            if stuck >= (10 * timeout if busy else timeout):
+                waiting = Progress(now, committed, ends).waiting
+                restart_process(
+                    f"stalled: {waiting} records wait and nothing was committed for {stuck:.0f} s"
+                    + (" (Faust still rebalancing or recovering)" if busy else "")
+                )
 
     async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
         self.lifecycle.forget()
@@ -312,6 +322,9 @@ def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet()
     first_run = os.environ.get(RESTARTS_ENV, "0") == "0"
     hang_after = os.environ.get(FAULT_HANG_ENV) if first_run else None
     worker = Worker(settings, bootstrap, rules=rules, hang_after=int(hang_after) if hang_after else None)
+    stop_watching = threading.Event()
+    if settings.stall_timeout_s > 0:
+        threading.Thread(target=worker.watch, args=(stop_watching,), name="axmon-watchdog", daemon=True).start()
     try:
         runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True)
         # Faust's terminal spinner sets the root logger to DEBUG so that every record spins it:
@@ -319,9 +332,12 @@ def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet()
         runner.spinner = None
         runner.execute_from_commandline()
     except SystemExit as exit_:
+        stop_watching.set()
         if exit_.code in (0, None):
             raise
         restart_process("stopped with an error")
+    finally:
+        stop_watching.set()
 
 
 def restart_process(reason: str) -> None:

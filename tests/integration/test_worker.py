@@ -278,7 +278,7 @@ def test_a_stalled_worker_restarts_itself(kafka_bootstrap: str, topics: Topics, 
     derived topics end complete."""
     events = scenario(seed=23, executions=300)
     args = ["worker", "--bootstrap", kafka_bootstrap, "--topic-prefix", topics.prefix, "--partitions", str(TEST_PARTITIONS),
-            "--window-ms", str(WINDOW_MS), "--grace-ms", str(GRACE_MS), "--stall-timeout", "8"]
+            "--window-ms", str(WINDOW_MS), "--grace-ms", str(GRACE_MS), "--stall-timeout", "20"]
     proc = AxmonProcess("worker", args, tmp_path, env={"AXMON_FAULT_HANG_AFTER": "100"}).start()
     try:
         asyncio.run(publish(kafka_bootstrap, topics, events))
