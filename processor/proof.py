@@ -62,6 +62,9 @@ class ProofOptions:
          "threshold": 35, "window": 60_000, "severity": "info"},
     )
     """Alert rules for the worker and the replay: alerts must come out the same too."""
+    stall_timeout_s: float = 20.0
+    catch_up_s: float = 900.0
+    """How long the pipeline may take to catch up after the last kill."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,10 @@ def run_proof(
     rules_file = workdir / "rules.json"
     rules_file.write_bytes(orjson.dumps({"rules": list(options.rules)}))
     rules = load_rules(rules_file)
-    worker = AxmonChild("worker", ["worker", *common, "--rules", str(rules_file)], workdir)
+    # A Faust worker has been seen to stop committing after a broker restart, in fresh processes
+    # too; its watchdog restarts it. A short stall timeout keeps the proof's wait bounded.
+    worker = AxmonChild("worker", ["worker", *common, "--rules", str(rules_file),
+                                   "--stall-timeout", str(options.stall_timeout_s)], workdir)
     sink = AxmonChild("sink", ["sink", *common, "--db", str(settings.db_path), "--batch-size", "300"], workdir)
     rng = random.Random(options.seed)
     broker_restarts = 0
@@ -182,7 +188,7 @@ def run_proof(
             if done and _all_windows_final(settings.db_path):
                 break
             if time.monotonic() > deadline:
-                raise ProofError(f"the pipeline did not catch up in 400 s (last backlog {previous})")
+                raise ProofError(f"the pipeline did not catch up in {options.catch_up_s:.0f} s (last backlog {previous})")
             time.sleep(2.0)
     finally:
         sink.stop()
