@@ -179,7 +179,7 @@ def run_proof(
                 restart_broker()
                 broker_restarts += 1
         say("waiting for the pipeline to catch up")
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + options.catch_up_s
         previous = None
         while True:
             worker.check()
