@@ -29,8 +29,6 @@ import asyncio
 import functools
 import logging
 import math
-import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +55,7 @@ from processor.notify import (
     read_alert,
 )
 from processor.settings import ENV_WEBHOOKS, Settings
+from processor.supervise import run_restarting
 
 log = logging.getLogger(__name__)
 
@@ -289,22 +288,8 @@ def run_notify(
 
     async def main() -> NotifyCounters:
         runner = NotifyRunner(settings, bootstrap, config)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runner.stop)
-        delay = 1.0
-        while True:
-            try:
-                return await runner.run(on_progress=report)
-            except (BrokerError, KafkaError) as exc:
-                # nothing is lost: the group's committed offsets are where the next run starts
-                if runner.stopping:
-                    return runner.counters
-                log.warning("notify: %s; starting again in %.0f s", exc, delay)
-                sys.stderr.write(f"axmon notify: {exc}; starting again in {delay:.0f} s\n")
-                if await runner.wait_stopped(delay):
-                    return runner.counters
-                delay = min(30.0, delay * 2)
+        # nothing is lost: the group's committed offsets are where the next attempt starts
+        return await run_restarting("notify", runner, lambda: runner.run(on_progress=report), runner.wait_stopped)
 
     return asyncio.run(main())
 

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sqlite3
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import OffsetAndMetadata
 
 from processor.admin import partition_counts
@@ -42,6 +40,7 @@ from processor.db import open_for_writing
 from processor.errors import BrokerError
 from processor.settings import Settings
 from processor.sinkdb import Retention, SinkBatch, cleanup, stored_offsets, write_batch
+from processor.supervise import run_restarting
 from processor.windows import window_start
 from schemas.codec import decode_event
 from schemas.errors import InvalidEvent
@@ -251,20 +250,12 @@ def run_sink(settings: Settings, bootstrap: str, db_path: Path, config: SinkConf
 
     async def main() -> SinkCounters:
         runner = SinkRunner(settings, bootstrap, db_path, config)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runner.stop)
-        delay = 1.0
-        while True:
-            try:
-                return await runner.run(on_batch=report)
-            except (BrokerError, KafkaError) as exc:
-                # the database is consistent at every commit: start over from its offsets
-                if runner.stopping:
-                    return runner.counters
-                log.warning("sink: %s; starting again in %.0f s", exc, delay)
-                sys.stderr.write(f"axmon sink: {exc}; starting again in {delay:.0f} s\n")
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
+
+        async def pause(seconds: float) -> bool:
+            await asyncio.sleep(seconds)
+            return False
+
+        # the database is consistent at every commit: an attempt starts over from its offsets
+        return await run_restarting("sink", runner, lambda: runner.run(on_batch=report), pause)
 
     return asyncio.run(main())
