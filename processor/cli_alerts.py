@@ -98,12 +98,12 @@ def find_alert(monitor: Monitor, prefix: str) -> dict[str, Any]:
     exact = monitor.get_alert(prefix)
     if exact is not None:
         return exact
-    matches = [r for r in monitor.get_alerts(limit=10_000) if r["id"].startswith(prefix)]
+    matches = monitor.find_alert_ids(prefix)
     if not matches:
         raise ConfigError(f"no alert {prefix!r} in the database")
     if len(matches) > 1:
-        raise ConfigError(f"{prefix!r} matches {len(matches)} alerts: give more of the id")
-    found = monitor.get_alert(matches[0]["id"])
+        raise ConfigError(f"{prefix!r} matches more than one alert: give more of the id")
+    found = monitor.get_alert(matches[0])
     assert found is not None
     return found
 

@@ -446,6 +446,12 @@ class Monitor:
         history = self._rows("SELECT status, at FROM alert_history WHERE alert_id = ? ORDER BY at, status", (alert_id,))
         return {**_alert_row(rows[0]), "history": history}
 
+    def find_alert_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """The ids of the alerts starting with ``prefix`` (at most ``limit``)."""
+        _check_limit(limit)
+        rows = self._tuples("SELECT id FROM alerts WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?", (len(prefix), prefix, limit))
+        return [str(r[0]) for r in rows]
+
     def counts(self) -> dict[str, int]:
         """Rows per table, by table name (SQLite's own tables left out)."""
         names = self._tuples(
