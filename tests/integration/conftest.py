@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +117,26 @@ def topics(kafka_bootstrap: str) -> Topics:
     names = Topics(prefix)
     asyncio.run(ensure_topics(kafka_bootstrap, contract_topics(names, TEST_PARTITIONS)))
     return names
+
+
+def free_port() -> int:
+    """A free port whose successor is free too (for the controller listener)."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port < 65535 and localbroker.port_free(port) and localbroker.port_free(port + 1):
+            return port
+    raise RuntimeError("no pair of free ports found")
+
+
+@pytest.fixture
+def own_broker_dir(tmp_path: Path) -> Iterator[Path]:
+    """The data directory of a broker of the test's own (to stop and start at will), stopped
+    in teardown whatever happened."""
+    path = tmp_path / "kafka"
+    try:
+        yield path
+    finally:
+        localbroker.stop(path)
+        assert not localbroker.status(path).running

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from processor.db import open_for_writing
 from producers import AxmonProducer, ProducerConfig
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas import Event, Topics
-from tests.integration.conftest import TEST_PARTITIONS
+from tests.integration.conftest import TEST_PARTITIONS, free_port
 from tests.integration.processes import AxmonProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -55,30 +53,15 @@ def reasons(doc: dict[str, Any], name: str) -> str:
     return " ".join(next(c for c in doc["components"] if c["name"] == name)["reasons"])
 
 
-def _free_port() -> int:
-    """A free port whose successor is free too (for the controller listener)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port < 65535 and localbroker.port_free(port) and localbroker.port_free(port + 1):
-            return port
-    raise RuntimeError("no pair of free ports found")
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Path]:
-    """The data directory of a broker of this test's own, stopped in teardown whatever happened."""
-    path = tmp_path / "kafka"
-    try:
-        yield path
-    finally:
-        localbroker.stop(path)
-        assert not localbroker.status(path).running
+def own_broker(own_broker_dir: Path) -> Path:
+    return own_broker_dir
 
 
 def test_health_follows_its_broker_down_and_up(own_broker: Path, tmp_path: Path) -> None:
-    started = localbroker.start(own_broker, port=_free_port(), ready_timeout=READY_TIMEOUT)
+    started = localbroker.start(own_broker, port=free_port(), ready_timeout=READY_TIMEOUT)
     bootstrap = started.bootstrap
     topics = Topics(f"health-{uuid.uuid4().hex[:8]}.")
     asyncio.run(ensure_topics(bootstrap, contract_topics(topics, TEST_PARTITIONS)))

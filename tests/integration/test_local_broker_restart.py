@@ -7,10 +7,8 @@ not 9092) and stops it in the fixture's teardown, whatever happened.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,31 +17,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from processor import localbroker
 from processor.errors import BrokerError
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
 READY_TIMEOUT = 180.0  # generous: 2-core machines, other suites running at the same time
 
 
-def _free_port() -> int:
-    """A free port whose successor is free too (for the controller listener)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port < 65535 and localbroker.port_free(port) and localbroker.port_free(port + 1):
-            return port
-    raise RuntimeError("no pair of free ports found")
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "kafka"
-    try:
-        yield path
-    finally:
-        localbroker.stop(path)
-        assert not localbroker.status(path).running
+def data_dir(own_broker_dir: Path) -> Path:
+    return own_broker_dir
 
 
 async def _produce(bootstrap: str, topic: str, value: bytes) -> None:
@@ -78,7 +63,7 @@ async def _consume_all(bootstrap: str, topic: str, timeout: float = 60.0) -> lis
 
 
 def test_data_survives_stop_and_start(data_dir: Path) -> None:
-    port = _free_port()
+    port = free_port()
     progress: list[str] = []
     began = time.monotonic()
     first = localbroker.start(data_dir, port=port, ready_timeout=READY_TIMEOUT,
@@ -115,7 +100,7 @@ def test_data_survives_stop_and_start(data_dir: Path) -> None:
 
 async def test_start_inside_an_event_loop(data_dir: Path) -> None:
     """The readiness probe runs its own loop in a thread, so async callers may use start()."""
-    started = localbroker.start(data_dir, port=_free_port(), ready_timeout=READY_TIMEOUT)
+    started = localbroker.start(data_dir, port=free_port(), ready_timeout=READY_TIMEOUT)
     assert started.running
     topic = f"axmon-test-localbroker-{uuid.uuid4().hex[:12]}"
     await _produce(started.bootstrap, topic, b"from a loop")
@@ -123,7 +108,7 @@ async def test_start_inside_an_event_loop(data_dir: Path) -> None:
 
 
 def test_a_broker_dying_at_startup_reports_its_log(data_dir: Path) -> None:
-    localbroker.start(data_dir, port=_free_port(), ready_timeout=READY_TIMEOUT)
+    localbroker.start(data_dir, port=free_port(), ready_timeout=READY_TIMEOUT)
     localbroker.stop(data_dir)
     (data_dir / "data" / "meta.properties").write_text("version=1\nnode.id=7\n")  # not ours
     with pytest.raises(BrokerError, match=r"(?s)the Kafka broker exited; the end of .*broker\.log"):
