@@ -1,10 +1,12 @@
 """Is a consumer stuck? Pure: fed with committed and end offsets over time.
 
-A Faust worker has been seen to stop fetching or committing after the broker came back from a
-restart, with no error and records waiting (faust-streaming issue 523 describes the same). The
-worker watches its own consumer group: when records wait on a partition and no committed offset
-of the group has moved for ``timeout_s``, it restarts itself; the tables recover from their
-changelogs and the folds skip what they had already applied.
+A Faust worker has been seen to stop committing, or to commit one offset a second, with records
+waiting and no error: after a restart with a backlog, and after the broker came back from a
+restart (faust-streaming issue 523 describes the like). The crawl had a cause in Faust's commit
+bookkeeping, now corrected (:mod:`processor.commit_offsets`); the watchdog stays for whatever
+else may hold a worker. It watches its own consumer group: when records wait on a partition and
+no committed offset of the group has moved for ``timeout_s``, the worker restarts itself; the
+tables recover from their changelogs and the folds skip what they had already applied.
 """
 
 from __future__ import annotations

@@ -36,13 +36,20 @@ import faust
 import orjson
 
 from processor.admin import TopicSpec, group_offsets
-from producers.client import partition_for
-from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore, decode_input
 from processor.alerting import Ack, AlertCore
+from processor.cores import (
+    FoldConfig,
+    LifecycleCore,
+    MetricsCore,
+    StatsCore,
+    decode_input,
+)
+from processor.faust_patches import patch_faust_commit_offsets, task_stacks
 from processor.records import Emit, Origin, Stream, dead_letter
 from processor.rules import RuleSet
 from processor.settings import Settings
 from processor.stall import Progress, StallState, observe, stalled_for
+from producers.client import partition_for
 from schemas.errors import AxmonError
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.topics import Topics
@@ -91,6 +98,7 @@ class Worker:
         self.topics = settings.topics
         self.fold = fold or settings.fold
         n = settings.partitions
+        patch_faust_commit_offsets()
         self.app = faust.App(
             f"{self.topics.prefix}worker",
             broker=f"kafka://{bootstrap}",
@@ -260,6 +268,7 @@ class Worker:
             busy = not self.started or bool(getattr(self.app, "rebalancing", False) or getattr(self.app, "in_recovery", False))
             if stuck >= (10 * timeout if busy else timeout):
                 waiting = Progress(now, committed, ends).waiting
+                log.error("stalled; the worker's asyncio tasks:\n%s", task_stacks(self.app.loop))
                 restart_process(
                     f"stalled: {waiting} records wait and nothing was committed for {stuck:.0f} s"
                     + (" (Faust still rebalancing or recovering)" if busy else "")

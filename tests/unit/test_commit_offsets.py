@@ -1,0 +1,120 @@
+"""The commit-offset rule, and the Faust consumer bookkeeping it replaces."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from intervaltree import IntervalTree
+
+from processor.commit_offsets import next_commit_offset
+from processor.faust_patches import _new_offset, task_stacks
+
+
+def test_the_run_of_acked_offsets_from_the_committed_one():
+    assert next_commit_offset(10, [10, 11, 12, 14]) == 13
+
+
+def test_duplicates_do_not_end_the_run():
+    """Faust's own rule commits one offset per commit interval here."""
+    acked = [o for o in range(26, 60) for _ in (0, 1)] + list(range(60, 1200))
+    assert next_commit_offset(26, acked) == 1200
+
+
+def test_a_missing_first_offset_commits_nothing():
+    """Faust's own rule lets ``min(acked) - committed == 1`` through, past offset 10."""
+    assert next_commit_offset(10, [11, 12, 13]) is None
+
+
+def test_gaps_are_offsets_that_never_come():
+    assert next_commit_offset(10, [10, 11, 15, 16], gaps=[(12, 15)]) == 17
+    assert next_commit_offset(10, [10, 11, 16], gaps=[(12, 15)]) == 12 + 3
+
+
+def test_nothing_new_is_none():
+    assert next_commit_offset(10, []) is None
+    assert next_commit_offset(10, [5, 6, 7]) is None
+
+
+def test_without_a_committed_offset_the_run_starts_at_the_smallest():
+    assert next_commit_offset(None, [7, 5, 6, 9]) == 8
+
+
+@given(
+    committed=st.integers(0, 50),
+    acked=st.lists(st.integers(0, 120), max_size=200),
+    gaps=st.lists(st.tuples(st.integers(0, 120), st.integers(1, 10)), max_size=5),
+)
+def test_every_offset_below_the_commit_is_done_and_the_next_is_not(committed: int, acked: list[int], gaps: list[tuple[int, int]]):
+    spans = [(begin, begin + length) for begin, length in gaps]
+    done = set(acked) | {o for begin, end in spans for o in range(begin, end)}
+    new = next_commit_offset(committed, acked, spans)
+    if new is None:
+        assert committed not in done or not set(acked)
+    else:
+        assert new > committed
+        assert all(o in done for o in range(committed, new))
+        assert new not in done
+
+
+def _consumer(committed: int | None, acked: list[int], gaps: tuple[tuple[int, int], ...] = ()) -> Any:
+    tree = IntervalTree()
+    for begin, end in gaps:
+        tree.addi(begin, end)
+    return SimpleNamespace(
+        _acked=defaultdict(list, {"tp": list(acked)}),
+        _acked_index=defaultdict(set, {"tp": set(acked)}),
+        _committed_offset=defaultdict(lambda: None, {"tp": committed}),
+        _gap=defaultdict(IntervalTree, {"tp": tree} if gaps else {}),
+    )
+
+
+def test_the_patched_consumer_prunes_what_was_committed_and_keeps_the_rest():
+    consumer = _consumer(10, [10, 11, 12, 14, 15])
+    assert _new_offset(consumer, "tp") == 13
+    consumer._committed_offset["tp"] = 13  # what Faust records once it committed
+    assert _new_offset(consumer, "tp") is None  # 13 is not acked yet
+    assert consumer._acked["tp"] == [14, 15]
+    assert consumer._acked_index["tp"] == {14, 15}
+    consumer._acked["tp"].append(13)
+    consumer._acked_index["tp"].add(13)
+    assert _new_offset(consumer, "tp") == 16
+
+
+def test_the_patched_consumer_recomputes_after_a_commit_that_did_not_happen():
+    """Faust's rule removes offsets from its list before the commit; a commit that then does
+    not happen loses them. Here they stay until the committed offset passes them."""
+    consumer = _consumer(10, [10, 11, 12])
+    assert _new_offset(consumer, "tp") == 13
+    assert _new_offset(consumer, "tp") == 13
+
+
+def test_the_patched_consumer_uses_and_chops_gaps():
+    consumer = _consumer(10, [10, 11, 15], gaps=((12, 15),))
+    assert _new_offset(consumer, "tp") == 16
+    consumer._committed_offset["tp"] = 16
+    assert _new_offset(consumer, "tp") is None
+    assert not consumer._gap["tp"]
+
+
+def test_task_stacks_follow_the_chain_of_awaits():
+    async def innermost() -> None:
+        await asyncio.sleep(10)
+
+    async def outer() -> None:
+        await innermost()
+
+    async def main() -> str:
+        task = asyncio.get_running_loop().create_task(outer(), name="the-outer-task")
+        await asyncio.sleep(0.01)
+        text = task_stacks(asyncio.get_running_loop())
+        task.cancel()
+        return text
+
+    text = asyncio.run(main())
+    assert "task the-outer-task" in text
+    assert text.index(" outer") < text.index(" innermost")
