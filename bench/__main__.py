@@ -13,6 +13,7 @@ import logging
 import shlex
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,28 +50,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(highlight=False)
     reports: list[Report] = []
     failed: list[str] = []
+    durations: list[tuple[str, float]] = []
+    began = time.monotonic()
     with bench_broker() as broker, tempfile.TemporaryDirectory(prefix="axmon-bench-") as workdir:
         machine = machine_info(broker.description)
+        durations.append(("broker start", time.monotonic() - began))
         for name, value in machine.lines():
             console.print(f"[dim]{name}:[/] {value}")
         ctx = BenchContext(bootstrap=broker.bootstrap, quick=args.quick, events=args.events,
                            workdir=Path(workdir), profile_dir=args.profile)
         for benchmark in selected:
             console.print(f"\n[bold]{benchmark.title}[/] ({benchmark.name}){' --quick' if args.quick else ''} ...")
+            started = time.monotonic()
             try:
                 report = benchmark.run(ctx)
             except Exception:  # noqa: BLE001 - report it and go on with the others
                 console.print(f"[bold red]{benchmark.name} failed:[/]\n{traceback.format_exc()}")
                 failed.append(benchmark.name)
                 continue
+            finally:
+                durations.append((benchmark.name, time.monotonic() - started))
             reports.append(report)
             print_report(report, console)
         changed = source_fingerprint() not in machine.code
         if changed:  # others edit the code while it is measured: say so rather than mislead
             console.print("[bold yellow]warning:[/] the sources changed during the run; the figures mix code versions")
+    total = sum(seconds for _, seconds in durations)
+    console.print(f"\n[dim]took {total / 60:.1f} min: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations) + "[/]")
     if args.write is not None:
         command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-        text = markdown(reports, machine, command=command.strip())
+        text = markdown(reports, machine, command=command.strip(), durations=durations)
         if changed:
             text += f"\n**Warning**: the sources changed during the run (now {source_fingerprint()}); the figures mix code versions.\n"
         if failed:

@@ -33,8 +33,10 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def markdown(reports: Sequence[Report], machine: MachineInfo, *, command: str, when: dt.datetime | None = None) -> str:
-    """The whole document: how it was run, on what, and every report's method and figures."""
+def markdown(reports: Sequence[Report], machine: MachineInfo, *, command: str, when: dt.datetime | None = None,
+             durations: Sequence[tuple[str, float]] = ()) -> str:
+    """The whole document: how it was run, on what, and every report's method and figures.
+    ``durations``: (benchmark, seconds) of the run, broker start and cached data included."""
     stamp = (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         "# axmon benchmarks",
@@ -49,6 +51,10 @@ def markdown(reports: Sequence[Report], machine: MachineInfo, *, command: str, w
         *(f"| {name} | {_md_cell(value)} |" for name, value in machine.lines()),
         "",
     ]
+    if durations:
+        total = sum(seconds for _, seconds in durations)
+        out += [f"The run took {total / 60:.1f} min: "
+                + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations) + ".", ""]
     for report in reports:
         cases = list(dict.fromkeys(f.case for f in report.figures))
         metrics = list(dict.fromkeys((f.metric, f.unit) for f in report.figures))
