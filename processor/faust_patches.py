@@ -3,6 +3,12 @@
 - :func:`patch_faust_commit_offsets`: Faust's consumer computes the offset to commit with a
   rule that crawls (one offset per commit interval) when its bookkeeping holds duplicates, and
   that can pass an unacknowledged first offset; see :mod:`processor.commit_offsets`.
+- :func:`patch_faust_flow_control`: at the end of a recovery Faust resumes the stream
+  partitions, seeks them, and only then "resumes" its flow control, which it had already
+  resumed when the recovery began; resuming clears the stream queues, and the records fetched
+  in between are dropped unprocessed. Faust's commit rule then stalls behind them, or, when a
+  single record was dropped, commits past it: a lost event. Resuming flow that is not
+  suspended now clears nothing.
 - :func:`task_stacks`: every task of an event loop with its whole chain of awaits, for the log
   when the stall watchdog restarts a worker.
 """
@@ -45,6 +51,23 @@ def patch_faust_commit_offsets() -> None:
     Consumer._new_offset = _new_offset  # type: ignore[method-assign,assignment]
 
 
+def _resume_flow(self: Any) -> None:
+    """``mode``'s ``FlowControlEvent.resume``, clearing the managed queues only when it was
+    suspended (what they hold then is from before a rebalance; otherwise it is live work)."""
+    was_suspended = self._suspend.is_set()
+    self._suspend.clear()
+    self._resume.set()
+    if was_suspended:
+        self.clear()
+
+
+def patch_faust_flow_control() -> None:
+    """Make Faust's flow control drop queued records only when it really resumes. Idempotent."""
+    from mode.utils.queues import FlowControlEvent
+
+    FlowControlEvent.resume = _resume_flow  # type: ignore[method-assign]
+
+
 def task_stacks(loop: asyncio.AbstractEventLoop) -> str:
     """Where every task of ``loop`` waits, the whole chain of awaits of each. Safe to call from
     another thread (for diagnostics: the loop may be changing its tasks meanwhile)."""
@@ -66,4 +89,29 @@ def task_stacks(loop: asyncio.AbstractEventLoop) -> str:
                 awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None) or getattr(awaited, "gi_yieldfrom", None)
     except Exception as exc:  # noqa: BLE001 - diagnostics only: never keep the watchdog from restarting
         lines.append(f"(no task stacks: {exc})")
+    return "\n".join(lines)
+
+
+def consumer_bookkeeping(consumer: Any) -> str:
+    """What a Faust consumer believes about each partition (for the log of a stall): what it
+    committed and read, what its streams acknowledged, its gaps, and whether it fetches the
+    partition at all (flow control and pauses)."""
+    lines: list[str] = []
+    try:
+        active = consumer._active_partitions
+        buffered: set[Any] = getattr(consumer, "_buffered_partitions", set())
+        paused: set[Any] = getattr(consumer, "_paused_partitions", set())
+        lines.append(f"flow_active={getattr(consumer, 'flow_active', '?')} buffered={sorted(map(tuple, buffered))} "
+                     f"paused={len(paused)} active={'all' if active is None else len(active)}")
+        for tp in sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition)):
+            acked = list(consumer._acked.get(tp, ()))
+            gaps = sorted((span.begin, span.end) for span in consumer._gap.get(tp, ()))
+            fetching = active is None or tp in active
+            lines.append(
+                f"{tp.topic}[{tp.partition}] committed={consumer._committed_offset.get(tp)} read={consumer._read_offset.get(tp)} "
+                f"acked={len(acked)} min={min(acked) if acked else None} max={max(acked) if acked else None} "
+                f"duplicates={len(acked) - len(set(acked))} gaps={gaps[:4]} fetching={fetching} paused={tp in paused}"
+            )
+    except Exception as exc:  # noqa: BLE001 - diagnostics only
+        lines.append(f"(no bookkeeping: {exc})")
     return "\n".join(lines)

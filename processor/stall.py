@@ -2,9 +2,9 @@
 
 A Faust worker has been seen to stop committing, or to commit one offset a second, with records
 waiting and no error: after a restart with a backlog, and after the broker came back from a
-restart (faust-streaming issue 523 describes the like). The crawl had a cause in Faust's commit
-bookkeeping, now corrected (:mod:`processor.commit_offsets`); the watchdog stays for whatever
-else may hold a worker. It watches its own consumer group: when records wait on a partition and
+restart (faust-streaming issue 523 describes the like). The causes found (records dropped at
+the end of a recovery, a commit rule that crawls) are corrected (:mod:`processor.faust_patches`);
+the watchdog stays for whatever else may hold a worker. It watches its own consumer group: when records wait on a partition and
 no committed offset of the group has moved for ``timeout_s``, the worker restarts itself; the
 tables recover from their changelogs and the folds skip what they had already applied.
 """

@@ -44,7 +44,7 @@ from processor.cores import (
     StatsCore,
     decode_input,
 )
-from processor.faust_patches import patch_faust_commit_offsets, task_stacks
+from processor.faust_patches import consumer_bookkeeping, patch_faust_commit_offsets, patch_faust_flow_control, task_stacks
 from processor.records import Emit, Origin, Stream, dead_letter
 from processor.rules import RuleSet
 from processor.settings import Settings
@@ -99,6 +99,7 @@ class Worker:
         self.fold = fold or settings.fold
         n = settings.partitions
         patch_faust_commit_offsets()
+        patch_faust_flow_control()
         self.app = faust.App(
             f"{self.topics.prefix}worker",
             broker=f"kafka://{bootstrap}",
@@ -268,7 +269,8 @@ class Worker:
             busy = not self.started or bool(getattr(self.app, "rebalancing", False) or getattr(self.app, "in_recovery", False))
             if stuck >= (10 * timeout if busy else timeout):
                 waiting = Progress(now, committed, ends).waiting
-                log.error("stalled; the worker's asyncio tasks:\n%s", task_stacks(self.app.loop))
+                log.error("stalled; the consumer's bookkeeping:\n%s\nthe worker's asyncio tasks:\n%s",
+                          consumer_bookkeeping(self.app.consumer), task_stacks(self.app.loop))
                 restart_process(
                     f"stalled: {waiting} records wait and nothing was committed for {stuck:.0f} s"
                     + (" (Faust still rebalancing or recovering)" if busy else "")

@@ -1,4 +1,4 @@
-"""The commit-offset rule, and the Faust consumer bookkeeping it replaces."""
+"""The commit-offset rule and the corrections to Faust around it (processor.faust_patches)."""
 
 from __future__ import annotations
 
@@ -118,3 +118,26 @@ def test_task_stacks_follow_the_chain_of_awaits():
     text = asyncio.run(main())
     assert "task the-outer-task" in text
     assert text.index(" outer") < text.index(" innermost")
+
+
+def test_resuming_flow_that_runs_keeps_the_queued_records():
+    """Faust resumes its flow control when a recovery begins and again when it ends; the
+    second must not drop the records fetched in between."""
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    from processor.faust_patches import patch_faust_flow_control
+
+    patch_faust_flow_control()
+
+    async def main() -> tuple[int, int]:
+        flow = FlowControlEvent(initially_suspended=True)
+        queue: FlowControlQueue[int] = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        queue.put_nowait(1)  # from before the rebalance
+        flow.resume()  # the recovery begins: stale records go
+        after_first = queue.qsize()
+        queue.put_nowait(2)
+        queue.put_nowait(3)
+        flow.resume()  # the recovery ends: live records stay
+        return after_first, queue.qsize()
+
+    assert asyncio.run(main()) == (0, 2)
