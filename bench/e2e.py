@@ -83,13 +83,13 @@ _EVENTS_PER_EXECUTION = 22.0
 class E2EBenchConfig:
     burst_events: int = 8_000
     """Events of the burst that measures the maximum throughput."""
-    duration_s: float = 30.0
+    duration_s: float = 20.0
     """How long the fixed load is offered."""
     load_fraction: float = 0.5
     """The fixed load, as a fraction of the measured maximum."""
     offered_rate: float | None = None
     """Offer this many events/s instead of ``load_fraction`` of the maximum."""
-    baseline_s: float = 15.0
+    baseline_s: float = 10.0
     """How long the baseline offers the same rate (at most ``duration_s``)."""
     partitions: int = 4
     sink_batch_ms: int = 50
@@ -855,7 +855,7 @@ async def run_e2e_bench(bootstrap: str, config: E2EBenchConfig, workdir: Path) -
 
 
 def config_for(ctx: BenchContext) -> E2EBenchConfig:
-    """Full (an 8,000-event burst, 30 s of fixed load), quick (2,000, 5 s), or ``--events N``:
+    """Full (an 8,000-event burst, 20 s of fixed load), quick (2,000, 5 s), or ``--events N``:
     an N-event burst with the full (or, with ``--quick``, the quick) durations."""
     base = QUICK if ctx.quick else FULL
     if ctx.events is not None:

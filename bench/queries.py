@@ -47,7 +47,7 @@ class QueryBenchConfig:
     calls: int = 100
     """Timed calls per query (after the first, untimed-for-the-median call)."""
     min_calls: int = 3
-    budget_s: float = 20.0
+    budget_s: float = 8.0
     """Per query: stop calling after this much time once ``min_calls`` are done."""
     seed: int = 5
     cache: Path | None = None
@@ -289,7 +289,7 @@ def config_for(ctx: BenchContext) -> QueryBenchConfig:
     """Full (1M / 10M), quick (20k / 200k), or ``--events N``: N executions and 10 N samples."""
     if ctx.events is not None:
         return QueryBenchConfig(spec=QueryDbSpec(executions=ctx.events, samples=10 * ctx.events))
-    return QueryBenchConfig(spec=QUICK_SPEC if ctx.quick else FULL_SPEC, budget_s=5.0 if ctx.quick else 20.0)
+    return QueryBenchConfig(spec=QUICK_SPEC if ctx.quick else FULL_SPEC, budget_s=5.0 if ctx.quick else 8.0)
 
 
 def run(ctx: BenchContext) -> Report:

@@ -634,7 +634,7 @@ def run_sink_bench(bootstrap: str | None, config: SinkBenchConfig, workdir: Path
     return result
 
 
-FULL = SinkBenchConfig(runs=3)
+FULL = SinkBenchConfig(runs=2)
 QUICK = SinkBenchConfig(executions=5_000, samples=50_000, template_executions=500, runs=3, live_executions=300)
 
 
