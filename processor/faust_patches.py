@@ -20,6 +20,7 @@ import gc
 from typing import Any
 
 from processor.commit_offsets import next_commit_offset
+from schemas.errors import AxmonError
 
 
 def _new_offset(consumer: Any, tp: Any) -> int | None:
@@ -48,6 +49,7 @@ def patch_faust_commit_offsets() -> None:
     :func:`_new_offset`. Idempotent."""
     from faust.transport.consumer import Consumer
 
+    _require(Consumer, "_new_offset", "_acked", "_acked_index", "_gap", "_committed_offset")
     Consumer._new_offset = _new_offset  # type: ignore[method-assign,assignment]
 
 
@@ -65,7 +67,26 @@ def patch_faust_flow_control() -> None:
     """Make Faust's flow control drop queued records only when it really resumes. Idempotent."""
     from mode.utils.queues import FlowControlEvent
 
+    _require(FlowControlEvent, "resume", "clear")
+    _require(FlowControlEvent, "_suspend", "_resume", instance=FlowControlEvent(initially_suspended=True))
     FlowControlEvent.resume = _resume_flow  # type: ignore[method-assign]
+
+
+def _require(cls: type, *names: str, instance: object = None) -> None:
+    """Refuse to patch a class that no longer looks like the one these corrections were written
+    for (faust-streaming 0.15, mode-streaming 0.7): better a clear error than a silent misfit.
+    A name is found on ``instance`` if given, else on the class or among its annotations."""
+    def has(name: str) -> bool:
+        if instance is not None:
+            return hasattr(instance, name)
+        return hasattr(cls, name) or name in getattr(cls, "__annotations__", {})
+
+    missing = [name for name in names if not has(name)]
+    if missing:
+        raise AxmonError(
+            f"{cls.__module__}.{cls.__qualname__} has no {', '.join(missing)}: this Faust or mode version is not the "
+            "one processor/faust_patches.py corrects (faust-streaming 0.15.x)"
+        )
 
 
 def task_stacks(loop: asyncio.AbstractEventLoop) -> str:

@@ -141,3 +141,17 @@ def test_resuming_flow_that_runs_keeps_the_queued_records():
         return after_first, queue.qsize()
 
     assert asyncio.run(main()) == (0, 2)
+
+
+def test_a_faust_that_no_longer_fits_is_a_clear_error():
+    import pytest
+
+    from processor.faust_patches import _require
+    from schemas.errors import AxmonError
+
+    class Consumer:
+        _acked: list[int]
+
+    _require(Consumer, "_acked")
+    with pytest.raises(AxmonError, match="has no _gap"):
+        _require(Consumer, "_acked", "_gap")
