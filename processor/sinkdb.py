@@ -398,16 +398,7 @@ def hourly_row(series: str, hour: int, windows: Sequence[Sequence[Any]]) -> tupl
         merged = merge_json(orjson.loads(w[10]) for w in finals)
     except ValueError:
         return None
-    count, total = 0, 0.0
-    low: float | None = None
-    high: float | None = None
-    for w in finals:
-        count += w[6]
-        total += w[7]
-        if w[8] is not None and (low is None or w[8] < low):
-            low = w[8]
-        if w[9] is not None and (high is None or w[9] > high):
-            high = w[9]
+    count, total, low, high = _summed(finals, 0, 0.0, None, None)
     sizes = {w[1] - w[0] for w in finals}
     size = sizes.pop() if len(sizes) == 1 and all(_tiered_size(hour, w) for w in finals) else None
     mask = 0
@@ -420,6 +411,20 @@ def hourly_row(series: str, hour: int, windows: Sequence[Sequence[Any]]) -> tupl
         size, format(mask, "x") if size is not None else "", count, total, low, high,
         "{}" if merged is None else orjson.dumps(merged.to_json()).decode(),
     )
+
+
+def _summed(windows: Iterable[Sequence[Any]], count: int, total: float, low: float | None,
+            high: float | None) -> tuple[int, float, float | None, float | None]:
+    """``count``, ``total``, ``low`` and ``high`` with ``windows``' count, sum, min and max
+    added (a window's min and max are ``None`` when it holds no sample)."""
+    for w in windows:
+        count += w[6]
+        total += w[7]
+        if w[8] is not None and (low is None or w[8] < low):
+            low = w[8]
+        if w[9] is not None and (high is None or w[9] > high):
+            high = w[9]
+    return count, total, low, high
 
 
 def _advanced(old: tuple[Any, ...], changes: Sequence[tuple[Window | None, Window]]) -> tuple[Any, ...] | None:
@@ -456,13 +461,8 @@ def _advanced(old: tuple[Any, ...], changes: Sequence[tuple[Window | None, Windo
     except ValueError:
         return None
     assert merged is not None and size is not None
+    count, total, low, high = _summed(added, count, total, low, high)
     for w in added:
-        count += w[6]
-        total += w[7]
-        if w[8] is not None and (low is None or w[8] < low):
-            low = w[8]
-        if w[9] is not None and (high is None or w[9] > high):
-            high = w[9]
         mask |= 1 << ((w[0] - hour) // size)
     last = added[-1]
     return (
