@@ -21,8 +21,14 @@ from pathlib import Path
 from rich.console import Console
 
 from bench import registered
-from bench.common import BenchContext, Report, bench_broker, machine_info, source_fingerprint
-from bench.report import markdown, print_report
+from bench.common import (
+    BenchContext,
+    Report,
+    bench_broker,
+    machine_info,
+    source_fingerprint,
+)
+from bench.report import markdown, print_report, run_time
 
 
 def build_parser(names: Sequence[str]) -> argparse.ArgumentParser:
@@ -75,8 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         changed = source_fingerprint() not in machine.code
         if changed:  # others edit the code while it is measured: say so rather than mislead
             console.print("[bold yellow]warning:[/] the sources changed during the run; the figures mix code versions")
-    total = sum(seconds for _, seconds in durations)
-    console.print(f"\n[dim]took {total / 60:.1f} min: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations) + "[/]")
+    console.print(f"\n[dim]took {run_time(durations)}[/]")
     if args.write is not None:
         command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else list(argv))
         text = markdown(reports, machine, command=command.strip(), durations=durations)

@@ -33,6 +33,12 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def run_time(durations: Sequence[tuple[str, float]]) -> str:
+    """``"7.6 min: broker start 4 s, producer 17 s, ..."`` for (part, seconds) pairs."""
+    total = sum(seconds for _, seconds in durations)
+    return f"{total / 60:.1f} min: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations)
+
+
 def markdown(reports: Sequence[Report], machine: MachineInfo, *, command: str, when: dt.datetime | None = None,
              durations: Sequence[tuple[str, float]] = ()) -> str:
     """The whole document: how it was run, on what, and every report's method and figures.
@@ -52,9 +58,7 @@ def markdown(reports: Sequence[Report], machine: MachineInfo, *, command: str, w
         "",
     ]
     if durations:
-        total = sum(seconds for _, seconds in durations)
-        out += [f"The run took {total / 60:.1f} min: "
-                + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations) + ".", ""]
+        out += [f"The run took {run_time(durations)}.", ""]
     for report in reports:
         cases = list(dict.fromkeys(f.case for f in report.figures))
         metrics = list(dict.fromkeys((f.metric, f.unit) for f in report.figures))
