@@ -249,8 +249,8 @@ class Worker:
     def watch(self, stop: threading.Event) -> None:
         """The stall watchdog (see :mod:`processor.stall`), on a thread of its own with its own
         Kafka clients, so that it runs whatever state Faust is stuck in (a rebalance or a
-        recovery that never ends included): restart this process when records wait on a
-        partition whose committed offset has not moved for ``stall_timeout_s`` - ten times that
+        recovery that never ends included): restart this process when records wait and no
+        committed offset of the group has moved for ``stall_timeout_s`` - ten times that
         while Faust says it is recovering or rebalancing, or has not started yet (joining the
         group and a long changelog recovery are legal)."""
         timeout = self.settings.stall_timeout_s
