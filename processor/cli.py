@@ -2,7 +2,8 @@
 
 Each subcommand is a small function that builds the one :class:`Settings` from its flags and
 calls into the package; every :class:`AxmonError` becomes a one-line message and exit code 1,
-bad arguments exit 2 (argparse), and no traceback reaches a user for an expected failure.
+bad arguments exit 2 (argparse). Any other exception is a bug: one line naming the command and
+the error, exit code 70; ``axmon -v`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from processor import localbroker
 from processor.errors import AxmonError, ConfigError
@@ -27,6 +29,8 @@ err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 
 Handler = Callable[[argparse.Namespace], int]
+EXIT_SOFTWARE = 70
+"""Exit code of an unexpected error (BSD ``EX_SOFTWARE``)."""
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -85,48 +89,6 @@ def _start_local(data_dir: Path) -> localbroker.BrokerStatus:
             data_dir, on_progress=lambda message: spinner.update(message)
         )
     return status
-
-
-# -- kafka -----------------------------------------------------------------------------------
-
-
-def cmd_kafka_start(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    status = _start_local(settings.kafka_dir)
-    err_console.print(f"Kafka {localbroker.KAFKA_VERSION} running (pid {status.pid}), data in {status.data_dir}")
-    print(status.bootstrap)
-    return 0
-
-
-def cmd_kafka_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    status = localbroker.status(settings.kafka_dir)
-    if getattr(args, "json", False):
-        import orjson
-
-        print(orjson.dumps({
-            "running": status.running,
-            "bootstrap": status.bootstrap or None,
-            "pid": status.pid,
-            "data_dir": str(status.data_dir),
-            "log_file": str(status.log_file),
-        }).decode())
-    elif status.running:
-        print(f"running  {status.bootstrap}  pid {status.pid}  data {status.data_dir}")
-    elif status.bootstrap:
-        print(f"stopped  (last address {status.bootstrap})  data {status.data_dir}")
-    else:
-        print(f"not provisioned  (no broker was started in {status.data_dir})")
-    return 0 if status.running else 3
-
-
-def cmd_kafka_stop(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if localbroker.stop(settings.kafka_dir):
-        err_console.print("Kafka stopped")
-    else:
-        err_console.print("Kafka was not running")
-    return 0
 
 
 # -- produce ---------------------------------------------------------------------------------
@@ -385,28 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="axmon",
         description="Event-sourced monitoring of workflow engines on Apache Kafka.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv: debug), and the traceback of an unexpected error")
+    parser.add_argument("--version", action="version", version=f"axmon {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    kafka = commands.add_parser(
-        "kafka",
-        help="provision, start, stop the local Kafka broker",
-        description="The embedded default: Apache Kafka "
-        f"{localbroker.KAFKA_VERSION} from Maven Central jars (cached once per machine), a "
-        "single KRaft node on 127.0.0.1. Needs Java 17+ and Maven; with Docker, "
-        "'docker compose up -d kafka' is the alternative.",
-    )
-    kafka_commands = kafka.add_subparsers(dest="kafka_command", metavar="ACTION", required=True)
-    start = kafka_commands.add_parser("start", help="start the broker (provisioning it on first use); prints its address")
-    _add_data_dir(start)
-    start.set_defaults(handler=cmd_kafka_start)
-    status = kafka_commands.add_parser("status", help="is the broker running, and where (exit 0 running, 3 not)")
-    _add_data_dir(status)
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(handler=cmd_kafka_status)
-    stop = kafka_commands.add_parser("stop", help="stop the broker; its data stays for the next start")
-    _add_data_dir(stop)
-    stop.set_defaults(handler=cmd_kafka_stop)
+    from processor.cli_kafka import add_kafka_commands
+
+    add_kafka_commands(commands, _add_data_dir, _settings, _start_local, err_console)
 
     produce = commands.add_parser(
         "produce",
@@ -555,6 +503,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def package_version() -> str:
+    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("axmon")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``kafka reset``, ``alerts ack``, ``metrics``: the words of the command that ran."""
+    words = [args.command, getattr(args, "kafka_command", None), getattr(args, "alerts_command", None)]
+    return " ".join(w for w in words if w)
+
+
+def unexpected_error_line(command: str, exc: BaseException) -> Text:
+    """One line for a bug: the command, the exception's type and first line, the hint."""
+    lines = str(exc).strip().splitlines()
+    line = Text(f"axmon {command}:", style="bold red")
+    line.append(f" unexpected error: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""))
+    line.append(f" (run 'axmon -v {command} ...' for the traceback)")
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -572,6 +545,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
         sys.stderr.close()
         return 0
+    except Exception as exc:  # a bug, not the user's doing: one line, the traceback on -v
+        if args.verbose:
+            err_console.print_exception()
+        err_console.print(unexpected_error_line(command_name(args), exc), soft_wrap=True)
+        return EXIT_SOFTWARE
 
 
 if __name__ == "__main__":

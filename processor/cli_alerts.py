@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.text import Text
 
 from processor.alerting import Ack
-from processor.cli_read import _columns, _table, _utc_offset, human_number, human_time
+from processor.cli_read import _utc_offset, human_number, human_time
+from processor.cli_table import Cell, Column, fit, fitted_table
 from processor.errors import BrokerError, ConfigError
 from processor.queries import Monitor
 from processor.settings import ENV_DB, Settings
@@ -73,16 +74,19 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         print(orjson.dumps({"active": args.active, "tenant": args.tenant, "alerts": rows}).decode())
         return 0
     title = "Active alerts" if args.active else "Alerts"
-    table = _table(title + (f" of {args.tenant}" if args.tenant else ""), f"{len(rows)} shown; local times{_utc_offset()}")
-    _columns(table, ("id", "rule", "severity", "status", "subject", "value", "since", "changed"), right=("value",),
-             flexible=("subject",))
-    for r in rows:
-        table.add_row(
-            r["id"][:8], r["rule"], Text(r["severity"], style=SEVERITY_STYLES.get(r["severity"], "")),
-            Text(r["status"], style=ALERT_STYLES.get(r["status"], "")), Text(_subject(r)),
-            human_number(r["value"]), human_time(r["pending_at"], compact=True), human_time(r["updated_at"], compact=True),
-        )
-    Console(highlight=False).print(table)
+    columns = (Column("id", "id"), Column("rule", keep=8), Column("severity", keep=3), Column("status", keep=9),
+               Column("subject", "text", keep=6), Column("value", keep=5, right=True), Column("since", keep=2),
+               Column("changed", keep=4))
+    cells: list[list[Cell]] = [
+        [Text(r["id"]), Text(r["rule"]), Text(r["severity"], style=SEVERITY_STYLES.get(r["severity"], "")),
+         Text(r["status"], style=ALERT_STYLES.get(r["status"], "")), Text(_subject(r)), human_number(r["value"]),
+         human_time(r["pending_at"], compact=True), human_time(r["updated_at"], compact=True)]
+        for r in rows
+    ]
+    console = Console(highlight=False)
+    widths = fit(columns, cells, console.width)
+    console.print(fitted_table(title + (f" of {args.tenant}" if args.tenant else ""),
+                               f"{len(rows)} shown; local times{_utc_offset()}", columns, widths, cells))
     return 0
 
 

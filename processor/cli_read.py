@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from processor.cli_table import Cell, Column, fit, fitted_table, house_table
 from processor.errors import AxmonError, ConfigError
 from processor.queries import Monitor
 from processor.settings import ENV_DB, Settings
@@ -43,6 +43,10 @@ NICE_INTERVALS_MS = (
 )
 """Intervals the ``metrics`` command picks from when ``--interval`` is not given."""
 TARGET_POINTS = 60
+SCIENTIFIC_FROM = 1e13
+"""Magnitudes from here up print in scientific notation (``1.0e308``), as do durations of
+this many ms (three centuries) or more."""
+SCIENTIFIC_BELOW = 1e-4
 STATUS_STYLES = {
     "pending": "cyan", "running": "yellow", "completed": "green", "failed": "red", "cancelled": "dim",
 }
@@ -50,6 +54,10 @@ STATUS_STYLES = {
 
 class NotFound(AxmonError):
     """What the command was asked to show is not in the database."""
+
+
+class AmbiguousId(AxmonError):
+    """A prefix that starts more than one id: the user must give more of it."""
 
 
 # -- the parser ------------------------------------------------------------------------------
@@ -74,7 +82,7 @@ def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         description="The execution's details and its steps, each with a bar on a shared time axis "
         "(█ finished, ▒ still running).",
     )
-    execution.add_argument("execution_id", metavar="ID", help="the execution id")
+    execution.add_argument("execution_id", metavar="ID", help="the execution id (a unique prefix will do)")
     _add_common(execution)
     execution.set_defaults(handler=cmd_execution)
 
@@ -148,22 +156,31 @@ def cmd_workflows(args: argparse.Namespace) -> int:
         _emit_json({"active": args.active, "tenant": args.tenant, "limit": args.limit, "executions": rows})
         return 0
     title = ("Active" if args.active else "Recent") + " executions" + (f" of {args.tenant}" if args.tenant else "")
-    _console().print(executions_table(rows, title))
+    console = _console()
+    console.print(executions_table(rows, title, console.width))
     return 0
 
 
-def executions_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
-    table = _table(title, f"{len(rows)} shown; local times{_utc_offset()}")
-    _columns(table, ("started", "id", "workflow", "tenant", "status", "steps", "duration", "now / error"),
-             right=("steps", "duration"), flexible=("workflow", "now / error"))
+EXECUTION_COLUMNS = (
+    Column("started", keep=5), Column("id", "id"), Column("workflow", "text", keep=7), Column("tenant", keep=3),
+    Column("status", keep=8), Column("steps", keep=2), Column("duration", keep=4, right=True),
+    Column("now / error", "text", keep=1),
+)
+
+
+def executions_table(rows: Sequence[Mapping[str, Any]], title: str, width: int = 80) -> Table:
+    """Executions, one a row; on a narrow terminal the least needed columns go first (see
+    :data:`EXECUTION_COLUMNS`), the id is always whole."""
+    cells: list[list[Cell]] = []
     for r in rows:
         failed = f" ({r['steps_failed']} failed)" if r["steps_failed"] else ""
-        table.add_row(
+        cells.append([
             human_time(r["started_at"], compact=True), Text(r["id"]), Text(r["workflow_name"] or r["workflow_id"]),
             Text(r["tenant_id"]), _status(r["status"]), f"{r['steps_completed']}/{r['steps_total']}{failed}",
-            human_duration(r["duration"]), Text(r["error_message"] or r["current_step"] or "", overflow="ellipsis"),
-        )
-    return table
+            human_duration(r["duration"]), Text(r["error_message"] or r["current_step"] or ""),
+        ])
+    widths = fit(EXECUTION_COLUMNS, cells, width)
+    return fitted_table(title, f"{len(rows)} shown; local times{_utc_offset()}", EXECUTION_COLUMNS, widths, cells)
 
 
 # -- execution -------------------------------------------------------------------------------
@@ -171,22 +188,41 @@ def executions_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
 
 def cmd_execution(args: argparse.Namespace) -> int:
     with _open(args) as monitor:
-        execution = monitor.get_execution(args.execution_id)
-        if execution is None:
-            raise NotFound(f"no execution {args.execution_id!r} in {monitor.path}")
-        steps = monitor.get_step_executions(args.execution_id)
+        execution = find_execution(monitor, args.execution_id)
+        steps = monitor.get_step_executions(execution["id"])
     if args.json:
         _emit_json({"execution": execution, "steps": steps})
         return 0
     console = _console()
     console.print(execution_details(execution))
-    console.print(steps_timeline(execution, steps, bar_width=max(10, min(60, console.width - 56))))
+    console.print(steps_timeline(execution, steps, console.width))
     return 0
+
+
+CANDIDATES_SHOWN = 5
+
+
+def find_execution(monitor: Monitor, prefix: str) -> dict[str, Any]:
+    """The execution whose id is ``prefix``, or the only one whose id starts with it."""
+    exact = monitor.get_execution(prefix)
+    if exact is not None:
+        return exact
+    matches = monitor.find_execution_ids(prefix, CANDIDATES_SHOWN + 1) if prefix else []
+    if not matches:
+        raise NotFound(f"no execution {prefix!r} in {monitor.path}, nor one whose id starts with it")
+    if len(matches) > 1:
+        more = ", ..." if len(matches) > CANDIDATES_SHOWN else ""
+        raise AmbiguousId(f"{prefix!r} is the start of more than one execution id "
+                          f"({', '.join(matches[:CANDIDATES_SHOWN])}{more}): give more of the id")
+    found = monitor.get_execution(matches[0])
+    if found is None:  # removed between the two reads (retention)
+        raise NotFound(f"execution {matches[0]} is no longer in {monitor.path}")
+    return found
 
 
 def execution_details(e: Mapping[str, Any]) -> Table:
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
+    grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     rows: list[tuple[str, Text | str]] = [
         ("execution", Text(e["id"])),
@@ -211,28 +247,38 @@ def execution_details(e: Mapping[str, Any]) -> Table:
     return grid
 
 
-def steps_timeline(e: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], bar_width: int = TIMELINE_WIDTH) -> Table:
-    """The steps as rows, each with a ``bar_width`` bar on the execution's time axis
-    (:func:`time_axis`)."""
+STEP_COLUMNS = (
+    Column("step", "text", keep=9), Column("status", keep=8), Column("start", keep=5, right=True),
+    Column("duration", keep=7, right=True), Column("retries", keep=2, right=True), Column("tokens", keep=3, right=True),
+    Column("cost", keep=4, right=True), Column("timeline", "bar", keep=6),
+)
+
+
+def steps_timeline(e: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], width: int = 80) -> Table:
+    """The steps as rows, each with a bar on the execution's time axis (:func:`time_axis`) as
+    wide as the terminal leaves room for."""
     axis_start, axis_end = time_axis(e, steps)
-    table = _table("Steps", caption=f"axis {human_time(axis_start)} .. {human_time(axis_end)} "
-                  f"({human_duration(axis_end - axis_start)})")
-    _columns(table, ("step", "status", "start", "duration", "retries", "tokens", "cost", "timeline"),
-             right=("start", "duration", "retries", "tokens", "cost"), flexible=("step",))
+    cells: list[list[Cell]] = []
     for s in steps:
         label = Text(s["step_name"] or s["step_key"])
         if s["error_message"]:
             label.append(f"\n{s['error_message']}", style="red")
+        known = _known_time(s["started_at"])
+        cells.append([
+            label, _status(s["status"]), "+" + human_duration(s["started_at"] - axis_start) if known else "-",
+            human_duration(s["duration"]), human_number(s["retry_count"]), human_number(s["tokens_used"]),
+            human_number(s["cost"]), "",
+        ])
+    widths = fit(STEP_COLUMNS, cells, width)
+    bar_width = widths.get("timeline", 0)
+    for s, row in zip(steps, cells, strict=True):
         running = s["completed_at"] is None
         end = axis_end if running else s["completed_at"]
-        known = _known_time(s["started_at"])
-        bar = timeline_bar(s["started_at"], end, axis_start, axis_end, bar_width, open_ended=running) if known else ""
-        table.add_row(
-            label, _status(s["status"]), "+" + human_duration(s["started_at"] - axis_start) if known else "-",
-            human_duration(s["duration"]), str(s["retry_count"]), human_number(s["tokens_used"]),
-            human_number(s["cost"]), Text(bar, style=STATUS_STYLES.get(s["status"], "")),
-        )
-    return table
+        if bar_width and _known_time(s["started_at"]):
+            bar = timeline_bar(s["started_at"], end, axis_start, axis_end, bar_width, open_ended=running)
+            row[-1] = Text(bar, style=STATUS_STYLES.get(s["status"], ""))
+    caption = f"axis {human_time(axis_start)} .. {human_time(axis_end)} ({human_duration(axis_end - axis_start)})"
+    return fitted_table("Steps", caption, STEP_COLUMNS, widths, cells)
 
 
 def time_axis(e: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
@@ -268,18 +314,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"tenant": args.tenant, "stats": overall, "tenants": tenants})
         return 0
-    table = _table("Workflow stats" + (f" of {args.tenant}" if args.tenant else ""))
     counts = ("total", "pending", "running", "completed", "failed", "cancelled", "avg time", "success")
-    _columns(table, ("tenant", *counts), right=counts, flexible=("tenant",))
-    for row in tenants if args.tenant is None else []:
-        table.add_row(Text(row["tenant_id"]), *_stats_cells(row))
-    table.add_row(Text(args.tenant or "all", style="bold"), *_stats_cells(overall), style="bold")
-    _console().print(table)
+    columns = (Column("tenant", "id"), *(Column(name, keep=10 - n, right=True) for n, name in enumerate(counts)))
+    cells: list[list[Cell]] = [[Text(row["tenant_id"]), *_stats_cells(row)] for row in tenants if args.tenant is None]
+    cells.append([Text(args.tenant or "all", style="bold"), *_stats_cells(overall)])
+    console = _console()
+    widths = fit(columns, cells, console.width)
+    title = "Workflow stats" + (f" of {args.tenant}" if args.tenant else "")
+    console.print(fitted_table(title, None, columns, widths, cells, row_styles=[""] * (len(cells) - 1) + ["bold"]))
     return 0
 
 
 def _stats_cells(s: Mapping[str, Any]) -> list[str]:
-    counts = [f"{s[k]:,}" for k in ("total", "pending", "running", "completed", "failed", "cancelled")]
+    counts = [human_number(s[k]) for k in ("total", "pending", "running", "completed", "failed", "cancelled")]
     return [*counts, human_duration(s["avg_duration"] if s["total"] else None), f"{s['success_rate']:.2f} %"]
 
 
@@ -317,21 +364,22 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if aggregation is None:
         console.print("no samples in this range")
         return 0
-    console.print(aggregation_table(aggregation, unit))
+    console.print(aggregation_table(aggregation, unit, console.width))
     for line in chart_lines(series["data_points"], start, end, interval, console.width - 2, unit):
         console.print(Text(line))
     return 0
 
 
-def aggregation_table(a: Mapping[str, Any], unit: str | None) -> Table:
+def aggregation_table(a: Mapping[str, Any], unit: str | None, width: int = 80) -> Table:
     note = "percentiles exact" if a["exact"] else "percentiles within 1% (merged rollup sketches)"
     hourly = a.get("from_hourly", 0)
     rollups = f"{a['from_rollups']:,} rollup rows ({hourly:,} hourly)" if hourly else f"{a['from_rollups']:,} rollup windows"
-    table = _table(caption=f"{note}; {rollups}, {a['from_raw']:,} raw samples read")
     names = ("count", "avg", "min", "p50", "p95", "p99", "max", "sum")
-    _columns(table, names, right=names)
-    table.add_row(f"{a['count']:,}", *(human_value(a[n], unit) for n in names[1:]))
-    return table
+    keep = {"count": 9, "avg": 8, "max": 7, "p95": 6, "min": 5, "p50": 4, "p99": 3, "sum": 2}
+    columns = [Column(n, keep=keep[n], right=True) for n in names]
+    cells: list[list[Cell]] = [[human_number(a["count"]), *(human_value(a[n], unit) for n in names[1:])]]
+    caption = f"{note}; {rollups}, {a['from_raw']:,} raw samples read"
+    return fitted_table(None, caption, columns, fit(columns, cells, width), cells)
 
 
 def chart_lines(points: Sequence[Mapping[str, Any]], start: int, end: int, interval_ms: int, width: int,
@@ -339,7 +387,7 @@ def chart_lines(points: Sequence[Mapping[str, Any]], start: int, end: int, inter
     """The series as a sparkline (one column per bucket, or per group of buckets when they
     outnumber ``width``; a blank where there are no samples) with its scale and time axis."""
     columns, per_column = chart_columns(points, start, end, interval_ms, max(8, width))
-    known = [v for v in columns if v is not None]
+    known = [v for v in columns if v is not None and not math.isnan(v)]
     if not known:
         return []
     return [
@@ -356,32 +404,39 @@ def chart_columns(points: Sequence[Mapping[str, Any]], start: int, end: int, int
     (count-weighted) so there are at most ``width`` columns; also the buckets per column."""
     buckets = max(1, math.ceil((end - start) / interval_ms))
     per_column = math.ceil(buckets / width)
-    sums = [0.0] * math.ceil(buckets / per_column)
-    counts = [0] * len(sums)
+    members: list[list[tuple[float, int]]] = [[] for _ in range(math.ceil(buckets / per_column))]
     for p in points:
         column = (p["timestamp"] - start) // interval_ms // per_column
-        if 0 <= column < len(sums):
-            sums[column] += p["value"] * p["count"]
-            counts[column] += p["count"]
-    return [s / c if c else None for s, c in zip(sums, counts, strict=True)], per_column
+        if 0 <= column < len(members) and p["value"] is not None:
+            members[column].append((float(p["value"]), int(p["count"])))
+    return [_weighted_mean(m) for m in members], per_column
+
+
+def _weighted_mean(values: Sequence[tuple[float, int]]) -> float | None:
+    """The count-weighted mean of ``(value, count)`` pairs; a sum of shares, so it overflows
+    only where a value is infinite."""
+    total = sum(count for _, count in values)
+    if not total:
+        return None
+    return sum(value * (count / total) for value, count in values)
 
 
 def sparkline(values: Sequence[float | None]) -> str:
-    """One block character per value, scaled between the smallest and largest (``▁`` .. ``█``;
-    all equal: ``▄``); ``None`` is a blank."""
-    known = [v for v in values if v is not None]
-    if not known:
-        return " " * len(values)
-    low, high = min(known), max(known)
+    """One block character per value, scaled between the smallest and largest finite ones
+    (``▁`` .. ``█``; all equal: ``▄``); ``None`` and NaN are blanks, infinities the ends."""
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    low, high = (min(known), max(known)) if known else (0.0, 0.0)
     top = len(SPARK_BLOCKS) - 1
     out = []
     for v in values:
-        if v is None:
+        if v is None or math.isnan(v):
             out.append(" ")
+        elif math.isinf(v):
+            out.append(SPARK_BLOCKS[top if v > 0 else 0])
         elif high == low:
             out.append(SPARK_BLOCKS[top // 2])
-        else:
-            out.append(SPARK_BLOCKS[round((v - low) / (high - low) * top)])
+        else:  # halved, so that high - low cannot overflow
+            out.append(SPARK_BLOCKS[round((v / 2 - low / 2) / (high / 2 - low / 2) * top)])
     return "".join(out)
 
 
@@ -406,13 +461,16 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         _emit_json({"reason": args.reason, "limit": args.limit, "dead_letters": rows})
         return 0
     title = "Dead letters" + (f" ({args.reason})" if args.reason else "")
-    table = _table(title, f"{len(rows)} shown; local times{_utc_offset()}")
-    _columns(table, ("time", "reason", "origin", "key", "detail"), flexible=("key", "detail"))
-    for r in rows:
-        origin = f"{r['topic']}/{r['partition']}/{r['offset']}"
-        table.add_row(human_time(r["timestamp"], compact=True), Text(r["reason"]), Text(origin),
-                      Text(r["key"] or ""), Text(r["detail"]))
-    _console().print(table)
+    columns = (Column("time", keep=3), Column("reason", keep=5), Column("origin", "id"), Column("key", "text", keep=2),
+               Column("detail", "text", keep=4))
+    cells: list[list[Cell]] = [
+        [human_time(r["timestamp"], compact=True), Text(r["reason"]), Text(f"{r['topic']}/{r['partition']}/{r['offset']}"),
+         Text(r["key"] or ""), Text(r["detail"])]
+        for r in rows
+    ]
+    console = _console()
+    widths = fit(columns, cells, console.width)
+    console.print(fitted_table(title, f"{len(rows)} shown; local times{_utc_offset()}", columns, widths, cells))
     return 0
 
 
@@ -431,13 +489,17 @@ def dead_letter_json(row: Mapping[str, Any]) -> dict[str, Any]:
 # -- parsing and humanising (pure) -----------------------------------------------------------
 
 
-def human_time(ms: int | None, tz: tzinfo | None = None, *, compact: bool = False) -> str:
+def human_time(ms: float | None, tz: tzinfo | None = None, *, compact: bool = False) -> str:
     """Epoch ms as ISO-8601 to the second in ``tz`` (default: local), with its UTC offset
-    unless ``compact``; ``-`` for ``None``."""
+    unless ``compact``; ``-`` for ``None``; a time no calendar can show (beyond year 9999, not
+    finite) as ``epoch <ms> ms``."""
     if ms is None:
         return "-"
-    moment = datetime.fromtimestamp(ms / 1000, tz or UTC)
-    moment = moment if tz is not None else moment.astimezone()
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, tz or UTC)
+        moment = moment if tz is not None else moment.astimezone()
+    except (OverflowError, ValueError, OSError):
+        return f"epoch {human_number(ms)} ms"
     return (moment.replace(tzinfo=None) if compact else moment).isoformat(timespec="seconds")
 
 
@@ -448,9 +510,12 @@ def _utc_offset() -> str:
 
 def human_duration(ms: float | None) -> str:
     """``812 ms``, ``2.5 s``, ``4 min 12 s``, ``2 h 5 min``, ``3 d 4 h`` (a zero second unit is
-    left out: ``1 h``); ``-`` for ``None``."""
+    left out: ``1 h``); ``-`` for ``None``; beyond :data:`SCIENTIFIC_FROM` ms (3 centuries) or
+    not finite, the milliseconds as :func:`human_number` writes them (``1.0e308 ms``, ``inf ms``)."""
     if ms is None:
         return "-"
+    if not math.isfinite(ms) or abs(ms) >= SCIENTIFIC_FROM:
+        return f"{human_number(ms)} ms"
     sign, ms = ("-" if ms < 0 else ""), abs(ms)
     if ms < 999.5:
         return f"{sign}{ms:.0f} ms"
@@ -472,14 +537,31 @@ def _two_units(big: int, big_unit: str, small: int, small_unit: str) -> str:
 
 def human_number(value: float | None) -> str:
     """Thousands separators for whole numbers, 4 significant digits below 100, 1 decimal
-    above; ``-`` for ``None``."""
+    above; ``-`` for ``None``; ``inf``, ``-inf``, ``nan`` as such; magnitudes from
+    :data:`SCIENTIFIC_FROM` up and non-zero ones below :data:`SCIENTIFIC_BELOW` in short
+    scientific notation (``1.0e308``, ``4.9e-324``)."""
     if value is None:
         return "-"
-    if float(value).is_integer():
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:,.1f}"
-    return f"{value:.4g}"
+    number = float(value)
+    if not math.isfinite(number):
+        return str(number)
+    if number == 0:
+        return "0"
+    if isinstance(value, int) and abs(value) < SCIENTIFIC_FROM:
+        return f"{value:,}"
+    if abs(number) >= SCIENTIFIC_FROM or 0 < abs(number) < SCIENTIFIC_BELOW:
+        return scientific(number)
+    if number.is_integer():
+        return f"{number:,.0f}"
+    if abs(number) >= 100:
+        return f"{number:,.1f}"
+    return f"{number:.4g}"
+
+
+def scientific(value: float) -> str:
+    """Two significant digits and a bare exponent: ``1.0e308``, ``-2.5e-7``."""
+    mantissa, _, exponent = f"{value:.1e}".partition("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def human_value(value: float | None, unit: str | None) -> str:
@@ -489,21 +571,6 @@ def human_value(value: float | None, unit: str | None) -> str:
     if unit == "ms":
         return human_duration(value)
     return human_number(value) + (f" {unit}" if unit else "")
-
-
-def _table(title: str | None = None, caption: str | None = None) -> Table:
-    """The house table: a light frame, so wide rows still fit an 80-column terminal."""
-    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 0))
-
-
-def _columns(table: Table, names: Sequence[str], right: Sequence[str] = (), flexible: Sequence[str] = ()) -> None:
-    """Add columns, each at least as wide as its name; only the ``flexible`` ones wrap when
-    the terminal is narrow."""
-    for name in names:
-        table.add_column(
-            name, justify="right" if name in right else "left", no_wrap=name not in flexible,
-            min_width=len(name), overflow="fold" if name in flexible else "ellipsis",
-        )
 
 
 def _status(status: str) -> Text:

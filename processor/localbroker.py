@@ -285,9 +285,17 @@ def status(data_dir: Path) -> BrokerStatus:
                         cluster_id=state.cluster_id if state else None)
 
 
+def _running_pid(data_dir: Path) -> int | None:
+    """The pid of the broker running on ``data_dir``, read without its state file."""
+    with suppress(OSError, ValueError):
+        pid = int((data_dir / PID_FILE).read_text().strip())
+        return pid if _is_our_broker(pid, data_dir.resolve()) else None
+    return None
+
+
 def stop(data_dir: Path, timeout: float = 15.0) -> bool:
     """SIGTERM, then SIGKILL after ``timeout`` s; whether a broker was running."""
-    pid = status(data_dir).pid
+    pid = _running_pid(data_dir)
     if pid is not None:
         log.info("stopping the Kafka broker (pid %d)", pid)
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
@@ -303,6 +311,29 @@ def stop(data_dir: Path, timeout: float = 15.0) -> bool:
             raise BrokerError(f"the Kafka broker (pid {pid}) did not stop, even on SIGKILL")
     (data_dir / PID_FILE).unlink(missing_ok=True)
     return pid is not None
+
+
+BROKER_FILES = (STATE_FILE, PID_FILE, LOG_FILE, f"{LOG_FILE}.1", "server.properties", "log4j2.properties", ".lock")
+"""What a start writes into a data directory, besides Kafka's ``data/``."""
+
+
+def reset(data_dir: Path, timeout: float = 15.0) -> bool:
+    """Stop the broker of ``data_dir`` and remove what axmon put there (Kafka's ``data/`` and
+    :data:`BROKER_FILES`; the directory too once empty), so that the next start provisions a
+    new, empty broker. Anything else in the directory is left alone. Whether there was a
+    broker to remove."""
+    data_dir = data_dir.resolve()
+    stop(data_dir, timeout)  # raises, removing nothing, if the broker outlives SIGKILL
+    kafka_data = data_dir / "data"
+    found = kafka_data.is_dir() or (data_dir / STATE_FILE).exists()
+    shutil.rmtree(kafka_data, ignore_errors=True)
+    for name in BROKER_FILES:
+        (data_dir / name).unlink(missing_ok=True)
+    with suppress(OSError):
+        data_dir.rmdir()  # only if nothing else is in it
+    if kafka_data.exists():
+        raise BrokerError(f"could not remove {kafka_data}")
+    return found
 
 
 def _java_cmd(java: str, libs: Path, data_dir: Path, main: str, *args: str) -> list[str]:

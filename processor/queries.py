@@ -165,6 +165,17 @@ class Monitor:
         rows = self._rows(f"{_EXECUTIONS} WHERE id = ?", (execution_id,))
         return _execution(rows[0]) if rows else None
 
+    def find_execution_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """The ids of the executions starting with ``prefix``, in order (at most ``limit``);
+        one range scan of the primary key."""
+        _check_limit(limit)
+        sql = "SELECT id FROM workflow_executions_monitor WHERE id >= ?"
+        params: list[Any] = [prefix]
+        if (above := _prefix_end(prefix)) is not None:
+            sql, params = sql + " AND id < ?", [prefix, above]
+        rows = self._tuples(f"{sql} AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?", (*params, len(prefix), prefix, limit))
+        return [str(r[0]) for r in rows]
+
     def get_recent_executions(self, limit: int = 100, tenant_id: str | None = None) -> list[Row]:
         """The ``limit`` executions with the newest ``started_at`` (ties: id descending), in
         that order, whatever their status."""
@@ -411,7 +422,8 @@ class Monitor:
             "GROUP BY k"
         )
         params = [_segments_json(segments), start, interval_ms, where.metric_type, *where.params]
-        return [(int(k), int(c), float(s)) for k, c, s in self._tuples(sql, params)]
+        # SQLite's SUM of +inf and -inf is NULL: the bucket's sum is then not a number
+        return [(int(k), int(c), math.nan if s is None else float(s)) for k, c, s in self._tuples(sql, params)]
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -697,6 +709,17 @@ def _execution(row: Row) -> Row:
         except orjson.JSONDecodeError:
             pass
     return row
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (SQLite compares text
+    as UTF-8 bytes, which orders like code points); ``None`` when there is none."""
+    for cut in range(len(prefix) - 1, -1, -1):
+        point = ord(prefix[cut]) + 1
+        point += 0x800 if 0xD800 <= point <= 0xDFFF else 0  # no surrogates in UTF-8
+        if point <= 0x10FFFF:
+            return prefix[:cut] + chr(point)
+    return None
 
 
 def _check_range(start: int, end: int) -> None:

@@ -62,7 +62,10 @@ def _value(raw: bytes | None) -> Any:
 
 def render(record: TailRecord) -> str:
     """One record for people: time, partition/offset, key, then the value (pretty JSON)."""
-    when = dt.datetime.fromtimestamp(record.timestamp / 1000).isoformat(timespec="milliseconds")
+    try:
+        when = dt.datetime.fromtimestamp(record.timestamp / 1000).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):  # a producer may stamp any 64-bit time
+        when = f"epoch {record.timestamp} ms"
     head = f"{when}  {record.topic}[{record.partition}]@{record.offset}  key={_text(record.key)}"
     value = _value(record.value)
     body = "(tombstone)" if value is None else orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
