@@ -217,3 +217,28 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[tuple
     partition when it has committed nothing)."""
     committed, ends = await group_offsets(bootstrap, group, topics)
     return {tp: max(0, end - committed[tp]) for tp, end in ends.items()}
+
+
+async def topic_max_message_bytes(bootstrap: str, names: list[str]) -> dict[str, int]:
+    """Topic -> its ``max.message.bytes`` as the broker enforces it (the topic's own setting,
+    else the broker's ``message.max.bytes``): the largest record batch it accepts."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None}) for name in names]
+        limits: dict[str, int] = {}
+        for response in await admin.describe_configs(resources):
+            for _code, _message, _type, name, entries in response.resources:
+                for entry in entries:
+                    if entry[0] == "max.message.bytes" and entry[1] is not None:
+                        limits[name] = int(entry[1])
+        return limits
+    except KafkaError as exc:
+        raise BrokerError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+    finally:
+        await admin.close()

@@ -38,6 +38,9 @@ LOG4J_VERSION = "2.25.3"
 MIN_JAVA = 17
 HOST = "127.0.0.1"
 DEFAULT_PORTS = (9092, 9093)
+MESSAGE_MAX_BYTES = 1_048_588
+"""The broker's ``message.max.bytes``: the largest record batch it accepts (Kafka's default,
+written out so that README and ``axmon produce`` can state it)."""
 JVM_OPTS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
             "-Djava.awt.headless=true")
@@ -131,6 +134,7 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+message.max.bytes={MESSAGE_MAX_BYTES}
 """
 
 

@@ -1,4 +1,6 @@
-"""``axmon produce``: JSON lines from a file or stdin, validated and published."""
+"""``axmon produce``: JSON lines from a file or stdin, validated and published; a line over
+the broker's record limit (its topic's ``max.message.bytes``, read from the broker) or refused
+by it is reported by number, and the others are published."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import BinaryIO
 
 from rich.console import Console
 
-from processor.admin import contract_topics, ensure_topics
+from processor.admin import contract_topics, ensure_topics, topic_max_message_bytes
 from processor.errors import ConfigError
 from processor.settings import Settings
 from producers.client import AxmonProducer, ProducerConfig
@@ -35,14 +37,16 @@ async def run_produce(
     await ensure_topics(bootstrap, contract_topics(settings.topics, settings.partitions))
 
     def report(error: LineError) -> None:
-        console.print(f"line {error.line}: {error.reason}: {error.detail}", markup=False)
+        console.print(f"line {error.line}: {error.reason}: {error.detail}", markup=False, soft_wrap=True)
 
     config = ProducerConfig(bootstrap=bootstrap, topics=settings.topics, source="axmon-produce")
+    limits = await topic_max_message_bytes(bootstrap, [settings.topics.workflow_events, settings.topics.metrics])
     with _open_input(path) as handle:
         async with AxmonProducer(config=config) as producer:
-            result = await produce_lines(producer, handle, strict=strict, on_error=report)
+            result = await produce_lines(producer, handle, strict=strict, on_error=report, max_record_bytes=limits,
+                                         reconnect=lambda: AxmonProducer(config=config))
     console.print(
         f"published {result.published} event(s)"
-        + (f", {len(result.invalid)} invalid line(s) skipped" if result.invalid else "")
+        + (f", {len(result.invalid)} line(s) not published" if result.invalid else "")
     )
     return 1 if result.invalid else 0

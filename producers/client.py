@@ -196,6 +196,16 @@ class AxmonProducer:
             raise ProducerClosedError("the producer is not started (use 'async with' or start())")
         self._tracker.track(await self._kafka.send(topic, value, key=key))
 
+    async def send_record(self, topic: str, key: bytes | None, value: bytes | None) -> asyncio.Future[Any]:
+        """Hand one record to the client and return its delivery future. Unlike
+        :meth:`send_raw`, its outcome is the caller's to judge: :meth:`flush` waits for it but
+        does not raise for it. Raises the client's own error (e.g. a record over its
+        ``max_request_size``) at once."""
+        if self._kafka is None:
+            raise ProducerClosedError("the producer is not started (use 'async with' or start())")
+        future: asyncio.Future[Any] = await self._kafka.send(topic, value, key=key)
+        return future
+
     def note_failure(self, error: BaseException) -> None:
         """Count an event that could not even be handed to the client; the next flush raises."""
         self._tracker.fail(error)
