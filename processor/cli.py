@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from rich.text import Text
 from processor import localbroker
 from processor.errors import AxmonError, ConfigError
 from processor.rules import RuleSet, load_rules
-from processor.settings import ENV_BOOTSTRAP, ENV_KAFKA_DIR, Settings
+from processor.settings import ENV_BOOTSTRAP, ENV_KAFKA_DIR, ENV_TOPIC_PREFIX, Settings
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
@@ -299,9 +300,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from processor.demo import DemoOptions, run_demo
 
+    if args.topic_prefix is None and not os.environ.get(ENV_TOPIC_PREFIX):
+        args.topic_prefix = time.strftime("axmon.demo-%Y%m%d-%H%M%S.")  # each run on its own topics
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings, start_local=True)
-    options = DemoOptions(seconds=args.seconds, executions=args.executions, tenants=args.tenants, seed=args.seed)
+    options = DemoOptions(seconds=args.seconds, executions=args.executions, tenants=args.tenants, seed=args.seed,
+                          keep_db=args.keep_db, local_broker=not settings.bootstrap)
     return asyncio.run(run_demo(settings, bootstrap, options, out_console))
 
 
@@ -474,12 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Starts the local broker unless --bootstrap is given, then the worker and the "
         "sink, runs a simulated workflow engine (tenants, workflows with steps, failures, "
         "retries, metric samples) in real time through the SDK, waits until the database has "
-        "caught up and shows 'axmon stats' and 'axmon workflows' from it.",
+        "caught up and shows 'axmon stats', 'axmon workflows' and 'axmon alerts' from it. Each run "
+        "has its own topics (axmon.demo-<time>., unless --topic-prefix) and a fresh database.",
     )
     demo.add_argument("--seconds", type=float, default=20.0, help="how long the simulated engine runs (default 20)")
     demo.add_argument("--executions", type=int, default=200, help="workflow executions to simulate (default 200)")
     demo.add_argument("--tenants", type=int, default=3, help="tenants (default 3)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
+    demo.add_argument("--keep-db", action="store_true",
+                      help="add to the existing database (default: a fresh one; the one before is kept as <db>.previous)")
     _add_db(demo)
     _add_kafka_options(demo)
     _add_data_dir(demo)
