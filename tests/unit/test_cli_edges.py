@@ -209,3 +209,11 @@ def test_kafka_reset_of_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["kafka", "reset", "-y", "--data-dir", str(tmp_path / "none")]) == 0
     assert "nothing to remove" in capsys.readouterr().err
     assert cli.command_name(cli.build_parser().parse_args(["kafka", "reset"])) == "kafka reset"
+
+
+def test_the_local_broker_states_its_record_limit() -> None:
+    from processor import localbroker
+
+    state = localbroker.BrokerState("c" * 22, 9092, 9093)
+    props = localbroker.server_properties(state, Path("/d"))
+    assert f"message.max.bytes={localbroker.MESSAGE_MAX_BYTES}\n" in props and localbroker.MESSAGE_MAX_BYTES == 1_048_588
