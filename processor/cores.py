@@ -7,7 +7,9 @@ stream time: the largest event time applied so far in that partition, in offset 
 reads each partition in the same order and so decides the same. Stream time is not stored on
 its own: every applied event raises the ``t`` of the entry it lands in, and the entry holding
 the maximum is never removed before stream time moves on, so after a restart the largest ``t``
-among a partition's entries is its stream time again.
+among a partition's entries is its stream time again. (The metrics core keeps two stream times
+per partition, one per lane, each recovered from its own lane's entries: see
+:class:`MetricsCore`.)
 
 Redelivery: every entry carries the offset of the last event applied to it (``o``); an event at
 or below it was applied already. Then the core publishes the entry's current state again, which
