@@ -510,8 +510,10 @@ class MetricsCore:
     window once; a window closed by stream time is published final.
 
     **Two lanes per partition.** The series the worker derives from lifecycle events
-    (:func:`processor.derived.in_derived_lane`, a property of the series, so a window is in
-    one lane) are written back to the metrics topic only when the lifecycle side has processed
+    (:func:`processor.derived.in_derived_lane`: a property of the series, not of a sample's
+    ``source``, so a window is in one lane, and the sink can tell a sample's lane from the
+    sample alone; an engine's own samples of those types with other labels stay raw) are
+    written back to the metrics topic only when the lifecycle side has processed
     their events: after an outage or in a backlog they come after the raw samples engines sent
     meanwhile, however long the outage was. Judged by the raw samples' stream time, they would
     be late. So each lane has its own stream time (the largest event time applied in that lane
@@ -520,14 +522,17 @@ class MetricsCore:
     docstring holds per lane) and closes its own windows; raw samples are judged as before.
 
     Derived samples still arrive out of order in their lane: several lifecycle partitions feed
-    one metrics partition, each at its own pace. A lifecycle event is accepted up to the
-    execution horizon behind its partition's stream time, so a derived sample is at most the
-    horizon plus the skew between lifecycle partitions behind its lane. A closed window of the
+    one metrics partition, each at its own pace. A new execution's event is accepted up to the
+    execution horizon behind its lifecycle partition's stream time, so a derived sample is
+    about the horizon plus the skew between lifecycle partitions behind its lane at most (an
+    event of an execution still in the table is accepted however old it is: an engine that
+    sends a step's end hours late can still exceed it). A closed window of the
     derived lane therefore keeps its whole state (with its samples' id hashes) for
     ``derived_keep_ms`` after it closed: a derived sample for it is folded in (once: the ids
     dedupe re-derivations) and the final rollup is published again (the compacted rollups
-    topic and the sink keep the newest). A derived sample for a window closed longer ago than
-    that is dead-lettered as ``late_derived`` (see :func:`admission_limit`). Alert rules see a
+    topic and the sink keep the newest). A derived sample refused even so (its lane's stream
+    time has passed its window's end + grace + ``derived_keep_ms``) is dead-lettered as
+    ``late_derived`` and counted (see :func:`admission_limit`). Alert rules see a
     derived window when it first closes, not its reopenings.
     """
 

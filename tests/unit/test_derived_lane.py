@@ -174,3 +174,13 @@ def test_the_sink_replaces_a_reopened_final_and_its_hourly_row(tmp_path: Path) -
     stored = conn.execute("SELECT * FROM metric_rollups_hourly").fetchone()
     assert tuple(stored) == hourly_row(series, 0, windows)
     conn.close()
+
+
+def test_the_lane_is_a_property_of_the_series() -> None:
+    from processor.derived import in_derived_lane
+
+    assert in_derived_lane("workflow.step.count", {"workflow": "w", "step": "s", "status": "completed"})
+    assert in_derived_lane("workflow.execution.duration", {"status": "failed", "workflow": "w"})
+    assert not in_derived_lane("workflow.step.duration", {"model": "m"})  # an engine's own series stays raw
+    assert not in_derived_lane("workflow.execution.count", {"workflow": "w", "status": "completed", "host": "h"})
+    assert not in_derived_lane("api.request.duration", {"workflow": "w", "status": "completed"})
