@@ -7,7 +7,9 @@ stream time: the largest event time applied so far in that partition, in offset 
 reads each partition in the same order and so decides the same. Stream time is not stored on
 its own: every applied event raises the ``t`` of the entry it lands in, and the entry holding
 the maximum is never removed before stream time moves on, so after a restart the largest ``t``
-among a partition's entries is its stream time again.
+among a partition's entries is its stream time again. (The metrics core keeps two stream times
+per partition, one per lane, each recovered from its own lane's entries: see
+:class:`MetricsCore`.)
 
 Redelivery: every entry carries the offset of the last event applied to it (``o``); an event at
 or below it was applied already. Then the core publishes the entry's current state again, which
@@ -25,7 +27,7 @@ from typing import Any
 import orjson
 
 from processor.alerting import AlertCore, stale_alert
-from processor.derived import DERIVED_SOURCE, derived_origins, derived_samples
+from processor.derived import derived_origins, derived_samples, in_derived_lane
 from processor.execution import ExecutionState, apply, snapshot, state_from_json, state_to_json
 from processor.records import Emit, Origin, Store, Stream, dead_letter, json_emit
 from processor.stats import Contribution, TenantStats
@@ -54,21 +56,33 @@ class FoldConfig:
     reach further back than this, so the worker must commit at least once per this much
     stream time (it commits every second)."""
 
+    @property
+    def derived_keep_ms(self) -> int:
+        """How long (in the derived lane's stream time) a closed window of a derived series
+        keeps its whole state, to take the derived samples that come late: the execution
+        horizon (lifecycle events are accepted up to that far behind their partition's stream
+        time) plus ``marker_ms`` (for the skew between lifecycle partitions)."""
+        return self.execution_horizon_ms + self.marker_ms
 
-def _partition_stream_time(store: Store, partition: int) -> int:
-    return max((v["t"] for _, v in store.items() if v.get("p") == partition), default=0)
+
+def _partition_stream_time(store: Store, partition: int, belongs: Callable[[dict[str, Any]], bool] | None = None) -> int:
+    return max(
+        (v["t"] for _, v in store.items() if v.get("p") == partition and (belongs is None or belongs(v))), default=0
+    )
 
 
 class _StreamTimes:
-    """Cached per-partition stream times, recomputed from the store when unknown."""
+    """Cached per-partition stream times, recomputed from the store when unknown (from the
+    entries that ``belongs`` accepts, when given: one lane of a partition)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, belongs: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self._store = store
+        self._belongs = belongs
         self._times: dict[int, int] = {}
 
     def get(self, partition: int) -> int:
         if partition not in self._times:
-            self._times[partition] = _partition_stream_time(self._store, partition)
+            self._times[partition] = _partition_stream_time(self._store, partition, self._belongs)
         return self._times[partition]
 
     def advance(self, partition: int, at: int) -> tuple[int, int]:
@@ -144,11 +158,12 @@ def _late_key(p: int, o: int) -> str:
     return f"\x00late/{p}/{o}"
 
 
-def _record_late(store: Store, p: int, o: int, stream_time: int, emit: Emit) -> list[Emit]:
+def _record_late(store: Store, p: int, o: int, stream_time: int, emit: Emit, *, lane: dict[str, Any] | None = None) -> list[Emit]:
     """Dead-letter a late record, and remember the decision: whether a record is late depends
     on the stream time at its offset, which a redelivery after a crash cannot know, so the
-    redelivery repeats the stored decision (see :func:`_late_again`)."""
-    store[_late_key(p, o)] = {"p": p, "o": o, "t": 0, "late": stream_time, "dl": orjson.loads(emit.value or b"{}")}
+    redelivery repeats the stored decision (see :func:`_late_again`). ``lane``: fields that
+    say which of the partition's lanes ``stream_time`` belongs to."""
+    store[_late_key(p, o)] = {"p": p, "o": o, "t": 0, "late": stream_time, "dl": orjson.loads(emit.value or b"{}"), **(lane or {})}
     return [emit]
 
 
@@ -465,6 +480,27 @@ class StatsCore:
 # -- metrics -----------------------------------------------------------------------------------
 
 
+def admission_limit(config: FoldConfig, sample: MetricRecorded) -> tuple[bool, int]:
+    """The lane of ``sample`` (``True``: the derived lane) and the stream time of that lane from
+    which the sample is refused as late. The worker (:class:`MetricsCore`), the sink's raw gate
+    and replay all decide with this one rule, so raw rows and rollups hold the same samples.
+
+    Raw lane: until its window closes (end + grace). Derived lane: ``derived_keep_ms`` longer,
+    as long as a closed window of the lane keeps its state to be reopened."""
+    derived = in_derived_lane(sample.metric_type, sample.labels)
+    start = window_start(sample.occurred_at, config.window_ms)
+    closes = start + config.window_ms + config.grace_ms
+    return derived, closes + config.derived_keep_ms if derived else closes
+
+
+def _in_lane(derived: bool) -> Callable[[dict[str, Any]], bool]:
+    return (lambda entry: bool(entry.get("d"))) if derived else (lambda entry: not entry.get("d"))
+
+
+_DERIVED = {"d": 1}
+"""The flag of every entry of the derived lane (open windows, closed windows, late markers)."""
+
+
 class MetricsCore:
     """Folds metric samples into tumbling event-time windows (key: series and window start).
 
@@ -472,6 +508,32 @@ class MetricsCore:
     (the final rollup), late markers, and one partition record per partition. Rollups are
     published coalesced: a changed window is marked dirty and :meth:`flush` publishes each dirty
     window once; a window closed by stream time is published final.
+
+    **Two lanes per partition.** The series the worker derives from lifecycle events
+    (:func:`processor.derived.in_derived_lane`: a property of the series, not of a sample's
+    ``source``, so a window is in one lane, and the sink can tell a sample's lane from the
+    sample alone; an engine's own samples of those types with other labels stay raw) are
+    written back to the metrics topic only when the lifecycle side has processed
+    their events: after an outage or in a backlog they come after the raw samples engines sent
+    meanwhile, however long the outage was. Judged by the raw samples' stream time, they would
+    be late. So each lane has its own stream time (the largest event time applied in that lane
+    of the partition, in offset order; entries of the derived lane carry ``"d"``, and each
+    lane's stream time is recovered from its own entries' ``t``, so the invariant of the module
+    docstring holds per lane) and closes its own windows; raw samples are judged as before.
+
+    Derived samples still arrive out of order in their lane: several lifecycle partitions feed
+    one metrics partition, each at its own pace. A new execution's event is accepted up to the
+    execution horizon behind its lifecycle partition's stream time, so a derived sample is
+    about the horizon plus the skew between lifecycle partitions behind its lane at most (an
+    event of an execution still in the table is accepted however old it is: an engine that
+    sends a step's end hours late can still exceed it). A closed window of the
+    derived lane therefore keeps its whole state (with its samples' id hashes) for
+    ``derived_keep_ms`` after it closed: a derived sample for it is folded in (once: the ids
+    dedupe re-derivations) and the final rollup is published again (the compacted rollups
+    topic and the sink keep the newest). A derived sample refused even so (its lane's stream
+    time has passed its window's end + grace + ``derived_keep_ms``) is dead-lettered as
+    ``late_derived`` and counted (see :func:`admission_limit`). Alert rules see a
+    derived window when it first closes, not its reopenings.
     """
 
     def __init__(self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None) -> None:
@@ -479,23 +541,34 @@ class MetricsCore:
         self.config = config
         self.alerts = alerts
         """Evaluates alert rules on each window closed by stream time."""
-        self.times = _StreamTimes(store)
+        self.times = _StreamTimes(store, _in_lane(False))
+        """The raw lane's stream times."""
+        self.derived_times = _StreamTimes(store, _in_lane(True))
+        """The derived lane's stream times."""
         self.dirty: set[str] = set()
         self.idle_published: set[str] = set()
         self.counters: dict[str, int] = {}
         self._repaired: set[int] = set()
-        self.deadlines = _Deadlines(store, self._due)
+        self.deadlines = _Deadlines(store, lambda entry: self._due(entry, derived=False))
+        self.derived_deadlines = _Deadlines(store, lambda entry: self._due(entry, derived=True))
         self._idle: list[tuple[int, str]] | None = None
         """Open windows by the wall-clock time of their idle close, built lazily."""
 
-    def _due(self, entry: dict[str, Any]) -> int | None:
+    def _due(self, entry: dict[str, Any], *, derived: bool) -> int | None:
+        """When (in the stream time of its lane) a sweep has something to do with ``entry``;
+        ``None`` for the entries of the other lane."""
+        if bool(entry.get("d")) != derived:
+            return None
         if "late" in entry:
             return int(entry["late"]) + self.config.marker_ms
         if "closed" in entry:
-            return int(entry["closed"]) + self.config.marker_ms
+            return int(entry["closed"]) + (self.config.derived_keep_ms if derived else self.config.marker_ms)
         if "start" in entry:
             return int(entry["end"]) + self.config.grace_ms
         return None
+
+    def _lane(self, derived: bool) -> tuple[_StreamTimes, _Deadlines]:
+        return (self.derived_times, self.derived_deadlines) if derived else (self.times, self.deadlines)
 
     def _arm_idle(self, wkey: str, end: int) -> None:
         """(Re)arm the wall-clock close of an open window."""
@@ -515,8 +588,9 @@ class MetricsCore:
 
     def forget(self) -> None:
         """Drop what is cached from the store (after a restart or a rebalance)."""
-        self.times.forget()
-        self.deadlines.forget()
+        for times, deadlines in (self._lane(False), self._lane(True)):
+            times.forget()
+            deadlines.forget()
         self._repaired.clear()
         self._idle = None
 
@@ -527,7 +601,7 @@ class MetricsCore:
             return []
         self._repaired.add(p)
         return [
-            json_emit(Stream.METRIC_ROLLUPS, entry["rk"], entry["rollup"])
+            json_emit(Stream.METRIC_ROLLUPS, entry["rk"], _final_rollup(entry))
             for _, entry in self.store.items()
             if entry.get("p") == p and "closed" in entry
         ] + ([] if self.alerts is None else self.alerts.repair(p))
@@ -542,17 +616,8 @@ class MetricsCore:
         if meta is not None and o <= meta["o"]:
             self._count("redelivered")  # applied before a sweep that has closed its window
             return self._repair(p)
-        stream_time = self.times.get(p)
         size, grace = self.config.window_ms, self.config.grace_ms
         start = window_start(sample.occurred_at, size)
-        if start + size + grace <= stream_time:
-            if sample.source == DERIVED_SOURCE:
-                self._count("late_derived")  # re-derived after a crash, or lifecycle lagging
-                return []
-            self._count("late")
-            detail = f"window [{start}, {start + size}) closed at stream time {start + size + grace} (now {stream_time})"
-            self.deadlines.push(p, stream_time + self.config.marker_ms, _late_key(p, o))
-            return _record_late(self.store, p, o, stream_time, dead_letter("late", detail, origin, key, raw))
         series = series_of(sample)
         wkey = window_key(series, start)
         entry = self.store.get(wkey)
@@ -560,36 +625,75 @@ class MetricsCore:
             self._count("redelivered")
             self.dirty.add(wkey)
             return self._repair(p)
+        derived, refused_from = admission_limit(self.config, sample)
+        times, deadlines = self._lane(derived)
+        stream_time = times.get(p)
+        if refused_from <= stream_time:
+            reason = "late_derived" if derived else "late"
+            self._count(reason)
+            lane = "derived" if derived else "raw"
+            detail = f"window [{start}, {start + size}) refused from {lane} stream time {refused_from} (now {stream_time})"
+            deadlines.push(p, stream_time + self.config.marker_ms, _late_key(p, o))
+            return _record_late(self.store, p, o, stream_time, dead_letter(reason, detail, origin, key, raw),
+                                lane=_DERIVED if derived else None)
+        if derived and (entry is not None and "closed" in entry or entry is None and start + size + grace <= stream_time):
+            return self._fold_closed(wkey, entry, MetricWindow(series, start, start + size), sample, p, o)
         window = MetricWindow.from_json(entry) if entry is not None else MetricWindow(series, start, start + size)
         if window.has(sample.event_id):
             self._count("duplicate")
             return []
         window = window.add(sample)
-        self.store[wkey] = {**window.to_json(), "p": p, "o": o}
+        self.store[wkey] = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
         self._count("applied")
         self.dirty.add(wkey)
         if entry is None:
-            self.deadlines.push(p, window.end + grace, wkey)
+            deadlines.push(p, window.end + grace, wkey)
             self._arm_idle(wkey, window.end)
         elif wkey in self.idle_published:
             self._arm_idle(wkey, window.end)
-        before, after = self.times.advance(p, sample.occurred_at)
+        before, after = times.advance(p, sample.occurred_at)
         if _crossed(before, after, self.config.sweep_interval_ms):
-            return self.sweep(p, o)
+            return self.sweep(p, o, derived=derived)
         return []
 
-    def sweep(self, p: int, o: int) -> list[Emit]:
-        """Publish as final the windows of ``p`` that stream time has closed, and leave a closed
-        marker with the final rollup (for repairs) until ``marker_ms`` later; drop old markers.
+    def _fold_closed(
+        self, wkey: str, entry: dict[str, Any] | None, empty: MetricWindow, sample: MetricRecorded, p: int, o: int
+    ) -> list[Emit]:
+        """A derived sample for a window its lane has closed (its closed marker ``entry``, or
+        none when the sample is the window's first): fold it into the window's state and
+        publish the final rollup again. The sample is older than the lane's stream time, which
+        therefore stays."""
+        window = MetricWindow.from_json(entry["w"]) if entry is not None else empty
+        if window.has(sample.event_id):
+            self._count("duplicate")
+            return []
+        closed = int(entry["closed"]) if entry is not None else self.derived_times.get(p)
+        window = window.add(sample)
+        rkey = rollup_key(window.series, window.start)
+        self.store[wkey] = {"p": p, "o": o, "t": window.max_event_time, "closed": closed, "rk": rkey.decode(),
+                            "w": window.to_json(), **_DERIVED}
+        if entry is None:
+            self.derived_deadlines.push(p, closed + self.config.derived_keep_ms, wkey)
+        self._count("applied")
+        self._count("reopened")
+        return [json_emit(Stream.METRIC_ROLLUPS, rkey, window.rollup(final=True))]
+
+    def sweep(self, p: int, o: int, *, derived: bool = False) -> list[Emit]:
+        """Publish as final the windows of one lane of ``p`` that its stream time has closed,
+        and leave a closed marker until ``marker_ms`` later (the final rollup, for repairs), or
+        in the derived lane ``derived_keep_ms`` later (the whole window, to be reopened); drop
+        old markers.
 
         First a partition record notes this offset: every record at or below it was processed
         before the sweep. Table writes persist as a prefix, so whenever a closing persisted,
         that record did too, and a redelivered sample of a closed window is recognised."""
-        stream_time = self.times.get(p)
-        due = self.deadlines.due(p, stream_time)
+        times, deadlines = self._lane(derived)
+        stream_time = times.get(p)
+        due = deadlines.due(p, stream_time)
         if not due:
             return []
         self.store[_meta_key(p)] = {"p": p, "o": o, "t": 0}
+        keep = self.config.derived_keep_ms if derived else self.config.marker_ms
         emits = []
         for wkey, entry in due:
             if "late" in entry or "closed" in entry:
@@ -599,8 +703,9 @@ class MetricsCore:
             rkey = rollup_key(window.series, window.start)
             rollup = window.rollup(final=True)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rkey, rollup))
-            self.store[wkey] = {"p": p, "o": entry["o"], "t": entry["t"], "closed": stream_time, "rk": rkey.decode(), "rollup": rollup}
-            self.deadlines.push(p, stream_time + self.config.marker_ms, wkey)
+            marker = {"p": p, "o": entry["o"], "t": entry["t"], "closed": stream_time, "rk": rkey.decode()}
+            self.store[wkey] = {**marker, "w": window.to_json(), **_DERIVED} if derived else {**marker, "rollup": rollup}
+            deadlines.push(p, stream_time + keep, wkey)
             self.dirty.discard(wkey)
             self.idle_published.discard(wkey)
             self._count("closed")
@@ -655,3 +760,8 @@ class MetricsCore:
         self.dirty.clear()
         return emits
 
+
+
+def _final_rollup(entry: dict[str, Any]) -> dict[str, Any]:
+    """The final rollup of a closed marker (a derived one keeps the whole window)."""
+    return entry["rollup"] if "rollup" in entry else MetricWindow.from_json(entry["w"]).rollup(final=True)

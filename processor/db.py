@@ -216,7 +216,7 @@ the table empty: its older hours are read from the window rows, as before."""
 MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 """Version -> the SQL that brings version - 1 to it."""
 
-SINK_TABLES = frozenset({"sink_offsets", "sink_status"})
+SINK_TABLES = frozenset({"sink_offsets", "sink_status", "sink_derived_times"})
 """The sink's own bookkeeping: not part of the materialised state."""
 
 SINK_STATUS = """
@@ -228,6 +228,18 @@ CREATE TABLE IF NOT EXISTS sink_status (
 """One row: when the sink last wrote a batch (same transaction as ``sink_offsets``). Not
 versioned: created if missing on every open for writing, so older databases keep their schema
 version and older axmon versions ignore it."""
+
+
+SINK_DERIVED_TIMES = """
+CREATE TABLE IF NOT EXISTS sink_derived_times (
+  topic TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  stream_time INTEGER NOT NULL,    -- largest event time of derived-lane samples applied from it
+  PRIMARY KEY (topic, partition)
+)
+"""
+"""The metrics partitions' derived-lane stream times (see :func:`processor.cores.admission_limit`),
+written with ``sink_offsets``; not versioned, like ``sink_status`` (a missing row is 0)."""
 
 
 def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
@@ -247,6 +259,7 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = 30000")
         migrate(conn)
         conn.execute(SINK_STATUS)
+        conn.execute(SINK_DERIVED_TIMES)
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{path}: {exc}") from exc
     return _configure(conn)

@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Set
+from collections.abc import Mapping, Set
 
 from processor.execution import ExecutionState
 from schemas.events import MetricRecorded
 
 DERIVED_SOURCE = "axmon.processor"
+DERIVED_LABELS: dict[str, frozenset[str]] = {
+    "workflow.execution.count": frozenset({"workflow", "status"}),
+    "workflow.execution.duration": frozenset({"workflow", "status"}),
+    "workflow.step.count": frozenset({"workflow", "step", "status"}),
+    "workflow.step.duration": frozenset({"workflow", "step", "status"}),
+}
+"""The series this module derives: metric type -> its label keys."""
 _NAMESPACE = uuid.UUID("6f1d3c2a-7a55-4f5e-9a1b-3c1e0d5a9b77")
 
 
@@ -33,6 +40,14 @@ def derived_id(event_id: str, metric_type: str) -> str:
     """The id of the sample of ``metric_type`` derived from the event ``event_id`` (uuid5:
     cached, as the same ids are asked for again at each event of an execution)."""
     return str(uuid.uuid5(_NAMESPACE, f"{metric_type}|{event_id}"))
+
+
+def in_derived_lane(metric_type: str, labels: Mapping[str, str]) -> bool:
+    """Whether a series is one this module derives (a metric type of :data:`DERIVED_LABELS`
+    with exactly its label keys). A function of the series, not of a sample's ``source``, so
+    all samples of a window share one lane (see :class:`processor.cores.MetricsCore`)."""
+    keys = DERIVED_LABELS.get(metric_type)
+    return keys is not None and len(labels) == len(keys) and all(k in labels for k in keys)
 
 
 def derived_origins(state: ExecutionState) -> set[str]:

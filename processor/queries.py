@@ -23,6 +23,12 @@ merged sketches and are within a relative 1% of the true nearest-rank value
 (:data:`processor.sketch.DEFAULT_RELATIVE_ACCURACY`; values within 1e-9 of zero count as zero),
 and ``exact`` is ``False``.
 
+A final row equals its window's raw samples once the sink has caught up with the worker. Until
+then a window that took a sample after its final was published (a derived window reopened by a
+late derived sample, see :class:`processor.cores.MetricsCore`, or an idle window published final
+by the wall clock) may have its raw sample stored before the worker's new rollup row: the query
+misses that sample until the sink has the new row, which replaces the final one.
+
 Window intervals of different sizes (after the worker's ``--window-ms`` changed) that overlap
 each other are read from raw samples; a window that starts before ``start`` is an edge window
 and is never read from rollups.

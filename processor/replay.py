@@ -115,7 +115,8 @@ class _Rebuild:
             self._take(self.metrics.process(event, origin, value or b"", key))
             if self.gate.admit(origin.partition, event):
                 self.batch.add_sample(event)
-        self.batch.consumed(origin.topic, origin.partition, origin.offset + 1, self.gate.stream_times.get(origin.partition, 0))
+        self.batch.consumed(origin.topic, origin.partition, origin.offset + 1, self.gate.stream_times.get(origin.partition, 0),
+                            self.gate.derived_times.get(origin.partition, 0))
 
     def ack_record(self, origin: Origin, key: bytes | None, value: bytes | None) -> None:
         try:

@@ -14,9 +14,10 @@ A kill at any moment leaves the database at the end of some transaction, with th
 match it: the next start resumes exactly there. Every write is an idempotent upsert of a
 snapshot (or an insert-or-ignore by id), so even writing a batch twice would change nothing.
 
-Raw samples get the same lateness rule as the worker's windows, judged by the metrics
-partition's stream time (stored with the offsets), so the raw table holds exactly the samples
-the rollups count.
+Raw samples get the same lateness rule as the worker's windows
+(:func:`processor.cores.admission_limit`), judged by the stream time of the sample's lane of its
+metrics partition (stored with the offsets: the raw lane's in ``sink_offsets``, the derived
+lane's in ``sink_derived_times``), so the raw table holds exactly the samples the rollups count.
 """
 
 from __future__ import annotations
@@ -35,13 +36,12 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import OffsetAndMetadata
 
 from processor.admin import partition_counts
-from processor.cores import FoldConfig
+from processor.cores import FoldConfig, admission_limit
 from processor.db import open_for_writing
 from processor.errors import BrokerError
 from processor.settings import Settings
-from processor.sinkdb import Retention, SinkBatch, cleanup, stored_offsets, write_batch
+from processor.sinkdb import Retention, SinkBatch, cleanup, stored_derived_times, stored_offsets, write_batch
 from processor.supervise import run_restarting
-from processor.windows import window_start
 from schemas.codec import decode_event
 from schemas.errors import InvalidEvent
 from schemas.events import MetricRecorded
@@ -51,19 +51,24 @@ log = logging.getLogger(__name__)
 
 
 class RawSampleGate:
-    """Admits a raw sample unless its window had closed by its partition's stream time: the
-    worker's rule (:class:`processor.cores.MetricsCore`), applied to the same offsets."""
+    """Admits a raw sample unless the worker refuses it as late: the worker's own rule
+    (:func:`processor.cores.admission_limit`), judged by the stream time of the sample's lane
+    of its partition, applied to the same offsets."""
 
-    def __init__(self, fold: FoldConfig, stream_times: dict[int, int]) -> None:
+    def __init__(self, fold: FoldConfig, stream_times: dict[int, int], derived_times: dict[int, int] | None = None) -> None:
         self._fold = fold
         self.stream_times = dict(stream_times)
+        """Per partition: the raw lane's stream time."""
+        self.derived_times = dict(derived_times or {})
+        """Per partition: the derived lane's stream time."""
 
     def admit(self, partition: int, sample: MetricRecorded) -> bool:
-        stream_time = self.stream_times.get(partition, 0)
-        start = window_start(sample.occurred_at, self._fold.window_ms)
-        if start + self._fold.window_ms + self._fold.grace_ms <= stream_time:
+        derived, refused_from = admission_limit(self._fold, sample)
+        times = self.derived_times if derived else self.stream_times
+        stream_time = times.get(partition, 0)
+        if refused_from <= stream_time:
             return False
-        self.stream_times[partition] = max(stream_time, sample.occurred_at)
+        times[partition] = max(stream_time, sample.occurred_at)
         return True
 
 
@@ -89,10 +94,12 @@ class BatchBuilder:
         self.counters.by_topic[topic] = self.counters.by_topic.get(topic, 0) + 1
         batch.records += 1
         stream_time = 0
+        derived_time = None
         try:
             if topic == self.topics.metrics:
                 self._sample(batch, partition, value)
                 stream_time = self.gate.stream_times.get(partition, 0)
+                derived_time = self.gate.derived_times.get(partition, 0)
             elif value is None:
                 pass  # a tombstone: the execution left the worker; its row stays
             elif topic == self.topics.execution_state:
@@ -106,7 +113,7 @@ class BatchBuilder:
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             self.counters.invalid += 1
             log.warning("skipping an unreadable record %s/%d/%d: %r", topic, partition, offset, exc)
-        batch.consumed(topic, partition, offset + 1, stream_time)
+        batch.consumed(topic, partition, offset + 1, stream_time, derived_time)
 
     def _sample(self, batch: SinkBatch, partition: int, value: bytes | None) -> None:
         try:
@@ -165,6 +172,7 @@ class SinkRunner:
             gate = RawSampleGate(
                 self.settings.fold,
                 {p: st for (t, p), (_, st) in offsets.items() if t == self.topics.metrics},
+                {p: st for (t, p), st in stored_derived_times(conn).items() if t == self.topics.metrics},
             )
             builder = BatchBuilder(self.topics, gate, self.counters)
             consumer = await self._consumer(offsets)

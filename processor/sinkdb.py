@@ -40,6 +40,8 @@ class SinkBatch:
     """Alert records in offset order (each is a transition)."""
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     """(topic, partition) -> (next offset, stream time)"""
+    derived_times: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> the derived lane's stream time (metrics partitions)"""
     records: int = 0
 
     def add_execution(self, snapshot: dict[str, Any]) -> None:
@@ -59,8 +61,10 @@ class SinkBatch:
             raise KeyError(f"not an alert record: {str(record)[:80]}")
         self.alerts.append(record)
 
-    def consumed(self, topic: str, partition: int, next_offset: int, stream_time: int) -> None:
+    def consumed(self, topic: str, partition: int, next_offset: int, stream_time: int, derived_time: int | None = None) -> None:
         self.offsets[(topic, partition)] = (next_offset, stream_time)
+        if derived_time is not None:
+            self.derived_times[(topic, partition)] = derived_time
 
     def __len__(self) -> int:
         return len(self.executions) + len(self.rollups) + len(self.samples) + len(self.dead_letters) + len(self.alerts)
@@ -83,6 +87,11 @@ def write_batch(conn: sqlite3.Connection, batch: SinkBatch, *, written_at_ms: in
             "stream_time = excluded.stream_time",
             [(t, p, o, st) for (t, p), (o, st) in batch.offsets.items()],
         )
+        conn.executemany(
+            "INSERT INTO sink_derived_times(topic, partition, stream_time) VALUES (?, ?, ?) "
+            "ON CONFLICT(topic, partition) DO UPDATE SET stream_time = excluded.stream_time",
+            [(t, p, st) for (t, p), st in batch.derived_times.items()],
+        )
         conn.execute(
             "INSERT INTO sink_status(id, last_write_at) VALUES (1, ?) "
             "ON CONFLICT(id) DO UPDATE SET last_write_at = excluded.last_write_at",
@@ -99,6 +108,11 @@ def stored_offsets(conn: sqlite3.Connection) -> dict[tuple[str, int], tuple[int,
         (row[0], row[1]): (row[2], row[3])
         for row in conn.execute("SELECT topic, partition, next_offset, stream_time FROM sink_offsets")
     }
+
+
+def stored_derived_times(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+    """The derived lane's stream time of each metrics partition, as the sink stored it."""
+    return {(row[0], row[1]): row[2] for row in conn.execute("SELECT topic, partition, stream_time FROM sink_derived_times")}
 
 
 # -- executions and per-tenant stats ---------------------------------------------------------------

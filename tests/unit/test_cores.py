@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore
-from processor.derived import DERIVED_SOURCE
 from processor.records import Emit, Origin, Stream
 from processor.stats import TenantStats, stats_of_snapshots
 from producers.factory import EventFactory
@@ -235,15 +234,6 @@ def test_resent_samples_count_once_and_redeliveries_change_nothing() -> None:
     assert (rollup["count"], rollup["sum"], rollup["final"]) == (2, 6.0, False)
     assert core.counters == {"applied": 2, "duplicate": 1, "redelivered": 1}
     assert core.flush() == []  # coalesced: nothing changed since
-
-
-def test_late_derived_samples_are_dropped_not_dead_lettered() -> None:
-    f = EventFactory()
-    core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
-    feed_metrics(core, [sample(f, 10_000)])
-    derived = MetricRecorded(event_id="d", occurred_at=10, source=DERIVED_SOURCE, metric_type="workflow.step.count", value=1)
-    assert core.process(derived, origin(1), encode_event(derived), None) == []
-    assert core.counters["late_derived"] == 1
 
 
 def test_idle_windows_are_published_final_by_the_wall_clock_and_stay_open() -> None:
