@@ -38,6 +38,7 @@ from processor.admin import partition_counts
 from processor.cores import FoldConfig
 from processor.db import open_for_writing
 from processor.errors import BrokerError
+from processor.routing import home_of
 from processor.settings import Settings
 from processor.sinkdb import Retention, SinkBatch, cleanup, stored_offsets, write_batch
 from processor.supervise import run_restarting
@@ -54,9 +55,15 @@ class RawSampleGate:
     """Admits a raw sample unless its window had closed by its partition's stream time: the
     worker's rule (:class:`processor.cores.MetricsCore`), applied to the same offsets."""
 
-    def __init__(self, fold: FoldConfig, stream_times: dict[int, int]) -> None:
+    def __init__(self, fold: FoldConfig, stream_times: dict[int, int], partitions: int | None = None) -> None:
         self._fold = fold
         self.stream_times = dict(stream_times)
+        self.partitions = partitions
+        """The metrics topic's partition count (``None``: every sample is at home)."""
+
+    def misrouted(self, partition: int, sample: MetricRecorded) -> bool:
+        """Not on its series' partition: the worker forwarded it, and the copy is what counts."""
+        return self.partitions is not None and home_of(sample, self.partitions) != partition
 
     def admit(self, partition: int, sample: MetricRecorded) -> bool:
         stream_time = self.stream_times.get(partition, 0)
@@ -72,6 +79,7 @@ class SinkCounters:
     records: int = 0
     batches: int = 0
     late_samples: int = 0
+    misrouted: int = 0
     invalid: int = 0
     by_topic: dict[str, int] = field(default_factory=dict)
 
@@ -117,7 +125,9 @@ class BatchBuilder:
         if not isinstance(event, MetricRecorded):
             self.counters.invalid += 1
             return
-        if self.gate.admit(partition, event):
+        if self.gate.misrouted(partition, event):
+            self.counters.misrouted += 1
+        elif self.gate.admit(partition, event):
             batch.add_sample(event)
         else:
             self.counters.late_samples += 1
@@ -168,6 +178,7 @@ class SinkRunner:
             )
             builder = BatchBuilder(self.topics, gate, self.counters)
             consumer = await self._consumer(offsets)
+            gate.partitions = (await partition_counts(self.bootstrap, [self.topics.metrics]))[self.topics.metrics]
             try:
                 await self._loop(conn, consumer, builder, until_idle_s, on_batch)
             finally:

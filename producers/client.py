@@ -81,6 +81,11 @@ def partition_for(key: bytes | None, all_partitions: Sequence[int], available: S
     return all_partitions[h % len(all_partitions)]
 
 
+def home_partition(key: bytes, partitions: int) -> int:
+    """The partition of ``partitions`` that Kafka's default partitioner gives ``key``."""
+    return _key_hash(key) % partitions
+
+
 class DeliveryTracker:
     """Counts sends in flight and remembers failures until the next ``flush``."""
 
