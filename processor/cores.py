@@ -201,12 +201,11 @@ class LifecycleCore:
         derive: bool = True,
         clock: Callable[[], int] | None = None,
         stale_after_ms: int = 0,
-        partitions: int | None = None,
+        router: Router | None = None,
     ) -> None:
         self.store = store
         self.config = config
-        self.router = Router(partitions)
-        """``partitions``: the source topic's partition count, by which records are routed."""
+        self.router = router or Router(None)
         self.derive = derive
         """Publish derived samples and stats contributions. Replay turns this off: it reads
         derived samples back from the metrics topic and the sink keeps the stats."""
@@ -497,12 +496,11 @@ class MetricsCore:
     """
 
     def __init__(
-        self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None, *, partitions: int | None = None
+        self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None, *, router: Router | None = None
     ) -> None:
         self.store = store
         self.config = config
-        self.router = Router(partitions)
-        """``partitions``: the source topic's partition count, by which samples are routed."""
+        self.router = router or Router(None)
         self.alerts = alerts
         """Evaluates alert rules on each window closed by stream time."""
         self.times = _StreamTimes(store)

@@ -42,6 +42,7 @@ from processor.cores import LifecycleCore, MetricsCore, decode_input
 from processor.db import open_for_writing
 from processor.errors import BrokerError, ConfigError
 from processor.records import Emit, Origin, Stream, dead_letter, origin_of
+from processor.routing import Router
 from processor.rules import RuleSet
 from processor.settings import Settings
 from processor.sink import RawSampleGate
@@ -94,9 +95,10 @@ class _Rebuild:
         self.topics = settings.topics
         self.plan = plan
         self.conn = conn
-        self.lifecycle = LifecycleCore({}, settings.fold, derive=False)  # type: ignore[arg-type]
+        self.router = Router(None)
+        self.lifecycle = LifecycleCore({}, settings.fold, derive=False, router=self.router)  # type: ignore[arg-type]
         self.alerts = AlertCore({}, plan.rules)  # type: ignore[arg-type]
-        self.metrics = MetricsCore({}, settings.fold, self.alerts)  # type: ignore[arg-type]
+        self.metrics = MetricsCore({}, settings.fold, self.alerts, router=self.router)  # type: ignore[arg-type]
         self.gate = RawSampleGate(settings.fold, {})
         self.window_ms = settings.window_ms
         self.batch = SinkBatch()
@@ -104,8 +106,7 @@ class _Rebuild:
 
     def route(self, counts: dict[str, int]) -> None:
         """Route by the source topics' partition counts, as the worker does."""
-        self.lifecycle.router.partitions = counts[self.topics.workflow_events]
-        self.metrics.router.partitions = self.gate.partitions = counts[self.topics.metrics]
+        self.router.partitions = self.gate.partitions = counts[self.topics.workflow_events]
 
     def lifecycle_record(self, origin: Origin, key: bytes | None, value: bytes | None) -> None:
         event = decode_input(LifecycleEvent, value, origin, key)

@@ -49,6 +49,7 @@ from processor.cores import (
 )
 from processor.faust_patches import consumer_bookkeeping, patch_faust_commit_offsets, patch_faust_flow_control, task_stacks
 from processor.records import Emit, Origin, Stream, dead_letter, origin_of
+from processor.routing import Router
 from processor.rules import RuleSet
 from processor.settings import Settings
 from processor.stall import Progress, StallState, observe, stalled_for
@@ -138,13 +139,14 @@ class Worker:
         self.tenant_stats = app.Table(TABLES[1], **table)
         self.windows = app.Table(TABLES[2], **table)
         self.alert_states = app.Table(TABLES[3], **table)
+        router = Router(n)  # one for both source topics (co-partitioned): one warning per source
         self.lifecycle = LifecycleCore(
             TableStore(self.executions), self.fold, clock=lambda: int(time.time() * 1000), stale_after_ms=settings.stale_after_ms,
-            partitions=n,
+            router=router,
         )
         self.stats = StatsCore(TableStore(self.tenant_stats))
         self.alerts = AlertCore(TableStore(self.alert_states), rules)
-        self.metrics = MetricsCore(TableStore(self.windows), self.fold, self.alerts, partitions=n)
+        self.metrics = MetricsCore(TableStore(self.windows), self.fold, self.alerts, router=router)
         self.acks_topic = app.topic(self.topics.alert_acks, **source)
         self.ticks_topic = app.topic(self.topics.liveness_ticks, **source)
         self.dead_letters: dict[str, int] = {}
