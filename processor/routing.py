@@ -54,7 +54,8 @@ def copy_seen(applied: dict[str, int] | None, origin: Origin) -> bool:
     """``origin`` is a copy of an original at or below one whose copy was applied already;
     ``applied``: per original source ``"topic/partition"``, the offset of the last original
     whose copy was applied. Copies of one source reach their home in the source's offset
-    order, so a copy at or below that mark was met before (an original forwarded again after
+    order (one agent forwards them in order; the producer sends one batch per partition at a
+    time), so a copy at or below that mark was met before (an original forwarded again after
     a crash of the forwarding side)."""
     source = _original_source(origin)
     return source is not None and applied is not None and origin.first.offset <= applied.get(source, -1)
