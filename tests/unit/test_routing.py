@@ -177,16 +177,6 @@ def test_any_split_over_partitions_ends_as_if_one_murmur2_producer_had_sent_ever
         assert core.times.get(p) == max(home_times, default=0)
 
 
-def test_split_executions_end_running_without_routing() -> None:
-    """What the routing fixes: folded where they land, offsets of two partitions are compared."""
-    f = EventFactory()
-    eid = execution_homed_at(0, 2)
-    started, *_, done = execution(f, eid)
-    core = LifecycleCore({}, CONFIG)  # type: ignore[arg-type]
-    core.process(started, Origin(TOPIC, 0, 50), encode_event(started), None)
-    assert states(core.process(done, Origin(TOPIC, 1, 3), encode_event(done), None))[0]["status"] == "running"
-
-
 # -- metrics ---------------------------------------------------------------------------------
 
 
