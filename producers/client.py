@@ -196,10 +196,12 @@ class AxmonProducer:
         topic, key = route(event, self.config.topics)
         await self.send_raw(topic, key, encode_event(event))
 
-    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        """Send bytes as they are; ``partition`` overrides the partitioner (for tests and tools
+        that must put a record where a foreign producer would)."""
         if self._kafka is None:
             raise ProducerClosedError("the producer is not started (use 'async with' or start())")
-        self._tracker.track(await self._kafka.send(topic, value, key=key))
+        self._tracker.track(await self._kafka.send(topic, value, key=key, partition=partition))
 
     def note_failure(self, error: BaseException) -> None:
         """Count an event that could not even be handed to the client; the next flush raises."""
