@@ -11,9 +11,17 @@ among a partition's entries is its stream time again. (The metrics core keeps tw
 per partition, one per lane, each recovered from its own lane's entries: see
 :class:`MetricsCore`.)
 
+Every key is folded in one partition only, its home (:mod:`processor.routing`): a record on
+another partition is not applied there (it touches neither that partition's entries nor its
+stream time) but returned as a copy for its home, and the copy is folded where it lands. So all
+the offsets an entry ever sees are offsets of one partition, its ``p``.
+
 Redelivery: every entry carries the offset of the last event applied to it (``o``); an event at
 or below it was applied already. Then the core publishes the entry's current state again, which
-also repairs a derived record lost in the crash that caused the redelivery.
+also repairs a derived record lost in the crash that caused the redelivery. A lifecycle entry
+that took forwarded copies also keeps, per original source ``"topic/partition"``, the original
+offset of the last copy applied (``f``): a second copy of the same original (forwarded again
+after a crash of the forwarding side) changes nothing and publishes nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from processor.alerting import AlertCore, stale_alert
 from processor.derived import derived_origins, derived_samples, in_derived_lane
 from processor.execution import ExecutionState, apply, snapshot, state_from_json, state_to_json
 from processor.records import Emit, Origin, Store, Stream, dead_letter, json_emit
+from processor.routing import Router, copies_applied, copy_seen
 from processor.stats import Contribution, TenantStats
 from processor.windows import MetricWindow, rollup_key, series_of, window_key, window_start
 from schemas.codec import decode_event, encode_event
@@ -192,10 +201,11 @@ def decode_input(expected: type[Event], raw: bytes | None, origin: Origin, key: 
 class LifecycleCore:
     """Folds lifecycle events into the executions table (key: execution id).
 
-    Entry: ``{"p", "o", "t", "ts", "s"}``: partition, last applied offset, last event time,
-    the stream time at which it became terminal, the fold state. An evicted execution leaves a
-    small marker ``{"p", "o", "t", "evicted": stream time}`` for another horizon, so a late or
-    redelivered event for it is recognised.
+    Entry: ``{"p", "o", "t", "ts", "s"}`` (and ``"f"``, see the module docstring):
+    partition, last applied offset, last event time, the stream time at which it became
+    terminal, the fold state. An evicted execution leaves a small marker
+    ``{"p", "o", "t", "evicted": stream time}`` for another horizon, so a late or redelivered
+    event for it is recognised.
     """
 
     def __init__(
@@ -206,9 +216,11 @@ class LifecycleCore:
         derive: bool = True,
         clock: Callable[[], int] | None = None,
         stale_after_ms: int = 0,
+        router: Router | None = None,
     ) -> None:
         self.store = store
         self.config = config
+        self.router = router or Router(None)
         self.derive = derive
         """Publish derived samples and stats contributions. Replay turns this off: it reads
         derived samples back from the metrics topic and the sink keeps the stats."""
@@ -237,6 +249,9 @@ class LifecycleCore:
 
     def process(self, event: LifecycleEvent, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         p, o = origin.partition, origin.offset
+        if self.router.misrouted(event, p):
+            self._count("misrouted")
+            return [self.router.forward(Stream.WORKFLOW_EVENTS, event, origin, raw, key)]
         again = _late_again(self.store, p, o)
         if again is not None:
             self._count("redelivered")
@@ -248,6 +263,9 @@ class LifecycleCore:
         if entry is not None and o <= entry["o"]:
             self._count("redelivered")
             return self._republish(eid, entry, p, o)
+        if entry is not None and copy_seen(entry.get("f"), origin):
+            self._count("redelivered")  # forwarded again: the forwarding side crashed, not this one
+            return []
         if entry is not None and ("evicted" in entry or (entry["ts"] is not None and entry["ts"] + horizon <= stream_time)):
             self._count("late")
             detail = f"execution {eid} ended more than {horizon} ms of stream time ago"
@@ -261,6 +279,8 @@ class LifecycleCore:
         before, after = self.times.advance(p, event.occurred_at)
         terminal_since = entry["ts"] if entry is not None and entry["ts"] is not None else (after if new.terminal else None)
         stored = {"p": p, "o": o, "t": new.last_event_at, "ts": terminal_since, "s": state_to_json(new)}
+        if (copies := copies_applied(None if entry is None else entry.get("f"), origin)) is not None:
+            stored["f"] = copies
         emits: list[Emit] = []
         if self.clock is not None:
             seen = self.clock()
@@ -401,10 +421,11 @@ class LifecycleCore:
                 continue
             if entry["ts"] is not None:
                 view = snapshot(state_from_json(entry["s"]))
-                self.store[eid] = {
+                marker = {
                     "p": p, "o": entry["o"], "t": entry["t"], "evicted": stream_time, "eo": o, "es": seq,
                     "tenant": view["tenant_id"], "c": [view["status"], view["duration"]],
                 }
+                self.store[eid] = marker if "f" not in entry else {**marker, "f": entry["f"]}
                 self.deadlines.push(p, stream_time + self.config.marker_ms, eid)
                 emits.append(Emit(Stream.EXECUTION_STATE, eid.encode(), None))
                 emits.append(_stats_absorb(eid, view["tenant_id"], p, o, seq))
@@ -536,9 +557,12 @@ class MetricsCore:
     derived window when it first closes, not its reopenings.
     """
 
-    def __init__(self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None) -> None:
+    def __init__(
+        self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None, *, router: Router | None = None
+    ) -> None:
         self.store = store
         self.config = config
+        self.router = router or Router(None)
         self.alerts = alerts
         """Evaluates alert rules on each window closed by stream time."""
         self.times = _StreamTimes(store, _in_lane(False))
@@ -608,6 +632,9 @@ class MetricsCore:
 
     def process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         p, o = origin.partition, origin.offset
+        if self.router.misrouted(sample, p):
+            self._count("misrouted")
+            return [self.router.forward(Stream.METRICS, sample, origin, raw, key)]
         again = _late_again(self.store, p, o)
         if again is not None:
             self._count("redelivered")

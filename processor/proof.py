@@ -1,7 +1,7 @@
 """The proof that live processing equals a replay, under crashes: ``axmon prove``.
 
 1. Produce a generated multi-tenant scenario with client resends, out-of-order delivery,
-   malformed records and late events, on a fresh topic prefix.
+   malformed records, late events and events off their key's partition, on a fresh topic prefix.
 2. Meanwhile kill the worker and the sink with SIGKILL several times each (restarting them),
    and restart the broker once.
 3. When the pipeline has caught up (the sink has everything the topics hold, the worker has
@@ -33,9 +33,10 @@ from processor.replay import ReplayPlan, replay
 from processor.rules import load_rules
 from processor.settings import Settings
 from processor.settle import settled
-from producers.client import AxmonProducer, ProducerConfig
+from producers.client import AxmonProducer, ProducerConfig, home_partition, route
 from producers.factory import EventFactory
 from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
+from schemas.codec import encode_event
 from schemas.events import Event
 
 HOUR = 3_600_000
@@ -62,6 +63,9 @@ class ProofOptions:
          "threshold": 35, "window": 60_000, "severity": "info"},
     )
     """Alert rules for the worker and the replay: alerts must come out the same too."""
+    misrouted_every: int = 7
+    """Every n-th event goes to the partition after its key's, as a producer with another
+    partitioner would put it (0: none)."""
     stall_timeout_s: float = 20.0
     catch_up_s: float = 900.0
     """How long the pipeline may take to catch up after the last kill."""
@@ -163,7 +167,8 @@ def run_proof(
         # (its output stays complete), which would leave the pipeline "behind" for ever.
         restart_at = max(0, min(options.worker_kills, options.sink_kills) - 2) if restart_broker is not None and options.restart_broker else -1
         for n in range(chunks):
-            asyncio.run(_publish(bootstrap, settings, events[n * size:(n + 1) * size], junk if n == 1 else []))
+            asyncio.run(_publish(bootstrap, settings, events[n * size:(n + 1) * size], junk if n == 1 else [],
+                                 options.misrouted_every))
             time.sleep(rng.uniform(0.5, 2.0))
             if n < options.worker_kills:
                 worker.kill()
@@ -208,11 +213,17 @@ def run_proof(
                        broker_restarts, diffs, rows)
 
 
-async def _publish(bootstrap: str, settings: Settings, events: list[Event], junk: list[tuple[str, bytes]]) -> None:
+async def _publish(bootstrap: str, settings: Settings, events: list[Event], junk: list[tuple[str, bytes]],
+                   misrouted_every: int = 0) -> None:
     t = settings.topics
     async with AxmonProducer(config=ProducerConfig(bootstrap=bootstrap, topics=t, source="axmon-proof")) as producer:
         for n, event in enumerate(events):
-            await producer.publish(event)
+            if misrouted_every and n % misrouted_every == misrouted_every - 1:
+                topic, key = route(event, t)
+                elsewhere = (home_partition(key, settings.partitions) + 1) % settings.partitions
+                await producer.send_raw(topic, key, encode_event(event), partition=elsewhere)
+            else:
+                await producer.publish(event)
             if junk and n == len(events) // 2:
                 for source, value in junk:
                     await producer.send_raw(t.workflow_events if source == "lifecycle" else t.metrics, b"junk", value)

@@ -20,11 +20,14 @@ class Stream(Enum):
     METRIC_ROLLUPS = "metric_rollups"
     DEAD_LETTER = "dead_letter"
     METRICS = "metrics"
-    """Derived samples go back to the source metrics topic."""
+    """Derived samples go back to the source metrics topic, and so do samples forwarded to
+    the partition of their series."""
     STATS_CHANGES = "stats_changes"
     """Internal: execution contributions, keyed by tenant."""
     ALERTS = "alerts"
     """Alert transitions, keyed by alert id."""
+    WORKFLOW_EVENTS = "workflow_events"
+    """A lifecycle event forwarded to the partition its key belongs to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,9 @@ class Emit:
     key: bytes | None
     value: bytes | None
     """``None`` is a tombstone (on compacted topics)."""
+    partition: int | None = None
+    """``None``: the partition Kafka's default partitioner gives the key."""
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +49,49 @@ class Origin:
     partition: int
     offset: int
     timestamp: int | None = None
+    forwarded_from: Origin | None = None
+    """For a record the worker forwarded from the partition it was first produced on (see
+    :mod:`processor.routing`): where that original is."""
+
+    @property
+    def first(self) -> Origin:
+        """Where the record was first produced."""
+        return self.forwarded_from or self
+
+
+FORWARDED_FROM = "axmon-forwarded-from"
+"""The header that marks a forwarded record and names its original: JSON
+``{"topic", "partition", "offset", "timestamp"}``."""
+
+
+def forwarded_header(origin: Origin) -> tuple[str, bytes]:
+    first = origin.first
+    return FORWARDED_FROM, orjson.dumps(
+        {"topic": first.topic, "partition": first.partition, "offset": first.offset, "timestamp": first.timestamp}
+    )
+
+
+def origin_of(topic: str, partition: int, offset: int, timestamp: int | None, headers: Any) -> Origin:
+    """The origin of a consumed record (``headers`` as Kafka clients give them: pairs or a
+    mapping); a malformed forwarding header is ignored (the record is then its own original)."""
+    pairs = headers.items() if isinstance(headers, dict) else (headers or ())
+    for name, raw in pairs:
+        if name != FORWARDED_FROM:
+            continue
+        try:
+            first = orjson.loads(raw)
+            ts = first.get("timestamp")
+            forwarded = Origin(str(first["topic"]), int(first["partition"]), int(first["offset"]), None if ts is None else int(ts))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            break
+        return Origin(topic, partition, offset, timestamp, forwarded)
+    return Origin(topic, partition, offset, timestamp)
 
 
 def dead_letter(reason: str, detail: str, origin: Origin, key: bytes | None, value: bytes | None) -> Emit:
-    """A dead letter: the reason, the original bytes (base64) and where they came from."""
+    """A dead letter: the reason, the original bytes (base64) and where they came from (the
+    original's coordinates for a forwarded record, so that every copy names the same one)."""
+    origin = origin.first
     record = {
         "reason": reason,
         "detail": detail,

@@ -11,6 +11,8 @@ code (:mod:`processor.sinkdb`). No Faust and no derived topics on this path.
   skipped).
 - ``until_ms`` reads the topics as they stood then: records appended after it are not read.
 - Derived samples (``axmon.processor``) are read back from the metrics topic, not derived again.
+- A record on a partition its key does not hash to is skipped: the live worker forwarded it to
+  its home partition, where replay folds the copy at the same offset (:mod:`processor.routing`).
 - The new database is built as ``<db>.partial`` and renamed when complete; an interrupted replay
   leaves no broken file. ``swap_into`` then copies it into the live database with SQLite's
   backup API, in one transaction: readers see the old or the new database, never a mix.
@@ -39,7 +41,8 @@ from processor.alerting import Ack, AlertCore
 from processor.cores import LifecycleCore, MetricsCore, decode_input
 from processor.db import open_for_writing
 from processor.errors import BrokerError, ConfigError
-from processor.records import Emit, Origin, Stream, dead_letter
+from processor.records import Emit, Origin, Stream, dead_letter, origin_of
+from processor.routing import Router
 from processor.rules import RuleSet
 from processor.settings import Settings
 from processor.sink import RawSampleGate
@@ -92,13 +95,18 @@ class _Rebuild:
         self.topics = settings.topics
         self.plan = plan
         self.conn = conn
-        self.lifecycle = LifecycleCore({}, settings.fold, derive=False)  # type: ignore[arg-type]
+        self.router = Router(None)
+        self.lifecycle = LifecycleCore({}, settings.fold, derive=False, router=self.router)  # type: ignore[arg-type]
         self.alerts = AlertCore({}, plan.rules)  # type: ignore[arg-type]
-        self.metrics = MetricsCore({}, settings.fold, self.alerts)  # type: ignore[arg-type]
+        self.metrics = MetricsCore({}, settings.fold, self.alerts, router=self.router)  # type: ignore[arg-type]
         self.gate = RawSampleGate(settings.fold, {})
         self.window_ms = settings.window_ms
         self.batch = SinkBatch()
         self.counts = {"executions": 0, "samples": 0, "rollups": 0, "dead_letters": 0}
+
+    def route(self, counts: dict[str, int]) -> None:
+        """Route by the source topics' partition counts, as the worker does."""
+        self.router.partitions = self.gate.partitions = counts[self.topics.workflow_events]
 
     def lifecycle_record(self, origin: Origin, key: bytes | None, value: bytes | None) -> None:
         event = decode_input(LifecycleEvent, value, origin, key)
@@ -113,7 +121,7 @@ class _Rebuild:
             self._take([event])
         elif isinstance(event, MetricRecorded) and not self._before_from(event):
             self._take(self.metrics.process(event, origin, value or b"", key))
-            if self.gate.admit(origin.partition, event):
+            if not self.gate.misrouted(origin.partition, event) and self.gate.admit(origin.partition, event):
                 self.batch.add_sample(event)
         self.batch.consumed(origin.topic, origin.partition, origin.offset + 1, self.gate.stream_times.get(origin.partition, 0),
                             self.gate.derived_times.get(origin.partition, 0))
@@ -210,6 +218,7 @@ async def _read_sources(
     missing = [name for name in t.sources if name not in counts]
     if missing:
         raise BrokerError(f"source topics {', '.join(missing)} do not exist at {bootstrap}")
+    rebuild.route(counts)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     try:
@@ -245,7 +254,7 @@ async def _read_sources(
                     while acks and acks[0].timestamp <= message.timestamp:
                         ack = acks.pop(0)
                         rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
-                    handle(Origin(tp.topic, tp.partition, message.offset, message.timestamp), message.key, message.value)
+                    handle(origin_of(tp.topic, tp.partition, message.offset, message.timestamp, message.headers), message.key, message.value)
                     done += 1
                 position = await consumer.position(tp)
                 if on_progress is not None:

@@ -39,6 +39,7 @@ from processor.admin import partition_counts
 from processor.cores import FoldConfig, admission_limit
 from processor.db import open_for_writing
 from processor.errors import BrokerError
+from processor.routing import home_of
 from processor.settings import Settings
 from processor.sinkdb import Retention, SinkBatch, cleanup, stored_derived_times, stored_offsets, write_batch
 from processor.supervise import run_restarting
@@ -55,12 +56,24 @@ class RawSampleGate:
     (:func:`processor.cores.admission_limit`), judged by the stream time of the sample's lane
     of its partition, applied to the same offsets."""
 
-    def __init__(self, fold: FoldConfig, stream_times: dict[int, int], derived_times: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        fold: FoldConfig,
+        stream_times: dict[int, int],
+        derived_times: dict[int, int] | None = None,
+        partitions: int | None = None,
+    ) -> None:
         self._fold = fold
         self.stream_times = dict(stream_times)
         """Per partition: the raw lane's stream time."""
         self.derived_times = dict(derived_times or {})
         """Per partition: the derived lane's stream time."""
+        self.partitions = partitions
+        """The metrics topic's partition count (``None``: every sample is at home)."""
+
+    def misrouted(self, partition: int, sample: MetricRecorded) -> bool:
+        """Not on its series' partition: the worker forwarded it, and the copy is what counts."""
+        return self.partitions is not None and home_of(sample, self.partitions) != partition
 
     def admit(self, partition: int, sample: MetricRecorded) -> bool:
         derived, refused_from = admission_limit(self._fold, sample)
@@ -77,6 +90,7 @@ class SinkCounters:
     records: int = 0
     batches: int = 0
     late_samples: int = 0
+    misrouted: int = 0
     invalid: int = 0
     by_topic: dict[str, int] = field(default_factory=dict)
 
@@ -124,7 +138,9 @@ class BatchBuilder:
         if not isinstance(event, MetricRecorded):
             self.counters.invalid += 1
             return
-        if self.gate.admit(partition, event):
+        if self.gate.misrouted(partition, event):
+            self.counters.misrouted += 1
+        elif self.gate.admit(partition, event):
             batch.add_sample(event)
         else:
             self.counters.late_samples += 1
@@ -176,6 +192,7 @@ class SinkRunner:
             )
             builder = BatchBuilder(self.topics, gate, self.counters)
             consumer = await self._consumer(offsets)
+            gate.partitions = (await partition_counts(self.bootstrap, [self.topics.metrics]))[self.topics.metrics]
             try:
                 await self._loop(conn, consumer, builder, until_idle_s, on_batch)
             finally:

@@ -12,6 +12,9 @@ message otherwise):
   ``axmon.metric-rollups`` (a timer publishes changed windows coalesced, and finals for windows
   idle past their close on the wall clock).
 
+A record on a partition its key does not hash to (murmur2) is not folded there: the agent
+forwards it to its home partition of the same topic (:mod:`processor.routing`).
+
 Bad input goes to ``axmon.dead-letter``. Tables hold raw bytes (orjson) and are written only by
 assignment, inside the agents; every table is changelog-backed with the source's partitions.
 
@@ -45,7 +48,8 @@ from processor.cores import (
     decode_input,
 )
 from processor.faust_patches import consumer_bookkeeping, patch_faust_commit_offsets, patch_faust_flow_control, task_stacks
-from processor.records import Emit, Origin, Stream, dead_letter
+from processor.records import Emit, Origin, Stream, dead_letter, origin_of
+from processor.routing import Router
 from processor.rules import RuleSet
 from processor.settings import Settings
 from processor.stall import Progress, StallState, observe, stalled_for
@@ -135,12 +139,14 @@ class Worker:
         self.tenant_stats = app.Table(TABLES[1], **table)
         self.windows = app.Table(TABLES[2], **table)
         self.alert_states = app.Table(TABLES[3], **table)
+        router = Router(n)  # one for both source topics (co-partitioned): one warning per source
         self.lifecycle = LifecycleCore(
-            TableStore(self.executions), self.fold, clock=lambda: int(time.time() * 1000), stale_after_ms=settings.stale_after_ms
+            TableStore(self.executions), self.fold, clock=lambda: int(time.time() * 1000), stale_after_ms=settings.stale_after_ms,
+            router=router,
         )
         self.stats = StatsCore(TableStore(self.tenant_stats))
         self.alerts = AlertCore(TableStore(self.alert_states), rules)
-        self.metrics = MetricsCore(TableStore(self.windows), self.fold, self.alerts)
+        self.metrics = MetricsCore(TableStore(self.windows), self.fold, self.alerts, router=router)
         self.acks_topic = app.topic(self.topics.alert_acks, **source)
         self.ticks_topic = app.topic(self.topics.liveness_ticks, **source)
         self.dead_letters: dict[str, int] = {}
@@ -153,6 +159,7 @@ class Worker:
             Stream.METRIC_ROLLUPS: self.topics.metric_rollups,
             Stream.DEAD_LETTER: self.topics.dead_letter,
             Stream.METRICS: self.topics.metrics,
+            Stream.WORKFLOW_EVENTS: self.topics.workflow_events,
             Stream.STATS_CHANGES: self.topics.stats_changes,
             Stream.ALERTS: self.topics.alerts,
         }
@@ -290,7 +297,7 @@ class Worker:
                 reason = orjson.loads(emit.value or b"{}").get("reason", "?")
                 self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
                 log.warning("dead letter (%s): %s", reason, emit.key.decode() if emit.key else "")
-            await producer.send(self._destinations[emit.stream], emit.key, emit.value, None, None, None)
+            await producer.send(self._destinations[emit.stream], emit.key, emit.value, emit.partition, None, list(emit.headers) if emit.headers else None)
 
     def counters(self) -> dict[str, Any]:
         return {
@@ -304,7 +311,7 @@ class Worker:
 def _origin(message: Any) -> Origin:
     """Where a Faust message came from (its timestamp in epoch ms)."""
     timestamp = message.timestamp
-    return Origin(message.topic, message.partition, message.offset, None if timestamp is None else int(timestamp * 1000))
+    return origin_of(message.topic, message.partition, message.offset, None if timestamp is None else int(timestamp * 1000), message.headers)
 
 
 TABLES = ("executions", "tenant-stats", "windows", "alerts")

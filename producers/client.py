@@ -81,6 +81,11 @@ def partition_for(key: bytes | None, all_partitions: Sequence[int], available: S
     return all_partitions[h % len(all_partitions)]
 
 
+def home_partition(key: bytes, partitions: int) -> int:
+    """The partition of ``partitions`` that Kafka's default partitioner gives ``key``."""
+    return _key_hash(key) % partitions
+
+
 class DeliveryTracker:
     """Counts sends in flight and remembers failures until the next ``flush``."""
 
@@ -191,10 +196,12 @@ class AxmonProducer:
         topic, key = route(event, self.config.topics)
         await self.send_raw(topic, key, encode_event(event))
 
-    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        """Send bytes as they are; ``partition`` overrides the partitioner (for tests and tools
+        that must put a record where a foreign producer would)."""
         if self._kafka is None:
             raise ProducerClosedError("the producer is not started (use 'async with' or start())")
-        self._tracker.track(await self._kafka.send(topic, value, key=key))
+        self._tracker.track(await self._kafka.send(topic, value, key=key, partition=partition))
 
     async def send_record(self, topic: str, key: bytes | None, value: bytes | None) -> asyncio.Future[Any]:
         """Hand one record to the client and return its delivery future. Unlike

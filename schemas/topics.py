@@ -2,8 +2,9 @@
 
 Source topics are keyed so that everything one fold needs meets in one partition: lifecycle
 events by ``execution_id``, metric samples by their series (tenant, metric type, sorted labels).
-Kafka's default partitioner (murmur2 of the key bytes) is the same in every client language, so
-any producer that uses these keys lands on the same partitions.
+Producers must place them with Kafka's default partitioner, murmur2 of the key bytes (Java,
+aiokafka; librdkafka-based clients need ``partitioner=murmur2_random``); the worker forwards a
+record found elsewhere to its murmur2 partition (:mod:`processor.routing`).
 """
 
 from __future__ import annotations
