@@ -17,7 +17,7 @@ import orjson
 
 from producers.client import AxmonProducer
 from producers.factory import wall_clock_ms
-from schemas.codec import event_from_dict
+from schemas.codec import encode_event, event_from_dict
 from schemas.errors import InvalidEvent
 from schemas.events import CONTRACT_VERSION, Event
 from schemas.ids import uuid7
@@ -51,7 +51,9 @@ def parse_line(
             obj["event_id"] = uuid7()
         if obj.get("occurred_at") is None:
             obj["occurred_at"] = clock()
-    return event_from_dict(obj)
+    event = event_from_dict(obj)
+    encode_event(event)  # the size limit applies to what is published, defaults filled in
+    return event
 
 
 def parse_lines(
