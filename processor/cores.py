@@ -26,6 +26,7 @@ import orjson
 
 from processor.alerting import AlertCore, stale_alert
 from processor.derived import DERIVED_SOURCE, derived_origins, derived_samples
+from processor.guard import Guard, StagedStore
 from processor.execution import ExecutionState, apply, snapshot, state_from_json, state_to_json
 from processor.records import Emit, Origin, Store, Stream, dead_letter, json_emit
 from processor.stats import Contribution, TenantStats
@@ -192,7 +193,7 @@ class LifecycleCore:
         clock: Callable[[], int] | None = None,
         stale_after_ms: int = 0,
     ) -> None:
-        self.store = store
+        self.store = store = StagedStore(store)
         self.config = config
         self.derive = derive
         """Publish derived samples and stats contributions. Replay turns this off: it reads
@@ -206,6 +207,7 @@ class LifecycleCore:
         self.deadlines = _Deadlines(store, self._due)
         self.counters: dict[str, int] = {}
         self._eviction_index: dict[int, dict[int, list[tuple[str, dict[str, Any]]]]] = {}
+        self.guard = Guard([store], self.forget, self.counters)
 
     def _due(self, entry: dict[str, Any]) -> int | None:
         """When (in stream time) a sweep has something to do with ``entry``."""
@@ -221,6 +223,10 @@ class LifecycleCore:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     def process(self, event: LifecycleEvent, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
+        """Fold one event, all or nothing (:class:`~processor.guard.Guard`)."""
+        return self.guard.run(lambda: self._process(event, origin, raw, key), origin, key, raw)
+
+    def _process(self, event: LifecycleEvent, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         p, o = origin.partition, origin.offset
         again = _late_again(self.store, p, o)
         if again is not None:
@@ -439,9 +445,15 @@ class StatsCore:
     """Folds contribution messages into per-tenant stats (key: tenant id)."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        self.store = StagedStore(store)
+        self.counters: dict[str, int] = {}
+        self.guard = Guard([self.store], lambda: None, self.counters)
 
     def process(self, raw: bytes, origin: Origin, key: bytes | None) -> list[Emit]:
+        """Fold one message, all or nothing (:class:`~processor.guard.Guard`)."""
+        return self.guard.run(lambda: self._process(raw, origin, key), origin, key, raw)
+
+    def _process(self, raw: bytes, origin: Origin, key: bytes | None) -> list[Emit]:
         try:
             msg = orjson.loads(raw)
             tenant = str(msg["tenant"])
@@ -475,7 +487,7 @@ class MetricsCore:
     """
 
     def __init__(self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None) -> None:
-        self.store = store
+        self.store = store = StagedStore(store)
         self.config = config
         self.alerts = alerts
         """Evaluates alert rules on each window closed by stream time."""
@@ -487,6 +499,7 @@ class MetricsCore:
         self.deadlines = _Deadlines(store, self._due)
         self._idle: list[tuple[int, str]] | None = None
         """Open windows by the wall-clock time of their idle close, built lazily."""
+        self.guard = Guard([store, *([] if alerts is None else [alerts.store])], self.forget, self.counters)
 
     def _due(self, entry: dict[str, Any]) -> int | None:
         if "late" in entry:
@@ -533,6 +546,10 @@ class MetricsCore:
         ] + ([] if self.alerts is None else self.alerts.repair(p))
 
     def process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
+        """Fold one sample, all or nothing (:class:`~processor.guard.Guard`)."""
+        return self.guard.run(lambda: self._process(sample, origin, raw, key), origin, key, raw)
+
+    def _process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         p, o = origin.partition, origin.offset
         again = _late_again(self.store, p, o)
         if again is not None:

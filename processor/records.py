@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from schemas.limits import MAX_EVENT_BYTES
+
 
 class Stream(Enum):
     """Where an emitted record goes; the runtime maps each to a topic name."""
@@ -46,7 +48,14 @@ class Origin:
 
 
 def dead_letter(reason: str, detail: str, origin: Origin, key: bytes | None, value: bytes | None) -> Emit:
-    """A dead letter: the reason, the original bytes (base64) and where they came from."""
+    """A dead letter: the reason, the original bytes (base64) and where they came from. Bytes
+    beyond the contract's event size are cut (the detail says so), so that the dead letter
+    itself always fits in a Kafka record."""
+    if value is not None and len(value) > MAX_EVENT_BYTES:
+        detail = f"{detail} (value cut to its first {MAX_EVENT_BYTES} of {len(value)} bytes)"
+        value = value[:MAX_EVENT_BYTES]
+    if key is not None and len(key) > MAX_EVENT_BYTES:
+        key = key[:MAX_EVENT_BYTES]
     record = {
         "reason": reason,
         "detail": detail,

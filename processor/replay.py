@@ -123,7 +123,7 @@ class _Rebuild:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             self._take([dead_letter("invalid_ack", f"not an alert ack: {exc}", origin, key, value)])
             return
-        self._take(self.alerts.ack(ack))
+        self._take(self.alerts.guard.run(lambda: self.alerts.ack(ack), origin, key, value))
 
     def _before_from(self, sample: MetricRecorded) -> bool:
         return self.plan.from_ms is not None and window_start(sample.occurred_at, self.window_ms) < self.plan.from_ms

@@ -202,7 +202,7 @@ class Worker:
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 await self._send([dead_letter("invalid_ack", f"not an alert ack: {exc}", origin, message.key, message.value)])
                 continue
-            await self._send(self.alerts.ack(ack))
+            await self._send(self.alerts.guard.run(lambda: self.alerts.ack(ack), origin, message.key, message.value))
 
     async def _liveness_agent(self, stream: Any) -> None:
         async for event in stream.events():
@@ -296,6 +296,7 @@ class Worker:
         return {
             "lifecycle": dict(self.lifecycle.counters),
             "metrics": dict(self.metrics.counters),
+            "stats": dict(self.stats.counters),
             "alerts": dict(self.alerts.counters),
             "dead_letters": dict(self.dead_letters),
         }

@@ -55,3 +55,9 @@ through JavaScript and many JSON parsers."""
 
 MAX_STORED_INTEGER = 2**63 - 1
 """What an SQLite INTEGER column holds."""
+
+MAX_RECORD_BYTES = 990_000
+"""The largest record (key and value) axmon itself publishes or writes to a table's changelog:
+below Faust's and aiokafka's ``max_request_size`` (1,000,000 and 1,048,576 bytes) and the
+broker's ``message.max.bytes`` (1,048,588), with room for the record's own framing. A fold
+that would make a larger one is a ``processing_error`` of the record that made it."""
