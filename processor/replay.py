@@ -22,6 +22,7 @@ before replay began (records after those are snapshots that only bring it up to 
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -49,6 +50,8 @@ from schemas.events import LifecycleEvent, MetricRecorded
 
 FLUSH_EVERY = 20_000
 """Records per transaction while replaying."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +152,8 @@ class _Rebuild:
         self.counts["samples"] += len(self.batch.samples)
         self.counts["rollups"] += len(self.batch.rollups)
         self.counts["dead_letters"] += len(self.batch.dead_letters)
-        write_batch(self.conn, self.batch)
+        for skipped in write_batch(self.conn, self.batch):
+            log.error("left out a record that cannot be stored: %s", skipped)
         self.batch = SinkBatch()
 
     def finish(self, now_ms: int, derived_ends: dict[tuple[str, int], int]) -> None:
