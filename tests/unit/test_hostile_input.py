@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processor.aggregate import Aggregate
 from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore, decode_input
 from processor.db import open_for_writing
 from processor.guard import PROCESSING_ERROR
@@ -182,17 +181,6 @@ def test_the_sketch_takes_any_finite_double(values: list[float]) -> None:
     for q in (0.0, 0.5, 0.95, 0.99, 1.0):
         estimate = sketch.quantile(q)  # no OverflowError at the float maximum
         assert estimate is not None and math.isfinite(estimate)
-
-
-@given(st.lists(st.sampled_from([v for v in EXTREMES if abs(v) <= MAX_ABS_VALUE])
-                | st.floats(-MAX_ABS_VALUE, MAX_ABS_VALUE), min_size=1, max_size=30))
-def test_the_aggregate_of_accepted_values_is_finite_and_round_trips(values: list[float]) -> None:
-    agg = Aggregate.of(values)
-    assert all(math.isfinite(v) for v in (agg.sum, agg.avg or 0.0))
-    for q in (0.0, 0.5, 0.95, 0.99, 1.0):
-        estimate = agg.quantile(q)
-        assert estimate is not None and min(values) <= estimate <= max(values)
-    assert Aggregate.from_json(orjson.loads(orjson.dumps(agg.to_json()))).sketch == agg.sketch
 
 
 @st.composite
