@@ -63,11 +63,11 @@ class StagedStore:
         if not self.staging:
             self.inner[key] = value
             return
-        size = len(orjson.dumps(value))
-        if size > MAX_RECORD_BYTES:
-            raise RecordTooLarge(f"the table entry {key[:80]!r} would be {size} bytes (at most {MAX_RECORD_BYTES})")
+        encoded = orjson.dumps(value)
+        if len(encoded) > MAX_RECORD_BYTES:
+            raise RecordTooLarge(f"the table entry {key[:80]!r} would be {len(encoded)} bytes (at most {MAX_RECORD_BYTES})")
         self._pending[key] = value
-        self._log.append((key, value))
+        self._log.append((key, (value, encoded)))
 
     def __delitem__(self, key: str) -> None:
         if not self.staging:
@@ -110,11 +110,14 @@ class StagedStore:
     __hash__ = None  # type: ignore[assignment]
 
     def commit(self) -> None:
-        for key, value in self._log:
-            if value is _GONE:
+        set_encoded = getattr(self.inner, "set_encoded", None)
+        for key, change in self._log:
+            if change is _GONE:
                 del self.inner[key]
+            elif set_encoded is not None:
+                set_encoded(key, change[1])  # a store that keeps JSON bytes takes them as they are
             else:
-                self.inner[key] = value
+                self.inner[key] = change[0]
         self.rollback()
 
     def rollback(self) -> None:

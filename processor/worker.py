@@ -71,6 +71,10 @@ class TableStore:
     def __setitem__(self, key: str, value: Any) -> None:
         self._table[key.encode()] = orjson.dumps(value)
 
+    def set_encoded(self, key: str, raw: bytes) -> None:
+        """``self[key] = value`` for a value already encoded (``raw == orjson.dumps(value)``)."""
+        self._table[key.encode()] = raw
+
     def __delitem__(self, key: str) -> None:
         del self._table[key.encode()]
 
