@@ -612,7 +612,10 @@ class MetricsCore:
             if "late" in entry or "closed" in entry:
                 del self.store[wkey]
                 continue
-            window = MetricWindow.from_json(entry)
+            window = self._readable(wkey, entry)
+            if window is None:
+                del self.store[wkey]
+                continue
             rkey = rollup_key(window.series, window.start)
             rollup = window.rollup(final=True)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rkey, rollup))
@@ -625,14 +628,24 @@ class MetricsCore:
                 emits += self.alerts.window_closed(window, p)
         return emits
 
+    def _readable(self, wkey: str, entry: dict[str, Any]) -> MetricWindow | None:
+        """The window of an entry, or ``None`` (counted, logged) for one no fold can read: the
+        timers and sweeps go on past it, and a sweep drops it."""
+        try:
+            return MetricWindow.from_json(entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._count("unreadable_window")
+            log.error("an unreadable window %s: %r", wkey[:200], exc)
+            return None
+
     def flush(self) -> list[Emit]:
         """Publish every window changed since the last flush (not final)."""
         emits = []
         for wkey in sorted(self.dirty):
             entry = self.store.get(wkey)
-            if entry is None or "start" not in entry:
+            window = None if entry is None or "start" not in entry else self._readable(wkey, entry)
+            if window is None:
                 continue
-            window = MetricWindow.from_json(entry)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=False)))
             if wkey in self.idle_published:  # its newest record is not final any more
                 self._arm_idle(wkey, window.end)
@@ -653,9 +666,8 @@ class MetricsCore:
             entry = self.store.get(wkey)
             if entry is None or "start" not in entry or wkey in self.idle_published:
                 continue
-            if entry["end"] + self.config.grace_ms > now_ms:
+            if entry["end"] + self.config.grace_ms > now_ms or (window := self._readable(wkey, entry)) is None:
                 continue
-            window = MetricWindow.from_json(entry)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=True)))
             self.idle_published.add(wkey)
             self.dirty.discard(wkey)
@@ -665,8 +677,9 @@ class MetricsCore:
         """End of input (replay): every open window as the live worker would last have published
         it: final if its end + grace has passed on the wall clock (the idle close), else not."""
         emits = []
-        for _, entry in self._open_windows():
-            window = MetricWindow.from_json(entry)
+        for wkey, entry in self._open_windows():
+            if (window := self._readable(wkey, entry)) is None:
+                continue
             final = window.end + self.config.grace_ms <= now_ms
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=final)))
         self.dirty.clear()

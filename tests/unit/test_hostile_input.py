@@ -312,3 +312,21 @@ def test_the_sink_stores_every_accepted_extreme_and_leaves_out_a_poison_record(t
     assert all(v is not None and math.isfinite(v) for r in hourly for v in r)
     assert tuple(conn.execute("SELECT count(*) FROM sink_offsets").fetchone()) == (0,)
     conn.close()
+
+
+def test_a_window_stored_with_a_null_sum_neither_stops_the_timers_nor_the_partition() -> None:
+    """A window whose sum overflowed before values were bounded (orjson wrote inf as null) is
+    skipped by the rollup timers and dropped by the sweep; the partition's samples go on."""
+    store: dict[str, Any] = {}
+    core = MetricsCore(store, CONFIG)  # type: ignore[arg-type]
+    core.process(decode_event(sample_bytes("a", 1.0, at=100)), Origin("m", 0, 0), b"", None)
+    [(wkey, entry)] = list(store.items())
+    store[wkey] = {**entry, "agg": {**entry["agg"], "sum": None}}
+    core.dirty.add(wkey)
+    assert core.flush() == [] and core.close_idle(10**12) == [] and core.finish(10**12) == []
+    later = decode_event(sample_bytes("b", 2.0, at=50_000))
+    emits = core.process(later, Origin("m", 0, 1), b"", None)  # its sweep meets the bad window
+    assert not [e for e in emits if e.stream is Stream.DEAD_LETTER]
+    assert wkey not in store and core.counters["unreadable_window"] >= 1
+    [final] = [orjson.loads(e.value or b"") for e in core.finish(10**12)]
+    assert (final["count"], final["sum"]) == (1, 2.0)
