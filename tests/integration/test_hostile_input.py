@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from processor.admin import read_topic
+from processor.queries import Monitor
 from producers import AxmonProducer, ProducerConfig
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas import Event, LifecycleEvent, MetricRecorded, Topics, series_key
@@ -186,6 +187,11 @@ def test_hostile_input_neither_stops_nor_poisons_the_worker_and_the_sink(
             for row in rows(db, f"SELECT {columns} FROM {table}"):
                 assert all(v is None or math.isfinite(v) for v in row), (table, row)
         assert rows(db, "SELECT count(*) FROM metric_rollups WHERE sum IS NULL OR series = 'poison'") == [(0,)]
+        with Monitor(db) as monitor:  # raw samples at the edges, the final window inside: the same answer
+            for start, end in ((at - WINDOW_MS, at + HOUR), (at, at + 9)):
+                summary = monitor.get_aggregation("api.request.duration", start, end, tenant_id="hostile")
+                assert (summary["count"], summary["sum"], summary["min"], summary["max"]) == (5, 1e15, -1e15, 1e15)
+                assert all(math.isfinite(summary[k]) for k in ("avg", "p50", "p95", "p99"))
 
         # unicode and NUL survive in text; the bloated execution stops before its third failure
         [(name, status, error_message, metadata)] = rows(
