@@ -10,7 +10,8 @@ type and message, and the record's origin. Its offset is then done like any othe
 not redelivered for ever.
 
 The worker and replay run the same guard around the same cores, and the outcome depends only on
-the state and the record, so a replay makes the same decision (the same dead letter).
+the state and the record, so a replay makes the same decision (the same dead letter; the detail
+names no sizes, as the worker's table entries carry a few wall-clock bytes that replay's do not).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class StagedStore:
             return
         encoded = orjson.dumps(value)
         if len(encoded) > MAX_RECORD_BYTES:
-            raise RecordTooLarge(f"the table entry {key[:80]!r} would be {len(encoded)} bytes (at most {MAX_RECORD_BYTES})")
+            raise RecordTooLarge(f"the table entry {key[:80]!r} would be larger than {MAX_RECORD_BYTES} bytes")
         self._pending[key] = value
         self._log.append((key, (value, encoded)))
 
@@ -144,7 +145,7 @@ class Guard:
             for emit in emits:
                 size = len(emit.value or b"") + len(emit.key or b"")
                 if size > MAX_RECORD_BYTES:
-                    raise RecordTooLarge(f"its {emit.stream.value} record would be {size} bytes (at most {MAX_RECORD_BYTES})")
+                    raise RecordTooLarge(f"its {emit.stream.value} record would be larger than {MAX_RECORD_BYTES} bytes")
         except Exception as exc:  # noqa: BLE001 - whatever one record does, the stream goes on
             for store in self.stores:
                 store.rollback()

@@ -17,7 +17,10 @@ import orjson
 import pytest
 
 from processor.admin import read_topic
+from processor.dbdiff import compare
 from processor.queries import Monitor
+from processor.replay import ReplayPlan, replay
+from processor.settings import Settings
 from producers import AxmonProducer, ProducerConfig
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas import Event, LifecycleEvent, MetricRecorded, Topics, series_key
@@ -199,6 +202,12 @@ def test_hostile_input_neither_stops_nor_poisons_the_worker_and_the_sink(
         assert (name, status, error_message) == ("Synthèse \x00 🚀 — ☃", "failed", "nul \x00 and emoji 🚀")
         assert orjson.loads(metadata) == {"ключ": "値\x00", "nested": {"a": [1, {"b": None}]}}
         assert rows(db, "SELECT status, steps_failed FROM workflow_executions_monitor WHERE id = 'bloated'") == [("completed", 2)]
+
+        # a replay of the topics decides the same (the same dead letters and rows, table by table)
+        settings = Settings(topic_prefix=topics.prefix, partitions=TEST_PARTITIONS, window_ms=WINDOW_MS, grace_ms=GRACE_MS)
+        asyncio.run(replay(settings, kafka_bootstrap, ReplayPlan(tmp_path / "replayed.db")))
+        diffs = compare(db, tmp_path / "replayed.db")
+        assert not diffs, "\n".join(d.describe() for d in diffs)
 
         # the good events all arrived, and nobody restarted
         assert rows(db, "SELECT count(*) FROM workflow_executions_monitor") == [(len(good_executions) + 2,)]
