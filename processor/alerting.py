@@ -31,6 +31,7 @@ from functools import reduce
 from typing import Any
 
 from processor.aggregate import Aggregate
+from processor.guard import Guard, StagedStore
 from processor.records import Emit, Store, json_emit, Stream
 from processor.rules import Rule, RuleSet
 from processor.windows import MetricWindow, series_id
@@ -116,9 +117,11 @@ class AlertCore:
     """Evaluates a :class:`RuleSet` on windows as they close; applies acks."""
 
     def __init__(self, store: Store, rules: RuleSet) -> None:
-        self.store = store
+        self.store = StagedStore(store)
         self.rules = rules
         self.counters: dict[str, int] = {}
+        self.guard = Guard([self.store], lambda: None, self.counters)
+        """Runs an ack all or nothing (windows close inside the metrics core's guard)."""
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1

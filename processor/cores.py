@@ -36,6 +36,7 @@ import orjson
 
 from processor.alerting import AlertCore, stale_alert
 from processor.derived import derived_origins, derived_samples, in_derived_lane
+from processor.guard import Guard, StagedStore
 from processor.execution import ExecutionState, apply, snapshot, state_from_json, state_to_json
 from processor.records import Emit, Origin, Store, Stream, dead_letter, json_emit
 from processor.routing import Router, copies_applied, copy_seen
@@ -218,7 +219,7 @@ class LifecycleCore:
         stale_after_ms: int = 0,
         router: Router | None = None,
     ) -> None:
-        self.store = store
+        self.store = store = StagedStore(store)
         self.config = config
         self.router = router or Router(None)
         self.derive = derive
@@ -233,6 +234,7 @@ class LifecycleCore:
         self.deadlines = _Deadlines(store, self._due)
         self.counters: dict[str, int] = {}
         self._eviction_index: dict[int, dict[int, list[tuple[str, dict[str, Any]]]]] = {}
+        self.guard = Guard([store], self.forget, self.counters)
 
     def _due(self, entry: dict[str, Any]) -> int | None:
         """When (in stream time) a sweep has something to do with ``entry``."""
@@ -248,6 +250,10 @@ class LifecycleCore:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     def process(self, event: LifecycleEvent, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
+        """Fold one event, all or nothing (:class:`~processor.guard.Guard`)."""
+        return self.guard.run(lambda: self._process(event, origin, raw, key), origin, key, raw)
+
+    def _process(self, event: LifecycleEvent, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         p, o = origin.partition, origin.offset
         if self.router.misrouted(event, p):
             self._count("misrouted")
@@ -475,9 +481,15 @@ class StatsCore:
     """Folds contribution messages into per-tenant stats (key: tenant id)."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        self.store = StagedStore(store)
+        self.counters: dict[str, int] = {}
+        self.guard = Guard([self.store], lambda: None, self.counters)
 
     def process(self, raw: bytes, origin: Origin, key: bytes | None) -> list[Emit]:
+        """Fold one message, all or nothing (:class:`~processor.guard.Guard`)."""
+        return self.guard.run(lambda: self._process(raw, origin, key), origin, key, raw)
+
+    def _process(self, raw: bytes, origin: Origin, key: bytes | None) -> list[Emit]:
         try:
             msg = orjson.loads(raw)
             tenant = str(msg["tenant"])
@@ -560,7 +572,7 @@ class MetricsCore:
     def __init__(
         self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None, *, router: Router | None = None
     ) -> None:
-        self.store = store
+        self.store = store = StagedStore(store)
         self.config = config
         self.router = router or Router(None)
         self.alerts = alerts
@@ -577,6 +589,7 @@ class MetricsCore:
         self.derived_deadlines = _Deadlines(store, lambda entry: self._due(entry, derived=True))
         self._idle: list[tuple[int, str]] | None = None
         """Open windows by the wall-clock time of their idle close, built lazily."""
+        self.guard = Guard([store, *([] if alerts is None else [alerts.store])], self.forget, self.counters)
 
     def _due(self, entry: dict[str, Any], *, derived: bool) -> int | None:
         """When (in the stream time of its lane) a sweep has something to do with ``entry``;
@@ -631,6 +644,10 @@ class MetricsCore:
         ] + ([] if self.alerts is None else self.alerts.repair(p))
 
     def process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
+        """Fold one sample, all or nothing (:class:`~processor.guard.Guard`)."""
+        return self.guard.run(lambda: self._process(sample, origin, raw, key), origin, key, raw)
+
+    def _process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         p, o = origin.partition, origin.offset
         if self.router.misrouted(sample, p):
             self._count("misrouted")
@@ -726,7 +743,10 @@ class MetricsCore:
             if "late" in entry or "closed" in entry:
                 del self.store[wkey]
                 continue
-            window = MetricWindow.from_json(entry)
+            window = self._readable(wkey, entry)
+            if window is None:
+                del self.store[wkey]
+                continue
             rkey = rollup_key(window.series, window.start)
             rollup = window.rollup(final=True)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rkey, rollup))
@@ -740,14 +760,24 @@ class MetricsCore:
                 emits += self.alerts.window_closed(window, p)
         return emits
 
+    def _readable(self, wkey: str, entry: dict[str, Any]) -> MetricWindow | None:
+        """The window of an entry, or ``None`` (counted, logged) for one no fold can read: the
+        timers and sweeps go on past it, and a sweep drops it."""
+        try:
+            return MetricWindow.from_json(entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._count("unreadable_window")
+            log.error("an unreadable window %s: %r", wkey[:200], exc)
+            return None
+
     def flush(self) -> list[Emit]:
         """Publish every window changed since the last flush (not final)."""
         emits = []
         for wkey in sorted(self.dirty):
             entry = self.store.get(wkey)
-            if entry is None or "start" not in entry:
+            window = None if entry is None or "start" not in entry else self._readable(wkey, entry)
+            if window is None:
                 continue
-            window = MetricWindow.from_json(entry)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=False)))
             if wkey in self.idle_published:  # its newest record is not final any more
                 self._arm_idle(wkey, window.end)
@@ -768,9 +798,8 @@ class MetricsCore:
             entry = self.store.get(wkey)
             if entry is None or "start" not in entry or wkey in self.idle_published:
                 continue
-            if entry["end"] + self.config.grace_ms > now_ms:
+            if entry["end"] + self.config.grace_ms > now_ms or (window := self._readable(wkey, entry)) is None:
                 continue
-            window = MetricWindow.from_json(entry)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=True)))
             self.idle_published.add(wkey)
             self.dirty.discard(wkey)
@@ -780,8 +809,9 @@ class MetricsCore:
         """End of input (replay): every open window as the live worker would last have published
         it: final if its end + grace has passed on the wall clock (the idle close), else not."""
         emits = []
-        for _, entry in self._open_windows():
-            window = MetricWindow.from_json(entry)
+        for wkey, entry in self._open_windows():
+            if (window := self._readable(wkey, entry)) is None:
+                continue
             final = window.end + self.config.grace_ms <= now_ms
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=final)))
         self.dirty.clear()

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from schemas.limits import MAX_EVENT_BYTES
+
 
 class Stream(Enum):
     """Where an emitted record goes; the runtime maps each to a topic name."""
@@ -90,8 +92,15 @@ def origin_of(topic: str, partition: int, offset: int, timestamp: int | None, he
 
 def dead_letter(reason: str, detail: str, origin: Origin, key: bytes | None, value: bytes | None) -> Emit:
     """A dead letter: the reason, the original bytes (base64) and where they came from (the
-    original's coordinates for a forwarded record, so that every copy names the same one)."""
+    original's coordinates for a forwarded record, so that every copy names the same one).
+    Bytes beyond the contract's event size are cut (the detail says so), so that the dead
+    letter itself always fits in a Kafka record."""
     origin = origin.first
+    if value is not None and len(value) > MAX_EVENT_BYTES:
+        detail = f"{detail} (value cut to its first {MAX_EVENT_BYTES} of {len(value)} bytes)"
+        value = value[:MAX_EVENT_BYTES]
+    if key is not None and len(key) > MAX_EVENT_BYTES:
+        key = key[:MAX_EVENT_BYTES]
     record = {
         "reason": reason,
         "detail": detail,

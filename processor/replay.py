@@ -24,6 +24,7 @@ before replay began (records after those are snapshots that only bring it up to 
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -52,6 +53,8 @@ from schemas.events import LifecycleEvent, MetricRecorded
 
 FLUSH_EVERY = 20_000
 """Records per transaction while replaying."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +135,7 @@ class _Rebuild:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             self._take([dead_letter("invalid_ack", f"not an alert ack: {exc}", origin, key, value)])
             return
-        self._take(self.alerts.ack(ack))
+        self._take(self.alerts.guard.run(lambda: self.alerts.ack(ack), origin, key, value))
 
     def _before_from(self, sample: MetricRecorded) -> bool:
         return self.plan.from_ms is not None and window_start(sample.occurred_at, self.window_ms) < self.plan.from_ms
@@ -158,7 +161,8 @@ class _Rebuild:
         self.counts["samples"] += len(self.batch.samples)
         self.counts["rollups"] += len(self.batch.rollups)
         self.counts["dead_letters"] += len(self.batch.dead_letters)
-        write_batch(self.conn, self.batch)
+        for skipped in write_batch(self.conn, self.batch):
+            log.error("left out a record that cannot be stored: %s", skipped)
         self.batch = SinkBatch()
 
     def finish(self, now_ms: int, derived_ends: dict[tuple[str, int], int]) -> None:

@@ -92,6 +92,8 @@ class SinkCounters:
     late_samples: int = 0
     misrouted: int = 0
     invalid: int = 0
+    unwritable: int = 0
+    """Records left out of a batch because no write of them can succeed (see write_batch)."""
     by_topic: dict[str, int] = field(default_factory=dict)
 
 
@@ -124,7 +126,7 @@ class BatchBuilder:
                 batch.add_dead_letter(orjson.loads(value))
             elif topic == self.topics.alerts:
                 batch.add_alert(orjson.loads(value))
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one unreadable record never stops the sink
             self.counters.invalid += 1
             log.warning("skipping an unreadable record %s/%d/%d: %r", topic, partition, offset, exc)
         batch.consumed(topic, partition, offset + 1, stream_time, derived_time)
@@ -250,7 +252,9 @@ class SinkRunner:
                     for m in messages:
                         builder.add(batch, tp.topic, tp.partition, m.offset, m.value)
             if batch.records:
-                write_batch(conn, batch)
+                for skipped in write_batch(conn, batch):
+                    self.counters.unwritable += 1
+                    log.error("left out a record that cannot be stored: %s", skipped)
                 self.counters.batches += 1
                 last_record = time.monotonic()
                 await self._commit_to_kafka(consumer, batch)

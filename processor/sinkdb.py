@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,17 +70,35 @@ class SinkBatch:
         return len(self.executions) + len(self.rollups) + len(self.samples) + len(self.dead_letters) + len(self.alerts)
 
 
-def write_batch(conn: sqlite3.Connection, batch: SinkBatch, *, written_at_ms: int | None = None) -> None:
+UNWRITABLE = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.DataError,
+              OverflowError, TypeError, ValueError, KeyError, IndexError, AttributeError)
+"""What one malformed or unstorable record raises while its rows are built or written (no retry
+helps); a busy or failing database raises something else, and the batch is tried again."""
+
+
+def write_batch(conn: sqlite3.Connection, batch: SinkBatch, *, written_at_ms: int | None = None) -> list[str]:
     """Write ``batch`` and its offsets in one transaction (all or nothing), and the wall-clock
-    time of the write (``written_at_ms``, default now) in ``sink_status``."""
+    time of the write (``written_at_ms``, default now) in ``sink_status``.
+
+    When a record of the batch cannot be written (:data:`UNWRITABLE`), the batch is written
+    again record by record, each in a savepoint, leaving out those that fail: one record never
+    stops the sink. Returns what was left out (normally nothing) for the caller to count."""
     written_at = int(time.time() * 1000) if written_at_ms is None else written_at_ms
+    try:
+        _transaction(conn, batch, written_at, _write_all)
+        return []
+    except UNWRITABLE:
+        pass
+    skipped: list[str] = []
+    _transaction(conn, batch, written_at, lambda c, b: skipped.extend(_write_each(c, b)))
+    return skipped
+
+
+def _transaction(conn: sqlite3.Connection, batch: SinkBatch, written_at: int,
+                 write: Callable[[sqlite3.Connection, SinkBatch], object]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        write_executions(conn, batch.executions.values())
-        write_rollups(conn, batch.rollups.values())
-        write_samples(conn, batch.samples.values())
-        write_dead_letters(conn, batch.dead_letters.values())
-        write_alerts(conn, batch.alerts)
+        write(conn, batch)
         conn.executemany(
             "INSERT INTO sink_offsets(topic, partition, next_offset, stream_time) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset, "
@@ -101,6 +119,36 @@ def write_batch(conn: sqlite3.Connection, batch: SinkBatch, *, written_at_ms: in
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _write_all(conn: sqlite3.Connection, batch: SinkBatch) -> None:
+    write_executions(conn, batch.executions.values())
+    write_rollups(conn, batch.rollups.values())
+    write_samples(conn, batch.samples.values())
+    write_dead_letters(conn, batch.dead_letters.values())
+    write_alerts(conn, batch.alerts)
+
+
+def _write_each(conn: sqlite3.Connection, batch: SinkBatch) -> list[str]:
+    """:func:`_write_all` one record at a time, in the same order; the descriptions of the
+    records that could not be written."""
+    items: list[tuple[str, Callable[[sqlite3.Connection, Any], None], Any]] = [
+        *((f"execution {k[:80]!r}", write_executions, v) for k, v in batch.executions.items()),
+        *((f"rollup {k[0][:80]}@{k[1]}", write_rollups, v) for k, v in batch.rollups.items()),
+        *((f"sample {k[:80]!r}", write_samples, v) for k, v in batch.samples.items()),
+        *((f"dead letter {k}", write_dead_letters, v) for k, v in batch.dead_letters.items()),
+        *((f"alert {str(v.get('id'))[:80]!r}", write_alerts, v) for v in batch.alerts),
+    ]
+    skipped = []
+    for what, write, item in items:
+        conn.execute("SAVEPOINT record")
+        try:
+            write(conn, [item])
+        except UNWRITABLE as exc:
+            conn.execute("ROLLBACK TO record")
+            skipped.append(f"{what}: {type(exc).__name__}: {exc}"[:500])
+        conn.execute("RELEASE record")
+    return skipped
 
 
 def stored_offsets(conn: sqlite3.Connection) -> dict[tuple[str, int], tuple[int, int]]:

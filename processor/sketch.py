@@ -14,6 +14,7 @@ samples together. Pure: no I/O, no third-party imports.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,10 @@ class QuantileSketch:
 
     def _value(self, key: int) -> float:
         gamma = self.gamma
-        return 2 * gamma**key / (gamma + 1)
+        try:
+            return gamma**key * (2 / (gamma + 1))
+        except OverflowError:  # the bucket of a value near the float maximum
+            return sys.float_info.max
 
     def add(self, value: float, times: int = 1) -> QuantileSketch:
         """A new sketch with ``value`` counted ``times`` more."""

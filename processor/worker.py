@@ -75,6 +75,10 @@ class TableStore:
     def __setitem__(self, key: str, value: Any) -> None:
         self._table[key.encode()] = orjson.dumps(value)
 
+    def set_encoded(self, key: str, raw: bytes) -> None:
+        """``self[key] = value`` for a value already encoded (``raw == orjson.dumps(value)``)."""
+        self._table[key.encode()] = raw
+
     def __delitem__(self, key: str) -> None:
         del self._table[key.encode()]
 
@@ -209,7 +213,7 @@ class Worker:
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 await self._send([dead_letter("invalid_ack", f"not an alert ack: {exc}", origin, message.key, message.value)])
                 continue
-            await self._send(self.alerts.ack(ack))
+            await self._send(self.alerts.guard.run(lambda: self.alerts.ack(ack), origin, message.key, message.value))
 
     async def _liveness_agent(self, stream: Any) -> None:
         async for event in stream.events():
@@ -303,6 +307,7 @@ class Worker:
         return {
             "lifecycle": dict(self.lifecycle.counters),
             "metrics": dict(self.metrics.counters),
+            "stats": dict(self.stats.counters),
             "alerts": dict(self.alerts.counters),
             "dead_letters": dict(self.dead_letters),
         }

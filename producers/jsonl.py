@@ -57,7 +57,9 @@ def parse_line(
             obj["event_id"] = uuid7()
         if obj.get("occurred_at") is None:
             obj["occurred_at"] = clock()
-    return event_from_dict(obj)
+    event = event_from_dict(obj)
+    encode_event(event)  # the size limit applies to what is published, defaults filled in
+    return event
 
 
 def parse_lines(

@@ -8,6 +8,7 @@ kept in ``Event.extra`` and written back by :func:`encode_event`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,13 +18,24 @@ from schemas.errors import InvalidEvent
 from schemas.events import (
     CONTRACT_VERSION,
     EVENT_CLASSES,
-    MAX_ID_LENGTH,
-    MAX_SAFE_INTEGER,
     METRIC_TYPE_RE,
     Event,
     FieldSpec,
     Kind,
 )
+from schemas.limits import (
+    ID_PATTERN,
+    MAX_ABS_VALUE,
+    MAX_DEPTH,
+    MAX_EVENT_BYTES,
+    MAX_ID_LENGTH,
+    MAX_LABEL_NAME_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
+    MAX_LABELS,
+    MAX_SAFE_INTEGER,
+)
+
+_ID_RE = re.compile(ID_PATTERN)
 
 _ENVELOPE_KEYS = frozenset({"type", "version"})
 _KNOWN_KEYS: dict[str, frozenset[str]] = {
@@ -34,6 +46,9 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
 
 def decode_event(data: bytes | bytearray | memoryview | str) -> Event:
     """Parse and validate one event. Raises :class:`InvalidEvent`, and nothing else."""
+    size = len(data) if not isinstance(data, str) else len(data.encode("utf-8", "surrogatepass"))
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent("too_large", f"an event is at most {MAX_EVENT_BYTES} bytes of JSON, this one has {size}")
     try:
         obj = orjson.loads(data)
     except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
@@ -68,9 +83,25 @@ def event_from_dict(obj: Any) -> Event:
                 raise InvalidEvent("missing_field", f"{type_}: '{spec.name}' is required", spec.name)
             continue
         values[spec.name] = _check(type_, spec, raw)
+    check_depth(obj)
     known = _KNOWN_KEYS[type_]
     extra = {k: v for k, v in obj.items() if k not in known}
     return cls(extra=extra, **values)
+
+
+def check_depth(obj: Any) -> None:
+    """Raise ``too_deep`` when JSON containers in ``obj`` nest deeper than :data:`MAX_DEPTH`
+    (``obj`` itself is level 1). Iterative: no recursion limit of its own."""
+    level: list[tuple[Any, int]] = [(obj, 1)]
+    while level:
+        value, depth = level.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > MAX_DEPTH:
+                    raise InvalidEvent("too_deep", f"an event nests JSON objects and arrays at most {MAX_DEPTH} levels deep")
+                if child:
+                    level.append((child, depth + 1))
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
@@ -87,8 +118,17 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 
 def encode_event(event: Event) -> bytes:
-    """The event as compact UTF-8 JSON bytes."""
-    return orjson.dumps(event_to_dict(event))
+    """The event as compact UTF-8 JSON bytes. Raises :class:`InvalidEvent` (``too_large``, or
+    ``too_deep``/``unencodable`` for an event built around the decoder) when the contract's
+    limits would refuse to decode them."""
+    try:
+        data = orjson.dumps(event_to_dict(event))
+    except TypeError as exc:  # nested beyond orjson's limit, or a value JSON cannot hold
+        check_depth(event_to_dict(event))
+        raise InvalidEvent("unencodable", f"{event.TYPE}: not encodable as JSON: {exc}") from None
+    if len(data) > MAX_EVENT_BYTES:
+        raise InvalidEvent("too_large", f"an event is at most {MAX_EVENT_BYTES} bytes of JSON, this one has {len(data)}")
+    return data
 
 
 def _check(type_: str, spec: FieldSpec, value: Any) -> Any:
@@ -98,9 +138,9 @@ def _check(type_: str, spec: FieldSpec, value: Any) -> Any:
 
 
 def _check_id(type_: str, spec: FieldSpec, value: Any) -> Any:
-    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH:
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and _ID_RE.fullmatch(value):
         return value
-    return _invalid(type_, spec, value, f"a non-empty string of at most {MAX_ID_LENGTH} characters")
+    return _invalid(type_, spec, value, f"a non-empty string of at most {MAX_ID_LENGTH} characters, no control characters")
 
 
 def _check_text(type_: str, spec: FieldSpec, value: Any) -> Any:
@@ -118,14 +158,18 @@ def _check_whole(type_: str, spec: FieldSpec, value: Any) -> Any:
 
 
 def _check_amount(type_: str, spec: FieldSpec, value: Any) -> Any:
-    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
+    if type(value) in (int, float) and 0 <= value <= MAX_ABS_VALUE:
         return value
+    if _finite(value) and value > 0:
+        return _out_of_range(type_, spec, value, f"[0, {MAX_ABS_VALUE:g}]")
     return _invalid(type_, spec, value, "a finite number >= 0")
 
 
 def _check_number(type_: str, spec: FieldSpec, value: Any) -> Any:
-    if type(value) in (int, float) and math.isfinite(value):
+    if type(value) in (int, float) and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
         return value
+    if _finite(value):
+        return _out_of_range(type_, spec, value, f"[{-MAX_ABS_VALUE:g}, {MAX_ABS_VALUE:g}]")
     return _invalid(type_, spec, value, "a finite number")
 
 
@@ -136,13 +180,24 @@ def _check_object(type_: str, spec: FieldSpec, value: Any) -> Any:
 
 
 def _check_labels(type_: str, spec: FieldSpec, value: Any) -> Any:
-    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+    if (
+        isinstance(value, dict)
+        and len(value) <= MAX_LABELS
+        and all(
+            isinstance(v, str) and len(v) <= MAX_LABEL_VALUE_LENGTH and 0 < len(k) <= MAX_LABEL_NAME_LENGTH
+            for k, v in value.items()
+        )
+    ):
         return value
-    return _invalid(type_, spec, value, "a JSON object of string values")
+    return _invalid(
+        type_, spec, value,
+        f"a JSON object of at most {MAX_LABELS} string values (names of 1 to {MAX_LABEL_NAME_LENGTH} characters, "
+        f"values of at most {MAX_LABEL_VALUE_LENGTH})",
+    )
 
 
 def _check_metric_type(type_: str, spec: FieldSpec, value: Any) -> Any:
-    if isinstance(value, str) and len(value) <= MAX_ID_LENGTH and METRIC_TYPE_RE.match(value):
+    if isinstance(value, str) and len(value) <= MAX_ID_LENGTH and METRIC_TYPE_RE.fullmatch(value):
         return value
     return _invalid(type_, spec, value, "a dotted lowercase name such as 'api.request.duration'")
 
@@ -159,6 +214,15 @@ _CHECKS: dict[Kind, Callable[[str, FieldSpec, Any], Any]] = {
     Kind.METRIC_TYPE: _check_metric_type,
 }
 assert set(_CHECKS) == set(Kind), "every kind has its check"
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number other than inf and NaN (an int of any size is finite)."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
+def _out_of_range(type_: str, spec: FieldSpec, value: Any, bounds: str) -> Any:
+    raise InvalidEvent("out_of_range", f"{type_}: '{spec.name}' must be within {bounds}, got {_short(value)}", spec.name)
 
 
 def _invalid(type_: str, spec: FieldSpec, value: Any, expected: str) -> Any:
@@ -182,7 +246,10 @@ def _json_kind(value: Any) -> str:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more digits than Python converts to text
+        text = f"<a number of {value.bit_length()} bits>" if isinstance(value, int) else "<unprintable>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

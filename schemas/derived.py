@@ -150,7 +150,8 @@ METRIC_ROLLUP = _object(
 DEAD_LETTER = _object(
     "axmon.dead-letter",
     "Input the processor could not use. reason: undecodable, not_an_object, unknown_type, "
-    "unknown_version, missing_field, invalid_field, wrong_topic, late, invalid_internal.",
+    "unknown_version, missing_field, invalid_field, out_of_range, too_large, too_deep, wrong_topic, late, "
+    "invalid_internal, invalid_ack, processing_error (its fold failed: detail is the exception's type and message).",
     {
         "reason": _STR,
         "detail": _STR,

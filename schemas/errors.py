@@ -16,7 +16,9 @@ class InvalidEvent(AxmonError):
     """Bytes or a mapping that are not a valid event of the contract.
 
     ``reason`` is a short stable code (``undecodable``, ``not_an_object``, ``unknown_type``,
-    ``unknown_version``, ``missing_field``, ``invalid_field``); ``detail`` says what exactly.
+    ``unknown_version``, ``missing_field``, ``invalid_field``, ``out_of_range``, ``too_large``,
+    ``too_deep``, ``unencodable``); ``detail`` says what exactly. The limits are in
+    :mod:`schemas.limits`.
     """
 
     def __init__(self, reason: str, detail: str, field: str | None = None) -> None:

@@ -16,6 +16,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from schemas.limits import MAX_ABS_VALUE as MAX_ABS_VALUE
+from schemas.limits import MAX_ID_LENGTH as MAX_ID_LENGTH
+from schemas.limits import MAX_SAFE_INTEGER as MAX_SAFE_INTEGER
+
 CONTRACT_VERSION = 1
 
 KNOWN_METRIC_TYPES: tuple[str, ...] = (
@@ -45,18 +49,13 @@ METRIC_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 METRIC_TYPE_RE = re.compile(METRIC_TYPE_PATTERN)
 
-MAX_ID_LENGTH = 128
-"""Upper bound on the length of ids (event, execution, step, tenant ...)."""
-
-MAX_SAFE_INTEGER = 2**53 - 1
-"""Integers beyond this do not survive a round trip through JavaScript and many JSON parsers."""
 
 
 class Kind(enum.Enum):
     """How a field's value is checked, in Python and in the JSON Schema."""
 
     ID = "id"
-    """A non-empty string of at most :data:`MAX_ID_LENGTH` characters."""
+    """A non-empty string of at most :data:`MAX_ID_LENGTH` characters, no control characters."""
     TEXT = "text"
     """Any string."""
     COUNT = "count"
@@ -64,13 +63,13 @@ class Kind(enum.Enum):
     EPOCH_MS = "epoch_ms"
     """Milliseconds since the Unix epoch, a whole number >= 0."""
     AMOUNT = "amount"
-    """A finite number >= 0 (cost)."""
+    """A number in ``[0, MAX_ABS_VALUE]`` (cost)."""
     NUMBER = "number"
-    """Any finite number (a metric value)."""
+    """A number in ``[-MAX_ABS_VALUE, MAX_ABS_VALUE]`` (a metric value)."""
     OBJECT = "object"
-    """A JSON object with any values (metadata)."""
+    """A JSON object with any values (metadata), nested at most :data:`~schemas.limits.MAX_DEPTH`."""
     LABELS = "labels"
-    """A JSON object whose values are strings."""
+    """A JSON object of at most :data:`~schemas.limits.MAX_LABELS` string values."""
     METRIC_TYPE = "metric_type"
     """A known metric type or a custom dotted lowercase name."""
 

@@ -18,12 +18,21 @@ from schemas.events import (
     CONTRACT_VERSION,
     EVENT_CLASSES,
     KNOWN_METRIC_TYPES,
-    MAX_ID_LENGTH,
-    MAX_SAFE_INTEGER,
     METRIC_TYPE_PATTERN,
     Event,
     FieldSpec,
     Kind,
+)
+from schemas.limits import (
+    ID_PATTERN,
+    MAX_ABS_VALUE,
+    MAX_DEPTH,
+    MAX_EVENT_BYTES,
+    MAX_ID_LENGTH,
+    MAX_LABEL_NAME_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
+    MAX_LABELS,
+    MAX_SAFE_INTEGER,
 )
 
 SCHEMA_DIR = Path(__file__).with_name("json")
@@ -33,7 +42,7 @@ BASE_ID = "https://axmon.dev/schemas/v1/"
 
 def _kind_schema(kind: Kind) -> dict[str, Any]:
     if kind is Kind.ID:
-        return {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+        return {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN}
     if kind is Kind.TEXT:
         return {"type": "string"}
     if kind is Kind.COUNT:
@@ -46,13 +55,18 @@ def _kind_schema(kind: Kind) -> dict[str, Any]:
             "description": "Epoch milliseconds.",
         }
     if kind is Kind.AMOUNT:
-        return {"type": "number", "minimum": 0}
+        return {"type": "number", "minimum": 0, "maximum": MAX_ABS_VALUE}
     if kind is Kind.NUMBER:
-        return {"type": "number"}
+        return {"type": "number", "minimum": -MAX_ABS_VALUE, "maximum": MAX_ABS_VALUE}
     if kind is Kind.OBJECT:
         return {"type": "object"}
     if kind is Kind.LABELS:
-        return {"type": "object", "additionalProperties": {"type": "string"}}
+        return {
+            "type": "object",
+            "maxProperties": MAX_LABELS,
+            "propertyNames": {"minLength": 1, "maxLength": MAX_LABEL_NAME_LENGTH},
+            "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE_LENGTH},
+        }
     if kind is Kind.METRIC_TYPE:
         return {
             "type": "string",
@@ -88,7 +102,8 @@ def event_schema(cls: type[Event]) -> dict[str, Any]:
         "$schema": DRAFT,
         "$id": f"{BASE_ID}{cls.TYPE}.schema.json",
         "title": cls.TYPE,
-        "description": (cls.__doc__ or cls.TYPE).strip().splitlines()[0],
+        "description": (cls.__doc__ or cls.TYPE).strip().splitlines()[0]
+        + f" At most {MAX_EVENT_BYTES} bytes of JSON, nested at most {MAX_DEPTH} levels.",
         "type": "object",
         "properties": properties,
         "required": required,
