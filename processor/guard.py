@@ -106,6 +106,8 @@ class StagedStore:
     def __eq__(self, other: object) -> bool:
         if isinstance(other, StagedStore):
             return dict(self.items()) == dict(other.items())
+        if isinstance(other, dict):
+            return dict(self.items()) == other
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]

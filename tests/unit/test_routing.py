@@ -52,7 +52,7 @@ def states(emits: list[Emit]) -> list[dict[str, Any]]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(min_size=1, max_size=40), st.integers(1, 16))
+@given(st.text(st.characters(blacklist_characters="\x7f", blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40), st.integers(1, 16))
 def test_the_home_of_a_lifecycle_event_is_kafkas_default_partition_of_its_execution_id(eid: str, partitions: int) -> None:
     event = EventFactory().start_execution("wf", "W", "t", "u", 1, execution_id=eid, occurred_at=1)
     expected = DefaultPartitioner()(eid.encode(), list(range(partitions)), list(range(partitions)))
@@ -60,7 +60,7 @@ def test_the_home_of_a_lifecycle_event_is_kafkas_default_partition_of_its_execut
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3), st.integers(1, 16))
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=3), st.integers(1, 16))
 def test_the_home_of_a_sample_is_kafkas_default_partition_of_its_series_key(labels: dict[str, str], partitions: int) -> None:
     sample = EventFactory().record("api.request.duration", 1.0, labels=labels, tenant_id="t", occurred_at=1)
     key = series_key("t", "api.request.duration", labels)
