@@ -38,6 +38,7 @@ def contract_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.alerts, partitions),
         TopicSpec(topics.alert_acks, partitions),
         TopicSpec(topics.liveness_ticks, partitions),
+        TopicSpec(topics.worker_status, partitions, compacted=True),
     ]
 
 

@@ -25,7 +25,15 @@ from aiokafka.errors import (
 
 from processor.admin import contract_topics
 from processor.db import SCHEMA_VERSION, open_read_only
-from processor.health import DatabaseObservation, Group, KafkaObservation, Observations, TopicPartitionKey
+from processor.health import (
+    DatabaseObservation,
+    Group,
+    KafkaObservation,
+    Observations,
+    TopicPartitionKey,
+    WorkersObservation,
+)
+from processor.worker_status import WorkerStatus, decode_status
 from processor.settle import sink_topics
 from schemas.topics import Topics
 
@@ -215,6 +223,9 @@ async def observe(
         kafka = KafkaObservation(None, error=bootstrap_error or "no bootstrap address")
     else:
         kafka = await observe_kafka(bootstrap, expected, groups, timeout_s)
+    workers = WorkersObservation()
+    if kafka.reachable and bootstrap is not None:
+        workers = await observe_workers(bootstrap, topics.worker_status, kafka.partitions.get(topics.worker_status), timeout_s)
     database = observe_database(db_path)
     return Observations(
         now_ms=int(time.time() * 1000),
@@ -225,4 +236,40 @@ async def observe(
         kafka=kafka,
         database=database,
         expected_schema_version=SCHEMA_VERSION,
+        workers=workers,
     )
+
+
+async def observe_workers(bootstrap: str, topic: str, partitions: int | None, timeout_s: float) -> WorkersObservation:
+    """The latest status of every worker: ``topic`` (compacted, one key per worker process)
+    read from its beginning to its end as of now. ``partitions`` ``None``: it does not exist."""
+    if partitions is None:
+        return WorkersObservation(topic_missing=True)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                request_timeout_ms=max(int(timeout_s * 1000), 10_000))
+    latest: dict[bytes, WorkerStatus | None] = {}
+    try:
+        await _bounded(consumer.start(), timeout_s, "the consumer's bootstrap")
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await _bounded(consumer.end_offsets(tps), timeout_s, f"the end offsets of {topic}")
+        await _bounded(consumer.seek_to_beginning(*tps), timeout_s, f"the start of {topic}")
+
+        async def read() -> None:
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset < ends[tp] and record.key is not None:
+                            latest[record.key] = decode_status(record.value)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+
+        await _bounded(read(), timeout_s, f"reading {topic}")
+    except Exception as exc:
+        return WorkersObservation(error=describe(exc))
+    finally:
+        await _close(consumer.stop(), timeout_s)
+    return WorkersObservation(tuple(s for s in latest.values() if s is not None))
