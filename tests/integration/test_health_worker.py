@@ -133,3 +133,27 @@ def test_a_running_worker_beats_and_a_missing_one_is_reported(kafka_bootstrap: s
     watch.until(lambda doc: statuses(doc)["worker"] == "unhealthy", 120, "a killed worker reported as not running")
     said = reasons(watch.doc, "worker")
     assert "not running" in said and "no heartbeat for" in said, watch.doc
+
+
+def test_a_stalled_worker_is_unhealthy_before_its_watchdog_restarts_it(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    """The lifecycle agent hangs after 5 events (first run only): records wait, nothing is
+    committed, and the heartbeat thread goes on beating with ``stalled`` until the watchdog
+    restarts the process, which then catches up."""
+    args = [*worker_args(kafka_bootstrap, topics), "--stall-timeout", "40"]
+    proc = AxmonProcess("worker", args, tmp_path, env={"AXMON_FAULT_HANG_AFTER": "5"}).start()
+    watch = Watch(probe_args(kafka_bootstrap, topics, tmp_path), proc)
+    try:
+        asyncio.run(publish(kafka_bootstrap, topics, events(61, executions=20)))
+        watch.until(lambda doc: "stalled:" in reasons(doc, "worker"), 240, "a stalled worker reported by health")
+        assert statuses(watch.doc)["worker"] == "unhealthy" and watch.code == 2
+        assert "records wait and its group has committed nothing for" in reasons(watch.doc, "worker")
+        [seen] = worker_details(watch.doc)
+        assert seen["state"] == "stalled" and seen["waiting"] > 0 and seen["live"]
+        watch.until(lambda doc: sum(doc["lag"]["worker"].values()) == 0 and "restarted" in reasons(doc, "worker"), 300,
+                    "the restarted worker caught up")
+        assert statuses(watch.doc)["worker"] == "degraded" and "stalled:" in reasons(watch.doc, "worker")
+        assert "fault: the lifecycle agent hangs" in proc.log.read_text()
+    finally:
+        proc.stop()

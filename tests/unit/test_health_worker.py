@@ -5,6 +5,9 @@ restart, the state the watchdog's observations give)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import sys
 
 import orjson
 import pytest
@@ -161,21 +164,17 @@ def test_the_reporter_carries_a_restart_into_the_next_run(monkeypatch: pytest.Mo
     monkeypatch.delenv(HISTORY_ENV, raising=False)
     reporter = StatusReporter("b:9092", "p.worker-status", "p.worker", lambda: Observed("running"), stall_timeout_s=60)
     monkeypatch.setattr(reporter, "publish_now", lambda timeout_s=5.0: True)
-    import logging
-
     recorder = ErrorRecorder(reporter)
     try:
         raise ValueError("boom")
     except ValueError:
-        import sys
-
         recorder.emit(logging.LogRecord("faust", logging.ERROR, __file__, 1, "Crashed", None, sys.exc_info()))
     reporter.restarting("stopped with an error")
     seen = reporter.status()
     assert seen.state == "restarting" and seen.history.restarts == 1
     assert seen.history.last_error is not None and seen.history.last_error.type == "ValueError"
     assert seen.history.last_error.message == "boom (stopped with an error)"
-    carried = History.from_text(__import__("os").environ[HISTORY_ENV], 0)
+    carried = History.from_text(os.environ[HISTORY_ENV], 0)
     assert carried == seen.history
     next_run = StatusReporter("b:9092", "p.worker-status", "p.worker", lambda: Observed("starting"), stall_timeout_s=60)
     assert next_run.status().history == carried and next_run.status().state == "starting"
