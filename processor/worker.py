@@ -380,11 +380,11 @@ def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet()
     except SystemExit as exit_:
         stop_watching.set()
         if exit_.code in (0, None):
-            reporter.stop()
             raise
         restart_process("stopped with an error", reporter)
-    finally:
+    finally:  # not reached by a restart (exec)
         stop_watching.set()
+        reporter.stop()
 
 
 def restart_process(reason: str, reporter: StatusReporter | None = None) -> None:

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 
+import jsonschema
 import orjson
 import pytest
 from hypothesis import given
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from processor.health import Status, Thresholds, WorkersObservation, evaluate
 from processor.status_reporter import ErrorRecorder, Observed, StatusReporter
 from processor.worker_status import HISTORY_ENV, History, LastError, WorkerStatus, decode_status, stall_state
+from schemas.jsonschema import all_schemas
 from tests.unit.test_health import NOW, T, kafka, observations
 
 WAITING = {(T.workflow_events, 0): 40}
@@ -133,6 +135,14 @@ def test_a_status_round_trips(state: str, times: list[int], error: LastError | N
     record = status(state=state, history=history, counters=counters, waiting=waiting, stalled_for_s=1.5)
     assert decode_status(record.to_bytes()) == record
     assert History.from_text(history.to_text(), 0) == history
+
+
+def test_a_status_follows_its_published_schema() -> None:
+    schema = all_schemas()["derived/worker-status.schema.json"]
+    history = History(5, (6, 7), 2, LastError(7, "InjectedFault", "boom"))
+    counters = {"lifecycle": {"applied": 3}, "dead_letters": {"late": 1}}
+    for record in (status(), status(state="stalled", history=history, counters=counters, waiting=4, stalled_for_s=31.5)):
+        jsonschema.Draft202012Validator(schema).validate(orjson.loads(record.to_bytes()))
 
 
 def test_what_is_not_a_status_decodes_to_none() -> None:
