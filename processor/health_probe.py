@@ -40,6 +40,9 @@ from schemas.topics import Topics
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 5.0
+STATUS_TAIL = 5_000
+"""Records of ``<prefix>worker-status`` read per partition: with one worker beating every 5 s,
+about seven hours."""
 
 
 def groups_of(topics: Topics) -> tuple[Group, ...]:
@@ -242,7 +245,9 @@ async def observe(
 
 async def observe_workers(bootstrap: str, topic: str, partitions: int | None, timeout_s: float) -> WorkersObservation:
     """The latest status of every worker: ``topic`` (compacted, one key per worker process)
-    read from its beginning to its end as of now. ``partitions`` ``None``: it does not exist."""
+    read up to its end as of now, from at most :data:`STATUS_TAIL` records before it per
+    partition (heartbeats pile up until compaction: the tail holds every worker that beat in
+    the last hours). ``partitions`` ``None``: it does not exist."""
     if partitions is None:
         return WorkersObservation(topic_missing=True)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
@@ -253,7 +258,9 @@ async def observe_workers(bootstrap: str, topic: str, partitions: int | None, ti
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         ends = await _bounded(consumer.end_offsets(tps), timeout_s, f"the end offsets of {topic}")
-        await _bounded(consumer.seek_to_beginning(*tps), timeout_s, f"the start of {topic}")
+        begins = await _bounded(consumer.beginning_offsets(tps), timeout_s, f"the start offsets of {topic}")
+        for tp in tps:
+            consumer.seek(tp, max(begins[tp], ends[tp] - STATUS_TAIL))
 
         async def read() -> None:
             remaining = {tp for tp in tps if ends[tp] > 0}
