@@ -21,6 +21,8 @@ class TopicSpec:
     name: str
     partitions: int
     compacted: bool = False
+    config: tuple[tuple[str, str], ...] = ()
+    """More topic configuration."""
 
 
 def contract_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
@@ -38,6 +40,8 @@ def contract_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.alerts, partitions),
         TopicSpec(topics.alert_acks, partitions),
         TopicSpec(topics.liveness_ticks, partitions),
+        # heartbeats: segments roll hourly so that compaction keeps the topic small
+        TopicSpec(topics.worker_status, partitions, compacted=True, config=(("segment.ms", "3600000"),)),
     ]
 
 
@@ -68,7 +72,7 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_ms: 
                             s.name,
                             num_partitions=s.partitions,
                             replication_factor=1,
-                            topic_configs=COMPACTED if s.compacted else {},
+                            topic_configs={**(COMPACTED if s.compacted else {}), **dict(s.config)},
                         )
                         for s in missing
                     ],

@@ -33,9 +33,10 @@ def add_health_command(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
     health = subparsers.add_parser(
         "health",
-        help="check the broker, topics, lag, sink and database (exit 0 healthy, 1 degraded, 2 unhealthy)",
+        help="check the broker, topics, lag, worker, sink and database (exit 0 healthy, 1 degraded, 2 unhealthy)",
         description="Checks that the broker answers, the contract topics exist, how far the worker "
-        "and the sink are behind (per partition), when the sink last wrote, and that the database "
+        "and the sink are behind (per partition), that the worker beats and does not restart, fail "
+        "or stall (its heartbeats on <prefix>worker-status), when the sink last wrote, and that the database "
         "passes PRAGMA quick_check. Each component is healthy, degraded or unhealthy with its "
         "reasons; the overall status is the worst. Exit 0 healthy, 1 degraded, 2 unhealthy, so "
         "it serves as a liveness/readiness probe.",
@@ -50,6 +51,12 @@ def add_health_command(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     health.add_argument("--sink-stale", type=_positive_float, default=_DEFAULTS.sink_stale_s, metavar="S",
                         help="the sink is degraded when records wait and it has not written for S seconds "
                         f"(default {_DEFAULTS.sink_stale_s:g})")
+    health.add_argument("--heartbeat-stale", type=_positive_float, default=_DEFAULTS.heartbeat_stale_s, metavar="S",
+                        help="a worker whose last heartbeat is older than S seconds is not running "
+                        f"(default {_DEFAULTS.heartbeat_stale_s:g})")
+    health.add_argument("--restart-window", type=_positive_float, default=_DEFAULTS.restart_window_s, metavar="S",
+                        help="a worker's restarts and errors of the last S seconds count against it "
+                        f"(default {_DEFAULTS.restart_window_s:g})")
     _add_db(health)
     _add_kafka_options(health)
     _add_data_dir(health)
@@ -87,7 +94,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.lag_unhealthy < args.lag_degraded:
         raise ConfigError(f"--lag-unhealthy ({args.lag_unhealthy:,}) must not be below --lag-degraded ({args.lag_degraded:,})")
-    thresholds = Thresholds(lag_degraded=args.lag_degraded, lag_unhealthy=args.lag_unhealthy, sink_stale_s=args.sink_stale)
+    thresholds = Thresholds(lag_degraded=args.lag_degraded, lag_unhealthy=args.lag_unhealthy, sink_stale_s=args.sink_stale,
+                            heartbeat_stale_s=args.heartbeat_stale, restart_window_s=args.restart_window)
     if not args.verbose:  # the client's own connection errors: the report says it better
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     bootstrap: str | None = None

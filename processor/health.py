@@ -13,6 +13,12 @@ committed. The sink's truth is the ``sink_offsets`` table it writes in the same 
 its rows (it seeks there on start; its Kafka commits are informational only), so the sink's lag
 is read from the database when there is one, and from the ``<prefix>sink`` group's commits
 otherwise (a database on another machine); the report says which.
+
+The worker is judged by what it says of itself too: the latest heartbeat of every worker
+process (:mod:`processor.worker_status`) with its state, restarts, last error and counters.
+A worker that restarts, fails or stalls, or that does not beat while records wait, is not
+healthy, whatever its lag says (a crash-looping worker commits nothing and shows no lag while
+producers are quiet).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from processor.worker_status import WorkerStatus
 
 TopicPartitionKey = tuple[str, int]
 
@@ -61,6 +69,10 @@ class Thresholds:
     """... and above this, unhealthy."""
     sink_stale_s: float = 300.0
     """The sink is degraded when records wait for it and it has not written for this long."""
+    heartbeat_stale_s: float = 30.0
+    """A worker whose last heartbeat is older than this is not running."""
+    restart_window_s: float = 600.0
+    """Restarts and errors this recent count against a worker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +127,15 @@ class DatabaseObservation:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkersObservation:
+    statuses: tuple[WorkerStatus, ...] = ()
+    """The latest record of every worker id in ``<prefix>worker-status``."""
+    error: str | None = None
+    """The topic could not be read (``None``: read, or the broker is unreachable)."""
+    topic_missing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Observations:
     now_ms: int
     topic_prefix: str
@@ -126,6 +147,8 @@ class Observations:
     kafka: KafkaObservation
     database: DatabaseObservation
     expected_schema_version: int
+    workers: WorkersObservation = field(default_factory=lambda: WorkersObservation())
+    """The workers' latest heartbeats (``<prefix>worker-status``)."""
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -209,6 +232,7 @@ def evaluate(obs: Observations, thresholds: Thresholds = Thresholds()) -> Report
         broker_component(obs.kafka),
         topics_component(obs),
         lag_component(obs, lag, thresholds),
+        worker_component(obs, lag.get("worker"), thresholds),
         sink_component(obs, lag.get("sink"), thresholds),
         database_component(obs.database, obs.expected_schema_version),
     )
@@ -350,6 +374,116 @@ def sink_component(obs: Observations, lag: GroupLag | None, thresholds: Threshol
             "sink", Status.DEGRADED, (f"{waiting:,} records wait and the sink has {quiet}: is 'axmon sink' running?",), details,
         )
     return Component("sink", Status.HEALTHY, (f"writing: {waiting:,} records to go; {since}",), details)
+
+
+def worker_component(obs: Observations, lag: GroupLag | None, thresholds: Thresholds) -> Component:
+    """The worker as it says it is (its heartbeats), judged with what waits for it: a worker
+    that restarts, fails, stalls or does not beat while records wait is not healthy."""
+    if not obs.kafka.reachable:
+        return _not_checked("worker")
+    seen = obs.workers
+    if seen.error is not None:
+        return Component("worker", Status.UNKNOWN, (f"its status was not read: {seen.error}",))
+    waiting = None if lag is None else lag.total
+    now = obs.now_ms
+
+    def age(at_ms: int) -> float:
+        return max(0.0, (now - at_ms) / 1000)
+
+    live = [w for w in seen.statuses if w.state != "stopped" and age(w.heartbeat_at_ms) <= thresholds.heartbeat_stale_s]
+    details: dict[str, Any] = {
+        "waiting": waiting, "heartbeat_stale_s": thresholds.heartbeat_stale_s,
+        "workers": [_worker_details(w, age(w.heartbeat_at_ms), w in live) for w in seen.statuses],
+    }
+    if not live:
+        last = max(seen.statuses, key=lambda w: w.heartbeat_at_ms, default=None)
+        if last is None:
+            what = "no worker has published a heartbeat" + (
+                f" ({obs.topic_prefix}worker-status does not exist)" if seen.topic_missing else "")
+        elif last.state == "stopped":
+            what = f"the last worker ({last.worker}) stopped {format_age(age(last.heartbeat_at_ms))} ago"
+        else:
+            what = (f"no heartbeat for {format_age(age(last.heartbeat_at_ms))} from the last worker "
+                    f"({last.worker}, {last.state}, over {format_age(thresholds.heartbeat_stale_s)})")
+        if last is not None and last.history.last_error is not None:
+            what += f"; its last error: {_error_text(last)}"
+        if waiting is None:
+            return Component("worker", Status.UNKNOWN, (f"not judged (its lag is unknown): {what}",), details)
+        if waiting:
+            return Component("worker", Status.UNHEALTHY,
+                             (f"not running: {waiting:,} records wait and {what}: is 'axmon worker' running?",), details)
+        return Component("worker", Status.HEALTHY, (f"none running, nothing waits: {what}",), details)
+    status = Status.HEALTHY
+    reasons: list[str] = []
+    for worker in sorted(live, key=lambda w: w.worker):
+        judged, said = _judge_worker(worker, now, thresholds)
+        status = worst([status, judged])
+        reasons.extend(said)
+    gone = [w for w in seen.statuses if w not in live and w.state != "stopped"
+            and age(w.heartbeat_at_ms) <= thresholds.restart_window_s]
+    reasons.extend(f"{w.worker}: gone, no heartbeat for {format_age(age(w.heartbeat_at_ms))}" for w in gone)
+    return Component("worker", status, tuple(reasons), details)
+
+
+def _error_text(worker: WorkerStatus) -> str:
+    error = worker.history.last_error
+    return "none" if error is None else f"{error.type}: {error.message}"
+
+
+def _judge_worker(w: WorkerStatus, now_ms: int, thresholds: Thresholds) -> tuple[Status, list[str]]:
+    window_ms = thresholds.restart_window_s * 1000
+    window = format_age(thresholds.restart_window_s)
+    recent = [t for t in w.history.restart_times_ms if now_ms - t <= window_ms]
+    error = w.history.last_error
+
+    def ago(at_ms: int) -> str:
+        return format_age(max(0.0, (now_ms - at_ms) / 1000))
+
+    name = w.worker
+    reasons: list[str] = []
+    status = Status.HEALTHY
+    if w.state == "restarting":
+        status = Status.UNHEALTHY
+        reasons.append(f"{name}: restarting (restart {w.history.restarts}, {len(recent)} in the last {window}) "
+                       f"after {_error_text(w)}")
+    elif len(recent) >= 2:
+        status = Status.UNHEALTHY
+        reasons.append(f"{name}: crash loop: {len(recent)} restarts in the last {window}, the last {ago(recent[-1])} ago; "
+                       f"last error: {_error_text(w)}")
+    elif w.state == "stalled":
+        status = Status.UNHEALTHY
+        stuck = format_age(w.stalled_for_s or 0.0)
+        reasons.append(f"{name}: stalled: {w.waiting or 0:,} records wait and its group has committed nothing for {stuck}")
+    elif recent:
+        status = Status.DEGRADED
+        reasons.append(f"{name}: restarted {ago(recent[-1])} ago after {_error_text(w)}")
+    elif error is not None and now_ms - error.at_ms <= window_ms:
+        status = Status.DEGRADED
+        reasons.append(f"{name}: an error {ago(error.at_ms)} ago: {_error_text(w)}")
+    failed = w.processing_errors
+    if failed:
+        status = worst([status, Status.DEGRADED])
+        reasons.append(f"{name}: {failed:,} records could not be processed (dead-lettered as processing_error) "
+                       f"since it started {ago(w.run_started_at_ms)} ago")
+    if status is Status.HEALTHY:
+        reasons.append(f"{name}: {w.state}, heartbeat {ago(w.heartbeat_at_ms)} ago, up {ago(w.run_started_at_ms)}"
+                       + (f", {w.history.restarts} restarts" if w.history.restarts else ""))
+    letters = {r: n for r, n in sorted(w.dead_letters.items()) if n}
+    if letters:
+        reasons.append(f"{name}: dead letters since it started: " + ", ".join(f"{r} {n:,}" for r, n in letters.items()))
+    return status, reasons
+
+
+def _worker_details(w: WorkerStatus, age_s: float, live: bool) -> dict[str, Any]:
+    error = w.history.last_error
+    return {
+        "worker": w.worker, "state": w.state, "live": live, "heartbeat_at": w.heartbeat_at_ms,
+        "seconds_since_heartbeat": round(age_s, 1), "started_at": w.history.started_at_ms,
+        "run_started_at": w.run_started_at_ms, "restarts": w.history.restarts,
+        "restart_times": list(w.history.restart_times_ms),
+        "last_error": None if error is None else error.to_json(), "waiting": w.waiting, "stalled_for_s": w.stalled_for_s,
+        "processing_errors": w.processing_errors, "dead_letters": dict(w.dead_letters),
+    }
 
 
 def database_component(db: DatabaseObservation, expected_version: int) -> Component:

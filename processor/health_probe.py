@@ -25,13 +25,24 @@ from aiokafka.errors import (
 
 from processor.admin import contract_topics
 from processor.db import SCHEMA_VERSION, open_read_only
-from processor.health import DatabaseObservation, Group, KafkaObservation, Observations, TopicPartitionKey
+from processor.health import (
+    DatabaseObservation,
+    Group,
+    KafkaObservation,
+    Observations,
+    TopicPartitionKey,
+    WorkersObservation,
+)
+from processor.worker_status import WorkerStatus, decode_status
 from processor.settle import sink_topics
 from schemas.topics import Topics
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 5.0
+STATUS_TAIL = 5_000
+"""Records of ``<prefix>worker-status`` read per partition: with one worker beating every 5 s,
+about seven hours."""
 
 
 def groups_of(topics: Topics) -> tuple[Group, ...]:
@@ -215,6 +226,9 @@ async def observe(
         kafka = KafkaObservation(None, error=bootstrap_error or "no bootstrap address")
     else:
         kafka = await observe_kafka(bootstrap, expected, groups, timeout_s)
+    workers = WorkersObservation()
+    if kafka.reachable and bootstrap is not None:
+        workers = await observe_workers(bootstrap, topics.worker_status, kafka.partitions.get(topics.worker_status), timeout_s)
     database = observe_database(db_path)
     return Observations(
         now_ms=int(time.time() * 1000),
@@ -225,4 +239,44 @@ async def observe(
         kafka=kafka,
         database=database,
         expected_schema_version=SCHEMA_VERSION,
+        workers=workers,
     )
+
+
+async def observe_workers(bootstrap: str, topic: str, partitions: int | None, timeout_s: float) -> WorkersObservation:
+    """The latest status of every worker: ``topic`` (compacted, one key per worker process)
+    read up to its end as of now, from at most :data:`STATUS_TAIL` records before it per
+    partition (heartbeats pile up until compaction: the tail holds every worker that beat in
+    the last hours). ``partitions`` ``None``: it does not exist."""
+    if partitions is None:
+        return WorkersObservation(topic_missing=True)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                request_timeout_ms=max(int(timeout_s * 1000), 10_000))
+    latest: dict[bytes, WorkerStatus | None] = {}
+    try:
+        await _bounded(consumer.start(), timeout_s, "the consumer's bootstrap")
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await _bounded(consumer.end_offsets(tps), timeout_s, f"the end offsets of {topic}")
+        begins = await _bounded(consumer.beginning_offsets(tps), timeout_s, f"the start offsets of {topic}")
+        for tp in tps:
+            consumer.seek(tp, max(begins[tp], ends[tp] - STATUS_TAIL))
+
+        async def read() -> None:
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset < ends[tp] and record.key is not None:
+                            latest[record.key] = decode_status(record.value)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+
+        await _bounded(read(), timeout_s, f"reading {topic}")
+    except Exception as exc:
+        return WorkersObservation(error=describe(exc))
+    finally:
+        await _close(consumer.stop(), timeout_s)
+    return WorkersObservation(tuple(s for s in latest.values() if s is not None))

@@ -53,6 +53,8 @@ from processor.routing import Router
 from processor.rules import RuleSet
 from processor.settings import Settings
 from processor.stall import Progress, StallState, observe, stalled_for
+from processor.status_reporter import ErrorRecorder, Observed, StatusReporter
+from processor.worker_status import stall_state
 from producers.client import partition_for
 from schemas.errors import AxmonError
 from schemas.events import Event, LifecycleEvent, MetricRecorded
@@ -98,16 +100,25 @@ class Worker:
         *,
         rules: RuleSet = RuleSet(),
         hang_after: int | None = None,
+        crash: str | None = None,
     ) -> None:
         self.settings = settings
         self._hang_after = hang_after
         """A fault for tests: the lifecycle agent stops for good after this many events."""
+        self._crash = crash
+        """A fault for tests: ``agent``: the lifecycle agent raises on every event; ``timer``: the
+        rollup timer raises (Faust stops the worker: a crash loop)."""
+        self.reporter: StatusReporter | None = None
+        self.stall_seen: tuple[float, int] | None = None
+        """The watchdog's last judgement: (seconds nothing was committed while records wait, records waiting)."""
         self.bootstrap = bootstrap
         self.topics = settings.topics
         self.fold = fold or settings.fold
         n = settings.partitions
         patch_faust_commit_offsets()
         patch_faust_flow_control()
+        self.errors = ErrorRecorder()
+        """Logged exceptions -> the heartbeat's last error (Faust sets the root logger's handlers)."""
         self.app = faust.App(
             f"{self.topics.prefix}worker",
             broker=f"kafka://{bootstrap}",
@@ -132,6 +143,7 @@ class Worker:
             broker_session_timeout=10.0,
             broker_heartbeat_interval=2.0,
             broker_rebalance_timeout=20.0,
+            loghandlers=[self.errors],
         )
         app = self.app
         source: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes, "internal": False}
@@ -186,6 +198,8 @@ class Worker:
                 if self._hang_after < 0:
                     log.warning("fault: the lifecycle agent hangs (%s)", FAULT_HANG_ENV)
                     await asyncio.Event().wait()
+            if self._crash == "agent":
+                raise InjectedFault(f"fault: the lifecycle agent crashes ({FAULT_CRASH_ENV})")
             message = event.message
             origin = _origin(message)
             emits = self._decode_and(LifecycleEvent, message.key, message.value, origin, self.lifecycle.process)
@@ -242,6 +256,8 @@ class Worker:
 
     async def _rollup_timer(self) -> None:
         self.started = True  # Faust starts timers once the first recovery is done
+        if self._crash == "timer":
+            raise InjectedFault(f"fault: the rollup timer crashes ({FAULT_CRASH_ENV})")
         if self.app.rebalancing:
             return
         if not self._recovered:
@@ -278,13 +294,14 @@ class Worker:
             state = observe(state, Progress(now, committed, ends))
             stuck = stalled_for(state, now)
             busy = not self.started or bool(getattr(self.app, "rebalancing", False) or getattr(self.app, "in_recovery", False))
+            self.stall_seen = (stuck, Progress(now, committed, ends).waiting)
             if stuck >= (10 * timeout if busy else timeout):
                 waiting = Progress(now, committed, ends).waiting
                 log.error("stalled; the consumer's bookkeeping:\n%s\nthe worker's asyncio tasks:\n%s",
                           consumer_bookkeeping(self.app.consumer), task_stacks(self.app.loop))
                 restart_process(
                     f"stalled: {waiting} records wait and nothing was committed for {stuck:.0f} s"
-                    + (" (Faust still rebalancing or recovering)" if busy else "")
+                    + (" (Faust still rebalancing or recovering)" if busy else ""), self.reporter
                 )
 
     async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
@@ -312,6 +329,13 @@ class Worker:
             "dead_letters": dict(self.dead_letters),
         }
 
+    def observed(self) -> Observed:
+        """What the heartbeat says (read from the status thread)."""
+        busy = bool(getattr(self.app, "rebalancing", False) or getattr(self.app, "in_recovery", False))
+        stuck, waiting = self.stall_seen or (0.0, None)
+        state = stall_state(started=self.started, busy=busy, stalled_for_s=stuck, stall_timeout_s=self.settings.stall_timeout_s)
+        return Observed(state, waiting, stuck if self.stall_seen else None, self.counters())
+
 
 def _origin(message: Any) -> Origin:
     """Where a Faust message came from (its timestamp in epoch ms)."""
@@ -332,6 +356,13 @@ def changelog_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
 RESTARTS_ENV = "AXMON_WORKER_RESTARTS"
 FAULT_HANG_ENV = "AXMON_FAULT_HANG_AFTER"
 """Tests only: the first run of the worker's lifecycle agent hangs after this many events."""
+FAULT_CRASH_ENV = "AXMON_FAULT_CRASH"
+"""Tests only, in every run: ``agent``: the lifecycle agent raises on every event; ``timer``: the
+rollup timer raises."""
+
+
+class InjectedFault(AxmonError):
+    """A failure that a test asked for (:data:`FAULT_CRASH_ENV`)."""
 
 
 def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet(), loglevel: str = "warning") -> None:
@@ -344,7 +375,11 @@ def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet()
     wait_for_broker(bootstrap)
     first_run = os.environ.get(RESTARTS_ENV, "0") == "0"
     hang_after = os.environ.get(FAULT_HANG_ENV) if first_run else None
-    worker = Worker(settings, bootstrap, rules=rules, hang_after=int(hang_after) if hang_after else None)
+    worker = Worker(settings, bootstrap, rules=rules, hang_after=int(hang_after) if hang_after else None,
+                    crash=os.environ.get(FAULT_CRASH_ENV) or None)
+    reporter = worker.errors.reporter = worker.reporter = StatusReporter(bootstrap, settings.topics.worker_status, f"{settings.topics.prefix}worker",
+                                                worker.observed, stall_timeout_s=settings.stall_timeout_s)
+    reporter.start()
     stop_watching = threading.Event()
     if settings.stall_timeout_s > 0:
         threading.Thread(target=worker.watch, args=(stop_watching,), name="axmon-watchdog", daemon=True).start()
@@ -358,12 +393,13 @@ def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet()
         stop_watching.set()
         if exit_.code in (0, None):
             raise
-        restart_process("stopped with an error")
-    finally:
+        restart_process("stopped with an error", reporter)
+    finally:  # not reached by a restart (exec)
         stop_watching.set()
+        reporter.stop()
 
 
-def restart_process(reason: str) -> None:
+def restart_process(reason: str, reporter: StatusReporter | None = None) -> None:
     """Start this process again (``exec``: same pid, fresh state), backing off up to 30 s.
     Nothing is flushed or committed: it is a crash, which the folds are built to survive."""
     restarts = int(os.environ.get(RESTARTS_ENV, "0")) + 1
@@ -371,6 +407,8 @@ def restart_process(reason: str) -> None:
     log.error("the worker %s; starting again in %.0f s (restart %d)", reason, delay, restarts)
     sys.stderr.write(f"axmon worker: {reason}, starting again in {delay:.0f} s\n")
     sys.stderr.flush()
+    if reporter is not None:  # the 'restarting' record, then heartbeats through the backoff
+        reporter.restarting(reason)
     time.sleep(delay)
     os.environ[RESTARTS_ENV] = str(restarts)
     os.execv(sys.executable, [sys.executable, "-m", "processor.cli", *sys.argv[1:]])

@@ -11,6 +11,7 @@ Consumers in any language read these topics; ``schemas/json/derived/`` holds the
 | ``axmon.dead-letter`` | ``<topic>/<partition>/<offset>`` | input that could not be processed: reason, detail, origin and the original bytes (base64) |
 | ``axmon.alerts`` | alert id | an alert's whole record after each transition (pending, firing, acknowledged, resolved) |
 | ``axmon.alert-acks`` (input) | alert id | an acknowledgement, on the partition given by the alert's ``partition`` |
+| ``axmon.worker-status`` (compacted) | ``host:pid`` | a worker process's heartbeat: state, restarts, last error, counters |
 """
 
 from __future__ import annotations
@@ -206,6 +207,43 @@ ALERT_ACK = _object(
     {"alert_id": _STR, "rule": _STR, "series": _STR, "by": _STR, "at": _INT},
 )
 
+_ERROR = _object(
+    "worker error",
+    "The last error of the worker: at (epoch ms), the exception's type, its message.",
+    {"at": _INT, "type": _STR, "message": _STR},
+)
+
+WORKER_STATUS = _object(
+    "axmon.worker-status",
+    "A worker process's heartbeat, published every interval_s seconds from a thread of its own, "
+    "once more with state 'restarting' before it starts itself again (exec, same pid) and "
+    "'stopped' when it stops cleanly. Times are epoch ms (wall clock). started_at, restarts, "
+    "restart_times (the newest 20) and last_error survive its restarts; counters are since "
+    "run_started_at.",
+    {
+        "worker": {**_STR, "description": "host:pid, the key."},
+        "host": _STR,
+        "pid": _INT,
+        "group": {**_STR, "description": "The worker's consumer group."},
+        "state": {"enum": ["starting", "recovering", "running", "stalled", "restarting", "stopped"]},
+        "heartbeat_at": _INT,
+        "started_at": _INT,
+        "run_started_at": _INT,
+        "restarts": _INT,
+        "restart_times": {"type": "array", "items": _INT},
+        "last_error": {"oneOf": [{"type": "null"}, _ERROR]},
+        "interval_s": _NUM,
+        "stall_timeout_s": {**_NUM, "description": "The watchdog's limit (0: no watchdog)."},
+        "waiting": _nullable(_INT),
+        "stalled_for_s": _nullable(_NUM),
+        "counters": {
+            "type": "object",
+            "description": "Per core (lifecycle, metrics, alerts) its counters, and dead_letters by reason.",
+            "additionalProperties": {"type": "object", "additionalProperties": _INT},
+        },
+    },
+)
+
 DERIVED_SCHEMAS: dict[str, dict[str, Any]] = {
     "execution-state": EXECUTION_STATE,
     "workflow-stats": WORKFLOW_STATS,
@@ -213,5 +251,6 @@ DERIVED_SCHEMAS: dict[str, dict[str, Any]] = {
     "dead-letter": DEAD_LETTER,
     "alerts": ALERT,
     "alert-acks": ALERT_ACK,
+    "worker-status": WORKER_STATUS,
 }
 """Topic name (without prefix) -> schema of its values."""

@@ -75,6 +75,12 @@ class Topics:
         return f"{self.prefix}liveness-ticks"
 
     @property
+    def worker_status(self) -> str:
+        """Derived, compacted: each worker process's heartbeat (state, restarts, last error,
+        counters), key the worker's id ``host:pid``."""
+        return f"{self.prefix}worker-status"
+
+    @property
     def sources(self) -> tuple[str, str]:
         return (self.workflow_events, self.metrics)
 

@@ -89,8 +89,8 @@ def test_health_follows_its_broker_down_and_up(own_broker: Path, tmp_path: Path)
     code, doc, stderr = health(*by_address)
     took = time.monotonic() - began
     assert code == 2 and doc["overall"] == "unhealthy", doc
-    assert statuses(doc) == {"broker": "unhealthy", "topics": "unknown", "lag": "unknown", "sink": "unknown",
-                             "database": "healthy"}
+    assert statuses(doc) == {"broker": "unhealthy", "topics": "unknown", "lag": "unknown", "worker": "unknown",
+                             "sink": "unknown", "database": "healthy"}
     assert f"cannot connect to {bootstrap}" in reasons(doc, "broker")
     assert doc["lag"] == {"worker": None, "sink": None}
     assert took < 60, f"a stopped broker took {took:.0f} s to report"

@@ -21,6 +21,7 @@ from processor.health import (
     Observations,
     Status,
     Thresholds,
+    WorkersObservation,
     evaluate,
     exit_code,
     format_age,
@@ -29,6 +30,7 @@ from processor.health import (
 from processor.health_probe import groups_of, observe_database
 from processor.admin import contract_topics
 from processor.sinkdb import SinkBatch, write_batch
+from processor.worker_status import History, WorkerStatus
 from schemas.topics import Topics
 
 T = Topics("p.")
@@ -57,8 +59,15 @@ def database(**changes: Any) -> DatabaseObservation:
     return dataclasses.replace(base, **changes)
 
 
-def observations(k: KafkaObservation | None = None, db: DatabaseObservation | None = None) -> Observations:
-    return Observations(NOW, T.prefix, EXPECTED, T.sources, groups_of(T), k or kafka(), db or database(), SCHEMA_VERSION)
+def running_worker() -> WorkerStatus:
+    return WorkerStatus("h:1", "h", 1, "p.worker", "running", NOW - 2_000, NOW - 600_000, History(NOW - 600_000), 5.0, 60.0)
+
+
+def observations(k: KafkaObservation | None = None, db: DatabaseObservation | None = None,
+                 workers: WorkersObservation | None = None) -> Observations:
+    """A healthy worker beats unless ``workers`` says otherwise."""
+    return Observations(NOW, T.prefix, EXPECTED, T.sources, groups_of(T), k or kafka(), db or database(), SCHEMA_VERSION,
+                        workers or WorkersObservation((running_worker(),)))
 
 
 def statuses(obs: Observations, thresholds: Thresholds = Thresholds()) -> dict[str, Status]:
@@ -73,7 +82,7 @@ def test_all_quiet_is_healthy() -> None:
     report = evaluate(observations())
     assert report.overall is Status.HEALTHY and report.exit_code == 0
     assert all(c.status is Status.HEALTHY for c in report.components)
-    assert [c.name for c in report.components] == ["broker", "topics", "lag", "sink", "database"]
+    assert [c.name for c in report.components] == ["broker", "topics", "lag", "worker", "sink", "database"]
 
 
 def test_overall_is_the_worst_and_unknown_counts_as_unhealthy() -> None:
@@ -88,10 +97,10 @@ def test_an_unreachable_broker_makes_the_kafka_components_unknown_not_a_crash() 
     report = evaluate(observations(KafkaObservation("b:9092", error="cannot connect to b:9092")))
     got = {c.name: c.status for c in report.components}
     assert got == {"broker": Status.UNHEALTHY, "topics": Status.UNKNOWN, "lag": Status.UNKNOWN,
-                   "sink": Status.UNKNOWN, "database": Status.HEALTHY}
+                   "worker": Status.UNKNOWN, "sink": Status.UNKNOWN, "database": Status.HEALTHY}
     assert report.overall is Status.UNHEALTHY and report.exit_code == 2
     assert "cannot connect to b:9092" in report.component("broker").reasons[0]
-    assert all("broker is unreachable" in r for c in report.components[1:4] for r in c.reasons)
+    assert all("broker is unreachable" in r for c in report.components[1:5] for r in c.reasons)
     assert report.to_json()["lag"] == {"worker": None, "sink": None}
 
 
@@ -196,7 +205,7 @@ def test_offsets_unreadable_after_metadata_answered() -> None:
 def test_json_document_is_stable() -> None:
     doc = evaluate(observations(kafka(ends={(T.metrics, 1): 7}))).to_json()
     assert list(doc) == ["overall", "checked_at", "bootstrap", "topic_prefix", "db_path", "components", "lag"]
-    assert [c["name"] for c in doc["components"]] == ["broker", "topics", "lag", "sink", "database"]
+    assert [c["name"] for c in doc["components"]] == ["broker", "topics", "lag", "worker", "sink", "database"]
     assert all(set(c) == {"name", "status", "reasons", "details"} for c in doc["components"])
     assert doc["lag"] == {"worker": {f"{T.metrics}/1": 7}, "sink": {f"{T.metrics}/1": 7}}
     assert orjson.loads(orjson.dumps(doc)) == doc
@@ -304,7 +313,7 @@ def test_human_output(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     code, out, _ = run(monkeypatch, capsys, observations(kafka(ends=ends), database(sink_offsets={(T.execution_state, 0): 3})))
     assert code == 1
     assert "axmon health: degraded" in out
-    for name in ("broker", "topics", "lag", "sink", "database"):
+    for name in ("broker", "topics", "lag", "worker", "sink", "database"):
         assert name in out
     assert "worker (p.worker)" in out and "0: 1,234  1: 6" in out and "1,240" in out
     assert "sink (p.sink)" in out and "database" in out
@@ -352,3 +361,4 @@ def test_the_parser_knows_health() -> None:
     args = cli.build_parser().parse_args(["health", "--json"])
     assert isinstance(args, argparse.Namespace) and args.handler is cli_health.cmd_health
     assert (args.lag_degraded, args.lag_unhealthy, args.sink_stale, args.timeout) == (1_000, 100_000, 300.0, 5.0)
+    assert (args.heartbeat_stale, args.restart_window) == (30.0, 600.0)
