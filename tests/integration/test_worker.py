@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from processor.admin import group_offsets, read_topic
+from processor.errors import BrokerError
 from producers import AxmonProducer, EventFactory, ProducerConfig
 from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
 from schemas.derived import DERIVED_SCHEMAS
@@ -147,9 +148,16 @@ def test_derived_topics_equal_the_pure_folds(kafka_bootstrap: str, topics: Topic
 
 
 def committed_and_waiting(bootstrap: str, topics: Topics) -> tuple[int, int]:
-    """The worker group's committed offsets (summed) and the records left for it."""
-    committed, ends = asyncio.run(group_offsets(bootstrap, f"{topics.prefix}worker", [*topics.sources, topics.stats_changes]))
-    return sum(committed.values()), sum(max(0, end - committed[tp]) for tp, end in ends.items())
+    """The worker group's committed offsets (summed) and the records left for it (asked again
+    while the broker has no coordinator for the group yet)."""
+    for _ in range(30):
+        try:
+            committed, ends = asyncio.run(group_offsets(bootstrap, f"{topics.prefix}worker",
+                                                        [*topics.sources, topics.stats_changes]))
+            return sum(committed.values()), sum(max(0, end - committed[tp]) for tp, end in ends.items())
+        except BrokerError:
+            time.sleep(1.0)
+    raise AssertionError("the broker never said what the worker group committed")
 
 
 def kill_mid_stream(proc: AxmonProcess, bootstrap: str, topics: Topics, rng: random.Random) -> None:
