@@ -114,7 +114,8 @@ def expected_execution(execution_id: str, events: list[Event]) -> dict[str, Any]
         "steps_total": steps_total.steps_total if steps_total is not None else 0,  # type: ignore[attr-defined]
         "steps_completed": sum(s["status"] == "completed" for s in steps),
         "steps_failed": sum(s["status"] == "failed" for s in steps),
-        "current_step": None if current is None else getattr(current, "step_key", None) or current.current_step,  # type: ignore[attr-defined]
+        "current_step": None if current is None
+        else current.step_key if current.TYPE == "step.started" else current.current_step,  # type: ignore[attr-defined]
         "error_message": error,
         "metadata": metadata.metadata if metadata is not None else {},  # type: ignore[attr-defined]
         "tokens_used": sum(tokens) if tokens else None,
