@@ -160,13 +160,17 @@ def committed_and_waiting(bootstrap: str, topics: Topics) -> tuple[int, int]:
     raise AssertionError("the broker never said what the worker group committed")
 
 
-def kill_mid_stream(proc: AxmonProcess, bootstrap: str, topics: Topics, rng: random.Random) -> None:
-    """SIGKILL the worker part of the way through: once it has committed something in this life
-    (and a random while after), and check that records were still waiting for it."""
+def kill_mid_stream(proc: AxmonProcess, bootstrap: str, topics: Topics, chunk: list[Event], rng: random.Random) -> None:
+    """Publish ``chunk`` and SIGKILL the worker part of the way through it: once it has committed
+    some of the first half in this life (and a random while after), right after the second half
+    was published; check that records were still waiting for it."""
+    half = len(chunk) // 2
     before, _ = committed_and_waiting(bootstrap, topics)
+    asyncio.run(publish(bootstrap, topics, chunk[:half]))
     wait_until(lambda: committed_and_waiting(bootstrap, topics)[0] > before, 120, interval=0.2,
                what=f"the worker to commit something (log:\n{proc.tail()})")
     time.sleep(rng.uniform(0.0, 1.0))
+    asyncio.run(publish(bootstrap, topics, chunk[half:]))
     proc.kill()
     _, waiting = committed_and_waiting(bootstrap, topics)
     assert waiting > 0, "the kill landed after the worker had finished: not mid-stream"
@@ -180,10 +184,12 @@ def test_sigkill_mid_stream_changes_nothing(kafka_bootstrap: str, topics: Topics
         chunks = 4
         size = math.ceil(len(events) / chunks)
         for n in range(chunks):
-            asyncio.run(publish(kafka_bootstrap, topics, events[n * size:(n + 1) * size]))
+            chunk = events[n * size:(n + 1) * size]
             if n < chunks - 1:
-                kill_mid_stream(proc, kafka_bootstrap, topics, rng)
+                kill_mid_stream(proc, kafka_bootstrap, topics, chunk, rng)
                 proc.start()
+            else:
+                asyncio.run(publish(kafka_bootstrap, topics, chunk))
         assert proc.starts == chunks
         assert_pipeline_matches(kafka_bootstrap, topics, events, proc, timeout=300)
     finally:
