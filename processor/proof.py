@@ -2,8 +2,9 @@
 
 1. Produce a generated multi-tenant scenario with client resends, out-of-order delivery,
    malformed records, late events and events off their key's partition, on a fresh topic prefix.
-2. Meanwhile kill the worker and the sink with SIGKILL several times each (restarting them),
-   and restart the broker once.
+2. Meanwhile kill the sink and the worker with SIGKILL several times each (restarting them),
+   each part of the way through a chunk of events (it has done some of it, records still wait),
+   and then restart the broker once while both run and events are still to come.
 3. When the pipeline has caught up (the sink has everything the topics hold, the worker has
    stopped adding, every window is final), replay the source topics from the earliest offset
    into a new database.
@@ -25,14 +26,14 @@ from typing import Any
 
 import orjson
 
-from processor.admin import contract_topics, ensure_topics
+from processor.admin import contract_topics, ensure_topics, group_offsets
 from processor.children import AxmonChild
 from processor.dbdiff import TableDiff, compare
-from processor.errors import AxmonError
+from processor.errors import AxmonError, BrokerError
 from processor.replay import ReplayPlan, replay
 from processor.rules import load_rules
 from processor.settings import Settings
-from processor.settle import settled
+from processor.settle import Backlog, backlog, settled, stored_sink_offsets
 from producers.client import AxmonProducer, ProducerConfig, home_partition, route
 from producers.factory import EventFactory
 from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
@@ -82,6 +83,8 @@ class ProofResult:
     broker_restarts: int
     diffs: tuple[TableDiff, ...]
     rows: dict[str, int]
+    kills: tuple[tuple[str, int], ...] = ()
+    """Each SIGKILL: which process, and the records it left waiting (> 0: it died mid-stream)."""
 
     @property
     def equal(self) -> bool:
@@ -150,36 +153,53 @@ def run_proof(
     rules_file = workdir / "rules.json"
     rules_file.write_bytes(orjson.dumps({"rules": list(options.rules)}))
     rules = load_rules(rules_file)
-    # A Faust worker has been seen to stop committing after a broker restart, in fresh processes
-    # too; its watchdog restarts it. A short stall timeout keeps the proof's wait bounded.
+    # The worker lives through the broker restart (it comes after the last kill) and must catch
+    # up by itself; the watchdog is there for anything else, and its log says if it acted.
     worker = AxmonChild("worker", ["worker", *common, "--rules", str(rules_file),
                                    "--stall-timeout", str(options.stall_timeout_s)], workdir)
     sink = AxmonChild("sink", ["sink", *common, "--db", str(settings.db_path), "--batch-size", "300"], workdir)
     rng = random.Random(options.seed)
     broker_restarts = 0
+    kills: list[tuple[str, int]] = []
     worker.start()
     sink.start()
     try:
         chunks = max(options.worker_kills, options.sink_kills) + 2
         size = -(-len(events) // chunks)
-        # The broker restarts while everything is running, and before the last kills: a Faust
-        # worker that lived through a broker restart has been seen to stop committing offsets
-        # (its output stays complete), which would leave the pipeline "behind" for ever.
-        restart_at = max(0, min(options.worker_kills, options.sink_kills) - 2) if restart_broker is not None and options.restart_broker else -1
+        # The broker restarts while everything is running, after the last kills, with events
+        # still to come: the worker and the sink live through it.
+        restart_at = max(options.worker_kills, options.sink_kills) if restart_broker is not None and options.restart_broker else -1
         for n in range(chunks):
-            asyncio.run(_publish(bootstrap, settings, events[n * size:(n + 1) * size], junk if n == 1 else [],
-                                 options.misrouted_every))
+            # a chunk in three parts; each kill lands part of the way through: once the process
+            # has done something in this life, and right after a part it cannot have finished
+            # yet was published (checked: records wait for it)
+            chunk = events[n * size:(n + 1) * size]
+            third = -(-len(chunk) // 3)
+            parts = [chunk[:third], chunk[third:2 * third], chunk[2 * third:]]
+            committed, written = _progress(bootstrap, settings)
+            asyncio.run(_publish(bootstrap, settings, parts[0], junk if n == 1 else [], options.misrouted_every))
             time.sleep(rng.uniform(0.5, 2.0))
+            if n < options.sink_kills:
+                _await(sink, lambda: sum(stored_sink_offsets(settings.db_path).values()) > written, "write something")
+            asyncio.run(_publish(bootstrap, settings, parts[1], [], options.misrouted_every))
+            if n < options.sink_kills:
+                sink.kill()
+                waiting = _backlog_after_kill(bootstrap, settings).sink
+                kills.append(("sink", waiting))
+                say(f"killed the sink (SIGKILL) with {waiting} records waiting, restarting it ({sink.starts + 1})")
+                sink.start()
+            if n < options.worker_kills:
+                _await(worker, lambda: _progress(bootstrap, settings)[0] > committed, "commit something")
+            asyncio.run(_publish(bootstrap, settings, parts[2], [], options.misrouted_every))
             if n < options.worker_kills:
                 worker.kill()
-                say(f"killed the worker (SIGKILL), restarting it ({worker.starts + 1})")
+                waiting = _backlog_after_kill(bootstrap, settings).worker
+                kills.append(("worker", waiting))
+                say(f"killed the worker (SIGKILL) with {waiting} records waiting, restarting it ({worker.starts + 1})")
                 worker.start()
-            if n < options.sink_kills:
-                time.sleep(rng.uniform(0.1, 1.0))
-                sink.kill()
-                say(f"killed the sink (SIGKILL), restarting it ({sink.starts + 1})")
-                sink.start()
             if n == restart_at and restart_broker is not None:
+                # the worker is running, not starting: it has committed some of this chunk
+                _await(worker, lambda: _progress(bootstrap, settings)[0] > committed, "commit something")
                 say("restarting the broker")
                 restart_broker()
                 broker_restarts += 1
@@ -210,7 +230,39 @@ def run_proof(
     finally:
         conn.close()
     return ProofResult(settings.db_path, replay_db, len(events), len(junk), worker.starts, sink.starts,
-                       broker_restarts, diffs, rows)
+                       broker_restarts, diffs, rows, tuple(kills))
+
+
+def _progress(bootstrap: str, settings: Settings) -> tuple[int, int]:
+    """How far the worker (its group's committed offsets, summed) and the sink (the offsets in
+    its database, summed) have come."""
+    for _ in range(30):
+        try:
+            committed, _ = asyncio.run(group_offsets(bootstrap, f"{settings.topic_prefix}worker", list(settings.topics.sources)))
+            return sum(committed.values()), sum(stored_sink_offsets(settings.db_path).values())
+        except BrokerError:
+            time.sleep(1.0)
+    raise ProofError("the broker did not say what the worker group committed")
+
+
+def _await(child: AxmonChild, done: Callable[[], bool], what: str, timeout_s: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        child.check()
+        if time.monotonic() > deadline:
+            raise ProofError(f"the {child.name} did not {what} in {timeout_s:.0f} s; end of its log:\n{child.tail(20)}")
+        time.sleep(0.2)
+
+
+def _backlog_after_kill(bootstrap: str, settings: Settings) -> Backlog:
+    """What the killed process left to do (asked again while the broker has no group
+    coordinator yet, as on a fresh broker)."""
+    for _ in range(30):
+        try:
+            return asyncio.run(backlog(bootstrap, settings.topics, settings.db_path))
+        except BrokerError:
+            time.sleep(1.0)
+    raise ProofError("the broker did not say what the killed process left to do")
 
 
 async def _publish(bootstrap: str, settings: Settings, events: list[Event], junk: list[tuple[str, bytes]],

@@ -1,9 +1,11 @@
 """SDK -> worker -> sink -> query API on the real broker and real SQLite: every query of the
-original design equals an oracle computed here directly from the generated events."""
+original design equals an independent oracle (:mod:`tests.oracle`) computed directly from the
+generated events."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import sqlite3
 from pathlib import Path
@@ -12,36 +14,21 @@ from typing import Any
 import pytest
 
 from processor.db import EXECUTION_COLUMNS, STEP_COLUMNS
-from processor.derived import derived_samples
-from processor.execution import snapshot
 from processor.queries import Monitor
-from processor.sinkdb import execution_row, step_row
-from processor.stats import stats_of_snapshots
-from schemas import Event, MetricRecorded, Topics
+from schemas import Event, Topics
 from tests.integration.test_sink import settle, sink
-from tests.integration.test_worker import WINDOW_MS, oracle_states, publish, scenario, worker
-
-
-
-def nearest_rank(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(len(ordered) * q) - 1)]
+from tests.integration.test_worker import WINDOW_MS, publish, scenario, worker
+from tests.oracle import expected_executions, expected_row, expected_samples, expected_stats, expected_step_row, nearest_rank, same
 
 
 class Oracle:
     def __init__(self, events: list[Event]) -> None:
-        states = oracle_states(events)
         self.executions = {}
-        for eid, state in states.items():
-            view = snapshot(state)
-            row = dict(zip(EXECUTION_COLUMNS, execution_row(view)))
-            row["metadata"] = view["metadata"]
-            row["steps"] = [dict(zip(STEP_COLUMNS, step_row(s))) for s in view["steps"]]
+        for eid, execution in expected_executions(events).items():
+            row = expected_row(execution)
+            row["steps"] = [expected_step_row(s) for s in execution["steps"]]
             self.executions[eid] = row
-        samples: dict[str, MetricRecorded] = {e.event_id: e for e in events if isinstance(e, MetricRecorded)}
-        for state in states.values():
-            samples.update((s.event_id, s) for s in derived_samples(state))
-        self.samples = list(samples.values())
+        self.samples = expected_samples(events)
 
     def rows(self, tenant: str | None) -> list[dict[str, Any]]:
         return [r for r in self.executions.values() if tenant is None or r["tenant_id"] == tenant]
@@ -56,7 +43,11 @@ class Oracle:
 
 
 def strip(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in EXECUTION_COLUMNS}
+    """The row's columns, metadata parsed (its text is the sink's business, its content is not)."""
+    out = {k: row[k] for k in EXECUTION_COLUMNS}
+    if isinstance(out["metadata"], str):
+        out["metadata"] = json.loads(out["metadata"])
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +91,12 @@ def test_execution_queries(pipeline: tuple[Path, Oracle], tenant: str | None) ->
     by_recency = sorted(rows, key=lambda r: (r["started_at"], r["id"]), reverse=True)
     with Monitor(db) as monitor:
         active = monitor.get_active_executions(tenant)
-        assert [strip(r) for r in active] == [strip(r) for r in by_recency if r["status"] in ("pending", "running")]
+        assert same([strip(r) for r in active], [strip(r) for r in by_recency if r["status"] in ("pending", "running")])
         recent = monitor.get_recent_executions(limit=25, tenant_id=tenant)
-        assert [strip(r) for r in recent] == [strip(r) for r in by_recency[:25]]
+        assert same([strip(r) for r in recent], [strip(r) for r in by_recency[:25]])
         assert len(monitor.get_recent_executions(limit=1000, tenant_id=tenant)) == len(rows)
         stats = monitor.get_workflow_stats(tenant)
-        views = [{"id": r["id"], "status": r["status"], "duration": r["duration"]} for r in rows]
-        expected = stats_of_snapshots(tenant or "", views)
+        expected = expected_stats(rows)
         for key in ("total", "running", "completed", "failed", "cancelled", "pending", "success_rate"):
             assert stats[key] == expected[key], key
         assert stats["avg_duration"] == pytest.approx(expected["avg_duration"])
@@ -117,10 +107,10 @@ def test_execution_and_steps(pipeline: tuple[Path, Oracle]) -> None:
     with Monitor(db) as monitor:
         for eid, row in list(oracle.executions.items())[:60]:
             got = monitor.get_execution(eid)
-            assert got is not None and strip(got) == strip(row)
+            assert got is not None and same(strip(got), strip(row))
             steps = monitor.get_step_executions(eid)
             want = sorted(row["steps"], key=lambda s: (s["started_at"], s["id"]))
-            assert [{k: s[k] for k in STEP_COLUMNS} for s in steps] == want
+            assert same([{k: s[k] for k in STEP_COLUMNS} for s in steps], want)
         assert monitor.get_execution("no-such-execution") is None
 
 

@@ -1,5 +1,6 @@
-"""The proof, in the test suite: live processing under SIGKILLs of the worker and the sink and a
-broker restart equals a replay from the earliest offset, table by table, row by row.
+"""The proof, in the test suite: live processing under SIGKILLs of the worker and the sink (each
+landing mid-stream, checked) and a broker restart that the running worker lives through (no
+stall, no restart of its own) equals a replay from the earliest offset, table by table, row by row.
 
 It runs on a broker of its own (the local jar broker in a temporary directory), because it
 restarts it."""
@@ -40,7 +41,12 @@ def test_live_equals_replay_under_crashes(own_broker: tuple[Path, str], tmp_path
     settings = Settings.load({"partitions": 3}, environ={})
     result = run_proof(settings, bootstrap, tmp_path, ProofOptions(executions=200, seed=13), restart_broker=restart, say=log.info)
     assert (result.worker_starts, result.sink_starts, result.broker_restarts) == (4, 4, 1)
+    assert [who for who, _ in result.kills] == ["sink", "worker"] * 3
+    assert all(waiting > 0 for _, waiting in result.kills), f"a kill landed after the work was done: {result.kills}"
     assert result.equal, "\n".join(d.describe() for d in result.diffs)
+    worker_log = (tmp_path / "worker.log").read_text()
+    restarts = [line for line in worker_log.splitlines() if "stalled:" in line or "starting again" in line]
+    assert not restarts, "the worker restarted itself:\n" + "\n".join(restarts)
     assert result.rows["workflow_executions_monitor"] == 200  # the 5 late executions are dead letters
     conn = sqlite3.connect(result.live_db)
     reasons = dict(conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall())

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from processor.settle import Backlog, settled
+from processor.settle import Backlog, backlog, settled, stored_sink_offsets
 from processor.dbdiff import compare
 from schemas import Topics
 from tests.integration.processes import AxmonProcess, wait_until
@@ -57,8 +57,13 @@ def test_sink_killed_mid_stream_ends_with_the_same_database(kafka_bootstrap: str
         size = math.ceil(len(events) / chunks)
         for n in range(chunks):
             asyncio.run(publish(kafka_bootstrap, topics, events[n * size:(n + 1) * size]))
-            time.sleep(rng.uniform(0.5, 2.5))
+            written = sum(stored_sink_offsets(tmp_path / "killed.db").values())
+            wait_until(lambda: sum(stored_sink_offsets(tmp_path / "killed.db").values()) > written, 120, interval=0.1,
+                       what="the sink to write something")
+            time.sleep(rng.uniform(0.0, 0.5))
             killed.kill()
+            behind = asyncio.run(backlog(kafka_bootstrap, topics, tmp_path / "killed.db")).sink
+            assert behind > 0, "the kill landed after the sink had written everything: not mid-stream"
             killed.start()
         assert killed.starts == chunks + 1
 

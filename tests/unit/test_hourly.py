@@ -392,7 +392,23 @@ def recomputed(path: Path) -> list[tuple[Any, ...]]:
     for w in windows:
         hours.setdefault((w[0], w[1] - w[1] % HOUR_MS), []).append(w[1:])
     rows = [hourly_row(series, hour, found) for (series, hour), found in sorted(hours.items())]
-    return [row for row in rows if row is not None]
+    rows = [row for row in rows if row is not None]
+    for row in rows:
+        assert row[7:9] + row[11:15] == plain_hour(hours[(row[0], row[1])], row[1]), row
+    return rows
+
+
+def plain_hour(windows: list[tuple[Any, ...]], hour: int) -> tuple[Any, ...]:
+    """An hour's window counts and its final windows' count, sum, min and max, the plain way
+    (an oracle independent of :func:`hourly_row` for those columns)."""
+    inside = [w for w in windows if hour <= w[0] and w[1] <= hour + HOUR_MS]
+    finals = [w for w in inside if w[11]]
+    lows = [w[8] for w in finals if w[8] is not None]
+    highs = [w[9] for w in finals if w[9] is not None]
+    total = 0.0
+    for w in sorted(finals, key=lambda w: w[0]):
+        total += w[7]
+    return (len(inside), len(finals), sum(w[6] for w in finals), total, min(lows, default=None), max(highs, default=None))
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import socket
 import stat
@@ -306,15 +307,16 @@ def _stand_in(data_dir: Path, *, ignore_sigterm: bool) -> Iterator[subprocess.Po
 
 
 @pytest.mark.parametrize("ignore_sigterm", [False, True])
-def test_stop_terminates_then_kills(tmp_path: Path, ignore_sigterm: bool) -> None:
+def test_stop_terminates_then_kills(tmp_path: Path, ignore_sigterm: bool, caplog: pytest.LogCaptureFixture) -> None:
     with _stand_in(tmp_path, ignore_sigterm=ignore_sigterm) as proc:
         current = localbroker.status(tmp_path)
         assert current.running and current.pid == proc.pid
-        began = time.monotonic()
-        assert localbroker.stop(tmp_path, timeout=1.0) is True
-        took = time.monotonic() - began
+        with caplog.at_level(logging.WARNING, logger=localbroker.__name__):
+            # the SIGTERM timeout is short only where it must run out
+            assert localbroker.stop(tmp_path, timeout=1.0 if ignore_sigterm else 60.0) is True
         assert not Path(f"/proc/{proc.pid}").exists()  # gone and reaped
-        assert (took >= 1.0) is ignore_sigterm
+        # SIGKILL came only for the process that outlived SIGTERM
+        assert ("outlived SIGTERM" in caplog.text) is ignore_sigterm
         assert not (tmp_path / localbroker.PID_FILE).exists()
         assert localbroker.status(tmp_path).running is False
         assert localbroker.stop(tmp_path) is False
