@@ -14,17 +14,21 @@ from hypothesis import strategies as st
 
 from schemas.codec import event_from_dict
 from schemas.events import LifecycleEvent, MetricRecorded
+from schemas.limits import MAX_ABS_VALUE
 
-VALUE_LIMIT = 1e12
-"""The largest |value| generated. The folds' sums overflow near the float range's end; once the
-contract bounds ``value`` (out-of-range samples dead-lettered), widen this to that bound."""
+VALUE_LIMIT = MAX_ABS_VALUE
+"""The largest |value| generated: the contract's bound (beyond it a sample is dead-lettered as
+``out_of_range``, which tests/unit/test_hostile_input.py covers)."""
 
 TINY_VALUES = (0.0, -0.0, 5e-324, -5e-324, 1e-300, -1e-300, 2.2250738585072014e-308, 1.0, -1.0)
 
 UNICODE = st.characters(blacklist_categories=("Cs",))
 """Any code point a JSON string can hold (lone surrogates cannot be encoded)."""
 texts = st.text(UNICODE, max_size=16)
-names = st.text(UNICODE, min_size=1, max_size=12)
+ID_CHARS = st.characters(blacklist_categories=("Cs", "Cc"))
+"""What an id or a label name may hold: any code point but control characters (the contract's
+``ID_PATTERN``)."""
+names = st.text(ID_CHARS, min_size=1, max_size=12)
 values = st.one_of(
     st.floats(-VALUE_LIMIT, VALUE_LIMIT, allow_nan=False, allow_infinity=False),
     st.integers(-int(VALUE_LIMIT), int(VALUE_LIMIT)),
