@@ -676,7 +676,10 @@ class MetricsCore:
             reason = "late_derived" if derived else "late"
             self._count(reason)
             lane = "derived" if derived else "raw"
-            detail = f"window [{start}, {start + size}) refused from {lane} stream time {refused_from} (now {stream_time})"
+            # The detail is a function of the record alone: two copies of one forwarded record
+            # (forwarded again after a crash) may be judged at different stream times, and
+            # their dead letters, which both name the original, must be the same row.
+            detail = f"window [{start}, {start + size}) refused from {lane} stream time {refused_from}"
             deadlines.push(p, stream_time + self.config.marker_ms, _late_key(p, o))
             return _record_late(self.store, p, o, stream_time, dead_letter(reason, detail, origin, key, raw),
                                 lane=_DERIVED if derived else None)
