@@ -589,7 +589,9 @@ class MetricsCore:
         self.derived_deadlines = _Deadlines(store, lambda entry: self._due(entry, derived=True))
         self._idle: list[tuple[int, str]] | None = None
         """Open windows by the wall-clock time of their idle close, built lazily."""
-        self.guard = Guard([store, *([] if alerts is None else [alerts.store])], self.forget, self.counters)
+        # The alert states a record moves are committed before its windows: a crash that keeps
+        # a window's closing keeps the rules' verdict on it (evaluating a window again is a no-op).
+        self.guard = Guard([*([] if alerts is None else [alerts.store]), store], self.forget, self.counters)
 
     def _due(self, entry: dict[str, Any], *, derived: bool) -> int | None:
         """When (in the stream time of its lane) a sweep has something to do with ``entry``;

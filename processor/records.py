@@ -133,3 +133,39 @@ class Store(Protocol):
     def __delitem__(self, key: str) -> None: ...
 
     def items(self) -> Iterable[tuple[str, Any]]: ...
+
+
+class Keyspace:
+    """The keys of ``inner`` under ``prefix``, as a :class:`Store` of their own (``items`` yields
+    only them, without the prefix); with ``prefix=""``, every key not under one of ``exclude``.
+
+    Two cores whose writes must persist in one order (the metric windows and the alert states
+    evaluated when a window closes) keep them in one table, each in its own keyspace: a table's
+    changelog partition persists its writes as a prefix, two tables' partitions do not."""
+
+    def __init__(self, inner: Store, prefix: str = "", exclude: tuple[str, ...] = ()) -> None:
+        self.inner = inner
+        self.prefix = prefix
+        self.exclude = exclude
+
+    def get(self, key: str) -> Any:
+        return self.inner.get(self.prefix + key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.inner[self.prefix + key] = value
+
+    def set_encoded(self, key: str, raw: bytes) -> None:
+        set_encoded = getattr(self.inner, "set_encoded", None)
+        if set_encoded is None:
+            self.inner[self.prefix + key] = orjson.loads(raw)
+        else:
+            set_encoded(self.prefix + key, raw)
+
+    def __delitem__(self, key: str) -> None:
+        del self.inner[self.prefix + key]
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        n = len(self.prefix)
+        for key, value in self.inner.items():
+            if key.startswith(self.prefix) and not key.startswith(self.exclude):
+                yield key[n:], value

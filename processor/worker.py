@@ -48,7 +48,7 @@ from processor.cores import (
     decode_input,
 )
 from processor.faust_patches import consumer_bookkeeping, patch_faust_commit_offsets, patch_faust_flow_control, task_stacks
-from processor.records import Emit, Origin, Stream, dead_letter, origin_of
+from processor.records import Emit, Keyspace, Origin, Stream, dead_letter, origin_of
 from processor.routing import Router
 from processor.rules import RuleSet
 from processor.settings import Settings
@@ -154,15 +154,17 @@ class Worker:
         self.executions = app.Table(TABLES[0], **table)
         self.tenant_stats = app.Table(TABLES[1], **table)
         self.windows = app.Table(TABLES[2], **table)
-        self.alert_states = app.Table(TABLES[3], **table)
         router = Router(n)  # one for both source topics (co-partitioned): one warning per source
         self.lifecycle = LifecycleCore(
             TableStore(self.executions), self.fold, clock=lambda: int(time.time() * 1000), stale_after_ms=settings.stale_after_ms,
             router=router,
         )
         self.stats = StatsCore(TableStore(self.tenant_stats))
-        self.alerts = AlertCore(TableStore(self.alert_states), rules)
-        self.metrics = MetricsCore(TableStore(self.windows), self.fold, self.alerts, router=router)
+        # Alert states live in the windows table, under their own keys: a window's closing and
+        # the alert states it moves must persist in one changelog partition, in order.
+        windows = TableStore(self.windows)
+        self.alerts = AlertCore(Keyspace(windows, ALERT_KEYS), rules)
+        self.metrics = MetricsCore(Keyspace(windows, exclude=(ALERT_KEYS,)), self.fold, self.alerts, router=router)
         self.acks_topic = app.topic(self.topics.alert_acks, **source)
         self.ticks_topic = app.topic(self.topics.liveness_ticks, **source)
         self.dead_letters: dict[str, int] = {}
@@ -343,7 +345,9 @@ def _origin(message: Any) -> Origin:
     return origin_of(message.topic, message.partition, message.offset, None if timestamp is None else int(timestamp * 1000), message.headers)
 
 
-TABLES = ("executions", "tenant-stats", "windows", "alerts")
+TABLES = ("executions", "tenant-stats", "windows")
+ALERT_KEYS = "\x00alert/"
+"""The prefix of the alert states' keys in the windows table."""
 
 
 def changelog_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
