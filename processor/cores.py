@@ -216,9 +216,33 @@ class LifecycleCore:
 
     Entry: ``{"p", "o", "t", "ts", "s"}`` (and ``"f"``, see the module docstring):
     partition, last applied offset, last event time, the stream time at which it became
-    terminal, the fold state. An evicted execution leaves a small marker
-    ``{"p", "o", "t", "evicted": stream time}`` for another horizon, so a late or redelivered
-    event for it is recognised.
+    terminal, the fold state. An evicted execution leaves a marker
+    ``{"p", "o", "t", "evicted": stream time, "eo", "es", "tenant", "c", "s"}`` (the evicting
+    offset and sequence of its absorb, its absorbed contribution, its final fold state) for
+    ``evicted_keep_ms``.
+
+    **Late events.** The horizon is a memory bound, not a correctness limit:
+
+    - An event of an execution held (live or as a marker) is folded however old it is. A marker
+      is *rehydrated*: its fold state is the state of all the events before, so the new state is
+      exact, the execution-state record is the whole row again (the sink replaces it), derived
+      samples are those of the new origins only (:func:`derived_origins` of the marker's state),
+      and the stats get a ``reopen`` op: take back what the absorb added, then set the new
+      contribution (:meth:`TenantStats.reopen`). The entry keeps one generation per eviction
+      (``"re"``: absorb offset and sequence, rehydrating offset, absorbed contribution), so a
+      redelivery sends what each offset first sent (:func:`_contribution_op`) and the absorbs a
+      crash may have lost; the entry is evicted again a horizon later.
+    - An event of an execution the worker holds nothing for starts it, unless it is
+      ``lifecycle_retention_ms`` (horizon + ``evicted_keep_ms``) or more behind the partition's
+      stream time: then it is dead-lettered as ``late``. An execution whose marker expired
+      ended at least that long ago in stream time, so its late events are refused rather than
+      starting a partial state that would overwrite its row - except an event dated after the
+      stream time its execution ended at (a clock far ahead): that one starts a partial row.
+
+    Cost per execution: its fold state (a few hundred bytes plus ~150 per step) in the table
+    for a horizon after it ended, then the same again as a marker for ``evicted_keep_ms``
+    (default 6 h of stream time), and the derived lane keeps closed windows whole for
+    ``derived_keep_ms`` so that these executions' derived samples still count once.
     """
 
     def __init__(
