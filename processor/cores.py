@@ -239,7 +239,7 @@ class LifecycleCore:
       starting a partial state that would overwrite its row - except an event dated after the
       stream time its execution ended at (a clock far ahead): that one starts a partial row.
 
-    Cost per execution: its fold state (a few hundred bytes plus ~150 per step) in the table
+    Cost per execution: its fold state (JSON: ~580 bytes plus ~300 per step; 2.4 kB with 6 steps) in the table
     for a horizon after it ended, then the same again as a marker for ``evicted_keep_ms``
     (default 6 h of stream time), and the derived lane keeps closed windows whole for
     ``derived_keep_ms`` so that these executions' derived samples still count once.
