@@ -62,17 +62,29 @@ class FoldConfig:
     sweep_interval_ms: int = 10_000
     """Evict and close whenever stream time crosses a multiple of this."""
     marker_ms: int = 3_600_000
-    """How long (in stream time) an evicted execution's marker stays. A redelivery must not
-    reach further back than this, so the worker must commit at least once per this much
-    stream time (it commits every second)."""
+    """How long (in stream time) a late marker and a closed window's final rollup stay. A
+    redelivery must not reach further back than this, so the worker must commit at least once
+    per this much stream time (it commits every second)."""
+    evicted_keep_ms: int = 6 * 3_600_000
+    """How long (in stream time) an evicted execution's marker keeps its final fold state, so
+    that a late event for it rehydrates the whole execution; also how far behind (beyond the
+    horizon) an event of an execution the worker holds nothing for is still taken (see
+    :class:`LifecycleCore`). At least ``marker_ms``."""
 
     @property
     def derived_keep_ms(self) -> int:
         """How long (in the derived lane's stream time) a closed window of a derived series
         keeps its whole state, to take the derived samples that come late: the execution
         horizon (lifecycle events are accepted up to that far behind their partition's stream
-        time) plus ``marker_ms`` (for the skew between lifecycle partitions)."""
-        return self.execution_horizon_ms + self.marker_ms
+        time, or ``lifecycle_retention_ms`` when it is rehydrated or never seen) plus
+        ``marker_ms`` (for the skew between lifecycle partitions)."""
+        return self.execution_horizon_ms + self.evicted_keep_ms + self.marker_ms
+
+    @property
+    def lifecycle_retention_ms(self) -> int:
+        """How far behind its partition's stream time a lifecycle event of an execution the
+        worker holds nothing for is still folded (older: dead-lettered as ``late``)."""
+        return self.execution_horizon_ms + self.evicted_keep_ms
 
 
 def _partition_stream_time(store: Store, partition: int, belongs: Callable[[dict[str, Any]], bool] | None = None) -> int:
@@ -204,9 +216,33 @@ class LifecycleCore:
 
     Entry: ``{"p", "o", "t", "ts", "s"}`` (and ``"f"``, see the module docstring):
     partition, last applied offset, last event time, the stream time at which it became
-    terminal, the fold state. An evicted execution leaves a small marker
-    ``{"p", "o", "t", "evicted": stream time}`` for another horizon, so a late or redelivered
-    event for it is recognised.
+    terminal, the fold state. An evicted execution leaves a marker
+    ``{"p", "o", "t", "evicted": stream time, "eo", "es", "tenant", "c", "s"}`` (the evicting
+    offset and sequence of its absorb, its absorbed contribution, its final fold state) for
+    ``evicted_keep_ms``.
+
+    **Late events.** The horizon is a memory bound, not a correctness limit:
+
+    - An event of an execution held (live or as a marker) is folded however old it is. A marker
+      is *rehydrated*: its fold state is the state of all the events before, so the new state is
+      exact, the execution-state record is the whole row again (the sink replaces it), derived
+      samples are those of the new origins only (:func:`derived_origins` of the marker's state),
+      and the stats get a ``reopen`` op: take back what the absorb added, then set the new
+      contribution (:meth:`TenantStats.reopen`). The entry keeps one generation per eviction
+      (``"re"``: absorb offset and sequence, rehydrating offset, absorbed contribution), so a
+      redelivery sends what each offset first sent (:func:`_contribution_op`) and the absorbs a
+      crash may have lost; the entry is evicted again a horizon later.
+    - An event of an execution the worker holds nothing for starts it, unless it is
+      ``lifecycle_retention_ms`` (horizon + ``evicted_keep_ms``) or more behind the partition's
+      stream time: then it is dead-lettered as ``late``. An execution whose marker expired
+      ended at least that long ago in stream time, so its late events are refused rather than
+      starting a partial state that would overwrite its row - except an event dated after the
+      stream time its execution ended at (a clock far ahead): that one starts a partial row.
+
+    Cost per execution: its fold state (JSON: ~580 bytes plus ~300 per step; 2.4 kB with 6 steps) in the table
+    for a horizon after it ended, then the same again as a marker for ``evicted_keep_ms``
+    (default 6 h of stream time), and the derived lane keeps closed windows whole for
+    ``derived_keep_ms`` so that these executions' derived samples still count once.
     """
 
     def __init__(
@@ -241,7 +277,7 @@ class LifecycleCore:
         if "late" in entry:
             return int(entry["late"]) + self.config.marker_ms
         if "evicted" in entry:
-            return int(entry["evicted"]) + self.config.marker_ms
+            return int(entry["evicted"]) + max(self.config.evicted_keep_ms, self.config.marker_ms)
         if entry.get("ts") is not None:
             return int(entry["ts"]) + self.config.execution_horizon_ms
         return None
@@ -272,19 +308,34 @@ class LifecycleCore:
         if entry is not None and copy_seen(entry.get("f"), origin):
             self._count("redelivered")  # forwarded again: the forwarding side crashed, not this one
             return []
-        if entry is not None and ("evicted" in entry or (entry["ts"] is not None and entry["ts"] + horizon <= stream_time)):
-            self._count("late")
-            detail = f"execution {eid} ended more than {horizon} ms of stream time ago"
+        retention = self.config.lifecycle_retention_ms
+        if entry is not None and "evicted" in entry and "s" not in entry:
+            self._count("late")  # a marker written before markers kept the state
+            detail = f"execution {eid} was evicted without its state"
             return self._late(p, o, stream_time, dead_letter("late", detail, origin, key, raw))
-        if entry is None and event.occurred_at + horizon <= stream_time:
+        if entry is None and event.occurred_at + retention <= stream_time:
             self._count("late")
-            detail = f"event time {event.occurred_at} is more than {horizon} ms behind the stream"
+            detail = (f"event time {event.occurred_at} is {retention} ms or more behind the stream "
+                      f"({stream_time}) and the worker holds no state of execution {eid}")
             return self._late(p, o, stream_time, dead_letter("late", detail, origin, key, raw))
+        rehydrated = entry is not None and "evicted" in entry
+        if rehydrated:
+            assert entry is not None
+            self._count("rehydrated")
+            self._eviction_index.pop(p, None)
         old = state_from_json(entry["s"]) if entry is not None else None
         new = apply(old, event)
         before, after = self.times.advance(p, event.occurred_at)
-        terminal_since = entry["ts"] if entry is not None and entry["ts"] is not None else (after if new.terminal else None)
+        held_ts = None if entry is None or rehydrated else entry["ts"]
+        terminal_since = held_ts if held_ts is not None else (after if new.terminal else None)
         stored = {"p": p, "o": o, "t": new.last_event_at, "ts": terminal_since, "s": state_to_json(new)}
+        if rehydrated:
+            assert entry is not None
+            # one generation per eviction: its absorb (offset, seq), the rehydrating offset and
+            # what the absorb took (a reopen takes it back)
+            stored["re"] = [*entry.get("re", ()), [entry["eo"], entry["es"], o, entry["c"]]]
+        elif entry is not None and "re" in entry:
+            stored["re"] = entry["re"]
         if (copies := copies_applied(None if entry is None else entry.get("f"), origin)) is not None:
             stored["f"] = copies
         emits: list[Emit] = []
@@ -297,7 +348,7 @@ class LifecycleCore:
             if terminal_since is None and self.stale_after_ms > 0 and p in self._quiet:
                 heapq.heappush(self._quiet[p], (seen + self.stale_after_ms, eid))
         self.store[eid] = stored
-        if terminal_since is not None and (entry is None or entry["ts"] is None):
+        if terminal_since is not None and held_ts is None:
             self.deadlines.push(p, terminal_since + horizon, eid)
         self._count("applied")
         emits = self._publish(stored, p, o, previous=old, current=new) + emits
@@ -321,7 +372,9 @@ class LifecycleCore:
         if not self.derive:
             return emits
         contribution = Contribution(view["status"], view["duration"])
-        if everything or previous is None or _status_and_duration(previous) != (contribution.status, contribution.duration):
+        if "re" in entry:  # rehydrated: see _contribution_op
+            emits.append(_contribution_op(state.execution_id, state.tenant_id, entry["re"], contribution, p, o))
+        elif everything or previous is None or _status_and_duration(previous) != (contribution.status, contribution.duration):
             emits.append(_stats_set(state.execution_id, state.tenant_id, contribution, p, o, seq=0))
         known = set() if everything or previous is None else derived_origins(previous)
         for sample in derived_samples(state, skip=known):
@@ -344,12 +397,16 @@ class LifecycleCore:
             # Its absorb message is sent again when the evicting offset is redelivered (below):
             # origins must never run ahead of the offset being processed.
             tenant, (status, duration) = entry["tenant"], entry["c"]
-            emits = [_stats_set(eid, tenant, Contribution(status, duration), p, o, seq=0)]
+            emits = [_contribution_op(eid, tenant, entry.get("re", []), Contribution(status, duration), p, o)]
         else:
             emits = self._publish(entry, p, o, everything=True)
         for marker_eid, marker in self._evicted_at(p).get(o, ()):
-            emits.append(Emit(Stream.EXECUTION_STATE, marker_eid.encode(), None))
-            emits.append(_stats_absorb(marker_eid, marker["tenant"], p, o, seq=marker["es"]))
+            if "evicted" in marker and marker["eo"] == o:
+                emits.append(Emit(Stream.EXECUTION_STATE, marker_eid.encode(), None))
+                emits.append(_stats_absorb(marker_eid, marker["tenant"], p, o, seq=marker["es"]))
+            for eo, es, _, _ in marker.get("re", ()):  # rehydrated since: the absorb may have been lost
+                if eo == o:
+                    emits.append(_stats_absorb(marker_eid, state_from_json(marker["s"]).tenant_id, p, o, seq=es))
         return emits
 
     def _evicted_at(self, p: int) -> dict[int, list[tuple[str, dict[str, Any]]]]:
@@ -359,8 +416,12 @@ class LifecycleCore:
         if index is None:
             index = {}
             for eid, entry in self.store.items():
-                if entry.get("p") == p and "evicted" in entry:
-                    index.setdefault(entry["eo"], []).append((eid, entry))
+                if entry.get("p") != p:
+                    continue
+                offsets = {entry["eo"]} if "evicted" in entry else set()
+                offsets.update(generation[0] for generation in entry.get("re", ()))
+                for eo in sorted(offsets):
+                    index.setdefault(eo, []).append((eid, entry))
             self._eviction_index[p] = index
         return index
 
@@ -429,10 +490,11 @@ class LifecycleCore:
                 view = snapshot(state_from_json(entry["s"]))
                 marker = {
                     "p": p, "o": entry["o"], "t": entry["t"], "evicted": stream_time, "eo": o, "es": seq,
-                    "tenant": view["tenant_id"], "c": [view["status"], view["duration"]],
+                    "tenant": view["tenant_id"], "c": [view["status"], view["duration"]], "s": entry["s"],
                 }
-                self.store[eid] = marker if "f" not in entry else {**marker, "f": entry["f"]}
-                self.deadlines.push(p, stream_time + self.config.marker_ms, eid)
+                marker.update({k: entry[k] for k in ("f", "re") if k in entry})
+                self.store[eid] = marker
+                self.deadlines.push(p, stream_time + max(self.config.evicted_keep_ms, self.config.marker_ms), eid)
                 emits.append(Emit(Stream.EXECUTION_STATE, eid.encode(), None))
                 emits.append(_stats_absorb(eid, view["tenant_id"], p, o, seq))
                 seq += 1
@@ -453,17 +515,32 @@ def _status_and_duration(state: ExecutionState) -> tuple[str, int | None]:
     return state.status, (ended - started if ended is not None and started is not None else None)
 
 
+def _contribution_op(eid: str, tenant: str, generations: list[list[Any]], current: Contribution, p: int, o: int) -> Emit:
+    """The stats op that processing offset ``o`` of a rehydrated execution sent (or sends): before
+    its first rehydration a ``set`` (of what the first eviction absorbed: the last set before it),
+    from a rehydration on a ``reopen`` that takes that eviction's absorbed contribution back (of
+    what the next eviction absorbed, or of ``current`` after the last). So a redelivery resends
+    what the offset first sent, and the stats never take back what they did not absorb."""
+    if not generations or o < generations[0][2]:
+        absorbed = Contribution(*generations[0][3]) if generations else current
+        return _stats_set(eid, tenant, absorbed, p, o, seq=0)
+    k = max(n for n, generation in enumerate(generations) if generation[2] <= o)
+    now = Contribution(*generations[k + 1][3]) if k + 1 < len(generations) else current
+    return _stats_set(eid, tenant, now, p, o, seq=0, absorbed=Contribution(*generations[k][3]))
+
+
 def _alert_emit(record: dict[str, Any]) -> Emit:
     return json_emit(Stream.ALERTS, record["id"], record)
 
 
-def _stats_set(eid: str, tenant: str, c: Contribution, p: int, o: int, seq: int) -> Emit:
-    return json_emit(
-        Stream.STATS_CHANGES,
-        tenant,
-        {"op": "set", "tenant": tenant, "execution_id": eid, "status": c.status, "duration": c.duration,
-         "p": p, "o": o, "seq": seq},
-    )
+def _stats_set(eid: str, tenant: str, c: Contribution, p: int, o: int, seq: int, *, absorbed: Contribution | None = None) -> Emit:
+    """A ``set`` op, or with ``absorbed`` (the execution was evicted and rehydrated) a
+    ``reopen``: the stats take back what they absorbed of it, unless it is open already."""
+    msg: dict[str, Any] = {"op": "set", "tenant": tenant, "execution_id": eid, "status": c.status, "duration": c.duration,
+                           "p": p, "o": o, "seq": seq}
+    if absorbed is not None:
+        msg.update(op="reopen", absorbed_status=absorbed.status, absorbed_duration=absorbed.duration)
+    return json_emit(Stream.STATS_CHANGES, tenant, msg)
 
 
 def _stats_absorb(eid: str, tenant: str, p: int, o: int, seq: int) -> Emit:
@@ -503,6 +580,10 @@ class StatsCore:
             updated = stats.set(str(msg["execution_id"]), Contribution(str(msg["status"]), msg.get("duration")), partition, mark)
         elif op == "absorb":
             updated = stats.absorb(str(msg["execution_id"]), partition, mark)
+        elif op == "reopen":
+            absorbed = Contribution(str(msg["absorbed_status"]), msg.get("absorbed_duration"))
+            contribution = Contribution(str(msg["status"]), msg.get("duration"))
+            updated = stats.reopen(str(msg["execution_id"]), absorbed, contribution, partition, mark)
         else:
             return [dead_letter("invalid_internal", f"unknown stats op {op!r}", origin, key, raw)]
         if updated is not stats:

@@ -106,8 +106,10 @@ def proof_events(options: ProofOptions, now_ms: int) -> tuple[list[Event], list[
                        tenant_id="tenant_a", occurred_at=start - HOUR - n * 1000)
         for n in range(20)
     ]
-    late += [factory.start_execution("wf_late", "Late Workflow", "tenant_b", "u", 1, occurred_at=start - 3 * HOUR)
-             for _ in range(5)]
+    # executions two hours behind are folded (an engine that was offline); eight hours behind
+    # are beyond the worker's retention (horizon + evicted state's keep): dead letters
+    late += [factory.start_execution("wf_late", "Late Workflow", "tenant_b", "u", 1, occurred_at=start - hours * HOUR)
+             for hours in (2, 8) for _ in range(5)]
     for event in late:
         events.insert(rng.randrange(len(events) // 2, len(events)), event)
     junk = [

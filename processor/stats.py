@@ -36,14 +36,14 @@ class ClosedCounts:
     duration_sum: int = 0
     duration_count: int = 0
 
-    def plus(self, c: Contribution) -> ClosedCounts:
+    def plus(self, c: Contribution, sign: int = 1) -> ClosedCounts:
         return ClosedCounts(
-            self.total + 1,
-            self.completed + (c.status == "completed"),
-            self.failed + (c.status == "failed"),
-            self.cancelled + (c.status == "cancelled"),
-            self.duration_sum + (c.duration or 0),
-            self.duration_count + (c.duration is not None),
+            self.total + sign,
+            self.completed + sign * (c.status == "completed"),
+            self.failed + sign * (c.status == "failed"),
+            self.cancelled + sign * (c.status == "cancelled"),
+            self.duration_sum + sign * (c.duration or 0),
+            self.duration_count + sign * (c.duration is not None),
         )
 
 
@@ -76,6 +76,21 @@ class TenantStats:
         opened = dict(self.open)
         gone = opened.pop(execution_id, None)
         closed = self.closed.plus(gone) if gone is not None else self.closed
+        return replace(self, open=opened, closed=closed, watermarks=self._advanced(partition, origin))
+
+    def reopen(
+        self, execution_id: str, absorbed: Contribution, contribution: Contribution, partition: int, origin: Origin
+    ) -> TenantStats:
+        """An absorbed execution is back (a late event rehydrated it): take ``absorbed`` (what
+        its absorb added) out of the closed counts and set it open as ``contribution``. Once it
+        is open again (an earlier reopen) this is a plain :meth:`set`."""
+        if self.seen(partition, origin):
+            return self
+        if execution_id in self.open:
+            return self.set(execution_id, contribution, partition, origin)
+        opened = dict(self.open)
+        opened[execution_id] = contribution
+        closed = self.closed.plus(absorbed, sign=-1)
         return replace(self, open=opened, closed=closed, watermarks=self._advanced(partition, origin))
 
     def view(self) -> dict[str, Any]:

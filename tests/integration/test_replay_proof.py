@@ -47,7 +47,7 @@ def test_live_equals_replay_under_crashes(own_broker: tuple[Path, str], tmp_path
     worker_log = (tmp_path / "worker.log").read_text()
     restarts = [line for line in worker_log.splitlines() if "stalled:" in line or "starting again" in line]
     assert not restarts, "the worker restarted itself:\n" + "\n".join(restarts)
-    assert result.rows["workflow_executions_monitor"] == 200  # the 5 late executions are dead letters
+    assert result.rows["workflow_executions_monitor"] == 205  # 5 two hours late count, 5 eight hours late are dead letters
     conn = sqlite3.connect(result.live_db)
     reasons = dict(conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall())
     conn.close()

@@ -199,7 +199,7 @@ def test_sigkill_mid_stream_changes_nothing(kafka_bootstrap: str, topics: Topics
 def test_bad_and_late_input_goes_to_the_dead_letter_topic(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
     now = int(time.time() * 1000)
     good = generate_scenario(ScenarioConfig(seed=3, tenants=2, executions=20, start_ms=now - 60_000, span_ms=30_000))
-    late_start = EventFactory().start_execution("wf", "W", "t", "u", 1, occurred_at=now - 3 * HOUR)
+    late_start = EventFactory().start_execution("wf", "W", "t", "u", 1, occurred_at=now - 8 * HOUR)
     late_sample = MetricRecorded(event_id="late-sample", occurred_at=now - 3 * HOUR, tenant_id="t", metric_type="cpu.usage", value=1)
     junk = [
         (topics.workflow_events, b"k1", b"\x00\x01 not json"),
@@ -228,8 +228,8 @@ def test_bad_and_late_input_goes_to_the_dead_letter_topic(kafka_bootstrap: str, 
             # sample of the same series
             await producer.publish(MetricRecorded(event_id="fresh", occurred_at=now, tenant_id="t", metric_type="cpu.usage", value=2))
             await producer.publish(late_sample)
-            # any lifecycle partition's stream time is about `now`: an execution three hours old
-            # is beyond the one-hour horizon
+            # any lifecycle partition's stream time is about `now`: a never-seen execution eight
+            # hours old is beyond the horizon (1 h) plus the evicted state's keep (6 h)
             await producer.publish(late_start)
 
     try:

@@ -23,7 +23,7 @@ from schemas.events import LifecycleEvent, MetricRecorded
 from tests import oracle
 from tests.unit.scenarios import lifecycle_scenarios, metric_scenarios
 
-CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000)
+CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000, evicted_keep_ms=10_000)
 
 
 def origin(o: int, p: int = 0) -> Origin:
@@ -63,7 +63,7 @@ def test_late_events_go_to_the_dead_letter_topic() -> None:
     f = EventFactory()
     core = LifecycleCore({}, CONFIG)  # type: ignore[arg-type]
     fresh = f.start_execution("wf", "W", "t", "u", 1, occurred_at=50_000)
-    stale = f.start_execution("wf", "W", "t", "u", 1, occurred_at=39_000)
+    stale = f.start_execution("wf", "W", "t", "u", 1, occurred_at=29_000)  # horizon + evicted_keep_ms behind
     out = feed(core, [fresh, stale])
     [dl] = values(out, Stream.DEAD_LETTER)
     assert dl["reason"] == "late" and dl["offset"] == 1
@@ -77,14 +77,19 @@ def test_finished_executions_are_evicted_after_the_horizon() -> None:
     a_done = f.end_execution("execution.completed", a.execution_id, occurred_at=2_000)
     b = f.start_execution("wf", "W", "t", "u", 1, occurred_at=13_000)  # stream time passes 2000 + horizon
     late_step = f.start_step(a.execution_id, "k", "K", occurred_at=2_500)
-    out = feed(core, [a, a_done, b, late_step])
+    out = feed(core, [a, a_done, b])
     assert core.store[a.execution_id]["evicted"] == 13_000  # type: ignore[index]
+    out += feed(core, [late_step], start=3)
     tombstones = [e for e in out if e.stream is Stream.EXECUTION_STATE and e.value is None]
     assert [t.key for t in tombstones] == [a.execution_id.encode()]
-    assert [v["op"] for v in values(out, Stream.STATS_CHANGES)] == ["set", "set", "set", "absorb"]
-    assert values(out, Stream.DEAD_LETTER)[0]["reason"] == "late"
-    # markers go a horizon later
+    # the late step rehydrates it: the stats take its absorbed contribution back
+    assert [v["op"] for v in values(out, Stream.STATS_CHANGES)] == ["set", "set", "set", "absorb", "reopen"]
+    assert not values(out, Stream.DEAD_LETTER)
+    assert core.store[a.execution_id]["re"] == [[2, 1, 3, ["completed", 1_000]]]  # type: ignore[index]
+    # evicted again a horizon later; the marker and its state go evicted_keep_ms after that
     feed(core, [f.start_execution("wf", "W", "t", "u", 1, occurred_at=24_000)], start=10)
+    assert "evicted" in core.store[a.execution_id]  # type: ignore[index]
+    feed(core, [f.start_execution("wf", "W", "t", "u", 1, occurred_at=40_000)], start=11)
     assert a.execution_id not in core.store  # type: ignore[operator]
 
 

@@ -21,7 +21,7 @@ from schemas.codec import encode_event
 from schemas.events import MetricRecorded
 from tests.unit.test_cores import MetricsPipeline
 
-CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000)
+CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000, evicted_keep_ms=10_000)
 """Derived windows keep their state 20 s of derived stream time after closing."""
 
 WORKFLOWS = ("review", "deploy")
@@ -129,7 +129,7 @@ def test_a_derived_window_first_seen_after_its_close_is_closed_at_once() -> None
 
 def test_a_derived_sample_beyond_the_kept_state_is_a_dead_letter_late_derived() -> None:
     core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
-    run(core, [derived("a", 100), derived("b", 30_000)])  # window 0 refused from 1000 + 2000 + 20000
+    run(core, [derived("a", 100), derived("b", 40_000)])  # window 0 refused from 1000 + 2000 + 30000
     out = run(core, [derived("c", 200), raw("r", 100)], start=2)
     assert reasons(out) == ["late_derived"]  # the raw lane is still at 0: the raw sample counts
     assert core.counters["late_derived"] == 1 and "late" not in core.counters

@@ -27,7 +27,7 @@ from schemas import InvalidEvent, MetricRecorded, decode_event, encode_event, pa
 from schemas.events import LifecycleEvent
 from schemas.limits import MAX_ABS_VALUE, MAX_EVENT_BYTES, MAX_RECORD_BYTES
 
-CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000)
+CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000, evicted_keep_ms=10_000)
 MAX_FLOAT = 1.7976931348623157e308
 EXTREMES = [MAX_FLOAT, -MAX_FLOAT, 1e308, -1e308, 5e-324, -5e-324, -0.0, 0.0, 1e15, -1e15, 1e15 + 0.125,
             math.nextafter(1e15, math.inf), 2.2250738585072014e-308, 1e-9, 1.0000001e-9]

@@ -23,7 +23,7 @@ from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7
 from schemas.topics import series_key
 
-CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000)
+CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000, evicted_keep_ms=10_000)
 TOPIC = "t.workflow-events"
 
 
