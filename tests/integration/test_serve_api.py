@@ -1,0 +1,187 @@
+"""``axmon serve`` (a real process) over a database built by the real pipeline (SDK -> worker ->
+sink on the real broker): every endpoint equals the query API on the same database, a tenant's
+key sees only that tenant, and an ack posted to the API moves the alert through the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processor.queries import Monitor
+from processor.serve.shape import camel_key
+from schemas import Topics
+from tests.integration.conftest import TEST_PARTITIONS, free_port
+from tests.integration.processes import AxmonProcess, wait_until
+from tests.integration.test_alerts import MIN, RULES, db_alerts, samples
+from tests.integration.test_sink import settle
+from tests.integration.test_worker import publish, scenario
+
+ADMIN = "admin-key-for-the-test-0001"
+TENANT_A = "tenant-a-key-for-the-test-01"
+
+
+@dataclass
+class Served:
+    url: str
+    db: Path
+
+    def call(self, path: str, key: str | None = ADMIN, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST")
+        request.add_header("Content-Type", "application/json")
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as res:
+                return res.status, json.loads(res.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def get(self, path: str, key: str | None = ADMIN) -> Any:
+        status, body = self.call(path, key)
+        assert status == 200, (path, status, body)
+        return body
+
+
+def camel(row: dict[str, Any]) -> dict[str, Any]:
+    return {camel_key(k): v for k, v in row.items()}
+
+
+@pytest.fixture(scope="module")
+def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    import uuid
+
+    from processor.admin import contract_topics, ensure_topics
+
+    topics = Topics(f"test-{uuid.uuid4().hex[:10]}.")
+    asyncio.run(ensure_topics(kafka_bootstrap, contract_topics(topics, TEST_PARTITIONS)))
+    workdir = tmp_path_factory.mktemp("serve")
+    db = workdir / "axmon.db"
+    (workdir / "rules.yaml").write_text(RULES)
+    (workdir / "keys.yaml").write_text(f"keys:\n  - key: {ADMIN}\n    admin: true\n  - key: {TENANT_A}\n    tenants: [tenant_a]\n")
+    common = ["--bootstrap", kafka_bootstrap, "--topic-prefix", topics.prefix, "--partitions", str(TEST_PARTITIONS)]
+    fold = ["--window-ms", str(MIN), "--grace-ms", "0"]
+    worker = AxmonProcess("worker", ["worker", *common, *fold, "--rules", str(workdir / "rules.yaml")], workdir)
+    sink = AxmonProcess("sink", ["sink", *common, *fold, "--db", str(db), "--batch-ms", "200"], workdir)
+    port = free_port()
+    server = AxmonProcess("serve", ["serve", "--db", str(db), "--port", str(port), "--keys", str(workdir / "keys.yaml"),
+                                    *common], workdir)
+    base = (int(time.time() * 1000) // MIN - 60) * MIN  # after the scenario (2 h ago, ~10 min long): not late
+    processes = [worker.start(), sink.start()]
+    try:
+        asyncio.run(publish(kafka_bootstrap, topics, [*scenario(seed=43, executions=60),
+                                                      *samples(base, {m: 1500 for m in range(8)})]))
+        wait_until(lambda: _coordinated(kafka_bootstrap, topics), 60, what="the worker's group coordinator")
+        settle(kafka_bootstrap, topics, [db], processes, 300)
+        wait_until(lambda: any(a["status"] == "firing" for a in db_alerts(db)), 120, what="an alert firing")
+        processes.append(server.start())
+        api = Served(f"http://127.0.0.1:{port}", db)
+        wait_until(lambda: _answers(api), 60, interval=0.5, what=f"axmon serve to answer ({server.tail()})")
+        yield api
+    finally:
+        for proc in reversed(processes):
+            proc.stop()
+
+
+def _coordinated(bootstrap: str, topics: Topics) -> bool:
+    """Whether the broker names a coordinator for the worker's group (a fresh broker takes a while)."""
+    from processor.admin import group_offsets
+    from processor.errors import BrokerError
+
+    try:
+        asyncio.run(group_offsets(bootstrap, f"{topics.prefix}worker", [topics.workflow_events]))
+    except BrokerError:
+        return False
+    return True
+
+
+def _answers(api: Served) -> bool:
+    try:
+        return api.call("/api/v1/health")[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("tenant", [None, "tenant_a", "tenant_c"])
+def test_executions_dashboard_and_timeline_equal_the_query_api(served: Served, tenant: str | None) -> None:
+    q = f"&tenant={tenant}" if tenant else ""
+    pages: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        body = served.get(f"/api/v1/executions?limit=7{q}{cursor}")
+        pages += body["executions"]
+        if body["nextCursor"] is None:
+            break
+        cursor = f"&cursor={body['nextCursor']}"
+    dash = served.get(f"/api/v1/dashboard?quota_start=0{q}")
+    with Monitor(served.db) as monitor:
+        recent = monitor.get_recent_executions(1000, tenant)
+        assert pages == [camel(r) for r in recent]
+        assert dash["workflowStats"] == camel(monitor.get_workflow_stats(tenant))
+        assert dash["activeWorkflows"] == [camel(r) for r in monitor.get_active_executions(tenant)]
+        assert dash["recentAlerts"] == [camel(r) for r in monitor.get_alerts(active=True, tenant_id=tenant, limit=20)]
+        usage = dash["quotaUsage"]["usage"]
+        assert sum(u["executions"] for u in usage) == len(recent)
+        assert sum(u["tokensUsed"] for u in usage) == sum(r["tokens_used"] or 0 for r in recent)
+        assert [m is None or m["metricType"] for m in dash["performanceMetrics"]] is not None
+        workflow = recent[0]["workflow_id"]
+        mine = [r for r in recent if r["workflow_id"] == workflow][:100]
+        timeline = served.get(f"/api/v1/workflows/{workflow}/timeline?x=1{q}")
+        assert timeline["executions"] == [camel(r) for r in mine]
+        durations = [r["duration"] for r in mine if r["duration"] is not None]
+        assert timeline["avgDuration"] == pytest.approx(sum(durations) / len(durations))
+        assert timeline["successRate"] == pytest.approx(100 * sum(r["status"] == "completed" for r in mine) / len(mine))
+        assert served.get(f"/api/v1/workflows/no-such/timeline?x=1{q}")["avgDuration"] is None
+
+
+def test_one_execution_steps_and_metrics_equal_the_query_api(served: Served) -> None:
+    with Monitor(served.db) as monitor:
+        for row in monitor.get_recent_executions(10):
+            got = served.get(f"/api/v1/executions/{row['id']}")
+            assert got == {**camel(row), "steps": [camel(s) for s in monitor.get_step_executions(row["id"])]}
+        types = served.get("/api/v1/metrics/types")["metricTypes"]
+        assert "api.request.duration" in types
+        labels = served.get("/api/v1/metrics/labels?metric_type=api.request.duration&tenant=acme")["labels"]
+        assert labels["endpoint"] == ["/v1/run"]
+        start, end = 0, int(time.time() * 1000) + 1
+        for tenant in (None, "acme", "tenant_b"):
+            q = f"&tenant={tenant}" if tenant else ""
+            agg = served.get(f"/api/v1/metrics/aggregation?metric_type=api.request.duration&start={start}&end={end}{q}")
+            expected = monitor.get_aggregation("api.request.duration", start, end, tenant)
+            assert agg == (None if expected is None else camel(expected))
+            series = served.get(f"/api/v1/metrics/series?metric_type=api.request.duration&start={start}&end={end}"
+                                f"&interval_ms=3600000{q}")
+            want = monitor.get_time_series("api.request.duration", start, end, 3_600_000, None, tenant)
+            assert series["dataPoints"] == [camel(p) for p in want["data_points"]]
+
+
+def test_a_tenant_key_sees_only_its_tenant(served: Served) -> None:
+    rows = served.get("/api/v1/executions?limit=500", TENANT_A)["executions"]
+    assert rows and {r["tenantId"] for r in rows} == {"tenant_a"}
+    assert served.call("/api/v1/executions?tenant=tenant_b", TENANT_A)[0] == 403
+    assert served.call("/api/v1/executions", None)[0] == 401
+    other = served.get("/api/v1/executions?tenant=tenant_b&limit=1")["executions"][0]
+    assert served.call(f"/api/v1/executions/{other['id']}", TENANT_A)[0] == 404
+    assert served.get("/api/v1/alerts", TENANT_A)["alerts"] == []  # the alert is acme's
+
+
+def test_an_ack_posted_to_the_api_moves_the_alert(served: Served) -> None:
+    firing = served.get("/api/v1/alerts?status=firing")["alerts"]
+    assert firing and firing[0]["tenantId"] == "acme"
+    alert_id = firing[0]["id"]
+    assert served.call(f"/api/v1/alerts/{alert_id}/ack", TENANT_A, {"by": "x"})[0] == 404
+    status, body = served.call(f"/api/v1/alerts/{alert_id}/ack", ADMIN, {"by": "oncall"})
+    assert status == 200, body
+    wait_until(lambda: served.get(f"/api/v1/alerts/{alert_id}")["status"] == "acknowledged", 60, what="the ack applied")
+    assert served.get(f"/api/v1/alerts/{alert_id}")["acknowledgedBy"] == "oncall"
+    status, body = served.call(f"/api/v1/alerts/{alert_id}/ack", ADMIN, {"by": "again"})
+    assert status == 409 and body["code"] == "not_ackable"
