@@ -86,9 +86,11 @@ STATIC = resources.files("processor.serve") / "static"
 
 def create_app(config: ServeConfig) -> FastAPI:
     from processor.serve.routes import router
+    from processor.serve.sse import Journal
 
     app = FastAPI(title="axmon monitoring API", version="1", description="Read-only API over the axmon sink's database.")
     app.state.config = config
+    app.state.journal = Journal(config.db_path)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -7,7 +7,8 @@ import asyncio
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi.responses import StreamingResponse
 
 from processor.browse import ALERT_STATUSES, EXECUTION_STATUSES, SEVERITIES, Browser, Cursor
 from processor.cli_alerts import ack_of, find_alert, publish_ack
@@ -16,6 +17,7 @@ from processor.serve.app import Caller, Config
 from processor.serve.auth import ApiError, Principal, tenant_scope
 from processor.serve.health import system_health
 from processor.serve.shape import camel, camels, timeline
+from processor.serve.sse import stream as sse_stream
 
 router = APIRouter()
 
@@ -203,3 +205,20 @@ def ack(
 @router.get("/health", summary="what 'axmon health' reports")
 def health(caller: Caller, config: Config) -> dict[str, Any]:
     return system_health(config)
+
+
+@router.get("/stream", summary="Server-Sent Events: execution changes and alert transitions")
+async def stream(
+    request: Request, caller: Caller,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
+) -> StreamingResponse:
+    """Events ``execution`` and ``alert`` (the row, as in the other endpoints) with increasing
+    ids; reconnecting with ``Last-Event-ID`` resumes; ``reset`` means reload, changes were lost."""
+    try:
+        last = None if last_event_id is None else int(last_event_id)
+    except ValueError:
+        raise ApiError(422, "invalid_parameter", "Last-Event-ID must be an event id", "Last-Event-ID") from None
+    journal = request.app.state.journal
+    journal.start()
+    return StreamingResponse(sse_stream(journal, caller, last, disconnected=request.is_disconnected),
+                             media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
