@@ -125,7 +125,9 @@ async def stream(journal: Journal, principal: Principal, last_id: int | None, *,
                 yield _frame(change.kind, camel(change.row), change.seq)
         if disconnected is not None and await disconnected():
             return
-        before = journal.seq
-        await journal.wait(heartbeat_s)
-        if journal.seq == before:
+        loop = asyncio.get_running_loop()
+        quiet_until = loop.time() + heartbeat_s
+        while journal.seq == position and loop.time() < quiet_until:
+            await journal.wait(quiet_until - loop.time())
+        if journal.seq == position:
             yield b": keep-alive\n\n"
