@@ -26,6 +26,7 @@ install: $(STAMP)
 # Java 17+ and Maven run the local broker; install them from Debian's packages when missing.
 system-deps:
 	@./scripts/ensure-java.sh
+	@./scripts/ensure-chromium.sh
 
 demo: install system-deps
 	$(BIN)/axmon demo

@@ -21,18 +21,33 @@ from processor.serve.shape import camel_key
 from schemas import Topics
 from tests.integration.conftest import TEST_PARTITIONS, free_port
 from tests.integration.processes import AxmonProcess, wait_until
-from tests.integration.test_alerts import MIN, RULES, db_alerts, samples
+from producers import EventFactory
+from schemas import Event
+from tests.integration.cdp import Browser
+from tests.integration.test_alerts import MIN, RULES, db_alerts
 from tests.integration.test_sink import settle
 from tests.integration.test_worker import publish, scenario
 
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ENDPOINTS = ("/v1/run", "/v1/other")  # one alert for the API's ack, one for the dashboard's
+TWO_RULES = RULES + RULES.split("rules:\n", 1)[1].replace("slow-api", "slow-other").replace("/v1/run", "/v1/other")
 ADMIN = "admin-key-for-the-test-0001"
 TENANT_A = "tenant-a-key-for-the-test-01"
+
+
+def samples(base: int, minutes: int) -> list[Event]:
+    factory = EventFactory(source="test")
+    return [factory.record("api.request.duration", 1500, unit="ms", labels={"endpoint": endpoint}, tenant_id="acme",
+                           occurred_at=base + minute * MIN + n * 10_000)
+            for endpoint in ENDPOINTS for minute in range(minutes) for n in range(4)]
 
 
 @dataclass
 class Served:
     url: str
     db: Path
+    bootstrap: str
+    topics: Topics
 
     def call(self, path: str, key: str | None = ADMIN, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
@@ -66,7 +81,7 @@ def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
     asyncio.run(ensure_topics(kafka_bootstrap, contract_topics(topics, TEST_PARTITIONS)))
     workdir = tmp_path_factory.mktemp("serve")
     db = workdir / "axmon.db"
-    (workdir / "rules.yaml").write_text(RULES)
+    (workdir / "rules.yaml").write_text(TWO_RULES)
     (workdir / "keys.yaml").write_text(f"keys:\n  - key: {ADMIN}\n    admin: true\n  - key: {TENANT_A}\n    tenants: [tenant_a]\n")
     common = ["--bootstrap", kafka_bootstrap, "--topic-prefix", topics.prefix, "--partitions", str(TEST_PARTITIONS)]
     fold = ["--window-ms", str(MIN), "--grace-ms", "0"]
@@ -79,12 +94,12 @@ def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
     processes = [worker.start(), sink.start()]
     try:
         asyncio.run(publish(kafka_bootstrap, topics, [*scenario(seed=43, executions=60),
-                                                      *samples(base, {m: 1500 for m in range(8)})]))
+                                                      *samples(base, 8)]))
         wait_until(lambda: _coordinated(kafka_bootstrap, topics), 60, what="the worker's group coordinator")
         settle(kafka_bootstrap, topics, [db], processes, 300)
-        wait_until(lambda: any(a["status"] == "firing" for a in db_alerts(db)), 120, what="an alert firing")
+        wait_until(lambda: sum(a["status"] == "firing" for a in db_alerts(db)) == 2, 120, what="two alerts firing")
         processes.append(server.start())
-        api = Served(f"http://127.0.0.1:{port}", db)
+        api = Served(f"http://127.0.0.1:{port}", db, kafka_bootstrap, topics)
         wait_until(lambda: _answers(api), 60, interval=0.5, what=f"axmon serve to answer ({server.tail()})")
         yield api
     finally:
@@ -151,7 +166,7 @@ def test_one_execution_steps_and_metrics_equal_the_query_api(served: Served) -> 
         types = served.get("/api/v1/metrics/types")["metricTypes"]
         assert "api.request.duration" in types
         labels = served.get("/api/v1/metrics/labels?metric_type=api.request.duration&tenant=acme")["labels"]
-        assert labels["endpoint"] == ["/v1/run"]
+        assert labels["endpoint"] == sorted(ENDPOINTS)
         start, end = 0, int(time.time() * 1000) + 1
         for tenant in (None, "acme", "tenant_b"):
             q = f"&tenant={tenant}" if tenant else ""
@@ -175,7 +190,7 @@ def test_a_tenant_key_sees_only_its_tenant(served: Served) -> None:
 
 
 def test_an_ack_posted_to_the_api_moves_the_alert(served: Served) -> None:
-    firing = served.get("/api/v1/alerts?status=firing")["alerts"]
+    firing = [a for a in served.get("/api/v1/alerts?status=firing")["alerts"] if a["labels"] == {"endpoint": "/v1/run"}]
     assert firing and firing[0]["tenantId"] == "acme"
     alert_id = firing[0]["id"]
     assert served.call(f"/api/v1/alerts/{alert_id}/ack", TENANT_A, {"by": "x"})[0] == 404
@@ -185,3 +200,44 @@ def test_an_ack_posted_to_the_api_moves_the_alert(served: Served) -> None:
     assert served.get(f"/api/v1/alerts/{alert_id}")["acknowledgedBy"] == "oncall"
     status, body = served.call(f"/api/v1/alerts/{alert_id}/ack", ADMIN, {"by": "again"})
     assert status == 409 and body["code"] == "not_ackable"
+
+
+async def test_the_dashboard_in_chromium(served: Served) -> None:
+    """Loads with no console error, lists the active executions, shows a new one without a
+    reload, draws one bar per step of an execution, and its ack button moves an alert."""
+    with Monitor(served.db) as monitor:
+        active = monitor.get_active_executions()
+        known = next(e for e in monitor.get_recent_executions(100) if monitor.get_step_executions(e["id"]))
+        steps = monitor.get_step_executions(known["id"])
+    other = next(a for a in served.get("/api/v1/alerts?status=firing")["alerts"] if a["labels"] == {"endpoint": "/v1/other"})
+    async with Browser() as browser:
+        await browser.goto(served.url + "/static/style.css")  # the origin, without the app: give it the key
+        await browser.wait_for("document.readyState === 'complete'", what="the origin")
+        await browser.eval(f"localStorage.setItem('axmon.key', '{ADMIN}'); true")
+        await browser.goto(served.url + "/")
+        shown = f"document.querySelectorAll('#active tbody tr').length === {len(active)}"
+        await browser.wait_for(shown, what=f"{len(active)} active executions")
+        assert await browser.eval("document.querySelector('#health').textContent.startsWith('health: ')")
+
+        fresh = EventFactory(source="test").start_execution("wf-live", "Live workflow", "tenant_a", "u", 3)
+        await publish(served.bootstrap, served.topics, [fresh])
+        await browser.wait_for(f"!!document.querySelector('#active tr[data-id=\"{fresh.execution_id}\"]')", 120,
+                               what="the new execution in the live list")
+        await browser.screenshot(ARTIFACTS / "dashboard-1280.png")
+
+        await browser.wait_for(f"!!document.querySelector('#alerts tr[data-id=\"{other['id']}\"] button.ack')", what="the ack button")
+        await browser.eval(f"window.alert = () => {{}}; document.querySelector('#alerts tr[data-id=\"{other['id']}\"] button.ack').click(); true")
+        await browser.wait_for(f"!document.querySelector('#alerts tr[data-id=\"{other['id']}\"]')", 120,
+                               what="the acknowledged alert to leave the firing list")
+        assert served.get(f"/api/v1/alerts/{other['id']}")["status"] == "acknowledged"
+
+        await browser.goto(f"{served.url}/#/execution/{known['id']}")
+        await browser.wait_for(f"document.querySelectorAll('#timeline .bar').length === {len(steps)}", what="one bar per step")
+        bars = await browser.eval("[...document.querySelectorAll('#timeline .bar')].map(b => b.dataset.step)")
+        assert bars == [s["id"] for s in steps]
+        await browser.screenshot(ARTIFACTS / "execution-1280.png")
+        await browser.resize(390, 844)
+        await browser.goto(served.url + "/")
+        await browser.wait_for("document.querySelectorAll('#active tbody tr').length > 0", what="the phone-width page")
+        await browser.screenshot(ARTIFACTS / "dashboard-phone.png")
+        assert browser.errors == []

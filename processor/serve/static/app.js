@@ -31,11 +31,13 @@ function el(tag, attrs = {}, ...children) {
 }
 const num = (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString());
 const money = (v) => (v === null || v === undefined ? "–" : "$" + Number(v).toFixed(4));
-const ms = (v) => (v === null || v === undefined ? "–" : v < 1000 ? v + " ms" : (v / 1000).toFixed(1) + " s");
+const ms = (v) => (v === null || v === undefined ? "–" : v < 1000 ? v + " ms" : v < 60000 ? (v / 1000).toFixed(1) + " s"
+  : v < 3600000 ? Math.floor(v / 60000) + " min" : (v / 3600000).toFixed(1) + " h");
 const age = (t) => ms(Math.max(0, Date.now() - t));
 const when = (t) => (t ? new Date(t).toLocaleString() : "–");
 const td = (v, cls) => el("td", cls ? { class: cls } : {}, v);
-const link = (e) => el("a", { href: "#/execution/" + encodeURIComponent(e.id) }, e.id);
+const short = (id) => (id.length > 14 ? id.slice(0, 8) + "…" + id.slice(-4) : id);
+const link = (e) => el("a", { href: "#/execution/" + encodeURIComponent(e.id), title: e.id }, short(e.id));
 function fill(table, rows) { const body = $(table + " tbody"); body.replaceChildren(...rows); }
 
 async function loadActive() {
