@@ -202,6 +202,47 @@ def test_an_ack_posted_to_the_api_moves_the_alert(served: Served) -> None:
     assert status == 409 and body["code"] == "not_ackable"
 
 
+def test_the_stream_sends_a_new_execution_and_resumes_after_last_event_id(served: Served) -> None:
+    def open_stream(last: str | None = None) -> Any:
+        request = urllib.request.Request(served.url + "/api/v1/stream", headers={"Authorization": f"Bearer {TENANT_A}"})
+        if last is not None:
+            request.add_header("Last-Event-ID", last)
+        res = urllib.request.urlopen(request, timeout=60)
+        assert res.headers["Content-Type"].startswith("text/event-stream")
+        assert res.readline() == b"retry: 2000\n"
+        return res
+
+    def events_until(res: Any, execution_id: str) -> list[tuple[str, dict[str, Any]]]:
+        seen: list[tuple[str, dict[str, Any]]] = []
+        ident, deadline = "", time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = res.readline().decode().rstrip("\n")
+            if line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("data: "):
+                row = json.loads(line[6:])
+                seen.append((ident, row))
+                if row.get("id") == execution_id:
+                    return seen
+        raise AssertionError(f"no event for {execution_id} in {seen}")
+
+    stream = open_stream()
+    factory = EventFactory(source="test")
+    first = factory.start_execution("wf-stream", "Streamed", "tenant_a", "u", 2)
+    hidden = factory.start_execution("wf-stream", "Streamed", "tenant_b", "u", 2)
+    asyncio.run(publish(served.bootstrap, served.topics, [hidden, first]))
+    seen = events_until(stream, first.execution_id)
+    stream.close()
+    assert {row["tenantId"] for _, row in seen} == {"tenant_a"}  # tenant_b's change is not sent to this key
+    last_id = seen[-1][0]
+    second = factory.start_execution("wf-stream", "Streamed", "tenant_a", "u", 2)
+    asyncio.run(publish(served.bootstrap, served.topics, [second]))
+    with Monitor(served.db) as monitor:
+        wait_until(lambda: monitor.get_execution(second.execution_id) is not None, 60, what="the second execution written")
+    resumed = events_until(open_stream(str(int(last_id) - 1)), second.execution_id)  # reconnect: the last one again, then on
+    assert resumed[0] == seen[-1] and int(resumed[-1][0]) > int(last_id)
+
+
 async def test_the_dashboard_in_chromium(served: Served) -> None:
     """Loads with no console error, lists the active executions, shows a new one without a
     reload, draws one bar per step of an execution, and its ack button moves an alert."""
