@@ -7,11 +7,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.axmon-installed
 
-.PHONY: help install system-deps demo test test-unit test-integration bench lint kafka-start kafka-stop schemas clean
+.PHONY: help install system-deps demo dashboard test test-unit test-integration bench lint kafka-start kafka-stop schemas clean
 
 help:
 	@echo "make demo    run the main job on the local Kafka broker (provisioned on first use)"
 	@echo "make test    run the whole test suite (starts its own broker)"
+	@echo "make dashboard   axmon serve over ./axmon.db: the dashboard at http://127.0.0.1:8321/"
 	@echo "make bench   run the benchmarks"
 	@echo "make kafka-start / kafka-stop   the local broker by hand"
 
@@ -26,9 +27,14 @@ install: $(STAMP)
 # Java 17+ and Maven run the local broker; install them from Debian's packages when missing.
 system-deps:
 	@./scripts/ensure-java.sh
+	@./scripts/ensure-chromium.sh
 
 demo: install system-deps
 	$(BIN)/axmon demo
+
+# the dashboard over ./axmon.db (or AXMON_DB): http://127.0.0.1:8321/ ; Ctrl-C stops it
+dashboard: install
+	$(BIN)/axmon serve
 
 test: install system-deps
 	$(BIN)/python -m pytest

@@ -504,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     from processor.cli_health import add_health_command
 
     add_health_command(commands)
+    from processor.serve.cli import add_serve_command
+
+    add_serve_command(commands, _add_kafka_options)
     from processor.notify_runner import add_notify_command
 
     add_notify_command(commands, _add_kafka_options, _add_data_dir, resolve_bootstrap)

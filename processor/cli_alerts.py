@@ -118,14 +118,8 @@ def cmd_alerts_ack(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with Monitor(settings.db_path) as monitor:
         alert = find_alert(monitor, args.alert_id)
-    if alert["status"] == "acknowledged":
-        raise ConfigError(f"alert {alert['id']} was acknowledged by {alert['acknowledged_by'] or '?'} already")
-    if alert["status"] != "firing":
-        raise ConfigError(f"alert {alert['id']} is {alert['status']}: only a firing alert can be acknowledged")
-    if alert["kind"] != "threshold":
-        raise ConfigError(f"alert {alert['id']} is a {alert['kind']} alert: it clears itself when the execution moves")
     by = args.by or getpass.getuser()
-    ack = Ack(alert["id"], alert["rule"], alert["series"], by, int(time.time() * 1000))
+    ack = ack_of(alert, by)
     bootstrap = resolve_bootstrap(settings)
     asyncio.run(publish_ack(bootstrap, settings.topics.alert_acks, ack, int(alert["partition"])))
     if args.json:
@@ -135,6 +129,17 @@ def cmd_alerts_ack(args: argparse.Namespace) -> int:
             f"acknowledged {alert['id']} ({alert['rule']}) as {by}; the worker applies it, 'axmon alerts' shows it once the sink has written it"
         )
     return 0
+
+
+def ack_of(alert: Mapping[str, Any], by: str) -> Ack:
+    """The ack of a firing threshold alert (a :class:`ConfigError` for any other)."""
+    if alert["status"] == "acknowledged":
+        raise ConfigError(f"alert {alert['id']} was acknowledged by {alert['acknowledged_by'] or '?'} already")
+    if alert["status"] != "firing":
+        raise ConfigError(f"alert {alert['id']} is {alert['status']}: only a firing alert can be acknowledged")
+    if alert["kind"] != "threshold":
+        raise ConfigError(f"alert {alert['id']} is a {alert['kind']} alert: it clears itself when the execution moves")
+    return Ack(alert["id"], alert["rule"], alert["series"], by, int(time.time() * 1000))
 
 
 async def publish_ack(bootstrap: str, topic: str, ack: Ack, partition: int) -> None:

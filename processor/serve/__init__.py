@@ -1,0 +1,1 @@
+"""``axmon serve``: the monitoring API and the web dashboard over the sink's database (read-only)."""

@@ -1,0 +1,73 @@
+"""``axmon serve``: run the monitoring API and the dashboard with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from processor.errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8321
+
+
+def add_serve_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_kafka_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="the monitoring API (/api/v1, /docs) and the web dashboard (/) over the database",
+        description="Serves the sink's database read-only over HTTP: the original DashboardData and "
+        "WorkflowTimeline, executions, metrics, alerts, health, and a dashboard at '/'. Binds "
+        "127.0.0.1 unless --host is given; any other address needs --keys. --bootstrap enables "
+        "acks and the Kafka part of health.",
+    )
+    serve.add_argument("--db", type=Path, metavar="PATH", help="the SQLite database (env AXMON_DB; default ./axmon.db)")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--keys", type=Path, metavar="PATH",
+                       help="API keys (YAML: keys: [{key: K, tenants: [T]}, {key: K, admin: true}])")
+    add_kafka_options(serve)
+    serve.set_defaults(handler=cmd_serve)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0])).is_loopback for info in infos)
+
+
+def check_bind(host: str, keys: Path | None) -> None:
+    if keys is None and not is_loopback(host):
+        raise ConfigError(f"refusing to serve on {host} without --keys: anyone who can reach it would read every tenant")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from processor.cli import _settings, err_console
+    from processor.db import open_read_only
+    from processor.serve.app import ServeConfig, create_app
+    from processor.serve.auth import KeyRing
+
+    check_bind(args.host, args.keys)
+    settings = _settings(args)
+    open_read_only(settings.db_path).close()  # a missing or foreign database fails now, not per request
+    keys = None if args.keys is None else KeyRing.load(args.keys)
+    config = ServeConfig(settings.db_path, settings.topics, keys, settings.bootstrap)
+    err_console.print(f"axmon serve: dashboard at http://{args.host}:{args.port}/ , API docs at /docs (Ctrl-C stops)")
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
+    return 0
