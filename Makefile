@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.axmon-installed
 
-.PHONY: help install system-deps demo dashboard test test-unit test-integration bench lint kafka-start kafka-stop schemas clean
+.PHONY: help install system-deps test-deps demo dashboard test test-unit test-integration bench lint kafka-start kafka-stop schemas clean
 
 help:
 	@echo "make demo    run the main job on the local Kafka broker (provisioned on first use)"
@@ -27,6 +27,9 @@ install: $(STAMP)
 # Java 17+ and Maven run the local broker; install them from Debian's packages when missing.
 system-deps:
 	@./scripts/ensure-java.sh
+
+# The tests also drive the dashboard in Debian's headless Chromium.
+test-deps: system-deps
 	@./scripts/ensure-chromium.sh
 
 demo: install system-deps
@@ -36,13 +39,13 @@ demo: install system-deps
 dashboard: install
 	$(BIN)/axmon serve
 
-test: install system-deps
+test: install test-deps
 	$(BIN)/python -m pytest
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: install system-deps
+test-integration: install test-deps
 	$(BIN)/python -m pytest tests/integration
 
 bench: install system-deps
