@@ -45,8 +45,16 @@ async def run_produce(
         async with AxmonProducer(config=config) as producer:
             result = await produce_lines(producer, handle, strict=strict, on_error=report, max_record_bytes=limits,
                                          reconnect=lambda: AxmonProducer(config=config))
+    undelivered = sum(1 for e in result.invalid if e.reason in _UNDELIVERED)
+    invalid = len(result.invalid) - undelivered
     console.print(
         f"published {result.published} event(s)"
-        + (f", {len(result.invalid)} line(s) not published" if result.invalid else "")
+        + (f", {invalid} invalid line(s) skipped" if invalid else "")
+        + (f", {undelivered} line(s) the broker would not take" if undelivered else "")
     )
     return 1 if result.invalid else 0
+
+
+_UNDELIVERED = frozenset({"refused"})
+"""The reason of a line that is a valid event the broker refused (the others break a limit of the
+contract or of the broker, and are skipped)."""
