@@ -185,20 +185,12 @@ def run_proof(
                 _await(sink, lambda: sum(stored_sink_offsets(settings.db_path).values()) > written, "write something")
             asyncio.run(_publish(bootstrap, settings, parts[1], [], options.misrouted_every))
             if n < options.sink_kills:
-                sink.kill()
-                waiting = _backlog_after_kill(bootstrap, settings).sink
-                kills.append(("sink", waiting))
-                say(f"killed the sink (SIGKILL) with {waiting} records waiting, restarting it ({sink.starts + 1})")
-                sink.start()
+                kills.append(_kill_and_restart(sink, lambda: _backlog_after_kill(bootstrap, settings).sink, say))
             if n < options.worker_kills:
                 _await(worker, lambda: _progress(bootstrap, settings)[0] > committed, "commit something")
             asyncio.run(_publish(bootstrap, settings, parts[2], [], options.misrouted_every))
             if n < options.worker_kills:
-                worker.kill()
-                waiting = _backlog_after_kill(bootstrap, settings).worker
-                kills.append(("worker", waiting))
-                say(f"killed the worker (SIGKILL) with {waiting} records waiting, restarting it ({worker.starts + 1})")
-                worker.start()
+                kills.append(_kill_and_restart(worker, lambda: _backlog_after_kill(bootstrap, settings).worker, say))
             if n == restart_at and restart_broker is not None:
                 # the worker is running, not starting: it has committed some of this chunk
                 _await(worker, lambda: _progress(bootstrap, settings)[0] > committed, "commit something")
@@ -254,6 +246,16 @@ def _await(child: AxmonChild, done: Callable[[], bool], what: str, timeout_s: fl
         if time.monotonic() > deadline:
             raise ProofError(f"the {child.name} did not {what} in {timeout_s:.0f} s; end of its log:\n{child.tail(20)}")
         time.sleep(0.2)
+
+
+def _kill_and_restart(child: AxmonChild, waiting_after: Callable[[], int], say: Callable[[str], None]) -> tuple[str, int]:
+    """SIGKILL ``child``, note how many records it left waiting, start it again; returns
+    (its name, that count)."""
+    child.kill()
+    waiting = waiting_after()
+    say(f"killed the {child.name} (SIGKILL) with {waiting} records waiting, restarting it ({child.starts + 1})")
+    child.start()
+    return child.name, waiting
 
 
 def _backlog_after_kill(bootstrap: str, settings: Settings) -> Backlog:
