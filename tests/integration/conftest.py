@@ -130,6 +130,16 @@ def free_port() -> int:
     raise RuntimeError("no pair of free ports found")
 
 
+def started_own_broker(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, str]]:
+    """A local broker of a test's own on free ports, (data directory, bootstrap), stopped after."""
+    data = tmp_path_factory.mktemp(name)
+    status = localbroker.start(data, ready_timeout=180, ephemeral=True)
+    try:
+        yield data, status.bootstrap
+    finally:
+        localbroker.stop(data)
+
+
 @pytest.fixture
 def own_broker_dir(tmp_path: Path) -> Iterator[Path]:
     """The data directory of a broker of the test's own (to stop and start at will), stopped

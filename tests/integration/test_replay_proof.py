@@ -17,18 +17,14 @@ import pytest
 from processor import localbroker
 from processor.proof import ProofOptions, run_proof
 from processor.settings import Settings
+from tests.integration.conftest import started_own_broker
 
 log = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    data = tmp_path_factory.mktemp("proof-kafka")
-    status = localbroker.start(data, ready_timeout=180, ephemeral=True)
-    try:
-        yield data, status.bootstrap
-    finally:
-        localbroker.stop(data)
+    yield from started_own_broker(tmp_path_factory, "proof-kafka")
 
 
 def test_live_equals_replay_under_crashes(own_broker: tuple[Path, str], tmp_path: Path) -> None:

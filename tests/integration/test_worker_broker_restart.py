@@ -19,7 +19,7 @@ import pytest
 from processor import localbroker
 from processor.admin import contract_topics, ensure_topics
 from schemas import Topics
-from tests.integration.conftest import TEST_PARTITIONS
+from tests.integration.conftest import TEST_PARTITIONS, started_own_broker
 from tests.integration.processes import AxmonProcess, wait_until
 from tests.integration.test_worker import GRACE_MS, WINDOW_MS, committed_and_waiting, latest, publish, scenario
 from tests.oracle import differences, expected_executions
@@ -27,12 +27,7 @@ from tests.oracle import differences, expected_executions
 
 @pytest.fixture
 def restartable_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    data = tmp_path_factory.mktemp("restart-kafka")
-    status = localbroker.start(data, ready_timeout=180, ephemeral=True)
-    try:
-        yield data, status.bootstrap
-    finally:
-        localbroker.stop(data)
+    yield from started_own_broker(tmp_path_factory, "restart-kafka")
 
 
 def test_a_running_worker_catches_up_after_broker_restarts(restartable_broker: tuple[Path, str], tmp_path: Path,
