@@ -4,6 +4,7 @@ topics back. Thin I/O over aiokafka; nothing here decides what state is."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -87,13 +88,20 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_ms: 
 
 async def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
     """Topic -> partition count, for the named topics that exist."""
+    async with _admin(bootstrap) as admin:
+        return await _partition_counts(admin, names)
+
+
+@asynccontextmanager
+async def _admin(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed after; Kafka's errors become :class:`BrokerError`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     try:
-        return await _partition_counts(admin, names)
+        yield admin
     except KafkaError as exc:
         raise BrokerError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
     finally:
@@ -228,21 +236,12 @@ async def topic_max_message_bytes(bootstrap: str, names: list[str]) -> dict[str,
     else the broker's ``message.max.bytes``): the largest record batch it accepts."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await admin.start()
-    except KafkaError as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-    try:
-        resources = [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None}) for name in names]
-        limits: dict[str, int] = {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None}) for name in names]
+    limits: dict[str, int] = {}
+    async with _admin(bootstrap) as admin:
         for response in await admin.describe_configs(resources):
             for _code, _message, _type, name, entries in response.resources:
                 for entry in entries:
                     if entry[0] == "max.message.bytes" and entry[1] is not None:
                         limits[name] = int(entry[1])
-        return limits
-    except KafkaError as exc:
-        raise BrokerError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
-    finally:
-        await admin.close()
+    return limits
