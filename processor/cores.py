@@ -567,15 +567,42 @@ class StatsCore:
         return self.guard.run(lambda: self._process(raw, origin, key), origin, key, raw)
 
     def _process(self, raw: bytes, origin: Origin, key: bytes | None) -> list[Emit]:
+        """One record: an op, or several of one tenant merged by a batch
+        (:mod:`processor.coalesce`: ``{"tenant", "ops": [...]}``), folded in order. An op that
+        is not one is dead-lettered; the others count."""
         try:
             msg = orjson.loads(raw)
+            ops = msg["ops"] if isinstance(msg, dict) and "ops" in msg else [msg]
+            if not isinstance(ops, list):
+                raise TypeError("ops is not a list")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            return [dead_letter("invalid_internal", f"bad stats change: {exc!r}", origin, key, raw)]
+        emits: list[Emit] = []
+        seen: dict[str, TenantStats] = {}
+        changed: set[str] = set()
+        for op in ops:
+            problem = self._apply(op, seen, changed)
+            if problem is not None:
+                emits.append(dead_letter("invalid_internal", problem, origin, key, raw))
+        for tenant, stats in seen.items():
+            if tenant in changed:
+                self.store[tenant] = stats.to_json()
+            emits.append(json_emit(Stream.WORKFLOW_STATS, tenant, stats.view()))
+        return emits
+
+    def _apply(self, msg: Any, seen: dict[str, TenantStats], changed: set[str]) -> str | None:
+        """Fold one op into ``seen`` (tenant -> its stats so far; ``changed``: those it changed);
+        the reason it is not an op, or ``None``."""
+        try:
             tenant = str(msg["tenant"])
             partition, mark = int(msg["p"]), (int(msg["o"]), int(msg["seq"]))
             op = msg["op"]
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            return [dead_letter("invalid_internal", f"bad stats change: {exc!r}", origin, key, raw)]
-        entry = self.store.get(tenant)
-        stats = TenantStats.from_json(entry) if entry is not None else TenantStats(tenant)
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"bad stats change: {exc!r}"
+        stats = seen.get(tenant)
+        if stats is None:
+            entry = self.store.get(tenant)
+            stats = TenantStats.from_json(entry) if entry is not None else TenantStats(tenant)
         if op == "set":
             updated = stats.set(str(msg["execution_id"]), Contribution(str(msg["status"]), msg.get("duration")), partition, mark)
         elif op == "absorb":
@@ -585,10 +612,11 @@ class StatsCore:
             contribution = Contribution(str(msg["status"]), msg.get("duration"))
             updated = stats.reopen(str(msg["execution_id"]), absorbed, contribution, partition, mark)
         else:
-            return [dead_letter("invalid_internal", f"unknown stats op {op!r}", origin, key, raw)]
+            return f"unknown stats op {op!r}"
         if updated is not stats:
-            self.store[tenant] = updated.to_json()
-        return [json_emit(Stream.WORKFLOW_STATS, tenant, updated.view())]
+            changed.add(tenant)
+        seen[tenant] = updated
+        return None
 
 
 # -- metrics -----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@
   in between are dropped unprocessed. Faust's commit rule then stalls behind them, or, when a
   single record was dropped, commits past it: a lost event. Resuming flow that is not
   suspended now clears nothing.
+- :func:`route_table_writes`: a table's writes go to the changelog partition the caller names
+  (the partition of the batch record whose writes they are), not to the current event's.
 - :func:`task_stacks`: every task of an event loop with its whole chain of awaits, for the log
   when the stall watchdog restarts a worker.
 """
@@ -70,6 +72,18 @@ def patch_faust_flow_control() -> None:
     _require(FlowControlEvent, "resume", "clear")
     _require(FlowControlEvent, "_suspend", "_resume", instance=FlowControlEvent(initially_suspended=True))
     FlowControlEvent.resume = _resume_flow  # type: ignore[method-assign]
+
+
+def route_table_writes(table: Any, partition_for_key: Any) -> None:
+    """Send the changelog records of ``table``'s writes to the partition
+    ``partition_for_key(key)`` names, instead of the partition of the current stream event
+    (Faust's rule; a batch has no current event, and a key's home partition is the batch
+    record's partition, which the caller knows: :class:`processor.worker.TableStore`). Faust
+    asks ``Table.partition_for_key`` on every set and delete; this sets it on the one table."""
+    from faust.tables.table import Table
+
+    _require(Table, "partition_for_key", "on_key_set", "on_key_del")
+    table.partition_for_key = partition_for_key
 
 
 def _require(cls: type, *names: str, instance: object = None) -> None:

@@ -47,7 +47,14 @@ from processor.cores import (
     StatsCore,
     decode_input,
 )
-from processor.faust_patches import consumer_bookkeeping, patch_faust_commit_offsets, patch_faust_flow_control, task_stacks
+from processor.coalesce import coalesce
+from processor.faust_patches import (
+    consumer_bookkeeping,
+    patch_faust_commit_offsets,
+    patch_faust_flow_control,
+    route_table_writes,
+    task_stacks,
+)
 from processor.records import Emit, Keyspace, Origin, Stream, dead_letter, origin_of
 from processor.routing import Router
 from processor.rules import RuleSet
@@ -55,6 +62,7 @@ from processor.settings import Settings
 from processor.stall import Progress, StallState, observe, stalled_for
 from processor.status_reporter import ErrorRecorder, Observed, StatusReporter
 from processor.worker_status import stall_state
+from processor.writeback import WriteBack
 from producers.client import partition_for
 from schemas.errors import AxmonError
 from schemas.events import Event, LifecycleEvent, MetricRecorded
@@ -62,13 +70,27 @@ from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
+BATCH_MAX = 2000
+"""The most records an agent folds in one batch."""
+BATCH_WITHIN_S = 0.02
+"""How long an agent waits for a batch to fill: the latency a batch adds at most."""
+
 
 class TableStore:
     """A Faust table as a :class:`~processor.records.Store`: str keys, JSON dict values,
-    stored as raw bytes. Writes go through ``__setitem__``/``__delitem__`` only."""
+    stored as raw bytes. Writes go through ``__setitem__``/``__delitem__`` only, to the
+    changelog partition :attr:`partition` names (set by the :class:`WriteBack` over it: the
+    partition of the records whose writes they are, see :func:`route_table_writes`)."""
 
     def __init__(self, table: Any) -> None:
         self._table = table
+        self.partition: int | None = None
+        route_table_writes(table, self._partition_for_key)
+
+    def _partition_for_key(self, key: Any) -> int:
+        if self.partition is None:
+            raise RuntimeError(f"a write to table {self._table.name} with no partition to write it to")
+        return self.partition
 
     def get(self, key: str) -> Any:
         raw = self._table.get(key.encode())
@@ -101,6 +123,8 @@ class Worker:
         rules: RuleSet = RuleSet(),
         hang_after: int | None = None,
         crash: str | None = None,
+        batch_max: int = BATCH_MAX,
+        batch_within_s: float = BATCH_WITHIN_S,
     ) -> None:
         self.settings = settings
         self._hang_after = hang_after
@@ -119,32 +143,7 @@ class Worker:
         patch_faust_flow_control()
         self.errors = ErrorRecorder()
         """Logged exceptions -> the heartbeat's last error (Faust sets the root logger's handlers)."""
-        self.app = faust.App(
-            f"{self.topics.prefix}worker",
-            broker=f"kafka://{bootstrap}",
-            store="memory://",
-            topic_partitions=n,
-            topic_replication_factor=1,
-            topic_disable_leader=True,
-            web_enabled=False,
-            key_serializer="raw",
-            value_serializer="raw",
-            processing_guarantee="at_least_once",
-            producer_linger=0.01,
-            producer_acks=-1,
-            producer_compression_type="lz4",
-            producer_partitioner=partition_for,  # Kafka's default, with recent keys' hashes cached
-            broker_commit_interval=1.0,
-            stream_buffer_maxsize=8192,
-            table_cleanup_interval=3600.0,
-            consumer_auto_offset_reset="earliest",
-            # A worker killed with SIGKILL never leaves its group: the broker notices only when
-            # its session expires, and partitions wait that long for a new worker.
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=2.0,
-            broker_rebalance_timeout=20.0,
-            loghandlers=[self.errors],
-        )
+        self.app = faust.App(f"{self.topics.prefix}worker", **app_options(bootstrap, n), loghandlers=[self.errors])
         app = self.app
         source: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes, "internal": False}
         self.events_topic = app.topic(self.topics.workflow_events, **source)
@@ -155,20 +154,30 @@ class Worker:
         self.tenant_stats = app.Table(TABLES[1], **table)
         self.windows = app.Table(TABLES[2], **table)
         router = Router(n)  # one for both source topics (co-partitioned): one warning per source
+        # Each table behind a write-back: the agents fold a batch of records, then write each
+        # key once (a partition's writes all or nothing: processor.writeback).
+        self.execution_writes = WriteBack(TableStore(self.executions))
+        self.stats_writes = WriteBack(TableStore(self.tenant_stats))
+        self.window_writes = WriteBack(TableStore(self.windows))
         self.lifecycle = LifecycleCore(
-            TableStore(self.executions), self.fold, clock=lambda: int(time.time() * 1000), stale_after_ms=settings.stale_after_ms,
+            self.execution_writes, self.fold, clock=lambda: int(time.time() * 1000), stale_after_ms=settings.stale_after_ms,
             router=router,
         )
-        self.stats = StatsCore(TableStore(self.tenant_stats))
+        self.stats = StatsCore(self.stats_writes)
         # Alert states live in the windows table, under their own keys: a window's closing and
-        # the alert states it moves must persist in one changelog partition, in order.
-        windows = TableStore(self.windows)
-        self.alerts = AlertCore(Keyspace(windows, ALERT_KEYS), rules)
-        self.metrics = MetricsCore(Keyspace(windows, exclude=(ALERT_KEYS,)), self.fold, self.alerts, router=router)
+        # the alert states it moves must persist together.
+        self.alerts = AlertCore(Keyspace(self.window_writes, ALERT_KEYS), rules)
+        self.metrics = MetricsCore(Keyspace(self.window_writes, exclude=(ALERT_KEYS,)), self.fold, self.alerts, router=router)
+        self.batch_max = batch_max
+        self.batch_within_s = batch_within_s
+        self.batches: dict[str, int] = {}
+        """Agent -> batches folded (the heartbeat's counters)."""
+        self.table_writes = 0
         self.acks_topic = app.topic(self.topics.alert_acks, **source)
         self.ticks_topic = app.topic(self.topics.liveness_ticks, **source)
         self.dead_letters: dict[str, int] = {}
         self._recovered = False
+        self._rolled_windows = False
         self.started = False
         """Faust has finished starting (its first recovery): the watchdog's normal limit applies."""
         self._destinations = {
@@ -193,52 +202,85 @@ class Worker:
 
     # -- agents ----------------------------------------------------------------------------
 
+    def _batches(self, stream: Any) -> Any:
+        return stream.take_events(self.batch_max, within=self.batch_within_s)
+
     async def _lifecycle_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            if self._hang_after is not None:
-                self._hang_after -= 1
-                if self._hang_after < 0:
-                    log.warning("fault: the lifecycle agent hangs (%s)", FAULT_HANG_ENV)
-                    await asyncio.Event().wait()
-            if self._crash == "agent":
-                raise InjectedFault(f"fault: the lifecycle agent crashes ({FAULT_CRASH_ENV})")
-            message = event.message
-            origin = _origin(message)
-            emits = self._decode_and(LifecycleEvent, message.key, message.value, origin, self.lifecycle.process)
-            await self._send(emits)
+        async for events in self._batches(stream):
+            emits: list[Emit] = []
+            for event in events:
+                if self._hang_after is not None:
+                    self._hang_after -= 1
+                    if self._hang_after < 0:
+                        log.warning("fault: the lifecycle agent hangs (%s)", FAULT_HANG_ENV)
+                        await asyncio.Event().wait()
+                if self._crash == "agent":
+                    raise InjectedFault(f"fault: the lifecycle agent crashes ({FAULT_CRASH_ENV})")
+                message = self._begin(self.execution_writes, event)
+                emits += self._decode_and(LifecycleEvent, message.key, message.value, _origin(message), self.lifecycle.process)
+            await self._publish("lifecycle", self.execution_writes, emits)
 
     async def _metrics_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            origin = _origin(message)
-            emits = self._decode_and(MetricRecorded, message.key, message.value, origin, self.metrics.process)
-            await self._send(emits)
+        async for events in self._batches(stream):
+            emits: list[Emit] = []
+            for event in events:
+                message = self._begin(self.window_writes, event)
+                emits += self._decode_and(MetricRecorded, message.key, message.value, _origin(message), self.metrics.process)
+            await self._publish("metrics", self.window_writes, emits)
 
     async def _stats_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            origin = _origin(message)
-            await self._send(self.stats.process(message.value or b"", origin, message.key))
+        async for events in self._batches(stream):
+            emits: list[Emit] = []
+            for event in events:
+                message = self._begin(self.stats_writes, event)
+                emits += self.stats.process(message.value or b"", _origin(message), message.key)
+            await self._publish("stats", self.stats_writes, emits)
 
     async def _acks_agent(self, stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
+            message = self._begin(self.window_writes, event)
             origin = _origin(message)
             try:
                 ack = Ack.from_json(orjson.loads(message.value or b""))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 await self._send([dead_letter("invalid_ack", f"not an alert ack: {exc}", origin, message.key, message.value)])
                 continue
-            await self._send(self.alerts.guard.run(lambda: self.alerts.ack(ack), origin, message.key, message.value))
+            emits = self.alerts.guard.run(lambda: self.alerts.ack(ack), origin, message.key, message.value)
+            await self._publish("acks", self.window_writes, emits)
 
     async def _liveness_agent(self, stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
+            message = self._begin(self.execution_writes, event)
             try:
                 now = int(message.value or b"")
             except ValueError:
                 continue  # not a tick of ours; ticks are internal
-            await self._send(self.lifecycle.check_stale(message.partition, now))
+            await self._publish("liveness", self.execution_writes, self.lifecycle.check_stale(message.partition, now))
+
+    def _begin(self, writes: WriteBack, event: Any) -> Any:
+        """A record is about to be folded into ``writes``: roll its partition's interrupted
+        batch forward first (once after a start or a rebalance); its writes belong to its
+        partition. Returns its message."""
+        message = event.message
+        if writes.recover((message.partition,)):
+            log.warning("rolled forward a batch of partition %d interrupted by a crash", message.partition)
+            if writes is self.window_writes:
+                self._rolled_windows = True
+        writes.begin(message.partition)
+        if writes.full:  # between two records: a partition's writes stay far below a record's limit
+            self.table_writes += writes.flush()
+        return message
+
+    async def _publish(self, agent: str, writes: WriteBack, emits: list[Emit]) -> None:
+        """The end of a batch: its table writes (each key once), then its records (coalesced).
+        Nothing awaits between the first fold of a batch and here, so no other agent writes in
+        between."""
+        self.table_writes += writes.flush()
+        if self._rolled_windows:
+            self._rolled_windows = False
+            self.metrics.mark_all_dirty()  # a rollup timer may have published windows from before the roll-forward
+        self.batches[agent] = self.batches.get(agent, 0) + 1
+        await self._send(coalesce(emits))
 
     async def _tick_timer(self) -> None:
         """A wall-clock tick to every partition: the liveness check runs inside the stream of
@@ -307,6 +349,8 @@ class Worker:
                 )
 
     async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
+        for writes in (self.execution_writes, self.stats_writes, self.window_writes):
+            writes.forget()
         self.lifecycle.forget()
         self.metrics.forget()
         self._recovered = False
@@ -329,6 +373,7 @@ class Worker:
             "stats": dict(self.stats.counters),
             "alerts": dict(self.alerts.counters),
             "dead_letters": dict(self.dead_letters),
+            "batches": {**self.batches, "table_writes": self.table_writes},
         }
 
     def observed(self) -> Observed:
@@ -337,6 +382,34 @@ class Worker:
         stuck, waiting = self.stall_seen or (0.0, None)
         state = stall_state(started=self.started, busy=busy, stalled_for_s=stuck, stall_timeout_s=self.settings.stall_timeout_s)
         return Observed(state, waiting, stuck if self.stall_seen else None, self.counters())
+
+
+def app_options(bootstrap: str, partitions: int) -> dict[str, Any]:
+    """The Faust app's settings of the worker (also those of the benchmark's Faust floor)."""
+    return dict(
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        topic_disable_leader=True,
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee="at_least_once",
+        producer_linger=0.01,
+        producer_acks=-1,
+        producer_compression_type="lz4",
+        producer_partitioner=partition_for,  # Kafka's default, with recent keys' hashes cached
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=8192,
+        table_cleanup_interval=3600.0,
+        consumer_auto_offset_reset="earliest",
+        # A worker killed with SIGKILL never leaves its group: the broker notices only when
+        # its session expires, and partitions wait that long for a new worker.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        broker_rebalance_timeout=20.0,
+    )
 
 
 def _origin(message: Any) -> Origin:
