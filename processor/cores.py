@@ -270,7 +270,24 @@ class LifecycleCore:
         self.deadlines = _Deadlines(store, self._due)
         self.counters: dict[str, int] = {}
         self._eviction_index: dict[int, dict[int, list[tuple[str, dict[str, Any]]]]] = {}
+        self._states: dict[str, tuple[Any, ExecutionState]] = {}
+        """eid -> (the fold state as stored last, the state it encodes)."""
         self.guard = Guard([store], self.forget, self.counters)
+
+    def _state_of(self, eid: str, stored: Any) -> ExecutionState:
+        """:func:`state_from_json` of a stored fold state, without decoding it again when it is
+        the very object this core made last for ``eid`` (stored values are never mutated)."""
+        known = self._states.get(eid)
+        if known is not None and known[0] is stored:
+            return known[1]
+        return state_from_json(stored)
+
+    def _state_json(self, eid: str, state: ExecutionState) -> Any:
+        stored = state_to_json(state)
+        if len(self._states) >= _STATES_KEPT:
+            self._states.clear()
+        self._states[eid] = (stored, state)
+        return stored
 
     def _due(self, entry: dict[str, Any]) -> int | None:
         """When (in stream time) a sweep has something to do with ``entry``."""
@@ -323,12 +340,12 @@ class LifecycleCore:
             assert entry is not None
             self._count("rehydrated")
             self._eviction_index.pop(p, None)
-        old = state_from_json(entry["s"]) if entry is not None else None
+        old = self._state_of(eid, entry["s"]) if entry is not None else None
         new = apply(old, event)
         before, after = self.times.advance(p, event.occurred_at)
         held_ts = None if entry is None or rehydrated else entry["ts"]
         terminal_since = held_ts if held_ts is not None else (after if new.terminal else None)
-        stored = {"p": p, "o": o, "t": new.last_event_at, "ts": terminal_since, "s": state_to_json(new)}
+        stored = {"p": p, "o": o, "t": new.last_event_at, "ts": terminal_since, "s": self._state_json(eid, new)}
         if rehydrated:
             assert entry is not None
             # one generation per eviction: its absorb (offset, seq), the rehydrating offset and
@@ -503,6 +520,8 @@ class LifecycleCore:
         return emits
 
 
+_STATES_KEPT = 50_000
+"""At most this many executions' decoded fold states are kept (then forgotten at once)."""
 _FIRST_SWEEP_SEQ = 1
 """Origin sequences within one source offset: 0 the processed execution's contribution,
 1... the absorbs of a sweep at that offset."""

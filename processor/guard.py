@@ -118,7 +118,7 @@ class StagedStore:
             if change is _GONE:
                 del self.inner[key]
             elif set_encoded is not None:
-                set_encoded(key, change[1])  # a store that keeps JSON bytes takes them as they are
+                set_encoded(key, change[1], change[0])  # a store that keeps JSON bytes takes them as they are
             else:
                 self.inner[key] = change[0]
         self.rollback()

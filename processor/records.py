@@ -154,12 +154,12 @@ class Keyspace:
     def __setitem__(self, key: str, value: Any) -> None:
         self.inner[self.prefix + key] = value
 
-    def set_encoded(self, key: str, raw: bytes) -> None:
+    def set_encoded(self, key: str, raw: bytes, value: Any = None) -> None:
         set_encoded = getattr(self.inner, "set_encoded", None)
         if set_encoded is None:
-            self.inner[self.prefix + key] = orjson.loads(raw)
+            self.inner[self.prefix + key] = orjson.loads(raw) if value is None else value
         else:
-            set_encoded(self.prefix + key, raw)
+            set_encoded(self.prefix + key, raw, value)
 
     def __delitem__(self, key: str) -> None:
         del self.inner[self.prefix + key]

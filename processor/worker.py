@@ -70,6 +70,8 @@ from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
+DECODED_KEPT = 100_000
+"""At most this many decoded table values are kept beside the tables (then forgotten at once)."""
 BATCH_MAX = 2000
 """The most records an agent folds in one batch."""
 BATCH_WITHIN_S = 0.02
@@ -85,6 +87,9 @@ class TableStore:
     def __init__(self, table: Any) -> None:
         self._table = table
         self.partition: int | None = None
+        self._decoded: dict[str, tuple[bytes, Any]] = {}
+        """key -> (the stored bytes, their value): values are never mutated, so a read of the
+        same bytes object returns the value without decoding it again."""
         route_table_writes(table, self._partition_for_key)
 
     def _partition_for_key(self, key: Any) -> int:
@@ -94,16 +99,34 @@ class TableStore:
 
     def get(self, key: str) -> Any:
         raw = self._table.get(key.encode())
-        return None if raw is None else orjson.loads(raw)
+        if raw is None:
+            return None
+        known = self._decoded.get(key)
+        if known is not None and known[0] is raw:  # the very bytes decoded or written last
+            return known[1]
+        value = orjson.loads(raw)
+        self._remember(key, raw, value)
+        return value
+
+    def _remember(self, key: str, raw: bytes, value: Any) -> None:
+        if len(self._decoded) >= DECODED_KEPT:
+            self._decoded.clear()
+        self._decoded[key] = (raw, value)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._table[key.encode()] = orjson.dumps(value)
+        self.set_encoded(key, orjson.dumps(value), value)
 
-    def set_encoded(self, key: str, raw: bytes) -> None:
-        """``self[key] = value`` for a value already encoded (``raw == orjson.dumps(value)``)."""
+    def set_encoded(self, key: str, raw: bytes, value: Any = None) -> None:
+        """``self[key] = value`` for a value already encoded (``raw == orjson.dumps(value)``;
+        ``value`` may be left out)."""
         self._table[key.encode()] = raw
+        if value is not None:
+            self._remember(key, raw, value)
+        else:
+            self._decoded.pop(key, None)
 
     def __delitem__(self, key: str) -> None:
+        self._decoded.pop(key, None)
         del self._table[key.encode()]
 
     def items(self) -> Iterator[tuple[str, Any]]:

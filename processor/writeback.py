@@ -61,8 +61,9 @@ class WriteBack:
         self.frame_limit = frame_limit
         self.partition: int | None = None
         """The partition of the record being folded: its writes belong to it."""
-        self._pending: dict[str, tuple[int, bytes | None]] = {}
-        """key -> (partition, encoded value or ``None`` for a deletion): the net writes."""
+        self._pending: dict[str, tuple[int, bytes | None, Any]] = {}
+        """key -> (partition, encoded value or ``None`` for a deletion, the value decoded or
+        ``None``): the net writes."""
         self._log: list[tuple[int, str, bytes | None]] = []
         """Every write in the order made: what a partition writes when its frame is too large."""
         self.pending_bytes = 0
@@ -73,14 +74,18 @@ class WriteBack:
     def get(self, key: str) -> Any:
         change = self._pending.get(key)
         if change is not None:
-            return None if change[1] is _GONE else orjson.loads(change[1])
+            if change[1] is _GONE:
+                return None
+            return change[2] if change[2] is not None else orjson.loads(change[1])
         return None if key.startswith(WAL_PREFIX) else self.inner.get(key)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.set_encoded(key, orjson.dumps(value))
+        self.set_encoded(key, orjson.dumps(value), value)
 
-    def set_encoded(self, key: str, raw: bytes) -> None:
-        self._put(key, raw)
+    def set_encoded(self, key: str, raw: bytes, value: Any = None) -> None:
+        """``self[key] = value`` for a value already encoded (``raw == orjson.dumps(value)``;
+        ``value`` may be left out)."""
+        self._put(key, raw, value)
 
     def __delitem__(self, key: str) -> None:
         if self.get(key) is None:
@@ -93,15 +98,15 @@ class WriteBack:
             if key.startswith(WAL_PREFIX) or key in pending:
                 continue
             yield key, value
-        for key, (_, raw) in list(pending.items()):
+        for key, (_, raw, value) in list(pending.items()):
             if raw is not _GONE:
-                yield key, orjson.loads(raw)
+                yield key, value if value is not None else orjson.loads(raw)
 
-    def _put(self, key: str, raw: bytes | None) -> None:
+    def _put(self, key: str, raw: bytes | None, value: Any = None) -> None:
         p = self.partition
         if p is None:
             raise RuntimeError("a write outside of a record: no partition to write it to")
-        self._pending[key] = (p, raw)
+        self._pending[key] = (p, raw, value)
         self._log.append((p, key, raw))
         self.pending_bytes += len(key) + (0 if raw is None else len(raw))
 
@@ -134,7 +139,7 @@ class WriteBack:
             self.partition = p
             for key, value in frame["wal"]:
                 if not str(key).startswith(WAL_PREFIX):
-                    self._put(str(key), None if value is None else orjson.dumps(value))
+                    self._put(str(key), None if value is None else orjson.dumps(value), value)
             self._put(wal_key(p), _GONE)
         self.partition = previous
         return rolled
@@ -156,11 +161,11 @@ class WriteBack:
         be, that partition's writes are made one by one in the order they were made instead
         (each record's writes persist as a prefix then, as without batches). Returns the
         number of table writes."""
-        by_partition: dict[int, list[tuple[str, bytes | None]]] = {}
-        for key, (p, raw) in self._pending.items():
+        by_partition: dict[int, list[tuple[str, bytes | None, Any]]] = {}
+        for key, (p, raw, value) in self._pending.items():
             if not key.startswith(WAL_PREFIX):
-                by_partition.setdefault(p, []).append((key, raw))
-        rolled = {p for key, (p, _) in self._pending.items() if key.startswith(WAL_PREFIX)}
+                by_partition.setdefault(p, []).append((key, raw, value))
+        rolled = {p for key, (p, _, _) in self._pending.items() if key.startswith(WAL_PREFIX)}
         log = self._log
         self._pending = {}
         self._log = []
@@ -170,20 +175,20 @@ class WriteBack:
             changes = by_partition.get(p, [])
             self.inner.partition = p
             if len(changes) <= 1 and p not in rolled:
-                writes += sum(self._write(key, raw) for key, raw in changes)
+                writes += sum(self._write(key, raw, value) for key, raw, value in changes)
                 continue
             frame = _frame(changes)
             if len(frame) <= self.frame_limit:
                 self.inner.set_encoded(wal_key(p), frame)
-                writes += 1 + sum(self._write(key, raw) for key, raw in changes)
+                writes += 1 + sum(self._write(key, raw, value) for key, raw, value in changes)
             else:
                 writes += sum(self._write(key, raw) for q, key, raw in log if q == p and not key.startswith(WAL_PREFIX))
             writes += self._write(wal_key(p), _GONE)
         return writes
 
-    def _write(self, key: str, raw: bytes | None) -> int:
+    def _write(self, key: str, raw: bytes | None, value: Any = None) -> int:
         if raw is not _GONE:
-            self.inner.set_encoded(key, raw)
+            self.inner.set_encoded(key, raw, value)
             return 1
         try:
             del self.inner[key]
@@ -192,10 +197,10 @@ class WriteBack:
         return 1
 
 
-def _frame(changes: list[tuple[str, bytes | None]]) -> bytes:
+def _frame(changes: list[tuple[str, bytes | None, Any]]) -> bytes:
     """The write-ahead record of a partition's writes: ``{"wal": [[key, value or null], ...]}``,
     built from the encoded values as they are."""
-    parts = [b"[" + orjson.dumps(key) + b"," + (b"null" if raw is None else raw) + b"]" for key, raw in changes]
+    parts = [b"[" + orjson.dumps(key) + b"," + (b"null" if raw is None else raw) + b"]" for key, raw, _ in changes]
     return b'{"wal":[' + b",".join(parts) + b"]}"
 
 
@@ -218,7 +223,7 @@ class _MemoryTable:
     def __setitem__(self, key: str, value: Any) -> None:
         self.set_encoded(key, orjson.dumps(value))
 
-    def set_encoded(self, key: str, raw: bytes) -> None:
+    def set_encoded(self, key: str, raw: bytes, value: Any = None) -> None:
         self.data[key] = raw
         self.log.append((self.partition, key, raw))
 
