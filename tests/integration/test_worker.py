@@ -143,8 +143,38 @@ def test_derived_topics_equal_the_pure_folds(kafka_bootstrap: str, topics: Topic
         assert_conforms(stats, "workflow-stats")
         assert_conforms(latest(kafka_bootstrap, topics.execution_state), "execution-state")
         assert_conforms(latest(kafka_bootstrap, topics.metric_rollups), "metric-rollups")
+        for table in ("executions", "windows"):
+            assert_changelog_partitions(kafka_bootstrap, f"{topics.prefix}worker-{table}-changelog")
     finally:
         assert proc.stop() == 0, proc.tail()
+
+
+def assert_changelog_partitions(bootstrap: str, changelog: str) -> None:
+    """The worker folds batches and writes each table key once per batch, outside Faust's
+    stream iteration: every entry still lands in the changelog partition it belongs to (the
+    ``p`` it names, its home partition), batches of several writes are framed by a
+    write-ahead record on the same partition, and every frame was closed (deleted)."""
+    async def read() -> tuple[int, dict[tuple[int, bytes], bytes | None], list[str]]:
+        entries, frames, wrong = 0, {}, []
+        async for record in read_topic(bootstrap, changelog, idle_timeout=1.0):
+            key = record.key or b""
+            if key.startswith(b"\x00wal/"):
+                assert int(key[5:]) == record.partition, key
+                frames[(record.partition, key)] = record.value
+                continue
+            if record.value is None:
+                continue
+            entry = orjson.loads(record.value)
+            if isinstance(entry, dict) and "p" in entry:
+                entries += 1
+                if entry["p"] != record.partition:
+                    wrong.append(f"{key!r} p={entry['p']} on partition {record.partition}")
+        return entries, frames, wrong
+
+    entries, frames, wrong = asyncio.run(read())
+    assert entries > 0 and not wrong, wrong[:5]
+    assert frames, f"no batch of several writes was framed in {changelog}"
+    assert all(value is None for value in frames.values()), "a write-ahead record was left open"
 
 
 def committed_and_waiting(bootstrap: str, topics: Topics) -> tuple[int, int]:
