@@ -81,8 +81,9 @@ _EVENTS_PER_EXECUTION = 22.0
 
 @dataclass(frozen=True, slots=True)
 class E2EBenchConfig:
-    burst_events: int = 8_000
-    """Events of the burst that measures the maximum throughput."""
+    burst_events: int = 30_000
+    """Events of the burst that measures the maximum throughput (enough that the worker's
+    one-second commits and the start of the burst weigh little)."""
     duration_s: float = 20.0
     """How long the fixed load is offered."""
     load_fraction: float = 0.5

@@ -46,6 +46,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         "db_path": getattr(args, "db", None),
         "stall_timeout_s": getattr(args, "stall_timeout_s", None),
         "stale_after_ms": getattr(args, "stale_after_ms", None),
+        "batch_max": getattr(args, "batch_max", None),
+        "batch_ms": getattr(args, "batch_ms", None),
     }
     return Settings.load(overrides)
 
@@ -390,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "and raise the execution.stale alert (default 15m; 0: never)")
     worker.add_argument("--stall-timeout", type=float, metavar="S", dest="stall_timeout_s",
                         help="restart when records wait and nothing is committed for S seconds (default 60; 0: never)")
+    worker.add_argument("--batch-max", type=_positive, metavar="N",
+                        help="fold at most N records per batch; each table key is written once per batch (default 2000)")
+    worker.add_argument("--batch-ms", type=_positive, metavar="MS",
+                        help="wait at most MS milliseconds for a batch to fill: the latency batching adds (default 50)")
     _add_kafka_options(worker)
     _add_data_dir(worker)
     worker.set_defaults(handler=cmd_worker)

@@ -59,6 +59,10 @@ class Settings:
     stall_timeout_s: float = 60.0
     """The worker restarts itself when records wait and its group commits nothing this long
     (0: never)."""
+    batch_max: int = 2000
+    """The most records a worker agent folds in one batch (each key is written once per batch)."""
+    batch_ms: int = 50
+    """How long a worker agent waits for its batch to fill: the latency a batch adds at most."""
     webhooks: tuple[str, ...] = ()
     """Where ``axmon notify`` POSTs alert transitions (env ``AXMON_WEBHOOKS``: URLs separated
     by whitespace)."""
@@ -110,6 +114,8 @@ class Settings:
             raise ConfigError(f"stale_after_ms must not be negative, not {self.stale_after_ms}")
         if self.stall_timeout_s < 0:
             raise ConfigError(f"stall_timeout_s must not be negative, not {self.stall_timeout_s}")
+        if self.batch_max < 1 or self.batch_ms < 1:
+            raise ConfigError(f"batch_max and batch_ms must be positive, not {self.batch_max} and {self.batch_ms}")
         if self.grace_ms < 0:
             raise ConfigError(f"grace_ms must not be negative, not {self.grace_ms}")
         if self.partitions < 1:

@@ -72,10 +72,6 @@ log = logging.getLogger(__name__)
 
 DECODED_KEPT = 100_000
 """At most this many decoded table values are kept beside the tables (then forgotten at once)."""
-BATCH_MAX = 2000
-"""The most records an agent folds in one batch."""
-BATCH_WITHIN_S = 0.02
-"""How long an agent waits for a batch to fill: the latency a batch adds at most."""
 
 
 class TableStore:
@@ -146,8 +142,6 @@ class Worker:
         rules: RuleSet = RuleSet(),
         hang_after: int | None = None,
         crash: str | None = None,
-        batch_max: int = BATCH_MAX,
-        batch_within_s: float = BATCH_WITHIN_S,
     ) -> None:
         self.settings = settings
         self._hang_after = hang_after
@@ -191,8 +185,8 @@ class Worker:
         # the alert states it moves must persist together.
         self.alerts = AlertCore(Keyspace(self.window_writes, ALERT_KEYS), rules)
         self.metrics = MetricsCore(Keyspace(self.window_writes, exclude=(ALERT_KEYS,)), self.fold, self.alerts, router=router)
-        self.batch_max = batch_max
-        self.batch_within_s = batch_within_s
+        self.batch_max = settings.batch_max
+        self.batch_within_s = settings.batch_ms / 1000
         self.batches: dict[str, int] = {}
         """Agent -> batches folded (the heartbeat's counters)."""
         self.table_writes = 0
