@@ -1,7 +1,10 @@
 """The Faust runtime around the processing cores: ``axmon worker``.
 
-Three agents, one event at a time each (concurrency 1: Faust may commit past an in-flight
-message otherwise):
+Agents with concurrency 1 (Faust may commit past an in-flight message otherwise), each folding
+the records Faust hands it in batches (``take_events``: ``--batch-max`` records or what came
+within ``--batch-ms``) into a :class:`~processor.writeback.WriteBack` over its table, then
+writing each changed key once and publishing the batch's records coalesced
+(:mod:`processor.coalesce`):
 
 - ``lifecycle`` on ``axmon.workflow-events`` -> the ``executions`` table, publishing
   ``axmon.execution-state``, derived samples to ``axmon.metrics`` and contribution messages to
@@ -18,9 +21,10 @@ forwards it to its home partition of the same topic (:mod:`processor.routing`).
 Bad input goes to ``axmon.dead-letter``. Tables hold raw bytes (orjson) and are written only by
 assignment, inside the agents; every table is changelog-backed with the source's partitions.
 
-The commit protocol, in the order it happens (Faust's at-least-once): the agent folds an event
-and assigns the table entry (a changelog record) and sends its derived records; Faust flushes the
-producer, then commits the source offset. A crash before the commit redelivers the event; the
+The commit protocol, in the order it happens (Faust's at-least-once): the agent folds a batch,
+assigns each changed table entry once (changelog records, framed per partition by a write-ahead
+record) and sends its derived records; Faust acknowledges the batch's events, flushes the
+producer, then commits the source offsets. A crash before the commit redelivers the event; the
 entry's stored offset marks it as applied, and the core publishes its current state again.
 """
 
