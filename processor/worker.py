@@ -74,7 +74,7 @@ from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
-DECODED_KEPT = 100_000
+DECODED_KEPT = 10_000
 """At most this many decoded table values are kept beside the tables (then forgotten at once)."""
 
 
