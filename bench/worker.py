@@ -9,7 +9,13 @@ For each mix (``lifecycle``: only lifecycle events; ``metrics``: only metric sam
 2. the *baseline*: an ``AIOKafkaConsumer`` assigned every partition of the source topic, from
    the beginning, ``getmany`` in a loop, :func:`schemas.decode_event` on every value, until it
    has decoded all N;
-3. the *worker*: ``python -m processor.cli worker`` is started (after the events are in) and
+3. *Faust's floor* (:mod:`bench.faust_floor`, a subprocess per run): a Faust app with the
+   worker's settings (:func:`processor.worker.app_options`) and one agent on the source topic
+   that reads batches as the worker does and only decodes, from the beginning (a fresh app id)
+   until all N are decoded; once as the worker is configured, once ``--tuned`` (the tunings of
+   :func:`bench.faust_floor.tuned_options` and :func:`bench.faust_floor.tune_app`). What Faust
+   itself costs per message, which no change in the worker's own code can win back;
+4. the *worker*: ``python -m processor.cli worker`` is started (after the events are in) and
    watched from outside: its consumer group (the Faust app id, ``<prefix>worker``) has caught
    up once its committed offsets on the source topic equal the topic's end offsets. Startup is
    the time until the first sign of work: a committed offset, or the first record on a topic
@@ -25,12 +31,14 @@ The worker commits once a second, so a caught-up time is late by up to a second 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import signal
 import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +63,7 @@ from bench.common import (
     subprocess_env,
     unique_prefix,
 )
+from bench.faust_floor import TUNED_SUMMARY
 from bench.profiling import start_profiler, stop_profiler, summarize
 from producers import AxmonProducer, ProducerConfig
 from producers.simulator import ScenarioConfig, generate_scenario
@@ -89,6 +98,9 @@ class WorkerBenchConfig:
     seed: int = 11
     baseline_runs: int = 3
     """The baseline reads the topic this many times; its figure is the median."""
+    floor_runs: int | None = None
+    """Runs of Faust's floor, each of the default and the tuned one (the median counts);
+    ``None``: ``baseline_runs``. A quick run makes it 1 (each run starts a Faust app: seconds)."""
     stall_s: float = 60.0
     """Give up when the worker has committed nothing new for this long."""
     timeout_s: float | None = None
@@ -99,10 +111,16 @@ class WorkerBenchConfig:
     def deadline_s(self, events: int) -> float:
         return self.timeout_s if self.timeout_s is not None else 120.0 + events / 100
 
+    @property
+    def floor_run_count(self) -> int:
+        return max(1, self.baseline_runs if self.floor_runs is None else self.floor_runs)
+
     @classmethod
-    def sized(cls, events: int, *, timeout_s: float | None = None, profile_dir: Path | None = None) -> WorkerBenchConfig:
+    def sized(cls, events: int, *, timeout_s: float | None = None, profile_dir: Path | None = None,
+              floor_runs: int | None = None) -> WorkerBenchConfig:
         """Every mix with the same number of events."""
-        return cls(mixes=tuple((mix, events) for mix in MIXES), timeout_s=timeout_s, profile_dir=profile_dir)
+        return cls(mixes=tuple((mix, events) for mix in MIXES), timeout_s=timeout_s, profile_dir=profile_dir,
+                   floor_runs=floor_runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +140,34 @@ class BaselineResult:
     @property
     def events_per_s(self) -> float:
         return rate(self.events, self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class FloorResult:
+    """Faust's floor (:mod:`bench.faust_floor`): the worker's Faust app settings, one agent that
+    only decodes the source topic's events."""
+
+    events: int
+    tuned: bool
+    runs: tuple[float, ...]
+    """Seconds of each run, from the first event the agent got to the last one decoded (the
+    app's startup is not counted)."""
+    cpu_per_event_us: tuple[float, ...] = ()
+    """Of each run: the process's CPU time over those seconds, per event."""
+
+    @property
+    def seconds(self) -> float:
+        """The median run."""
+        return statistics.median(self.runs) if self.runs else 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        return rate(self.events, self.seconds)
+
+    @property
+    def cpu_us(self) -> float:
+        """The median CPU time per event, in microseconds."""
+        return statistics.median(self.cpu_per_event_us) if self.cpu_per_event_us else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +217,8 @@ class MixResult:
     produce_s: float
     """Publishing the N events with the SDK (acks=all), for context."""
     baseline: BaselineResult
+    floor: FloorResult
+    floor_tuned: FloorResult
     worker: WorkerRunResult
 
     @property
@@ -181,6 +229,11 @@ class MixResult:
     @property
     def ratio_with_startup(self) -> float:
         return self.worker.events_per_s / self.baseline.events_per_s if self.baseline.events_per_s else 0.0
+
+    @property
+    def floor_ratio(self) -> float:
+        """Worker (excluding startup) / Faust's floor (as the worker is configured) events per second."""
+        return self.worker.processing_events_per_s / self.floor.events_per_s if self.floor.events_per_s else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +250,15 @@ class WorkerBenchResult:
                 Figure(m.mix, "events", m.events, "events"),
                 Figure(m.mix, "SDK produce (acks=all)", rate(m.events, m.produce_s), "events/s"),
                 Figure(m.mix, "baseline: aiokafka + decode", m.baseline.events_per_s, "events/s"),
+                Figure(m.mix, "Faust floor: decode-only agent (worker's settings)", m.floor.events_per_s, "events/s"),
+                Figure(m.mix, "Faust floor, tuned", m.floor_tuned.events_per_s, "events/s"),
+                Figure(m.mix, "Faust floor CPU per event", m.floor.cpu_us, "us", 0),
+                Figure(m.mix, "Faust floor, tuned: CPU per event", m.floor_tuned.cpu_us, "us", 0),
                 Figure(m.mix, "worker, excluding startup", w.processing_events_per_s, "events/s"),
                 Figure(m.mix, "worker, including startup", w.events_per_s, "events/s"),
                 Figure(m.mix, "worker / baseline (excl. startup)", m.ratio, "x", 3),
                 Figure(m.mix, "worker / baseline (incl. startup)", m.ratio_with_startup, "x", 3),
+                Figure(m.mix, "worker / Faust floor", m.floor_ratio, "x", 3),
                 Figure(m.mix, "worker startup", w.startup_s, "s", 2),
                 Figure(m.mix, "worker caught up (source committed)", w.caught_up_s, "s", 2),
                 Figure(m.mix, "worker drained (all consumed topics)", w.drained_s, "s", 2),
@@ -217,7 +275,7 @@ class WorkerBenchResult:
                              f"most self time: {hot}")
         return Report(BENCHMARK.name, BENCHMARK.title, METHOD.format(
             partitions=self.config.partitions, grace=self.config.grace_ms, tenants=self.config.tenants,
-            runs=self.config.baseline_runs,
+            runs=self.config.baseline_runs, floor_runs=self.config.floor_run_count, tuned=TUNED_SUMMARY,
             span=self.config.span_ms // 60_000), tuple(figures), tuple(notes))
 
 
@@ -228,6 +286,14 @@ Per mix, fresh topics ({partitions} partitions) are filled through the SDK with 
 **Baseline**: one `AIOKafkaConsumer` assigned every partition from the beginning, `getmany` in a
 loop, `schemas.decode_event` on each value, until all N are decoded (connecting not counted);
 the median of {runs} such reads.
+**Faust floor**: `python -m bench.faust_floor`, a Faust app with the worker's settings
+(`processor.worker.app_options`, and its corrections of Faust) and one agent on the source topic
+that takes batches as the worker's agents do (`take_events(2000, within=0.02)`) and only decodes
+each value; a fresh app id, so it reads from the beginning; timed from the first event the agent
+gets to the last one decoded (the app's startup not counted); the median of {floor_runs} runs. It is
+what Faust itself costs per message, below which no change in the worker's own code can go.
+*Tuned* changes only what is safe for the worker:
+{tuned}.
 **Worker**: `python -m processor.cli worker --partitions {partitions} --grace-ms {grace}` started
 after the events are in, watched from outside: *caught up* when its consumer group's committed
 offsets equal the source topic's end offsets; *startup* is the time to the first committed
@@ -302,6 +368,53 @@ async def baseline_run(bootstrap: str, topic: str, partitions: int, expected: in
         return now() - began
     finally:
         await consumer.stop()
+
+
+# -- Faust's floor -----------------------------------------------------------------------------
+
+
+def _tail(text: str | bytes | None, lines: int = 30) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return "\n".join((text or "").splitlines()[-lines:]) or "(nothing on stderr)"
+
+
+async def faust_floor(bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float, runs: int,
+                      workdir: Path, *, tuned: bool) -> FloorResult:
+    """:func:`faust_floor_run` ``runs`` times."""
+    results = [await faust_floor_run(bootstrap, topic, partitions, expected, timeout_s, workdir, tuned=tuned)
+               for _ in range(max(1, runs))]
+    return FloorResult(expected, tuned, tuple(seconds for seconds, _ in results),
+                       tuple(cpu for _, cpu in results))
+
+
+async def faust_floor_run(bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float,
+                          workdir: Path, *, tuned: bool) -> tuple[float, float]:
+    """One ``python -m bench.faust_floor`` (a fresh app id, so from the beginning) until it has
+    decoded ``expected`` events: (its seconds from first event to last, its CPU us per event).
+    It runs in ``workdir`` (Faust makes an ``<app id>-data`` directory there)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    app_id = f"axmon-bench-floor-{uuid.uuid4().hex[:10]}"
+    cmd = [sys.executable, "-m", "bench.faust_floor", "--bootstrap", bootstrap, "--topic", topic,
+           "--partitions", str(partitions), "--expected", str(expected), "--app-id", app_id]
+    if tuned:
+        cmd.append("--tuned")
+    label = "Faust floor" + (", tuned" if tuned else "")
+    try:
+        proc = await asyncio.to_thread(subprocess.run, cmd, cwd=workdir, env=subprocess_env(), capture_output=True,
+                                       timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:  # the child is killed
+        raise BenchError(f"{label}: not done after {timeout_s:.0f} s (app {app_id}):\n{_tail(exc.stderr)}") from exc
+    if proc.returncode != 0:
+        raise BenchError(f"{label} exited with code {proc.returncode} (app {app_id}):\n{_tail(proc.stderr)}")
+    try:
+        result = json.loads(proc.stdout.decode(errors="replace").strip().splitlines()[-1])
+        events, seconds, cpu = int(result["events"]), float(result["seconds"]), float(result["processing_cpu_s"])
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"{label}: no result line ({exc}); stdout {proc.stdout[-500:]!r}:\n{_tail(proc.stderr)}") from exc
+    if events < expected:
+        raise BenchError(f"{label}: decoded {events} of {expected} events")
+    return seconds, cpu / events * 1e6 if events else 0.0
 
 
 # -- the worker --------------------------------------------------------------------------------
@@ -516,11 +629,13 @@ async def run_mix(bootstrap: str, mix: str, n: int, config: WorkerBenchConfig, w
                               config.baseline_runs)
         mixdir = workdir / mix
         mixdir.mkdir(parents=True, exist_ok=True)
+        floors = [await faust_floor(bootstrap, source, config.partitions, len(events), config.deadline_s(len(events)),
+                                    config.floor_run_count, mixdir / "floor", tuned=tuned) for tuned in (False, True)]
         profile = config.profile_dir / f"worker-{mix}.collapsed.txt" if config.profile_dir is not None else None
         worker = await run_worker(bootstrap, topics, source, config, mixdir, profile)
         if profile is not None and profile.exists():
             profile.with_name(f"worker-{mix}.top.txt").write_text(summarize(profile).text())
-        return MixResult(mix, len(events), executions, produce_s, base, worker)
+        return MixResult(mix, len(events), executions, produce_s, base, floors[0], floors[1], worker)
     finally:
         await delete_topics_with_prefix(bootstrap, prefix)
 
@@ -539,9 +654,10 @@ async def run_worker_bench(bootstrap: str, config: WorkerBenchConfig, workdir: P
 def run(ctx: BenchContext) -> Report:
     """The registered entry point: full or quick sizes, or ``ctx.events`` for every mix."""
     if ctx.events is not None:
-        config = WorkerBenchConfig.sized(ctx.events, profile_dir=ctx.profile_dir)
+        config = WorkerBenchConfig.sized(ctx.events, profile_dir=ctx.profile_dir, floor_runs=1 if ctx.quick else None)
     else:
-        config = WorkerBenchConfig(mixes=QUICK_SIZES if ctx.quick else FULL_SIZES, profile_dir=ctx.profile_dir)
+        config = WorkerBenchConfig(mixes=QUICK_SIZES if ctx.quick else FULL_SIZES, profile_dir=ctx.profile_dir,
+                                   floor_runs=1 if ctx.quick else None)
     result = asyncio.run(run_worker_bench(ctx.bootstrap, config, ctx.workdir / "worker"))
     return result.report()
 

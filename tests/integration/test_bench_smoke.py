@@ -14,13 +14,16 @@ EVENTS = 300
 
 
 def test_worker_benchmark_completes_with_positive_figures(kafka_bootstrap: str, tmp_path: Path) -> None:
-    config = WorkerBenchConfig.sized(EVENTS, timeout_s=120)
+    config = WorkerBenchConfig.sized(EVENTS, timeout_s=120, floor_runs=1)
     result = asyncio.run(run_worker_bench(kafka_bootstrap, config, tmp_path))
 
     assert [m.mix for m in result.mixes] == list(MIXES)
     for m in result.mixes:
         assert m.events == EVENTS
         assert m.baseline.events == EVENTS and m.baseline.events_per_s > 0
+        for floor, tuned in ((m.floor, False), (m.floor_tuned, True)):
+            assert floor.tuned is tuned and floor.events == EVENTS and len(floor.runs) == 1
+            assert floor.events_per_s > 0 and floor.cpu_us > 0
         w = m.worker
         assert w.events == EVENTS
         assert 0 < w.startup_s <= w.caught_up_s <= w.drained_s
@@ -31,4 +34,11 @@ def test_worker_benchmark_completes_with_positive_figures(kafka_bootstrap: str, 
         assert dict(w.outputs), "the worker wrote nothing"
     report = result.report()
     assert report.name == "worker" and report.figures and all(f.value >= 0 for f in report.figures)
+    values = {(f.case, f.metric): f.value for f in report.figures}
+    for m in result.mixes:
+        assert values[(m.mix, "Faust floor: decode-only agent (worker's settings)")] > 0
+        assert values[(m.mix, "Faust floor, tuned")] > 0
+        # 0 exactly when the worker's processing rate is (see above)
+        assert (values[(m.mix, "worker / Faust floor")] > 0) == (m.worker.processing_events_per_s > 0)
+    assert "Faust floor" in report.method and "{" not in report.method
 
