@@ -34,8 +34,12 @@ from faust.sensors import Monitor
 from faust.types import TP, EventT, Message, StreamT
 
 from processor.faust_patches import patch_faust_commit_offsets, patch_faust_flow_control
-from processor.worker import BATCH_MAX, BATCH_WITHIN_S, app_options
+from processor.settings import Settings
+from processor.worker import app_options
 from schemas.codec import decode_event
+
+_BATCHES = Settings()
+"""The worker's default batches (``--batch-max``, ``--batch-ms``): the floor takes the same."""
 
 
 class LeanMonitor(Monitor):
@@ -121,7 +125,7 @@ def build_app(app_id: str, bootstrap: str, topic: str, partitions: int, expected
         count = 0
         first: float | None = None
         cpu_first = 0.0
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in stream.take_events(_BATCHES.batch_max, within=_BATCHES.batch_ms / 1000):
             if first is None:
                 first, cpu_first = time.perf_counter(), time.process_time()
             for event in events:
