@@ -16,9 +16,10 @@ partition's writes are framed by a *write-ahead record*: the first write is the 
 :func:`wal_key` holding every write of the batch, the last one deletes it. After a crash,
 either the write-ahead record did not persist (then nothing after it did: the partition is as
 before the batch) or it did: then :meth:`WriteBack.recover` finds it and writes the whole batch
-again (rolling forward), before anything reads that partition. A partition's writes of one
-record only (no reordering) need no frame; nor do writes too large for one record (see
-:meth:`WriteBack.flush`), which are then written in the order they were made.
+again (rolling forward), before anything reads that partition. Writes that were not reordered need no frame
+(a batch that wrote no key of the partition twice: its net writes are its writes, in order),
+nor can writes too large for one record have one (see :meth:`WriteBack.flush`): those are
+written in the order they were made, which persists as a prefix as without batches.
 
 Each write is attributed to the partition of the record being folded (:attr:`WriteBack.partition`):
 every key is folded on its home partition only (:mod:`processor.routing`), so it is the
@@ -156,8 +157,9 @@ class WriteBack:
 
     def flush(self) -> int:
         """Write what waits to ``inner``, partition by partition (``inner.partition`` is set to
-        each before its writes). Several writes of a partition
-        are framed by its write-ahead record; when the frame would be larger than a record may
+        each before its writes). A partition's writes are
+        framed by its write-ahead record when the batch wrote one of its keys more than once
+        (else they go as they were made, which persists as a prefix of them); when the frame would be larger than a record may
         be, that partition's writes are made one by one in the order they were made instead
         (each record's writes persist as a prefix then, as without batches). Returns the
         number of table writes."""
@@ -167,6 +169,9 @@ class WriteBack:
                 by_partition.setdefault(p, []).append((key, raw, value))
         rolled = {p for key, (p, _, _) in self._pending.items() if key.startswith(WAL_PREFIX)}
         log = self._log
+        written: dict[int, int] = {}
+        for p, _, _ in log:
+            written[p] = written.get(p, 0) + 1
         self._pending = {}
         self._log = []
         self.pending_bytes = 0
@@ -174,7 +179,9 @@ class WriteBack:
         for p in sorted(by_partition.keys() | rolled):
             changes = by_partition.get(p, [])
             self.inner.partition = p
-            if len(changes) <= 1 and p not in rolled:
+            if p not in rolled and written.get(p, 0) == len(changes):
+                # no key written twice: the net writes are the writes in the order made (a key
+                # keeps the place of its first write), and persist as a prefix of them
                 writes += sum(self._write(key, raw, value) for key, raw, value in changes)
                 continue
             frame = _frame(changes)
