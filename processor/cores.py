@@ -520,7 +520,7 @@ class LifecycleCore:
         return emits
 
 
-_STATES_KEPT = 10_000
+_STATES_KEPT = 4_096
 """At most this many executions' decoded fold states are kept (then forgotten at once)."""
 _FIRST_SWEEP_SEQ = 1
 """Origin sequences within one source offset: 0 the processed execution's contribution,

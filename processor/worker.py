@@ -74,8 +74,8 @@ from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
-DECODED_KEPT = 10_000
-"""At most this many decoded table values are kept beside the tables (then forgotten at once)."""
+DECODED_KEPT = 4_096
+"""At most this many decoded values are kept per table (then forgotten at once): two batches' worth."""
 
 
 class TableStore:
