@@ -123,14 +123,12 @@ class WorkerBenchConfig:
                    floor_runs=floor_runs)
 
 
-@dataclass(frozen=True, slots=True)
-class BaselineResult:
-    """The plain consumer: decode every event of the source topic, nothing else."""
+class _TimedRuns:
+    """The median of a read's runs (``events``, ``runs``: seconds of each)."""
 
+    __slots__ = ()
     events: int
     runs: tuple[float, ...]
-    """Seconds of each run, from the first ``getmany`` to the last event decoded (connecting
-    is not counted)."""
 
     @property
     def seconds(self) -> float:
@@ -143,7 +141,17 @@ class BaselineResult:
 
 
 @dataclass(frozen=True, slots=True)
-class FloorResult:
+class BaselineResult(_TimedRuns):
+    """The plain consumer: decode every event of the source topic, nothing else."""
+
+    events: int
+    runs: tuple[float, ...]
+    """Seconds of each run, from the first ``getmany`` to the last event decoded (connecting
+    is not counted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FloorResult(_TimedRuns):
     """Faust's floor (:mod:`bench.faust_floor`): the worker's Faust app settings, one agent that
     only decodes the source topic's events."""
 
@@ -154,15 +162,6 @@ class FloorResult:
     app's startup is not counted)."""
     cpu_per_event_us: tuple[float, ...] = ()
     """Of each run: the process's CPU time over those seconds, per event."""
-
-    @property
-    def seconds(self) -> float:
-        """The median run."""
-        return statistics.median(self.runs) if self.runs else 0.0
-
-    @property
-    def events_per_s(self) -> float:
-        return rate(self.events, self.seconds)
 
     @property
     def cpu_us(self) -> float:
