@@ -31,6 +31,7 @@ The worker commits once a second, so a caught-up time is late by up to a second 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import signal
@@ -94,6 +95,13 @@ class WorkerBenchConfig:
     """Passed to the worker as ``--grace-ms``: with event time from two hours ago nothing is late."""
     tenants: int = 5
     span_ms: int = HOUR_MS
+    memory_sizes: tuple[int, ...] = (20_000, 60_000)
+    """Lifecycle runs over a long event-time span at one density (``memory_density_per_h``
+    events per hour of event time), to show that the worker's peak RSS follows what its
+    tables must hold (a horizon of open and finished executions, their markers, open and
+    closed-derived windows: about 9 hours of stream time by default), not the events it has
+    processed. Empty: none (quick runs)."""
+    memory_density_per_h: int = 1_700
     """Executions start uniformly within this much event time (from two hours ago)."""
     seed: int = 11
     baseline_runs: int = 3
@@ -117,10 +125,10 @@ class WorkerBenchConfig:
 
     @classmethod
     def sized(cls, events: int, *, timeout_s: float | None = None, profile_dir: Path | None = None,
-              floor_runs: int | None = None) -> WorkerBenchConfig:
-        """Every mix with the same number of events."""
+              floor_runs: int | None = None, memory_sizes: tuple[int, ...] = ()) -> WorkerBenchConfig:
+        """Every mix with the same number of events (and the long-span runs of ``memory_sizes``)."""
         return cls(mixes=tuple((mix, events) for mix in MIXES), timeout_s=timeout_s, profile_dir=profile_dir,
-                   floor_runs=floor_runs)
+                   floor_runs=floor_runs, memory_sizes=memory_sizes)
 
 
 class _TimedRuns:
@@ -239,6 +247,7 @@ class MixResult:
 class WorkerBenchResult:
     config: WorkerBenchConfig
     mixes: tuple[MixResult, ...] = field(default_factory=tuple)
+    memory: tuple[MemoryResult, ...] = field(default_factory=tuple)
 
     def report(self) -> Report:
         figures: list[Figure] = []
@@ -272,6 +281,22 @@ class WorkerBenchResult:
                 hot = "; ".join(f"{e.function} {e.self_share:.0%}" for e in summary.by_self)
                 notes.append(f"{m.mix}: profiled with py-spy (figures include its overhead), {w.profile}; "
                              f"most self time: {hot}")
+        for r in self.memory:
+            case = f"lifecycle, {r.events:,} over {r.span_h:.0f} h"
+            figures += [
+                Figure(case, "events", r.events, "events"),
+                Figure(case, "worker, excluding startup", r.worker.processing_events_per_s, "events/s"),
+                Figure(case, "worker CPU time", r.worker.cpu_s, "s", 1),
+                Figure(case, "worker peak RSS", r.worker.peak_rss_kib / 1024, "MiB", 1),
+            ]
+        if len(self.memory) > 1:
+            small, large = self.memory[0], self.memory[-1]
+            notes.append(
+                f"Peak RSS over a long event-time span ({self.config.memory_density_per_h:,} events per hour of event "
+                f"time): {small.worker.peak_rss_kib / 1024:.0f} MiB after {small.events:,} events, "
+                f"{large.worker.peak_rss_kib / 1024:.0f} MiB after {large.events:,} "
+                f"({large.events / max(1, small.events):.1f}x the events): the tables hold a horizon of executions, "
+                "their markers and windows, not the history.")
         return Report(BENCHMARK.name, BENCHMARK.title, METHOD.format(
             partitions=self.config.partitions, grace=self.config.grace_ms, tenants=self.config.tenants,
             runs=self.config.baseline_runs, floor_runs=self.config.floor_run_count, tuned=TUNED_SUMMARY,
@@ -287,7 +312,8 @@ loop, `schemas.decode_event` on each value, until all N are decoded (connecting 
 the median of {runs} such reads.
 **Faust floor**: `python -m bench.faust_floor`, a Faust app with the worker's settings
 (`processor.worker.app_options`, and its corrections of Faust) and one agent on the source topic
-that takes batches as the worker's agents do (`take_events(2000, within=0.02)`) and only decodes
+that takes batches as the worker's agents do (`take_events`, with the worker's default
+`--batch-max` and `--batch-ms`) and only decodes
 each value; a fresh app id, so it reads from the beginning; timed from the first event the agent
 gets to the last one decoded (the app's startup not counted); the median of {floor_runs} runs. It is
 what Faust itself costs per message, below which no change in the worker's own code can go.
@@ -647,7 +673,36 @@ async def run_worker_bench(bootstrap: str, config: WorkerBenchConfig, workdir: P
     results = []
     for mix, n in config.mixes:
         results.append(await run_mix(bootstrap, mix, n, config, workdir))
-    return WorkerBenchResult(config, tuple(results))
+    memory = [await run_memory(bootstrap, n, config, workdir) for n in config.memory_sizes]
+    return WorkerBenchResult(config, tuple(results), tuple(memory))
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryResult:
+    """One long-span lifecycle run (see ``WorkerBenchConfig.memory_sizes``)."""
+
+    events: int
+    span_h: float
+    worker: WorkerRunResult
+
+
+async def run_memory(bootstrap: str, n: int, config: WorkerBenchConfig, workdir: Path) -> MemoryResult:
+    """``n`` lifecycle events spread over ``n / memory_density_per_h`` hours of event time
+    (ending two hours ago), through the worker alone."""
+    span_ms = max(HOUR_MS, int(n / config.memory_density_per_h * HOUR_MS))
+    long = dataclasses.replace(config, span_ms=span_ms)
+    start_ms = int(time.time() * 1000) - 2 * HOUR_MS - span_ms
+    events, _ = mix_events("lifecycle", n, long, start_ms)
+    prefix = unique_prefix("worker-memory")
+    topics = await create_contract_topics(bootstrap, prefix, config.partitions)
+    try:
+        await publish(bootstrap, topics, events)
+        rundir = workdir / f"memory-{n}"
+        rundir.mkdir(parents=True, exist_ok=True)
+        worker = await run_worker(bootstrap, topics, topics.workflow_events, long, rundir)
+        return MemoryResult(len(events), span_ms / HOUR_MS, worker)
+    finally:
+        await delete_topics_with_prefix(bootstrap, prefix)
 
 
 def run(ctx: BenchContext) -> Report:
@@ -656,7 +711,7 @@ def run(ctx: BenchContext) -> Report:
         config = WorkerBenchConfig.sized(ctx.events, profile_dir=ctx.profile_dir, floor_runs=1 if ctx.quick else None)
     else:
         config = WorkerBenchConfig(mixes=QUICK_SIZES if ctx.quick else FULL_SIZES, profile_dir=ctx.profile_dir,
-                                   floor_runs=1 if ctx.quick else None)
+                                   floor_runs=1 if ctx.quick else None, memory_sizes=() if ctx.quick else (20_000, 60_000))
     result = asyncio.run(run_worker_bench(ctx.bootstrap, config, ctx.workdir / "worker"))
     return result.report()
 

@@ -14,7 +14,7 @@ EVENTS = 300
 
 
 def test_worker_benchmark_completes_with_positive_figures(kafka_bootstrap: str, tmp_path: Path) -> None:
-    config = WorkerBenchConfig.sized(EVENTS, timeout_s=120, floor_runs=1)
+    config = WorkerBenchConfig.sized(EVENTS, timeout_s=120, floor_runs=1, memory_sizes=(EVENTS,))
     result = asyncio.run(run_worker_bench(kafka_bootstrap, config, tmp_path))
 
     assert [m.mix for m in result.mixes] == list(MIXES)
@@ -32,6 +32,8 @@ def test_worker_benchmark_completes_with_positive_figures(kafka_bootstrap: str, 
         assert w.processing_events_per_s >= 0
         assert w.peak_rss_kib > 0 and w.cpu_s > 0
         assert dict(w.outputs), "the worker wrote nothing"
+    [memory] = result.memory
+    assert memory.events == EVENTS and memory.span_h >= 1 and memory.worker.peak_rss_kib > 0
     report = result.report()
     assert report.name == "worker" and report.figures and all(f.value >= 0 for f in report.figures)
     values = {(f.case, f.metric): f.value for f in report.figures}
