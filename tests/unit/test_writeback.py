@@ -23,8 +23,10 @@ from tests.unit.scenarios import lifecycle_scenarios
 
 PARTITIONS = 2
 TOPIC = "t.workflow-events"
-CONFIG = FoldConfig(execution_horizon_ms=2_000, sweep_interval_ms=1_000, marker_ms=2_000, evicted_keep_ms=2_000)
-"""Small: scenarios evict, keep markers and drop them."""
+CONFIG = FoldConfig(execution_horizon_ms=2_000, sweep_interval_ms=1_000, marker_ms=120_000, evicted_keep_ms=120_000)
+"""A small horizon: scenarios evict and rehydrate. Markers outlive a scenario (spans up to 60 s):
+the crash test restarts from any earlier commit, and a redelivery must not reach further back
+than ``marker_ms`` (see :class:`FoldConfig`; the worker commits every second)."""
 
 
 def placed(events: list[LifecycleEvent]) -> list[tuple[int, int, LifecycleEvent]]:
@@ -127,7 +129,7 @@ def test_the_batch_is_flushed_early_once_enough_waits() -> None:
     assert writes.full
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(lifecycle_scenarios(), st.integers(1, 12), st.integers(1, 12), st.data())
 def test_a_crash_anywhere_in_a_flush_ends_in_the_state_of_no_crash(
     events: list[LifecycleEvent], batch: int, batch_after: int, data: st.DataObject
