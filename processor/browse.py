@@ -59,12 +59,7 @@ class Browser(Monitor):
         """Executions with ``start <= started_at < end``, newest first (ties: id descending);
         ``after`` continues a previous page. ``next_cursor`` is ``None`` on the last page."""
         _check_limit(limit)
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("tenant_id", tenant_id), ("status", status), ("workflow_id", workflow_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where, params = _equal(("tenant_id", tenant_id), ("status", status), ("workflow_id", workflow_id))
         if start is not None:
             where.append("started_at >= ?")
             params.append(start)
@@ -86,12 +81,7 @@ class Browser(Monitor):
     ) -> list[Row]:
         """Alerts most recently changed first, optionally of one tenant, status and severity."""
         _check_limit(limit)
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("tenant_id", tenant_id), ("status", status), ("severity", severity)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where, params = _equal(("tenant_id", tenant_id), ("status", status), ("severity", severity))
         sql = _ALERTS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_at DESC, id LIMIT ?"
         return [_alert_row(r) for r in self._rows(sql, (*params, limit))]
 
@@ -130,3 +120,9 @@ class Browser(Monitor):
             sql += " AND tenant_id = ?"
             params.append(tenant_id)
         return self._rows(sql + " GROUP BY tenant_id, workflow_id ORDER BY tenant_id, workflow_id", params)
+
+
+def _equal(*filters: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    """``column = ?`` conditions and their bound parameters, for the filters given (not ``None``)."""
+    where = [f"{column} = ?" for column, value in filters if value is not None]
+    return where, [value for _, value in filters if value is not None]

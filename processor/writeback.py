@@ -33,7 +33,6 @@ from typing import Any
 
 import orjson
 
-from processor.records import Store
 from schemas.limits import MAX_RECORD_BYTES
 
 WAL_PREFIX = "\x00wal/"
@@ -149,11 +148,11 @@ class WriteBack:
         """After a rebalance: look for interrupted batches again."""
         self._recovered.clear()
 
-    def discard(self) -> None:
-        """Drop what waits."""
-        self._pending.clear()
-        self._log.clear()
-        self.pending_bytes = 0
+    def _take(self) -> tuple[dict[str, tuple[int, bytes | None, Any]], list[tuple[int, str, bytes | None]]]:
+        """What waits (the net writes and the log), leaving nothing waiting."""
+        pending, log = self._pending, self._log
+        self._pending, self._log, self.pending_bytes = {}, [], 0
+        return pending, log
 
     def flush(self) -> int:
         """Write what waits to ``inner``, partition by partition (``inner.partition`` is set to
@@ -163,18 +162,15 @@ class WriteBack:
         be, that partition's writes are made one by one in the order they were made instead
         (each record's writes persist as a prefix then, as without batches). Returns the
         number of table writes."""
+        pending, log = self._take()
         by_partition: dict[int, list[tuple[str, bytes | None, Any]]] = {}
-        for key, (p, raw, value) in self._pending.items():
+        for key, (p, raw, value) in pending.items():
             if not key.startswith(WAL_PREFIX):
                 by_partition.setdefault(p, []).append((key, raw, value))
-        rolled = {p for key, (p, _, _) in self._pending.items() if key.startswith(WAL_PREFIX)}
-        log = self._log
+        rolled = {p for key, (p, _, _) in pending.items() if key.startswith(WAL_PREFIX)}
         written: dict[int, int] = {}
         for p, _, _ in log:
             written[p] = written.get(p, 0) + 1
-        self._pending = {}
-        self._log = []
-        self.pending_bytes = 0
         writes = 0
         for p in sorted(by_partition.keys() | rolled):
             changes = by_partition.get(p, [])
@@ -210,34 +206,3 @@ def _frame(changes: list[tuple[str, bytes | None, Any]]) -> bytes:
     parts = [b"[" + orjson.dumps(key) + b"," + (b"null" if raw is None else raw) + b"]" for key, raw, _ in changes]
     return b'{"wal":[' + b",".join(parts) + b"]}"
 
-
-def memory_table() -> Store:
-    """A dict-backed store with ``set_encoded`` and ``partition`` (tests)."""
-    return _MemoryTable()
-
-
-class _MemoryTable:
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-        self.partition: int | None = None
-        self.log: list[tuple[int | None, str, bytes | None]] = []
-        """Every write as (partition, key, raw or None), in order: a changelog."""
-
-    def get(self, key: str) -> Any:
-        raw = self.data.get(key)
-        return None if raw is None else orjson.loads(raw)
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.set_encoded(key, orjson.dumps(value))
-
-    def set_encoded(self, key: str, raw: bytes, value: Any = None) -> None:
-        self.data[key] = raw
-        self.log.append((self.partition, key, raw))
-
-    def __delitem__(self, key: str) -> None:
-        del self.data[key]
-        self.log.append((self.partition, key, None))
-
-    def items(self) -> Iterator[tuple[str, Any]]:
-        for key, raw in list(self.data.items()):
-            yield key, orjson.loads(raw)

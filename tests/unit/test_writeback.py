@@ -5,6 +5,7 @@ the changelog would, and a crash keeps any prefix of each partition's log."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ from processor.coalesce import coalesce, merge_ops
 from processor.cores import FoldConfig, LifecycleCore, StatsCore
 from processor.records import Emit, Origin, Stream
 from processor.routing import home_of
-from processor.writeback import FLUSH_BYTES, WriteBack, memory_table, wal_key
+from processor.writeback import FLUSH_BYTES, WriteBack, wal_key
 from schemas.codec import encode_event
 from schemas.events import LifecycleEvent
 from tests.unit.scenarios import lifecycle_scenarios
@@ -27,6 +28,38 @@ CONFIG = FoldConfig(execution_horizon_ms=2_000, sweep_interval_ms=1_000, marker_
 """A small horizon: scenarios evict and rehydrate. Markers outlive a scenario (spans up to 60 s):
 the crash test restarts from any earlier commit, and a redelivery must not reach further back
 than ``marker_ms`` (see :class:`FoldConfig`; the worker commits every second)."""
+
+
+def memory_table() -> Any:
+    """A table that logs every write with its partition, as its changelog would."""
+    return _MemoryTable()
+
+
+class _MemoryTable:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.partition: int | None = None
+        self.log: list[tuple[int | None, str, bytes | None]] = []
+        """Every write as (partition, key, raw or None), in order: a changelog."""
+
+    def get(self, key: str) -> Any:
+        raw = self.data.get(key)
+        return None if raw is None else orjson.loads(raw)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.set_encoded(key, orjson.dumps(value))
+
+    def set_encoded(self, key: str, raw: bytes, value: Any = None) -> None:
+        self.data[key] = raw
+        self.log.append((self.partition, key, raw))
+
+    def __delitem__(self, key: str) -> None:
+        del self.data[key]
+        self.log.append((self.partition, key, None))
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for key, raw in list(self.data.items()):
+            yield key, orjson.loads(raw)
 
 
 def placed(events: list[LifecycleEvent]) -> list[tuple[int, int, LifecycleEvent]]:
@@ -204,7 +237,6 @@ def test_stats_ops_are_merged_per_tenant_and_fold_as_they_would_one_by_one() -> 
     assert [e.key for e in merged] == [b"t1", b"t2"]
     one_by_one, batched = StatsCore(memory_table()), StatsCore(memory_table())
     for i, emit in enumerate(emits):
-        one_by_one.store.inner.partition = 0
         one_by_one.process(emit.value or b"", Origin("s", 0, i), emit.key)
     for i, emit in enumerate(merged):
         batched.process(emit.value or b"", Origin("s", 0, i), emit.key)
