@@ -34,7 +34,8 @@ from processor.replay import ReplayPlan, replay
 from processor.rules import load_rules
 from processor.settings import Settings
 from processor.settle import Backlog, backlog, settled, stored_sink_offsets
-from producers.client import AxmonProducer, ProducerConfig, home_partition, route
+from producers.client import AxmonProducer, ProducerConfig, route
+from schemas.partitioning import home_partition
 from producers.factory import EventFactory
 from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
 from schemas.codec import encode_event

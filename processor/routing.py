@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 
 from processor.records import Emit, Origin, Stream, forwarded_header
-from producers.client import home_partition
+from schemas.partitioning import home_partition
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.topics import series_key
 

@@ -67,7 +67,7 @@ from processor.stall import Progress, StallState, observe, stalled_for
 from processor.status_reporter import ErrorRecorder, Observed, StatusReporter
 from processor.worker_status import stall_state
 from processor.writeback import WriteBack
-from producers.client import partition_for
+from schemas.partitioning import partition_for
 from schemas.errors import AxmonError
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.topics import Topics
