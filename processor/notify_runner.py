@@ -50,11 +50,11 @@ from processor.notify import (
     classify_exception,
     classify_status,
     describe_exception,
-    display_url,
     parse_retry_after,
     read_alert,
 )
 from processor.settings import ENV_WEBHOOKS, Settings
+from processor.urls import display_url
 from processor.supervise import run_restarting
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from processor.cores import FoldConfig
 from processor.errors import ConfigError
-from processor.notify import check_webhook_url
+from processor.urls import check_webhook_url
 from schemas.topics import Topics
 
 ENV_BOOTSTRAP = "AXMON_BOOTSTRAP"

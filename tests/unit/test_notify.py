@@ -21,16 +21,15 @@ from processor.notify import (
     NotifyCounters,
     RetryPolicy,
     Verdict,
-    check_webhook_url,
     classify_exception,
     classify_status,
-    display_url,
     header_value,
     parse_retry_after,
     read_alert,
 )
 from processor.notify_runner import Deliverer
 from processor.settings import Settings
+from processor.urls import check_webhook_url, display_url
 
 ALERT = {
     "id": "a-1", "rule": "slow-api", "kind": "threshold", "severity": "warning", "status": "firing",
