@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from processor.cores import FoldConfig
 from processor.errors import ConfigError
+from processor.folds.config import FoldConfig
 from processor.urls import check_webhook_url
 from schemas.topics import Topics
 

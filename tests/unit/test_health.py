@@ -14,8 +14,7 @@ import orjson
 import pytest
 
 from processor import cli, cli_health
-from processor.db import SCHEMA_VERSION, open_for_writing
-from processor.health import (
+from processor.ops.health import (
     DatabaseObservation,
     KafkaObservation,
     Observations,
@@ -27,10 +26,11 @@ from processor.health import (
     format_age,
     worst,
 )
-from processor.health_probe import groups_of, observe_database
-from processor.admin import contract_topics
-from processor.sinkdb import SinkBatch, write_batch
-from processor.worker_status import History, WorkerStatus
+from processor.ops.health_probe import groups_of, observe_database
+from processor.runtime.admin import contract_topics
+from processor.runtime.worker_status import History, WorkerStatus
+from processor.store.db import SCHEMA_VERSION, open_for_writing
+from processor.store.sinkdb import SinkBatch, write_batch
 from schemas.topics import Topics
 
 T = Topics("p.")

@@ -14,10 +14,11 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.aggregate import Aggregate
-from processor.db import HOUR_MS, open_for_writing
-from processor.queries import Monitor, _Filter
-from processor.sinkdb import (
+from processor.folds.aggregate import Aggregate
+from processor.folds.windows import series_id
+from processor.store.db import HOUR_MS, open_for_writing
+from processor.store.queries import Monitor, _Filter
+from processor.store.sinkdb import (
     Retention,
     SinkBatch,
     cleanup,
@@ -26,7 +27,6 @@ from processor.sinkdb import (
     write_batch,
     write_rollups,
 )
-from processor.windows import series_id
 from tests.unit.test_queries import (
     MT,
     Sample,

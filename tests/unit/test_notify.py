@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from processor.errors import ConfigError
-from processor.notify import (
+from processor.runtime.notify import (
     BadAlert,
     NotifyCounters,
     RetryPolicy,
@@ -27,7 +27,7 @@ from processor.notify import (
     parse_retry_after,
     read_alert,
 )
-from processor.notify_runner import Deliverer
+from processor.runtime.notify_runner import Deliverer
 from processor.settings import Settings
 from processor.urls import check_webhook_url, display_url
 

@@ -7,8 +7,8 @@ from aiokafka.partitioner import murmur2 as kafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.partitioning import murmur2, partition_for
 from schemas.ids import uuid7
+from schemas.partitioning import murmur2, partition_for
 from schemas.topics import series_key
 
 
