@@ -13,11 +13,10 @@ from processor.store.queries import (
     _ALERTS,
     _EXECUTIONS,
     Monitor,
-    Row,
     _alert_row,
-    _check_limit,
     _execution,
 )
+from processor.store.reader import Row, check_limit
 
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 ALERT_STATUSES = ("pending", "firing", "acknowledged", "resolved")
@@ -66,7 +65,7 @@ class Browser(Monitor):
     ) -> Page:
         """Executions with ``start <= started_at < end``, newest first (ties: id descending);
         ``after`` continues a previous page. ``next_cursor`` is ``None`` on the last page."""
-        _check_limit(limit)
+        check_limit(limit)
         where, params = _equal(("tenant_id", tenant_id), ("status", status), ("workflow_id", workflow_id))
         if start is not None:
             where.append("started_at >= ?")
@@ -88,7 +87,7 @@ class Browser(Monitor):
         self, *, tenant_id: str | None = None, status: str | None = None, severity: str | None = None, limit: int = 100
     ) -> list[Row]:
         """Alerts most recently changed first, optionally of one tenant, status and severity."""
-        _check_limit(limit)
+        check_limit(limit)
         where, params = _equal(("tenant_id", tenant_id), ("status", status), ("severity", severity))
         sql = _ALERTS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_at DESC, id LIMIT ?"
         return [_alert_row(r) for r in self._rows(sql, (*params, limit))]

@@ -16,7 +16,8 @@ from processor import cli, cli_read
 from processor.cli import EXIT_SOFTWARE, main
 from processor.cli_table import Column, fit, table_width
 from processor.store.db import open_for_writing
-from processor.store.queries import Monitor, _prefix_end
+from processor.store.queries import Monitor
+from processor.store.reader import prefix_end
 from tests.unit.test_queries import (
     MT,
     T0,
@@ -168,8 +169,8 @@ def test_an_unknown_prefix_says_so(odd_db: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_the_prefix_range_bounds_every_string_with_the_prefix(odd_db: Path) -> None:
-    assert _prefix_end("ab") == "ac" and _prefix_end("a\U0010ffff") == "b" and _prefix_end("\U0010ffff") is None
-    assert _prefix_end("a\ud7ff") == "a\ue000"
+    assert prefix_end("ab") == "ac" and prefix_end("a\U0010ffff") == "b" and prefix_end("\U0010ffff") is None
+    assert prefix_end("a\ud7ff") == "a\ue000"
     with Monitor(odd_db) as monitor:
         assert monitor.find_execution_ids("019ad0a2", 5) == list(IDS[:2])
         assert monitor.find_execution_ids("\U0010ffff", 5) == []

@@ -17,7 +17,8 @@ import pytest
 from processor.folds.aggregate import Aggregate
 from processor.folds.windows import series_id
 from processor.store.db import HOUR_MS, open_for_writing
-from processor.store.queries import Monitor, _Filter
+from processor.store.metric_queries import _Filter
+from processor.store.queries import Monitor
 from processor.store.sinkdb import (
     Retention,
     SinkBatch,
