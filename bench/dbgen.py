@@ -49,7 +49,7 @@ from processor.folds.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_MAGNITUDE
 from processor.folds.windows import MetricWindow, series_id, series_of, window_start
 from processor.settings import default_cache_home
 from processor.store.db import SCHEMA_VERSION, open_for_writing
-from processor.store.sinkdb import HOURLY_COLUMNS, hour_of, hourly_row
+from processor.store.hourly import HOURLY_COLUMNS, hour_of, hourly_row
 from producers.simulator import MODELS, WORKFLOWS, ScenarioConfig, generate_scenario
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7
@@ -268,7 +268,7 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     ``running_recent_ms`` (and a few stale ones). Samples: ``SAMPLE_MIX`` over
     :func:`series_catalogue`, uniform in time; a final rollup row per (series, 60 s window)
     that has samples, with exactly their count, sum, min, max and sketch, and the hourly row of
-    every (series, hour) as the sink computes it from them (:func:`processor.store.sinkdb.hourly_row`).
+    every (series, hour) as the sink computes it from them (:func:`processor.store.hourly.hourly_row`).
     """
     began = time.perf_counter()
     conn = open_for_writing(path)

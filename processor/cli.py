@@ -149,7 +149,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def _retention(args: argparse.Namespace) -> Any:
-    from processor.store.sinkdb import Retention
+    from processor.store.retention import Retention
 
     day = 86_400_000
     return Retention(
@@ -159,7 +159,7 @@ def _retention(args: argparse.Namespace) -> Any:
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from processor.store.db import open_for_writing
-    from processor.store.sinkdb import cleanup
+    from processor.store.retention import cleanup
 
     settings = _settings(args)
     if not settings.db_path.exists():

@@ -43,10 +43,9 @@ from processor.runtime.admin import partition_counts
 from processor.runtime.supervise import run_restarting
 from processor.settings import Settings
 from processor.store.db import open_for_writing
+from processor.store.retention import Retention, cleanup
 from processor.store.sinkdb import (
-    Retention,
     SinkBatch,
-    cleanup,
     stored_derived_times,
     stored_offsets,
     write_batch,

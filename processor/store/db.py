@@ -208,7 +208,7 @@ CREATE TABLE metric_rollups_hourly (
 CREATE INDEX idx_rollups_hourly_type_hour ON metric_rollups_hourly(metric_type, hour_start, windows);
 """
 """The hourly tier: a pure function of the ``metric_rollups`` rows of its series and hour
-(:func:`processor.store.sinkdb.hourly_row`), kept up to date by the sink in the transaction that
+(:func:`processor.store.hourly.hourly_row`), kept up to date by the sink in the transaction that
 writes or deletes them; queries use a row only when it provably stands for exactly the windows
 stored, all final (see :mod:`processor.store.queries`). A database migrated from version 2 starts with
 the table empty: its older hours are read from the window rows, as before."""
@@ -314,3 +314,12 @@ def transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], N
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def upsert_sql(table: str, names: tuple[str, ...], key: str) -> str:
+    """An upsert of every column of ``names`` on conflict with ``key`` (comma-separated)."""
+    keys = {k.strip() for k in key.split(",")}
+    columns = ", ".join(names)
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
+    marks = ", ".join("?" for _ in names)
+    return f"INSERT INTO {table}({columns}) VALUES ({marks}) ON CONFLICT({key}) DO UPDATE SET {updates}"

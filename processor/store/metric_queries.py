@@ -31,7 +31,7 @@ and is never read from rollups.
 
 **The hourly tier.** Over days, even the rollup windows are many (a month of 60 s windows is
 43,200 per series), so ``metric_rollups_hourly`` holds each series' windows of an hour merged
-into one row (kept by the sink, see :func:`processor.store.sinkdb.refresh_hourly`). An hour that lies
+into one row (kept by the sink, see :func:`processor.store.hourly.refresh_hourly`). An hour that lies
 wholly inside the range (and, for a time series, inside one bucket) is read from its hourly rows
 instead of its windows when they provably stand for exactly the windows stored now: every window
 row of the metric that starts in the hour is accounted for by an hourly row (the counts agree,

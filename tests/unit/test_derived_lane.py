@@ -156,7 +156,8 @@ def test_the_sinks_raw_gate_admits_exactly_what_the_worker_counts(drawn: list[tu
 
 def test_the_sink_replaces_a_reopened_final_and_its_hourly_row(tmp_path: Path) -> None:
     from processor.store.db import open_for_writing
-    from processor.store.sinkdb import SinkBatch, hourly_row, write_batch
+    from processor.store.hourly import hourly_row
+    from processor.store.sinkdb import SinkBatch, write_batch
 
     core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
     conn = open_for_writing(tmp_path / "a.db")

@@ -17,17 +17,11 @@ import pytest
 from processor.folds.aggregate import Aggregate
 from processor.folds.windows import series_id
 from processor.store.db import HOUR_MS, open_for_writing
+from processor.store.hourly import hourly_row, refresh_hourly
 from processor.store.metric_queries import _Filter
 from processor.store.queries import Monitor
-from processor.store.sinkdb import (
-    Retention,
-    SinkBatch,
-    cleanup,
-    hourly_row,
-    refresh_hourly,
-    write_batch,
-    write_rollups,
-)
+from processor.store.retention import Retention, cleanup
+from processor.store.sinkdb import SinkBatch, write_batch, write_rollups
 from tests.unit.test_queries import (
     MT,
     Sample,
