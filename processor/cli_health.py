@@ -20,8 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from processor.errors import ConfigError
-from processor.ops.health import Observations, Report, Status, Thresholds, evaluate
+from processor.ops.health import Report, Status, Thresholds, evaluate
 from processor.ops.health_probe import DEFAULT_TIMEOUT_S, describe, observe
+from processor.ops.observations import Observations
 from schemas.topics import Topics
 
 STYLES = {Status.HEALTHY: "green", Status.DEGRADED: "yellow", Status.UNKNOWN: "magenta", Status.UNHEALTHY: "bold red"}

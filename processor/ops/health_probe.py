@@ -1,5 +1,5 @@
 """What ``axmon health`` looks at: the broker, the offsets and the database, gathered into a
-:class:`processor.ops.health.Observations` for the pure rules to judge.
+:class:`processor.ops.observations.Observations` for the pure rules to judge.
 
 Every failure becomes part of the observation (an error string), never an exception: a probe
 that crashes tells nothing. Every Kafka request is bounded by ``timeout_s``.
@@ -23,7 +23,7 @@ from aiokafka.errors import (
     NotCoordinatorForGroupError,
 )
 
-from processor.ops.health import (
+from processor.ops.observations import (
     DatabaseObservation,
     Group,
     KafkaObservation,

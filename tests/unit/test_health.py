@@ -15,18 +15,20 @@ import pytest
 
 from processor import cli, cli_health
 from processor.ops.health import (
-    DatabaseObservation,
-    KafkaObservation,
-    Observations,
     Status,
     Thresholds,
-    WorkersObservation,
     evaluate,
     exit_code,
     format_age,
     worst,
 )
 from processor.ops.health_probe import groups_of, observe_database
+from processor.ops.observations import (
+    DatabaseObservation,
+    KafkaObservation,
+    Observations,
+    WorkersObservation,
+)
 from processor.runtime.admin import contract_topics
 from processor.runtime.worker_status import History, WorkerStatus
 from processor.store.db import SCHEMA_VERSION, open_for_writing

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processor.ops.health import Status, Thresholds, WorkersObservation, evaluate
+from processor.ops.health import Status, Thresholds, evaluate
+from processor.ops.observations import WorkersObservation
 from processor.runtime.status_reporter import ErrorRecorder, Observed, StatusReporter
 from processor.runtime.worker_status import (
     HISTORY_ENV,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from processor.folds.config import FoldConfig
 from processor.folds.decode import decode_input
-from processor.folds.execution import ExecutionState, apply, snapshot
+from processor.folds.execution import apply, snapshot
 from processor.folds.lifecycle_core import LifecycleCore
 from processor.folds.metrics_core import MetricsCore
 from processor.folds.records import (
@@ -29,7 +29,7 @@ from processor.folds.routing import Router, contract_key, home_of
 from processor.runtime.sink import RawSampleGate
 from producers.factory import EventFactory
 from schemas.codec import encode_event
-from schemas.events import Event, LifecycleEvent, MetricRecorded
+from schemas.events import Event, LifecycleEvent
 from schemas.ids import uuid7
 from schemas.topics import series_key
 
