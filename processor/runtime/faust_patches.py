@@ -78,7 +78,7 @@ def route_table_writes(table: Any, partition_for_key: Any) -> None:
     """Send the changelog records of ``table``'s writes to the partition
     ``partition_for_key(key)`` names, instead of the partition of the current stream event
     (Faust's rule; a batch has no current event, and a key's home partition is the batch
-    record's partition, which the caller knows: :class:`processor.runtime.worker.TableStore`). Faust
+    record's partition, which the caller knows: :class:`processor.runtime.table_store.TableStore`). Faust
     asks ``Table.partition_for_key`` on every set and delete; this sets it on the one table."""
     from faust.tables.table import Table
 

@@ -54,7 +54,7 @@ _GONE = None
 class WriteBack:
     """See the module docstring. ``inner`` takes ``set_encoded`` (raw JSON bytes), and its
     writes go to the changelog partition ``inner.partition`` names at the time (the runtime's
-    :class:`~processor.runtime.worker.TableStore`; a plain attribute elsewhere)."""
+    :class:`~processor.runtime.table_store.TableStore`; a plain attribute elsewhere)."""
 
     def __init__(self, inner: Any, *, frame_limit: int = MAX_RECORD_BYTES) -> None:
         self.inner = inner
