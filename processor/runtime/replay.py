@@ -42,12 +42,12 @@ from processor.folds.alerting import Ack, AlertCore
 from processor.folds.decode import decode_input
 from processor.folds.lifecycle_core import LifecycleCore
 from processor.folds.metrics_core import MetricsCore
-from processor.folds.records import Emit, Origin, Stream, dead_letter, origin_of
+from processor.folds.raw_gate import RawSampleGate
+from processor.folds.records import Emit, Origin, dead_letter, origin_of
 from processor.folds.routing import Router
 from processor.folds.rules import RuleSet
 from processor.folds.windows import window_start
 from processor.runtime.admin import partition_counts
-from processor.runtime.sink import RawSampleGate
 from processor.settings import Settings
 from processor.store.db import open_for_writing
 from processor.store.sinkdb import SinkBatch, write_batch
@@ -144,16 +144,8 @@ class _Rebuild:
 
     def _take(self, emits: list[Emit]) -> None:
         for emit in emits:
-            if emit.value is None:
-                continue
-            if emit.stream is Stream.EXECUTION_STATE:
-                self.batch.add_execution(orjson.loads(emit.value))
-            elif emit.stream is Stream.METRIC_ROLLUPS:
-                self.batch.add_rollup(orjson.loads(emit.value))
-            elif emit.stream is Stream.DEAD_LETTER:
-                self.batch.add_dead_letter(orjson.loads(emit.value))
-            elif emit.stream is Stream.ALERTS:
-                self.batch.add_alert(orjson.loads(emit.value))
+            if emit.value is not None:
+                self.batch.add(emit.stream, orjson.loads(emit.value))
         self.batch.records += 1
         if self.batch.records >= FLUSH_EVERY:
             self.flush()

@@ -36,9 +36,8 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import OffsetAndMetadata
 
 from processor.errors import BrokerError
-from processor.folds.config import FoldConfig
-from processor.folds.metrics_core import admission_limit
-from processor.folds.routing import home_of
+from processor.folds.raw_gate import RawSampleGate
+from processor.folds.records import Stream
 from processor.runtime.admin import partition_counts
 from processor.runtime.supervise import run_restarting
 from processor.settings import Settings
@@ -56,40 +55,6 @@ from schemas.events import MetricRecorded
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
-
-
-class RawSampleGate:
-    """Admits a raw sample unless the worker refuses it as late: the worker's own rule
-    (:func:`processor.folds.metrics_core.admission_limit`), judged by the stream time of the sample's lane
-    of its partition, applied to the same offsets."""
-
-    def __init__(
-        self,
-        fold: FoldConfig,
-        stream_times: dict[int, int],
-        derived_times: dict[int, int] | None = None,
-        partitions: int | None = None,
-    ) -> None:
-        self._fold = fold
-        self.stream_times = dict(stream_times)
-        """Per partition: the raw lane's stream time."""
-        self.derived_times = dict(derived_times or {})
-        """Per partition: the derived lane's stream time."""
-        self.partitions = partitions
-        """The metrics topic's partition count (``None``: every sample is at home)."""
-
-    def misrouted(self, partition: int, sample: MetricRecorded) -> bool:
-        """Not on its series' partition: the worker forwarded it, and the copy is what counts."""
-        return self.partitions is not None and home_of(sample, self.partitions) != partition
-
-    def admit(self, partition: int, sample: MetricRecorded) -> bool:
-        derived, refused_from = admission_limit(self._fold, sample)
-        times = self.derived_times if derived else self.stream_times
-        stream_time = times.get(partition, 0)
-        if refused_from <= stream_time:
-            return False
-        times[partition] = max(stream_time, sample.occurred_at)
-        return True
 
 
 @dataclass
@@ -111,6 +76,12 @@ class BatchBuilder:
         self.topics = topics
         self.gate = gate
         self.counters = counters
+        self._streams = {
+            topics.execution_state: Stream.EXECUTION_STATE,
+            topics.metric_rollups: Stream.METRIC_ROLLUPS,
+            topics.dead_letter: Stream.DEAD_LETTER,
+            topics.alerts: Stream.ALERTS,
+        }
 
     def add(self, batch: SinkBatch, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         self.counters.records += 1
@@ -123,16 +94,8 @@ class BatchBuilder:
                 self._sample(batch, partition, value)
                 stream_time = self.gate.stream_times.get(partition, 0)
                 derived_time = self.gate.derived_times.get(partition, 0)
-            elif value is None:
-                pass  # a tombstone: the execution left the worker; its row stays
-            elif topic == self.topics.execution_state:
-                batch.add_execution(orjson.loads(value))
-            elif topic == self.topics.metric_rollups:
-                batch.add_rollup(orjson.loads(value))
-            elif topic == self.topics.dead_letter:
-                batch.add_dead_letter(orjson.loads(value))
-            elif topic == self.topics.alerts:
-                batch.add_alert(orjson.loads(value))
+            elif value is not None and topic in self._streams:  # a tombstone: the execution left the worker; its row stays
+                batch.add(self._streams[topic], orjson.loads(value))
         except Exception as exc:  # noqa: BLE001 - one unreadable record never stops the sink
             self.counters.invalid += 1
             log.warning("skipping an unreadable record %s/%d/%d: %r", topic, partition, offset, exc)

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from processor.folds.records import Stream
 from processor.store.db import EXECUTION_COLUMNS, STEP_COLUMNS, upsert_sql
 from processor.store.hourly import Written, refresh_hourly, stored_windows
 from schemas.events import MetricRecorded
@@ -61,6 +62,18 @@ class SinkBatch:
         if record.get("status") not in _ALERT_STATUSES or not record.get("id"):
             raise KeyError(f"not an alert record: {str(record)[:80]}")
         self.alerts.append(record)
+
+    def add(self, stream: Stream, record: dict[str, Any]) -> None:
+        """A derived record, by the stream it is on (as the worker publishes it, or as replay
+        computes it); the streams the database does not hold are left out."""
+        if stream is Stream.EXECUTION_STATE:
+            self.add_execution(record)
+        elif stream is Stream.METRIC_ROLLUPS:
+            self.add_rollup(record)
+        elif stream is Stream.DEAD_LETTER:
+            self.add_dead_letter(record)
+        elif stream is Stream.ALERTS:
+            self.add_alert(record)
 
     def consumed(self, topic: str, partition: int, next_offset: int, stream_time: int, derived_time: int | None = None) -> None:
         self.offsets[(topic, partition)] = (next_offset, stream_time)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from processor.folds.config import FoldConfig
 from processor.folds.derived import DERIVED_SOURCE
 from processor.folds.metrics_core import MetricsCore
+from processor.folds.raw_gate import RawSampleGate
 from processor.folds.records import Emit, Origin, Stream
-from processor.runtime.sink import RawSampleGate
 from schemas.codec import encode_event
 from schemas.events import MetricRecorded
 from tests.unit.test_cores import MetricsPipeline

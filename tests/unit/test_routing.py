@@ -17,6 +17,7 @@ from processor.folds.decode import decode_input
 from processor.folds.execution import apply, snapshot
 from processor.folds.lifecycle_core import LifecycleCore
 from processor.folds.metrics_core import MetricsCore
+from processor.folds.raw_gate import RawSampleGate
 from processor.folds.records import (
     FORWARDED_FROM,
     Emit,
@@ -26,7 +27,6 @@ from processor.folds.records import (
     origin_of,
 )
 from processor.folds.routing import Router, contract_key, home_of
-from processor.runtime.sink import RawSampleGate
 from producers.factory import EventFactory
 from schemas.codec import encode_event
 from schemas.events import Event, LifecycleEvent
