@@ -72,6 +72,10 @@ class Kind(enum.Enum):
     """A JSON object of at most :data:`~schemas.limits.MAX_LABELS` string values."""
     METRIC_TYPE = "metric_type"
     """A known metric type or a custom dotted lowercase name."""
+    TRACE_ID = "trace_id"
+    """A W3C Trace Context trace id: 32 lowercase hex digits, not all zero."""
+    SPAN_ID = "span_id"
+    """A W3C Trace Context span (parent) id: 16 lowercase hex digits, not all zero."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,17 @@ _TENANT_REQUIRED = FieldSpec("tenant_id", Kind.ID, True, "Tenant that owns the e
 _TENANT_OPTIONAL = FieldSpec("tenant_id", Kind.ID, False, "Tenant the sample belongs to, if any.")
 _EXECUTION_ID = FieldSpec("execution_id", Kind.ID, True, "The execution; the message key.")
 _STEP_ID = FieldSpec("step_id", Kind.ID, True, "The step execution, unique within the execution.")
-_LIFECYCLE = (*ENVELOPE_FIELDS, _TENANT_REQUIRED, _EXECUTION_ID)
+_TRACE_ID = FieldSpec(
+    "trace_id", Kind.TRACE_ID, False,
+    "W3C trace id (32 lowercase hex) of the engine's trace this event belongs to; axmon's spans "
+    "of the execution join that trace.",
+)
+_SPAN_ID = FieldSpec(
+    "span_id", Kind.SPAN_ID, False,
+    "W3C span id (16 lowercase hex) of the engine's span the event was recorded in; requires "
+    "trace_id. axmon's span of the execution (or step) refers to it as its parent (or link).",
+)
+_LIFECYCLE = (*ENVELOPE_FIELDS, _TENANT_REQUIRED, _EXECUTION_ID, _TRACE_ID, _SPAN_ID)
 _STEP = (*_LIFECYCLE, _STEP_ID)
 
 
@@ -124,6 +138,10 @@ class LifecycleEvent(Event):
 
     tenant_id: str
     execution_id: str
+    trace_id: str | None = None
+    """The engine's W3C trace id, when it sent one."""
+    span_id: str | None = None
+    """The engine's W3C span id (the span the event was recorded in), when it sent one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,6 +42,15 @@ json_values = st.recursive(
 metadata = st.dictionaries(texts, json_values, max_size=4)
 
 
+trace_contexts = st.sampled_from((
+    {}, {}, {},
+    {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
+    {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"},
+    {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331"},
+))
+"""Mostly none; else one of two engine trace contexts (events of one execution may disagree)."""
+
+
 class _Ids:
     """Unique ids with unicode in them: a serial number makes them unique, the rest is drawn."""
 
@@ -65,7 +74,8 @@ def lifecycle_scenarios(draw: Any, max_executions: int = 6) -> list[LifecycleEve
         execution = {"tenant_id": draw(st.sampled_from(tenants)), "execution_id": new_id()}
 
         def event(type_: str, **fields: Any) -> None:
-            out.append({"type": type_, "version": 1, "event_id": new_id(), "occurred_at": draw(at), **execution, **fields})
+            out.append({"type": type_, "version": 1, "event_id": new_id(), "occurred_at": draw(at), **execution,
+                        **draw(trace_contexts), **fields})
 
         if draw(st.integers(0, 9)):  # sometimes the start never arrives
             event("execution.started", workflow_id=draw(names), workflow_name=draw(texts), user_id=draw(names),
