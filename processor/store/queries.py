@@ -93,6 +93,39 @@ class Monitor(MetricQueries):
         ``started_at``, then id."""
         return self._rows(f"{_STEPS} WHERE execution_id = ? ORDER BY started_at, id", (execution_id,))
 
+    def get_finished_executions(
+        self, *, since_ms: int | None = None, after: tuple[int, str] | None = None,
+        tenant_id: str | None = None, limit: int = 500,
+    ) -> list[Row]:
+        """Executions that have ended (completed, failed or cancelled), oldest ``completed_at``
+        first (ties: id): those that ended at or after ``since_ms``, and after the
+        ``(completed_at, id)`` cursor ``after`` when paging. At most ``limit``."""
+        check_limit(limit)
+        where = ["completed_at IS NOT NULL", "status IN ('completed', 'failed', 'cancelled')"]
+        params: list[Any] = []
+        if since_ms is not None:
+            where.append("completed_at >= ?")
+            params.append(since_ms)
+        if after is not None:
+            where.append("(completed_at > ? OR (completed_at = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
+        if tenant_id is not None:
+            where.append("tenant_id = ?")
+            params.append(tenant_id)
+        sql = f"{_EXECUTIONS} WHERE {' AND '.join(where)} ORDER BY completed_at, id LIMIT ?"
+        return [_execution(r) for r in self._rows(sql, (*params, limit))]
+
+    def get_steps_of(self, execution_ids: list[str]) -> dict[str, list[Row]]:
+        """The steps of each execution named (as :meth:`get_step_executions` orders them), by
+        execution id; an execution without steps has an empty list."""
+        out: dict[str, list[Row]] = {e: [] for e in execution_ids}
+        for start in range(0, len(execution_ids), 500):
+            chunk = execution_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(f"{_STEPS} WHERE execution_id IN ({marks}) ORDER BY execution_id, started_at, id", chunk):
+                out[row["execution_id"]].append(row)
+        return out
+
     def get_workflow_stats(self, tenant_id: str | None = None) -> Row:
         """The original WorkflowStats from the per-tenant counters: ``total, pending, running,
         completed, failed, cancelled`` (summed over tenants when ``tenant_id`` is ``None``),

@@ -203,6 +203,8 @@ def execution_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
         s["tokens_used"],
         s["cost"],
         s["last_event_at"],
+        s.get("trace_id"),
+        s.get("span_id"),
     )
 
 
@@ -225,6 +227,9 @@ def step_row(step: Mapping[str, Any]) -> tuple[Any, ...]:
         step["output_size"],
         step["tokens_used"],
         step["cost"],
+        step.get("trace_id"),
+        step.get("span_id"),
+        orjson.dumps(step["retried_at"]).decode() if step.get("retried_at") else None,
     )
 
 
