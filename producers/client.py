@@ -214,8 +214,12 @@ class AxmonProducer:
         *,
         execution_id: str | None = None,
         occurred_at: int | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
     ) -> str:
-        """Publish ``execution.started``; returns the execution id (generated unless given)."""
+        """Publish ``execution.started``; returns the execution id (generated unless given).
+        Every lifecycle call takes ``trace_id=``/``span_id=`` (the engine's W3C ids); without
+        them the current OpenTelemetry span's are used when ``opentelemetry-api`` is installed."""
         event = self.events.start_execution(
             workflow_id,
             workflow_name,
@@ -225,6 +229,8 @@ class AxmonProducer:
             metadata,
             execution_id=execution_id,
             occurred_at=occurred_at,
+            trace_id=trace_id,
+            span_id=span_id,
         )
         await self.publish(event)
         return event.execution_id
