@@ -522,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     from processor.runtime.notify_runner import add_notify_command
 
     add_notify_command(commands, _add_kafka_options, _add_data_dir, resolve_bootstrap)
+    from processor.cli_traces import add_traces_command; add_traces_command(commands, _add_kafka_options, _add_data_dir, resolve_bootstrap)  # noqa: E702,E501
     return parser
 
 
