@@ -166,6 +166,7 @@ def expected_step_row(step: dict[str, Any]) -> dict[str, Any]:
     row["step_name"] = row["step_name"] or ""
     if row["started_at"] is None:
         row["started_at"] = row["completed_at"] if row["completed_at"] is not None else 0
+    row["retried_at"] = json.dumps(row["retried_at"], separators=(",", ":")) if row["retried_at"] else None
     return row
 
 
