@@ -523,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_notify_command(commands, _add_kafka_options, _add_data_dir, resolve_bootstrap)
     from processor.cli_traces import add_traces_command; add_traces_command(commands, _add_kafka_options, _add_data_dir, resolve_bootstrap)  # noqa: E702,E501
+    from processor.cli_logs import add_logs_command; add_logs_command(commands)  # noqa: E702
     return parser
 
 

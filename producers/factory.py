@@ -28,6 +28,7 @@ from schemas.events import (
     StepRetried,
     StepStarted,
     LifecycleEvent,
+    LogRecorded,
 )
 from schemas.ids import uuid7
 from producers.tracecontext import TraceContext, current_trace_context
@@ -94,7 +95,7 @@ class EventFactory:
     def _event(self, cls: type[E], occurred_at: int | None, fields: Mapping[str, Any]) -> E:
         values = {k: v for k, v in fields.items() if v is not None}
         values["type"] = cls.TYPE
-        if "trace_id" not in values and "span_id" not in values and issubclass(cls, LifecycleEvent):
+        if "trace_id" not in values and "span_id" not in values and issubclass(cls, (LifecycleEvent, LogRecorded)):
             context = self._trace_context()
             if context is not None:
                 values["trace_id"], values["span_id"] = context
@@ -261,6 +262,33 @@ class EventFactory:
                 **fields,
             },
         )
+
+    def log(
+        self,
+        level: str,
+        message: str,
+        *,
+        execution_id: str | None = None,
+        step_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        tenant_id: str | None = None,
+        occurred_at: int | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+    ) -> LogRecorded:
+        """A ``log.recorded``. The tenant and execution are looked up as for lifecycle calls
+        when known (a step's execution, an execution's tenant); none is required. The trace
+        context defaults to the current OpenTelemetry span's, as on lifecycle events."""
+        if execution_id is None and step_id is not None:
+            execution_id = self._steps.get(step_id)
+        if tenant_id is None and execution_id is not None:
+            tenant_id = self._tenants.get(execution_id)
+        fields: dict[str, Any] = {
+            "level": level, "message": message, "execution_id": execution_id, "step_id": step_id,
+            "attributes": None if attributes is None else dict(attributes), "tenant_id": tenant_id,
+            "trace_id": trace_id, "span_id": span_id,
+        }
+        return self._event(LogRecorded, occurred_at, fields)
 
     def record(
         self,

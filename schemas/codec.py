@@ -18,6 +18,7 @@ from schemas.errors import InvalidEvent
 from schemas.events import (
     CONTRACT_VERSION,
     EVENT_CLASSES,
+    LOG_LEVELS,
     METRIC_TYPE_RE,
     Event,
     FieldSpec,
@@ -220,6 +221,12 @@ def _check_span_id(type_: str, spec: FieldSpec, value: Any) -> Any:
     return _invalid(type_, spec, value, "a W3C span id: 16 lowercase hex digits, not all zero")
 
 
+def _check_log_level(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if isinstance(value, str) and value in LOG_LEVELS:
+        return value
+    return _invalid(type_, spec, value, f"one of {', '.join(LOG_LEVELS)}")
+
+
 _CHECKS: dict[Kind, Callable[[str, FieldSpec, Any], Any]] = {
     Kind.ID: _check_id,
     Kind.TEXT: _check_text,
@@ -232,6 +239,7 @@ _CHECKS: dict[Kind, Callable[[str, FieldSpec, Any], Any]] = {
     Kind.METRIC_TYPE: _check_metric_type,
     Kind.TRACE_ID: _check_trace_id,
     Kind.SPAN_ID: _check_span_id,
+    Kind.LOG_LEVEL: _check_log_level,
 }
 assert set(_CHECKS) == set(Kind), "every kind has its check"
 

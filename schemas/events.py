@@ -49,6 +49,10 @@ METRIC_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 METRIC_TYPE_RE = re.compile(METRIC_TYPE_PATTERN)
 
+LOG_LEVELS: dict[str, int] = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
+"""A log record's level -> its OpenTelemetry severity number (the first of its range: TRACE 1-4,
+DEBUG 5-8, INFO 9-12, WARN 13-16, ERROR 17-20, FATAL 21-24)."""
+
 
 
 class Kind(enum.Enum):
@@ -76,6 +80,8 @@ class Kind(enum.Enum):
     """A W3C Trace Context trace id: 32 lowercase hex digits, not all zero."""
     SPAN_ID = "span_id"
     """A W3C Trace Context span (parent) id: 16 lowercase hex digits, not all zero."""
+    LOG_LEVEL = "log_level"
+    """One of :data:`LOG_LEVELS`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +296,37 @@ class MetricRecorded(Event):
     labels: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogRecorded(Event):
+    """A log line of the engine, optionally of one execution and step; keyed by ``execution_id``
+    (else ``tenant_id``)."""
+
+    TYPE: ClassVar[str] = "log.recorded"
+    FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
+        *ENVELOPE_FIELDS,
+        FieldSpec("tenant_id", Kind.ID, False, "Tenant the log line belongs to, if any."),
+        FieldSpec("level", Kind.LOG_LEVEL, True, "trace, debug, info, warn, error or fatal "
+                  "(OpenTelemetry severity 1, 5, 9, 13, 17, 21)."),
+        FieldSpec("message", Kind.TEXT, True, "The log line (OpenTelemetry: the body)."),
+        FieldSpec("execution_id", Kind.ID, False, "The execution the line is about, if any."),
+        FieldSpec("step_id", Kind.ID, False, "The step execution the line is about, if any."),
+        FieldSpec("attributes", Kind.OBJECT, False, "Free-form JSON object."),
+        _TRACE_ID,
+        _SPAN_ID,
+    )
+    level: str
+    message: str
+    execution_id: str | None = None
+    step_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    trace_id: str | None = None
+    span_id: str | None = None
+
+    @property
+    def severity_number(self) -> int:
+        return LOG_LEVELS[self.level]
+
+
 EVENT_CLASSES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
@@ -303,6 +340,7 @@ EVENT_CLASSES: dict[str, type[Event]] = {
         StepFailed,
         StepRetried,
         MetricRecorded,
+        LogRecorded,
     )
 }
 """Every event type of contract v1, by its ``type`` string."""

@@ -17,6 +17,7 @@ from schemas.derived import DERIVED_SCHEMAS
 from schemas.events import (
     CONTRACT_VERSION,
     EVENT_CLASSES,
+    LOG_LEVELS,
     KNOWN_METRIC_TYPES,
     METRIC_TYPE_PATTERN,
     Event,
@@ -80,6 +81,8 @@ def _kind_schema(kind: Kind) -> dict[str, Any]:
         }
     if kind is Kind.TRACE_ID:
         return {"type": "string", "pattern": TRACE_ID_PATTERN}
+    if kind is Kind.LOG_LEVEL:
+        return {"type": "string", "enum": list(LOG_LEVELS)}
     if kind is Kind.SPAN_ID:
         return {"type": "string", "pattern": SPAN_ID_PATTERN}
     raise ValueError(f"unhandled kind {kind}")  # pragma: no cover - Kind is closed

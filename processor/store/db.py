@@ -24,7 +24,7 @@ class DatabaseError(AxmonError):
     """The database is missing, unreadable, or newer than this axmon."""
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 HOUR_MS = 3_600_000
 """The period of ``metric_rollups_hourly``."""
 
@@ -228,7 +228,35 @@ exporter builds from ``axmon.execution-state``; and the finished executions in c
 which the export pages through. Rows written before the migration have NULLs: their spans get
 derived ids and no retry events."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+_V5 = """
+CREATE TABLE logs (
+  id TEXT PRIMARY KEY,             -- the record's event_id
+  timestamp INTEGER NOT NULL,      -- occurred_at, epoch ms
+  tenant_id TEXT,
+  level TEXT NOT NULL,             -- trace, debug, info, warn, error, fatal
+  severity_number INTEGER NOT NULL, -- OpenTelemetry: 1, 5, 9, 13, 17, 21
+  message TEXT NOT NULL,
+  execution_id TEXT,
+  step_id TEXT,
+  attributes TEXT NOT NULL,        -- JSON object
+  trace_id TEXT,
+  span_id TEXT,
+  source TEXT
+);
+CREATE INDEX idx_logs_time ON logs(timestamp, id);
+CREATE INDEX idx_logs_execution ON logs(execution_id, timestamp) WHERE execution_id IS NOT NULL;
+CREATE INDEX idx_logs_severity ON logs(severity_number, timestamp);
+"""
+"""``log.recorded`` records as the sink stores them (insert-or-ignore by event id, like raw
+samples, and kept as long as they are)."""
+
+LOG_COLUMNS = (
+    "id", "timestamp", "tenant_id", "level", "severity_number", "message", "execution_id", "step_id",
+    "attributes", "trace_id", "span_id", "source",
+)
+"""``logs``' columns, in table order."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 """Version -> the SQL that brings version - 1 to it."""
 
 SINK_TABLES = frozenset({"sink_offsets", "sink_status", "sink_derived_times"})

@@ -31,6 +31,7 @@ RANKS: dict[str, float] = {
     "processor.cli_read": 6,
     "processor.cli_table": 6,
     "processor.cli_traces": 6,
+    "processor.cli_logs": 6,
     "processor.serve": 6,
 }
 """Layer of each package (or top-level module): a module may import its own package and lower
