@@ -25,7 +25,7 @@ from processor.folds.spans import (
 )
 from processor.runtime.otlp import ExportError, OtlpClient, encode_traces, traces_url
 from processor.runtime.traces import export_database, spans_of_snapshot
-from processor.store.db import open_for_writing
+from processor.store.db import SCHEMA_VERSION, open_for_writing
 from processor.store.queries import Monitor
 from processor.store.sinkdb import write_executions
 from producers.factory import EventFactory
@@ -146,7 +146,7 @@ def test_spans_from_the_database_equal_spans_from_the_published_snapshot(tmp_pat
         assert {s.span_id: s for s in stored} == {s.span_id: s for s in live}
 
 
-def test_a_database_written_before_migration_4_is_migrated_and_exports(tmp_path: Path) -> None:
+def test_a_database_written_before_migrations_4_and_5_is_migrated_and_exports(tmp_path: Path) -> None:
     """The database is made by the previous release's db.py (schema 3, from git), rows included."""
     import subprocess
 
@@ -166,7 +166,8 @@ def test_a_database_written_before_migration_4_is_migrated_and_exports(tmp_path:
     conn.close()
 
     conn = open_for_writing(path)  # migrates
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("SELECT count(*) FROM logs").fetchone()[0] == 0  # migration 5 too
     conn.execute("BEGIN")
     write_executions(conn, [fold(review_events(traced=True))["e-1"]])
     conn.execute("COMMIT")
