@@ -9,13 +9,11 @@ import asyncio
 import dataclasses
 import hashlib
 import sqlite3
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from processor.errors import BrokerError
 from processor.folds.spans import execution_span_id, step_span_id
 from processor.runtime.admin import contract_topics, ensure_topics
 from schemas import Event, Topics
@@ -61,17 +59,6 @@ def expected_span_ids(db: Path) -> set[bytes]:
     return ids
 
 
-def settled(bootstrap: str, topics: Topics, db: Path, procs: list[AxmonProcess], timeout: float) -> None:
-    """:func:`settle`, again while a just-started broker has no group coordinator yet."""
-    for attempt in range(30):
-        try:
-            return settle(bootstrap, topics, [db], procs, timeout)
-        except BrokerError:
-            if attempt == 29:
-                raise
-            time.sleep(1)
-
-
 def wait_exported(received: Received, db: Path, traces: AxmonProcess, timeout: float) -> None:
     def done() -> bool:
         traces.check()
@@ -93,13 +80,13 @@ def test_the_exporter_sends_finished_executions_as_the_database_holds_them(kafka
         traces = exporter(kafka_bootstrap, topics, tmp_path, url, group).start()
         try:
             asyncio.run(publish(kafka_bootstrap, topics, events[:half]))
-            settled(kafka_bootstrap, topics, db, [work, writer], 240)
+            settle(kafka_bootstrap, topics, [db], [work, writer], 240)
             wait_exported(received, db, traces, 120)
             assert traces.stop() == 0, traces.tail()
 
             received.fail_next = 2  # the receiver is busy when the exporter comes back
             asyncio.run(publish(kafka_bootstrap, topics, events[half:]))
-            settled(kafka_bootstrap, topics, db, [work, writer], 240)
+            settle(kafka_bootstrap, topics, [db], [work, writer], 240)
             traces.start()
             wait_exported(received, db, traces, 120)
         finally:
