@@ -58,7 +58,8 @@ def check_bind(host: str, keys: Path | None) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from processor.cli import _settings, err_console
+    from processor.cli.options import settings_of as _settings
+    from processor.cli.render import err_console
     from processor.db import open_read_only
     from processor.serve.app import ServeConfig, create_app
     from processor.serve.auth import KeyRing

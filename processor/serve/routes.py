@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from processor.acks import ack_of, find_alert, publish_ack
 from processor.browse import ALERT_STATUSES, EXECUTION_STATUSES, SEVERITIES, Browser, Cursor
-from processor.cli_alerts import ack_of, find_alert, publish_ack
 from processor.errors import ConfigError
 from processor.serve.app import Caller, Config
 from processor.serve.auth import ApiError, Principal, tenant_scope

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from processor import cli, cli_read
+from processor import cli
+from processor.cli import read as cli_read
 from processor.cli import EXIT_SOFTWARE, main
-from processor.cli_table import Column, fit, table_width
+from processor.cli.render import Column, fit, table_width
 from processor.db import open_for_writing
 from processor.queries import Monitor, _prefix_end
 from tests.unit.test_queries import MT, T0, Sample, build_db, insert_execution, insert_row, insert_stats, insert_step

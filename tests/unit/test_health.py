@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from processor import cli, cli_health
+from processor import cli
+from processor.cli import health as cli_health
 from processor.db import SCHEMA_VERSION, open_for_writing
 from processor.health import (
     DatabaseObservation,
