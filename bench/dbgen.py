@@ -49,7 +49,7 @@ from processor.execution import ExecutionState, apply, snapshot
 from processor.settings import default_cache_home
 from processor.sinkdb import HOURLY_COLUMNS, hour_of, hourly_row
 from processor.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_MAGNITUDE
-from processor.windows import MetricWindow, series_of, series_id, window_start
+from processor.windows import MetricWindow, series_id, series_of, window_start
 from producers.simulator import MODELS, WORKFLOWS, ScenarioConfig, generate_scenario
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7

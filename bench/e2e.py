@@ -73,7 +73,6 @@ from schemas.codec import encode_event
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.topics import Topics
 
-
 KINDS = ("lifecycle", "metric")
 _EVENTS_PER_EXECUTION = 22.0
 """A first guess of events (lifecycle + samples) per simulated execution."""
@@ -311,7 +310,7 @@ class DbWatcher(threading.Thread):
                                    (self._last_rowid,)).fetchall()
         rows = conn.execute("SELECT id, last_event_at FROM workflow_executions_monitor").fetchall()
         with self._lock:
-            for rowid, sample_id in new_samples:
+            for _rowid, sample_id in new_samples:
                 self.samples.setdefault(sample_id, stamp)
             if new_samples:
                 self._last_rowid = new_samples[-1][0]

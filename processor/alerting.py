@@ -32,7 +32,7 @@ from typing import Any
 
 from processor.aggregate import Aggregate
 from processor.guard import Guard, StagedStore
-from processor.records import Emit, Store, json_emit, Stream
+from processor.records import Emit, Store, Stream, json_emit
 from processor.rules import Rule, RuleSet
 from processor.windows import MetricWindow, series_id
 

@@ -7,7 +7,6 @@ import time
 
 from processor.children import AxmonChild
 
-
 AxmonProcess = AxmonChild
 
 

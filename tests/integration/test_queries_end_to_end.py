@@ -18,7 +18,15 @@ from processor.queries import Monitor
 from schemas import Event, Topics
 from tests.integration.test_sink import settle, sink
 from tests.integration.test_worker import WINDOW_MS, publish, scenario, worker
-from tests.oracle import expected_executions, expected_row, expected_samples, expected_stats, expected_step_row, nearest_rank, same
+from tests.oracle import (
+    expected_executions,
+    expected_row,
+    expected_samples,
+    expected_stats,
+    expected_step_row,
+    nearest_rank,
+    same,
+)
 
 
 class Oracle:

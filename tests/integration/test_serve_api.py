@@ -18,12 +18,11 @@ import pytest
 
 from processor.queries import Monitor
 from processor.serve.shape import camel_key
-from schemas import Topics
+from producers import EventFactory
+from schemas import Event, Topics
+from tests.integration.cdp import Browser
 from tests.integration.conftest import TEST_PARTITIONS, free_port
 from tests.integration.processes import AxmonProcess, wait_until
-from producers import EventFactory
-from schemas import Event
-from tests.integration.cdp import Browser
 from tests.integration.test_alerts import MIN, RULES, db_alerts
 from tests.integration.test_sink import settle
 from tests.integration.test_worker import publish, scenario
@@ -147,7 +146,7 @@ def test_executions_dashboard_and_timeline_equal_the_query_api(served: Served, t
         usage = dash["quotaUsage"]["usage"]
         assert sum(u["executions"] for u in usage) == len(recent)
         assert sum(u["tokensUsed"] for u in usage) == sum(r["tokens_used"] or 0 for r in recent)
-        assert [m is None or m["metricType"] for m in dash["performanceMetrics"]] is not None
+        assert [m is None or m["metricType"] for m in dash["performanceMetrics"]] is not None  # noqa: F632
         workflow = recent[0]["workflow_id"]
         mine = [r for r in recent if r["workflow_id"] == workflow][:100]
         timeline = served.get(f"/api/v1/workflows/{workflow}/timeline?x=1{q}")

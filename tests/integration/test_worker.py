@@ -20,8 +20,8 @@ from processor.admin import group_offsets, read_topic
 from processor.errors import BrokerError
 from producers import AxmonProducer, EventFactory, ProducerConfig
 from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
-from schemas.derived import DERIVED_SCHEMAS
 from schemas import Event, MetricRecorded, Topics, series_key
+from schemas.derived import DERIVED_SCHEMAS
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.processes import AxmonProcess, wait_until
 from tests.oracle import QUANTILES, differences, expected_executions, expected_rollups, expected_stats

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from processor import cli
-from processor.cli import read as cli_read
 from processor.cli import EXIT_SOFTWARE, main
+from processor.cli import read as cli_read
 from processor.cli.render import Column, fit, table_width
 from processor.db import open_for_writing
 from processor.queries import Monitor, _prefix_end

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from processor import cli
+from processor.admin import contract_topics
 from processor.cli import health as cli_health
 from processor.db import SCHEMA_VERSION, open_for_writing
 from processor.health import (
@@ -29,7 +30,6 @@ from processor.health import (
     worst,
 )
 from processor.health_probe import groups_of, observe_database
-from processor.admin import contract_topics
 from processor.sinkdb import SinkBatch, write_batch
 from processor.worker_status import History, WorkerStatus
 from schemas.topics import Topics

@@ -14,7 +14,7 @@ from processor.cores import FoldConfig, LifecycleCore, StatsCore
 from processor.derived import derived_samples
 from processor.execution import apply, snapshot
 from processor.records import Emit, Origin, Stream
-from processor.stats import stats_of_snapshots, TenantStats
+from processor.stats import TenantStats, stats_of_snapshots
 from producers.factory import EventFactory
 from schemas.codec import decode_event, encode_event
 from schemas.events import LifecycleEvent, MetricRecorded
