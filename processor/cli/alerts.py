@@ -2,7 +2,7 @@
 
 An ack is a record on ``axmon.alert-acks``, on the partition of the alert's series, so the
 worker applies it to the alert's state; it survives restarts and replays like any event.
-Finding the alert and building and publishing its ack is :mod:`processor.acks`, shared with the
+Finding the alert and building and publishing its ack is :mod:`processor.runtime.acks`, shared with the
 API's ack route.
 """
 
@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 from rich.text import Text
 
-from processor.acks import ack_of, find_alert, publish_ack
 from processor.cli.options import Subparsers, add_broker_options, add_read_options, resolve_bootstrap, settings_of
 from processor.cli.render import (
     Cell,
@@ -31,8 +30,9 @@ from processor.cli.render import (
     utc_offset,
 )
 from processor.errors import ConfigError
-from processor.queries import Monitor
+from processor.runtime.acks import ack_of, find_alert, publish_ack
 from processor.settings import Settings
+from processor.store.queries import Monitor
 
 SEVERITY_STYLES = {"info": "blue", "warning": "yellow", "error": "red", "critical": "bold red"}
 ALERT_STYLES = {"pending": "yellow", "firing": "bold red", "acknowledged": "magenta", "resolved": "green"}

@@ -1,5 +1,5 @@
 """``axmon demo``: the main job in one command: broker, worker and sink with a simulated engine
-(:mod:`processor.demo`), then the read commands' views of what it produced."""
+(:mod:`processor.ops.demo`), then the read commands' views of what it produced."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from processor.demo import DemoOptions, run_demo
+    from processor.ops.demo import DemoOptions, run_demo
 
     if args.topic_prefix is None and not os.environ.get(ENV_TOPIC_PREFIX):
         args.topic_prefix = time.strftime("axmon.demo-%Y%m%d-%H%M%S.")  # each run on its own topics

@@ -1,8 +1,8 @@
 """``axmon health``: is the pipeline healthy? A probe, for people and for machines.
 
-Gathers observations (:mod:`processor.health_probe`), judges them with the pure rules
-(:mod:`processor.health`) and prints a table (or ``--json``); the tables are drawn here. Exit 0 healthy, 1 degraded,
-2 unhealthy. An unreachable broker is a finding (unhealthy), not an error.
+Gathers observations (:mod:`processor.ops.health_probe`), judges them with the pure rules
+(:mod:`processor.ops.health`) and prints a table (or ``--json``); the tables are drawn here.
+Exit 0 healthy, 1 degraded, 2 unhealthy. An unreachable broker is a finding (unhealthy), not an error.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from processor.cli.options import (
 )
 from processor.cli.render import err_console, stdout_console
 from processor.errors import ConfigError
-from processor.health import Observations, Report, Status, Thresholds, evaluate
-from processor.health_probe import DEFAULT_TIMEOUT_S, describe, observe
+from processor.ops.health import Report, Status, Thresholds, evaluate
+from processor.ops.health_probe import DEFAULT_TIMEOUT_S, describe, observe
+from processor.ops.observations import Observations
 from schemas.topics import Topics
 
 STYLES = {Status.HEALTHY: "green", Status.DEGRADED: "yellow", Status.UNKNOWN: "magenta", Status.UNHEALTHY: "bold red"}

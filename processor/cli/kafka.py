@@ -1,4 +1,4 @@
-"""``axmon kafka``: provision, start, stop and reset the local broker (:mod:`processor.localbroker`)."""
+"""``axmon kafka``: provision, start, stop and reset the local broker (:mod:`processor.ops.localbroker`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import orjson
 
-from processor import localbroker
 from processor.cli.options import Handler, Subparsers, add_data_dir, settings_of, start_local_broker
 from processor.cli.render import err_console
 from processor.errors import ConfigError
+from processor.ops import localbroker
 
 
 def register(subparsers: Subparsers) -> None:

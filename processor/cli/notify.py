@@ -1,5 +1,5 @@
-"""``axmon notify``: alert transitions to webhooks, at least once (:mod:`processor.notify_runner`
-runs the protocol, :mod:`processor.notify` is the delivery policy)."""
+"""``axmon notify``: alert transitions to webhooks, at least once (:mod:`processor.runtime.notify_runner`
+runs the protocol, :mod:`processor.runtime.notify` is the delivery policy)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from processor.cli.options import (
     seconds_or_zero,
 )
 from processor.cli.render import stderr_console
-from processor.notify import NotifyCounters, RetryPolicy, display_url
-from processor.notify_runner import NotifyConfig, run_notify
+from processor.runtime.notify import NotifyCounters, RetryPolicy, display_url
+from processor.runtime.notify_runner import NotifyConfig, run_notify
 from processor.settings import ENV_WEBHOOKS, Settings
 
 

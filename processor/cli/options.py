@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from processor import localbroker
 from processor.cli.render import err_console
 from processor.errors import ConfigError
-from processor.rules import RuleSet, load_rules
+from processor.folds.rules import RuleSet, load_rules
+from processor.folds.timeparse import parse_duration_ms
+from processor.ops import localbroker
 from processor.settings import ENV_BOOTSTRAP, ENV_DB, ENV_KAFKA_DIR, Settings
-from processor.timeparse import parse_duration_ms
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What ``add_subparsers`` returns: where a command module registers its commands."""

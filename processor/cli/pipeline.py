@@ -26,7 +26,7 @@ from processor.cli.render import err_console, out_console
 from processor.errors import ConfigError
 
 if TYPE_CHECKING:
-    from processor.sinkdb import Retention
+    from processor.store.retention import Retention
 
 
 def register(subparsers: Subparsers) -> None:
@@ -53,7 +53,7 @@ def register(subparsers: Subparsers) -> None:
     )
     add_fold_options(worker)
     worker.add_argument("--rules", type=Path, metavar="PATH",
-                        help="alert rules (YAML or JSON; see processor/rules.py); evaluated as windows close in event time")
+                        help="alert rules (YAML or JSON; see processor/folds/rules.py); evaluated as windows close in event time")
     worker.add_argument("--stale-after", type=duration_ms, metavar="DURATION", dest="stale_after_ms",
                         help="flag a running execution with no event for this long (wall clock) as stale, "
                         "and raise the execution.stale alert (default 15m; 0: never)")
@@ -92,7 +92,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from processor.produce import run_produce
+    from processor.runtime.produce import run_produce
 
     settings = settings_of(args)
     bootstrap = resolve_bootstrap(settings)
@@ -100,8 +100,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from processor.admin import contract_topics, ensure_topics
-    from processor.worker import changelog_topics, run_worker, wait_for_broker
+    from processor.runtime.admin import contract_topics, ensure_topics
+    from processor.runtime.worker import changelog_topics, run_worker, wait_for_broker
 
     settings = settings_of(args)
     rules = rules_of(args)  # a bad rules file fails at once, not after the broker answers
@@ -117,7 +117,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
-    from processor.sink import SinkConfig, SinkCounters, run_sink
+    from processor.runtime.sink import SinkConfig, SinkCounters, run_sink
 
     settings = settings_of(args)
     bootstrap = resolve_bootstrap(settings)
@@ -139,7 +139,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 def retention_of(args: argparse.Namespace) -> Retention:
     """The retention of ``--executions-days``, ``--samples-days`` and ``--rollups-days``."""
-    from processor.sinkdb import Retention
+    from processor.store.retention import Retention
 
     day = 86_400_000
     return Retention(
@@ -148,8 +148,8 @@ def retention_of(args: argparse.Namespace) -> Retention:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from processor.db import open_for_writing
-    from processor.sinkdb import cleanup
+    from processor.store.db import open_for_writing
+    from processor.store.retention import cleanup
 
     settings = settings_of(args)
     if not settings.db_path.exists():

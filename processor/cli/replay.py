@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from processor import localbroker
 from processor.cli.options import (
     Subparsers,
     add_broker_options,
@@ -21,6 +20,7 @@ from processor.cli.options import (
 )
 from processor.cli.render import err_console, out_console
 from processor.errors import ConfigError
+from processor.ops import localbroker
 
 
 def register(subparsers: Subparsers) -> None:
@@ -68,8 +68,8 @@ def register(subparsers: Subparsers) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    from processor.replay import ReplayPlan, replay, swap_into
-    from processor.timeparse import parse_time_ms
+    from processor.folds.timeparse import parse_time_ms
+    from processor.runtime.replay import ReplayPlan, replay, swap_into
 
     settings = settings_of(args)
     bootstrap = resolve_bootstrap(settings)
@@ -104,7 +104,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    from processor.proof import ProofOptions, run_proof
+    from processor.ops.proof import ProofOptions, run_proof
 
     settings = settings_of(args)
     bootstrap = resolve_bootstrap(settings, start_local=True)

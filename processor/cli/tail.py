@@ -1,4 +1,4 @@
-"""``axmon tail``: follow a topic and print its records (:mod:`processor.tail`)."""
+"""``axmon tail``: follow a topic and print its records (:mod:`processor.runtime.tail`)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def register(subparsers: Subparsers) -> None:
 def cmd_tail(args: argparse.Namespace) -> int:
     import orjson
 
-    from processor.tail import TailRecord, render, tail
+    from processor.runtime.tail import TailRecord, render, tail
 
     settings = settings_of(args)
     bootstrap = resolve_bootstrap(settings)

@@ -60,9 +60,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from processor.cli.options import settings_of as _settings
     from processor.cli.render import err_console
-    from processor.db import open_read_only
     from processor.serve.app import ServeConfig, create_app
     from processor.serve.auth import KeyRing
+    from processor.store.db import open_read_only
 
     check_bind(args.host, args.keys)
     settings = _settings(args)

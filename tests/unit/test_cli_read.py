@@ -22,10 +22,20 @@ from processor.cli.read import (
 )
 from processor.cli.read import register as add_read_commands
 from processor.cli.render import human_duration, human_number, human_time
-from processor.db import DatabaseError, open_for_writing
 from processor.errors import AxmonError, ConfigError
-from processor.timeparse import parse_duration_ms, parse_label, parse_time_ms
-from tests.unit.test_queries import MT, T0, Sample, W, build_db, insert_execution, insert_row, insert_stats, insert_step
+from processor.folds.timeparse import parse_duration_ms, parse_label, parse_time_ms
+from processor.store.db import DatabaseError, open_for_writing
+from tests.unit.test_queries import (
+    MT,
+    T0,
+    Sample,
+    W,
+    build_db,
+    insert_execution,
+    insert_row,
+    insert_stats,
+    insert_step,
+)
 
 NOW = 1_700_000_000_000
 
