@@ -16,10 +16,14 @@ from typing import Any, TypeAlias
 
 from processor.cli.render import err_console
 from processor.errors import ConfigError
+from processor.folds.config import FoldConfig
 from processor.folds.rules import RuleSet, load_rules
 from processor.folds.timeparse import parse_duration_ms
 from processor.ops import localbroker
 from processor.settings import ENV_BOOTSTRAP, ENV_DB, ENV_KAFKA_DIR, Settings
+
+FOLD_DEFAULTS = FoldConfig()
+"""The folds' defaults, shown in the help as the folds have them."""
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What ``add_subparsers`` returns: where a command module registers its commands."""
@@ -200,11 +204,11 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
 def add_fold_options(parser: argparse.ArgumentParser, *, same_as_worker: bool = False) -> None:
     """The settings that decide what state is: the worker, the sink and replay must agree."""
     note = "; must match the worker's" if same_as_worker else ""
-    parser.add_argument("--window-ms", type=positive, metavar="MS", help=f"metric window size{note} (default 60000)")
+    parser.add_argument("--window-ms", type=positive, metavar="MS", help=f"metric window size{note} (default {FOLD_DEFAULTS.window_ms})")
     parser.add_argument("--grace-ms", type=int, metavar="MS",
-                        help=f"lateness allowed after a window ends, in stream time{note} (default 300000)")
+                        help=f"lateness allowed after a window ends, in stream time{note} (default {FOLD_DEFAULTS.grace_ms})")
     parser.add_argument("--horizon-ms", type=positive, metavar="MS",
-                        help=f"how long finished executions stay in the worker, in stream time{note} (default 3600000)")
+                        help=f"how long finished executions stay in the worker, in stream time{note} (default {FOLD_DEFAULTS.execution_horizon_ms})")
 
 
 def add_retention(parser: argparse.ArgumentParser) -> None:
