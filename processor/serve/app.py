@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from processor.db import DatabaseError
 from processor.errors import ConfigError
-from processor.serve.auth import ADMIN, ApiError, KeyRing, Principal, presented_key
+from processor.serve.auth import ADMIN, ApiError, KeyRing, Principal, StreamTokens, presented_key
 from schemas.topics import Topics
 
 
@@ -91,6 +91,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app = FastAPI(title="axmon monitoring API", version="1", description="Read-only API over the axmon sink's database.")
     app.state.config = config
     app.state.journal = Journal(config.db_path)
+    app.state.tokens = StreamTokens()
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,10 +1,12 @@
 """The HTTP API over small databases built row by row: tenant scoping of API keys (a property over
-generated rows: a scoped key never sees another tenant's row on any endpoint), 401s, JSON error
+generated rows: a scoped key never sees another tenant's row on any endpoint, the live stream
+included), 401s, JSON error
 shapes, 422s naming the field, cursor paging, the timeline's defined division by zero, and the
 refusal to bind a non-loopback address without keys."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,9 @@ from processor.queries import Monitor
 from processor.serve.app import ServeConfig, create_app
 from processor.serve.auth import KeyRing
 from processor.serve.cli import check_bind
+from processor.serve.sse import Journal, snapshot
 from processor.settings import Settings
+from tests.unit.test_serve_stream import sse_over_asgi
 from tests.unit.test_queries import insert_execution, insert_row, insert_stats, insert_step
 
 ADMIN_KEY = "admin-key-0123456789"
@@ -76,6 +80,20 @@ def build(path: Path, executions: list[Execution], alert_tenants: list[str | Non
     return path
 
 
+async def stream_of(app: Any, db: Path, token: str, sentinel_tenant: str) -> list[tuple[str, dict[str, Any]]]:
+    """The rows the stream sends a token's holder when every row of ``db`` is a change (the
+    journal's baseline empty), read up to a last change of ``sentinel_tenant``'s."""
+    journal = Journal(db, source=lambda path: {})
+    journal.absorb({})
+    journal.absorb(snapshot(db))
+    journal.absorb({("execution", "sentinel"): {"id": "sentinel", "tenant_id": sentinel_tenant}})
+    app.state.journal = journal
+    status, frames, body = await sse_over_asgi(app, f"/api/v1/stream?token={token}&last_event_id=0",
+                                               until=lambda f: any(d["id"] == "sentinel" for _, d, _ in f))
+    assert status == 200, body
+    return [(kind, row) for kind, row, _ in frames if row["id"] != "sentinel"]
+
+
 def client(db: Path, keys: Path | None = None) -> TestClient:
     config = ServeConfig(db, Settings.load({}).topics, None if keys is None else KeyRing.load(keys), None)
     return TestClient(create_app(config), raise_server_exceptions=True)
@@ -125,6 +143,20 @@ def test_a_scoped_key_never_sees_another_tenants_rows(executions: list[Execution
                     continue
                 assert res.status_code == 200, (url, res.text)
                 assert set(tenants_in(res.json())) <= set(scope), url
+        for tenant in asked:  # the live stream, through the token a browser connects with
+            res = api.post("/api/v1/stream/token" + ("" if tenant is None else f"?tenant={tenant}"), headers=headers)
+            if tenant is not None and tenant not in scope:
+                assert res.status_code == 403 and res.json()["code"] == "forbidden_tenant"
+                continue
+            assert res.status_code == 200, res.text
+            allowed = set(scope) if tenant is None else {tenant}
+            token = res.json()["token"]
+            assert set(res.json()["tenants"]) == allowed
+            got = asyncio.run(stream_of(api.app, db, token, sentinel_tenant=sorted(allowed)[0]))
+            assert set(tenants_in(got)) <= allowed
+            assert sorted((k, r["id"]) for k, r in got) == sorted(
+                (k, r["id"]) for (k, _), r in snapshot(db).items() if r["tenant_id"] in allowed)
+        assert api.get(f"/api/v1/executions?token={token}").status_code == 401  # a stream token only
         types = api.get("/api/v1/metrics/types", headers=headers, params={"tenant": scope[0]}).json()["metricTypes"]
         assert types == (["cpu.usage"] if scope[0] in alert_tenants else [])
         for n, (tenant, *_rest) in enumerate(executions):
