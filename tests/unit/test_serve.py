@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,47 @@ def test_a_bad_keys_file_is_refused(text: str, tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError):
         KeyRing.load(path)
+
+
+def test_the_charts_are_the_query_apis_series_per_bucket_of_the_range(tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    conn = open_for_writing(tmp_path / "c.db")
+    conn.execute("BEGIN")
+    durations = {"acme": [100.0, 200.0, 300.0, 4000.0], "beta": [50.0]}
+    n = 0
+    for tenant, values in durations.items():
+        for value in values:
+            status = "failed" if value == 300.0 else "completed"
+            at = (now - 30 * 60_000) // 300_000 * 300_000 + 1_000 + n  # all in one 5 min bucket
+            insert_execution(conn, f"x{n}", tenant_id=tenant, started_at=at, last_event_at=at, tokens_used=10, cost=0.25,
+                             status=status)
+            for metric, v in (("workflow.execution.count", 1.0), ("workflow.execution.duration", value)):
+                insert_row(conn, "performance_metrics", {
+                    "id": f"{metric}-{n}", "timestamp": at + 1, "metric_type": metric, "value": v, "unit": "ms",
+                    "labels": orjson.dumps({"workflow": "wf", "status": status}).decode(), "tenant_id": tenant})
+            n += 1
+    conn.execute("COMMIT")
+    conn.close()
+    api = client(tmp_path / "c.db")
+    body = api.get("/api/v1/charts", params={"tenant": "acme", "range": "1h"}).json()
+    assert body["intervalMs"] == 300_000 and len(body["points"]) == 12 and body["end"] - body["start"] == 3_600_000
+    assert body["end"] % 300_000 == 0 and body["start"] <= now < body["end"]
+    busy = [p for p in body["points"] if p["executions"]]
+    assert len(busy) == 1 and busy[0]["timestamp"] == (now - 30 * 60_000) // 300_000 * 300_000
+    t = busy[0]["timestamp"]
+    with Monitor(tmp_path / "c.db") as monitor:
+        agg = monitor.get_aggregation("workflow.execution.duration", t, t + 300_000, "acme")
+    assert agg is not None and (agg["p50"], agg["p99"]) == (200.0, 4000.0)
+    assert {k: busy[0][k] for k in ("p50", "p95", "p99", "durationCount")} == {
+        "p50": agg["p50"], "p95": agg["p95"], "p99": agg["p99"], "durationCount": 4}
+    assert busy[0]["avgDuration"] == pytest.approx(1150.0)
+    assert (busy[0]["executions"], busy[0]["tokensUsed"], busy[0]["cost"]) == (4, 40, 1.0)
+    assert (busy[0]["finished"], busy[0]["completed"], busy[0]["successRate"]) == (4, 3, 75.0)
+    quiet = [p for p in body["points"] if not p["executions"]]
+    assert all(p["p50"] is None and p["successRate"] is None and p["tokensUsed"] == 0 for p in quiet)
+    everyone = api.get("/api/v1/charts", params={"range": "1h"}).json()
+    assert sum(p["executions"] for p in everyone["points"]) == 5
+    for range_, count in (("24h", 24), ("7d", 28)):
+        assert len(api.get("/api/v1/charts", params={"range": range_}).json()["points"]) == count
+    res = api.get("/api/v1/charts", params={"range": "2h"})
+    assert res.status_code == 422 and res.json()["field"] == "range"
