@@ -307,7 +307,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings, start_local=True)
     options = DemoOptions(seconds=args.seconds, executions=args.executions, tenants=args.tenants, seed=args.seed,
-                          keep_db=args.keep_db, local_broker=not settings.bootstrap)
+                          keep_db=args.keep_db, local_broker=not settings.bootstrap, serve=not args.no_serve, serve_port=args.serve_port)
     return asyncio.run(run_demo(settings, bootstrap, options, out_console))
 
 
@@ -493,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--keep-db", action="store_true",
                       help="add to the existing database (default: a fresh one; the one before is kept as <db>.previous)")
+    demo.add_argument("--serve-port", type=int, default=8321, help="the dashboard's port at the end, or the next free one (default 8321)")
+    demo.add_argument("--no-serve", action="store_true", help="do not end by starting 'axmon serve' (the dashboard) in the background")
     _add_db(demo)
     _add_kafka_options(demo)
     _add_data_dir(demo)
