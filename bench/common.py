@@ -22,8 +22,8 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from processor import localbroker
-from processor.admin import contract_topics, ensure_topics
+from processor.ops import localbroker
+from processor.runtime.admin import contract_topics, ensure_topics
 from schemas.topics import Topics
 
 ENV_BENCH_BOOTSTRAP = "AXMON_BENCH_BOOTSTRAP"
@@ -217,7 +217,7 @@ class BenchBroker:
 @contextmanager
 def bench_broker(environ: Mapping[str, str] | None = None, ready_timeout: float = 180.0) -> Iterator[BenchBroker]:
     """The broker to benchmark against: ``AXMON_BENCH_BOOTSTRAP`` if set, else the local jar
-    broker (:mod:`processor.localbroker`) started in a temporary data directory for this run
+    broker (:mod:`processor.ops.localbroker`) started in a temporary data directory for this run
     and stopped (its data deleted) when the block ends."""
     env = os.environ if environ is None else environ
     explicit = env.get(ENV_BENCH_BOOTSTRAP)

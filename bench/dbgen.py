@@ -4,16 +4,16 @@ Three kinds of data, from the cheapest per row to the most realistic:
 
 - :func:`build_query_db`: a synthetic database of millions of executions (with their steps),
   raw samples, final 60 s rollups and their hourly tier, bulk-inserted straight into the schema of
-  :mod:`processor.db` (``executemany`` in big transactions, ``synchronous=OFF``,
+  :mod:`processor.store.db` (``executemany`` in big transactions, ``synchronous=OFF``,
   ``journal_mode=OFF`` while loading, the secondary indexes dropped during the load and created
   again from their own SQL afterwards). Rows look like the sink's: the same id format (UUIDv7),
-  column encodings (:func:`processor.sinkdb.execution_row`, sorted-key label JSON, the sketch
-  JSON of :meth:`processor.sketch.QuantileSketch.to_json`) and per-tenant ``workflow_stats``
+  column encodings (:func:`processor.store.sinkdb.execution_row`, sorted-key label JSON, the sketch
+  JSON of :meth:`processor.folds.sketch.QuantileSketch.to_json`) and per-tenant ``workflow_stats``
   counters that agree with the execution rows. :func:`cached_query_db` keeps it between runs.
 - :func:`simulate`: a :func:`producers.simulator.generate_scenario` folded with
-  :func:`processor.execution.apply` into execution snapshots (final, or one after every event as
+  :func:`processor.folds.execution.apply` into execution snapshots (final, or one after every event as
   the worker publishes them), the samples it recorded and the samples the worker derives
-  (:func:`processor.derived.derived_samples`).
+  (:func:`processor.folds.derived.derived_samples`).
 - :func:`replicate`: copies of a simulated template, shifted in time with fresh ids, to reach a
   size without simulating every execution.
 
@@ -42,14 +42,14 @@ from typing import Any
 import orjson
 
 from bench.profiling import py_spy
-from processor.aggregate import Aggregate
-from processor.db import SCHEMA_VERSION, open_for_writing
-from processor.derived import derived_samples
-from processor.execution import ExecutionState, apply, snapshot
+from processor.folds.aggregate import Aggregate
+from processor.folds.derived import derived_samples
+from processor.folds.execution import ExecutionState, apply, snapshot
+from processor.folds.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_MAGNITUDE
+from processor.folds.windows import MetricWindow, series_id, series_of, window_start
 from processor.settings import default_cache_home
-from processor.sinkdb import HOURLY_COLUMNS, hour_of, hourly_row
-from processor.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_MAGNITUDE
-from processor.windows import MetricWindow, series_of, series_id, window_start
+from processor.store.db import SCHEMA_VERSION, open_for_writing
+from processor.store.hourly import HOURLY_COLUMNS, hour_of, hourly_row
 from producers.simulator import MODELS, WORKFLOWS, ScenarioConfig, generate_scenario
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7
@@ -260,7 +260,7 @@ _ROWS_PER_TRANSACTION = 500_000
 def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     """Write the synthetic database of ``spec`` to ``path`` (which must not exist).
 
-    The schema comes from :func:`processor.db.open_for_writing` (so it is exactly the sink's);
+    The schema comes from :func:`processor.store.db.open_for_writing` (so it is exactly the sink's);
     the secondary indexes are dropped for the load and created again from their stored SQL.
     Executions: uniformly spread start times, a workflow of the simulator each, its steps
     (every step that ran; ~8 % of attempts fail, up to 3 attempts), completed / failed /
@@ -268,7 +268,7 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     ``running_recent_ms`` (and a few stale ones). Samples: ``SAMPLE_MIX`` over
     :func:`series_catalogue`, uniform in time; a final rollup row per (series, 60 s window)
     that has samples, with exactly their count, sum, min, max and sketch, and the hourly row of
-    every (series, hour) as the sink computes it from them (:func:`processor.sinkdb.hourly_row`).
+    every (series, hour) as the sink computes it from them (:func:`processor.store.hourly.hourly_row`).
     """
     began = time.perf_counter()
     conn = open_for_writing(path)
@@ -677,7 +677,7 @@ def replicate(sim: Simulation, executions: int, samples: int) -> tuple[list[dict
 
 def rollups_of(samples: Sequence[MetricRecorded], *, final: bool = True, window_ms: int = WINDOW_MS) -> list[dict[str, Any]]:
     """The rollup record of every (series, window) that has samples, as the worker publishes
-    it (:meth:`processor.windows.MetricWindow.rollup`), in window order."""
+    it (:meth:`processor.folds.windows.MetricWindow.rollup`), in window order."""
     groups: dict[tuple[Any, int], list[MetricRecorded]] = defaultdict(list)
     for s in samples:
         groups[(series_of(s), window_start(s.occurred_at, window_ms))].append(s)

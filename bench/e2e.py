@@ -2,7 +2,7 @@
 ``axmon worker`` and ``axmon sink`` processes, next to Kafka's own round trip in the same run.
 
 1. Fresh contract topics (a unique prefix); ``axmon worker`` and ``axmon sink --batch-ms 50``
-   are started as child processes (:class:`processor.children.AxmonChild`), and a
+   are started as child processes (:class:`processor.ops.children.AxmonChild`), and a
    :class:`DbWatcher` thread polls the sink's database read-only (WAL: readers never block the
    writer) every ``poll_interval_s``, stamping when it first sees each ``performance_metrics``
    row and each new ``last_event_at`` of each ``workflow_executions_monitor`` row. A few
@@ -63,16 +63,15 @@ from bench.common import (
 )
 from bench.profiling import start_profiler, stop_profiler, summarize
 from bench.worker import GroupProbe
-from processor.children import AxmonChild
-from processor.db import DatabaseError, open_read_only
-from processor.settle import sink_topics, stored_sink_offsets
+from processor.ops.children import AxmonChild
+from processor.ops.settle import sink_topics, stored_sink_offsets
+from processor.store.db import DatabaseError, open_read_only
 from producers import AxmonProducer, ProducerConfig
 from producers.client import route
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas.codec import encode_event
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.topics import Topics
-
 
 KINDS = ("lifecycle", "metric")
 _EVENTS_PER_EXECUTION = 22.0

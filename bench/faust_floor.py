@@ -5,8 +5,8 @@ worker's work.
 ``python -m bench.faust_floor --bootstrap B --topic T --partitions N --expected E --app-id ID
 [--tuned] [--set NAME=JSON ...]``
 
-One ``faust.App(ID, **processor.worker.app_options(B, N))`` (the worker's exact settings, and
-its two corrections of Faust: :mod:`processor.faust_patches`) with one agent on ``T``
+One ``faust.App(ID, **processor.runtime.worker.app_options(B, N))`` (the worker's exact settings, and
+its two corrections of Faust: :mod:`processor.runtime.faust_patches`) with one agent on ``T``
 (``key_type=bytes, value_type=bytes, internal=False``), reading batches as the worker's agents
 do (``stream.take_events(2000, within=0.02)``) and doing only
 :func:`schemas.codec.decode_event` on each value. Once ``E`` events are decoded it prints one
@@ -33,9 +33,12 @@ import faust
 from faust.sensors import Monitor
 from faust.types import TP, EventT, Message, StreamT
 
-from processor.faust_patches import patch_faust_commit_offsets, patch_faust_flow_control
+from processor.runtime.faust_patches import (
+    patch_faust_commit_offsets,
+    patch_faust_flow_control,
+)
+from processor.runtime.worker import app_options
 from processor.settings import Settings
-from processor.worker import app_options
 from schemas.codec import decode_event
 
 _BATCHES = Settings()
@@ -65,7 +68,7 @@ class LeanMonitor(Monitor):
 
 
 def tuned_options() -> dict[str, Any]:
-    """App settings on top of :func:`processor.worker.app_options` for ``--tuned``: none.
+    """App settings on top of :func:`processor.runtime.worker.app_options` for ``--tuned``: none.
 
     Measured here (2026-12-01; 50,000 lifecycle events on 4 partitions, 2 cores shared with the
     broker and with other test runs: run-to-run noise +-25%), events/s of the floor, median of
@@ -169,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     app = build_app(args.app_id, args.bootstrap, args.topic, args.partitions, args.expected,
                     tuned=args.tuned, overrides=dict(args.set))
     runner = faust.Worker(app, loglevel="warning", quiet=True)
-    # Faust's terminal spinner sets the root logger to DEBUG (processor.worker.run_worker).
+    # Faust's terminal spinner sets the root logger to DEBUG (processor.runtime.worker.run_worker).
     runner.spinner = None
     runner.execute_from_commandline()
 

@@ -64,10 +64,11 @@ from bench.common import (
 )
 from bench.profiling import SAMPLE_RATE, py_spy, summarize
 from producers import AxmonProducer, ProducerConfig, SyncAxmonProducer
-from producers.client import partition_for, route
+from producers.client import route
 from producers.factory import EventFactory
 from schemas.codec import encode_event
 from schemas.ids import uuid7
+from schemas.partitioning import partition_for
 from schemas.topics import Topics
 
 FULL_CALLS = 50_000

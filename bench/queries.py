@@ -1,11 +1,11 @@
-"""Query latencies and storage: :class:`processor.queries.Monitor` on a database of a million
+"""Query latencies and storage: :class:`processor.store.queries.Monitor` on a database of a million
 executions and ten million metric samples, next to the original design's claims.
 
 1. The database comes from :func:`bench.dbgen.cached_query_db`: generated once per size and
    schema version by direct bulk insert (see :func:`bench.dbgen.build_query_db`), then reused
    from ``~/.cache/axmon/bench`` (``AXMON_BENCH_CACHE``). Generating it is timed and reported
    (from the run that built it, when it came from the cache).
-2. One :class:`~processor.queries.Monitor` (a read-only connection, as the CLI uses) calls each
+2. One :class:`~processor.store.queries.Monitor` (a read-only connection, as the CLI uses) calls each
    query repeatedly with varying arguments (random execution ids, tenants in turn, ranges ending
    at random points of the last day); every call is timed on its own with a monotonic clock.
    The first call of each query is reported apart (cold SQLite page cache; the OS page cache is
@@ -27,8 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchContext, Benchmark, Figure, Report, now
-from bench.dbgen import DAY_MS, GenerationStats, QueryDbSpec, TableBytes, cached_query_db, table_bytes, tenant_names
-from processor.queries import Monitor
+from bench.dbgen import (
+    DAY_MS,
+    GenerationStats,
+    QueryDbSpec,
+    TableBytes,
+    cached_query_db,
+    table_bytes,
+    tenant_names,
+)
+from processor.store.queries import Monitor
 
 FULL_SPEC = QueryDbSpec(executions=1_000_000, samples=10_000_000)
 QUICK_SPEC = QueryDbSpec(executions=20_000, samples=200_000)
@@ -170,7 +178,7 @@ indexes built after the load; no `ANALYZE`, as the sink never runs it) and cache
 outcome rates, uniformly over 30 days; running if started in the last 5 minutes (and 0.05 %
 stale). Samples: 38 % `api.request.duration` (3 models x tenants), 16 % system gauges, 46 %
 the worker's derived `workflow.execution/step.duration/count` series, uniform over 30 days.
-**Queries**: one `processor.queries.Monitor` (read-only connection) calls each query up to
+**Queries**: one `processor.store.queries.Monitor` (read-only connection) calls each query up to
 {calls} times (at least {min_calls}; fewer when the calls exceed {budget:.0f} s), with random
 execution ids, tenants in turn, and ranges ending at random points of the last day (the 1-hour
 and 30-day aggregations are not aligned to windows, so their edges come from raw samples, and

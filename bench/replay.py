@@ -1,4 +1,4 @@
-"""Replay throughput: events per second of ``axmon replay`` (:func:`processor.replay.replay`)
+"""Replay throughput: events per second of ``axmon replay`` (:func:`processor.runtime.replay.replay`)
 rebuilding a database from the source topics, next to a plain aiokafka consumer that only reads
 and decodes the same records, in the same run.
 
@@ -6,7 +6,7 @@ and decodes the same records, in the same run.
    :func:`producers.simulator.generate_scenario` chunks (2,000 executions over 10 minutes of
    event time each, 5 tenants, chunk ``k`` starting ``k`` x 10 minutes after the first), with
    the samples the worker would have derived from them
-   (:func:`processor.derived.derived_samples`; a live metrics topic holds them and replay reads
+   (:func:`processor.folds.derived.derived_samples`; a live metrics topic holds them and replay reads
    them back), merged in event-time order and cut at N. Event time ends about an hour ago.
    They are pre-encoded (:func:`schemas.codec.encode_event`, keys from
    :func:`producers.client.route`) and produced straight with aiokafka (lz4, ``linger_ms=50``,
@@ -16,7 +16,7 @@ and decodes the same records, in the same run.
    on every value, until all N are decoded (connecting not counted).
 3. **Replay**: ``replay(settings, bootstrap, ReplayPlan(fresh db))`` timed end to end in this
    process: connecting, reading partition by partition, folding, writing through
-   :func:`processor.sinkdb.write_batch`, the final flush and the rename.
+   :func:`processor.store.sinkdb.write_batch`, the final flush and the rename.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ from bench.common import (
 )
 from bench.dbgen import SelfProfile, simulate
 from bench.profiling import summarize
-from processor.derived import DERIVED_SOURCE
-from processor.replay import ReplayPlan, ReplayResult, replay
+from processor.folds.derived import DERIVED_SOURCE
+from processor.runtime.replay import ReplayPlan, ReplayResult, replay
 from processor.settings import Settings
 from producers.client import route
 from producers.simulator import ScenarioConfig
@@ -168,7 +168,7 @@ with aiokafka directly (lz4, linger 50 ms, 1 MiB batches, acks=1; keys from
 **Baseline**: one `AIOKafkaConsumer` with replay's fetch sizes, assigned every partition of both
 source topics from the beginning, `getmany` in a loop and `schemas.decode_event` on each value
 until all N are decoded (connecting not counted).
-**Replay**: `processor.replay.replay(settings, bootstrap, ReplayPlan(fresh db))` in the
+**Replay**: `processor.runtime.replay.replay(settings, bootstrap, ReplayPlan(fresh db))` in the
 benchmark process, timed from the call to its return (connecting, reading partition by
 partition, folding with the worker's cores, `write_batch` every 20,000 records, the final
 flush, switching the journal and renaming the file)."""

@@ -1,24 +1,24 @@
-"""Sink write throughput: rows per second through :func:`processor.sinkdb.write_batch`, next to
+"""Sink write throughput: rows per second through :func:`processor.store.sinkdb.write_batch`, next to
 plain ``sqlite3`` ``executemany`` of the same rows, in the same run; and the live sink
-(:class:`processor.sink.SinkRunner`) end to end on a real broker.
+(:class:`processor.runtime.sink.SinkRunner`) end to end on a real broker.
 
 1. **Data**: a simulated template (:func:`bench.dbgen.simulate`: ``generate_scenario`` folded
-   with ``processor.execution.apply`` / ``snapshot``, plus the samples the worker derives) is
+   with ``processor.folds.execution.apply`` / ``snapshot``, plus the samples the worker derives) is
    replicated with fresh ids and shifted event time (:func:`bench.dbgen.replicate`) to N final
    execution snapshots (with their steps) and M raw samples; every (series, 60 s window) of
    the samples gets its final rollup (:func:`bench.dbgen.rollups_of`). The records are ordered
-   by event time and cut into batches of ``batch_records`` (:class:`processor.sinkdb.SinkBatch`,
+   by event time and cut into batches of ``batch_records`` (:class:`processor.store.sinkdb.SinkBatch`,
    with an offset per batch as the live sink records). All of this is built before timing.
-2. **Baseline**: a fresh database (:func:`processor.db.open_for_writing`: WAL,
+2. **Baseline**: a fresh database (:func:`processor.store.db.open_for_writing`: WAL,
    ``synchronous=NORMAL``), and per batch one ``BEGIN IMMEDIATE`` ... ``COMMIT`` with one plain
    ``INSERT`` ``executemany`` per table of the row tuples the sink would write (executions,
    steps, samples, rollups), prepared beforehand: no upsert, no per-tenant stats, no JSON.
-3. **Sink**: another fresh database, :func:`~processor.sinkdb.write_batch` per batch (row
+3. **Sink**: another fresh database, :func:`~processor.store.sinkdb.write_batch` per batch (row
    building, JSON encoding, the old-row lookup for the stats, upserts, stats, offsets).
 4. **Rewrite**: the same batches written again with ``write_batch`` into the sink's database:
    every row exists, so every upsert updates and every stats delta moves a row to itself.
 5. **Row building alone**: the dict-to-tuple conversion the sink does inside ``write_batch``
-   (:func:`processor.sinkdb.execution_row`, ``step_row`` and the sample / rollup encodings),
+   (:func:`processor.store.sinkdb.execution_row`, ``step_row`` and the sample / rollup encodings),
    timed without SQLite, to split the sink's cost.
 6. **Live**: fresh topics get what a worker would have published for a smaller simulated
    scenario (an ``execution-state`` snapshot after every lifecycle event, every raw sample on
@@ -26,7 +26,7 @@ plain ``sqlite3`` ``executemany`` of the same rows, in the same run; and the liv
    and JSON-decodes all of it (its baseline), then ``SinkRunner(...).run(until_idle_s=...)``
    consumes it into a fresh database; records/s counts from ``run()`` to the batch that holds
    the last record (the idle wait is not counted). Then the real ``axmon sink`` process
-   (:class:`processor.children.AxmonChild`, default batches) reads the same topics into another
+   (:class:`processor.ops.children.AxmonChild`, default batches) reads the same topics into another
    fresh database, timed from launch until its stored offsets cover every record, and its
    peak RSS (``VmHWM``) is read before SIGTERM: the figure the in-process run cannot give.
 """
@@ -62,14 +62,14 @@ from bench.common import (
 )
 from bench.dbgen import SelfProfile, Simulation, chunks, replicate, rollups_of, simulate
 from bench.profiling import summarize
-from processor.aggregate import Aggregate
-from processor.children import AxmonChild
-from processor.db import open_for_writing
+from processor.folds.aggregate import Aggregate
+from processor.folds.windows import MetricWindow, rollup_key, series_of, window_start
+from processor.ops.children import AxmonChild
+from processor.ops.settle import sink_topics, stored_sink_offsets
+from processor.runtime.sink import SinkConfig, SinkCounters, SinkRunner
 from processor.settings import Settings
-from processor.settle import sink_topics, stored_sink_offsets
-from processor.sink import SinkConfig, SinkCounters, SinkRunner
-from processor.sinkdb import SinkBatch, execution_row, step_row, write_batch
-from processor.windows import MetricWindow, rollup_key, series_of, window_start
+from processor.store.db import open_for_writing
+from processor.store.sinkdb import SinkBatch, execution_row, step_row, write_batch
 from producers.client import route
 from producers.simulator import ScenarioConfig
 from schemas.codec import decode_event, encode_event
@@ -256,16 +256,16 @@ class SinkBenchResult:
 
 METHOD = """\
 **Data**: a simulated template ({template:,} executions of `generate_scenario`, folded with
-`processor.execution.apply`/`snapshot`, plus the samples the worker derives from them) is
+`processor.folds.execution.apply`/`snapshot`, plus the samples the worker derives from them) is
 replicated with fresh UUIDv7 ids and shifted event time to {n:,} final execution snapshots
 (with their steps) and {m:,} raw samples; each (series, 60 s window) gets its final rollup.
 Records are ordered by event time and cut into batches of {batch:,} (`SinkBatch`), built
 before timing.
-**Baseline**: a fresh database (`processor.db.open_for_writing`, WAL, `synchronous=NORMAL`);
+**Baseline**: a fresh database (`processor.store.db.open_for_writing`, WAL, `synchronous=NORMAL`);
 per batch one `BEGIN IMMEDIATE`/`COMMIT` with a plain `INSERT` `executemany` per table of the
 prepared row tuples the sink writes (executions, steps, samples, rollups): no upsert, no stats,
 no JSON encoding.
-**Sink**: a fresh database, `processor.sinkdb.write_batch` per batch. **Rewrite**: the same
+**Sink**: a fresh database, `processor.store.sinkdb.write_batch` per batch. **Rewrite**: the same
 batches again into the sink's database (every upsert updates an existing row). Baseline and
 sink: {runs} run(s) each on fresh databases, alternating which goes first; medians. **Row
 building**: the sink's dict-to-tuple conversion alone, without SQLite.
@@ -303,13 +303,13 @@ class Prepared:
 
 
 def sample_tuple(s: MetricRecorded) -> tuple[Any, ...]:
-    """A raw sample as :func:`processor.sinkdb.write_samples` binds it."""
+    """A raw sample as :func:`processor.store.sinkdb.write_samples` binds it."""
     return (s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
             orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id)
 
 
 def rollup_tuple(r: dict[str, Any]) -> tuple[Any, ...]:
-    """A rollup record as :func:`processor.sinkdb.write_rollups` binds it."""
+    """A rollup record as :func:`processor.store.sinkdb.write_rollups` binds it."""
     return (r["series"], r["window_start"], r["window_end"], r["tenant_id"], r["metric_type"],
             orjson.dumps(r["labels"], option=orjson.OPT_SORT_KEYS).decode(), r["unit"], r["count"],
             r["sum"], r["min"], r["max"], orjson.dumps(r["sketch"]).decode(), int(bool(r["final"])))

@@ -10,7 +10,7 @@ For each mix (``lifecycle``: only lifecycle events; ``metrics``: only metric sam
    the beginning, ``getmany`` in a loop, :func:`schemas.decode_event` on every value, until it
    has decoded all N;
 3. *Faust's floor* (:mod:`bench.faust_floor`, a subprocess per run): a Faust app with the
-   worker's settings (:func:`processor.worker.app_options`) and one agent on the source topic
+   worker's settings (:func:`processor.runtime.worker.app_options`) and one agent on the source topic
    that reads batches as the worker does and only decodes, from the beginning (a fresh app id)
    until all N are decoded; once as the worker is configured, once ``--tuned`` (the tunings of
    :func:`bench.faust_floor.tuned_options` and :func:`bench.faust_floor.tune_app`). What Faust
@@ -311,7 +311,7 @@ Per mix, fresh topics ({partitions} partitions) are filled through the SDK with 
 loop, `schemas.decode_event` on each value, until all N are decoded (connecting not counted);
 the median of {runs} such reads.
 **Faust floor**: `python -m bench.faust_floor`, a Faust app with the worker's settings
-(`processor.worker.app_options`, and its corrections of Faust) and one agent on the source topic
+(`processor.runtime.worker.app_options`, and its corrections of Faust) and one agent on the source topic
 that takes batches as the worker's agents do (`take_events`, with the worker's default
 `--batch-max` and `--batch-ms`) and only decodes
 each value; a fresh app id, so it reads from the beginning; timed from the first event the agent
@@ -527,7 +527,7 @@ async def run_worker(
 ) -> WorkerRunResult:
     """Launch ``axmon worker`` on ``topics`` (the events already in ``source``), wait until it
     has committed all of them and everything they caused, read its peak RSS, stop it."""
-    group = f"{topics.prefix}worker"  # the Faust app id (processor.worker.Worker), version 1
+    group = f"{topics.prefix}worker"  # the Faust app id (processor.runtime.worker.Worker), version 1
     consumed = [topics.workflow_events, topics.metrics, topics.stats_changes]
     written = [topics.execution_state, topics.workflow_stats, topics.metric_rollups, topics.dead_letter,
                topics.stats_changes, topics.metrics]

@@ -21,9 +21,9 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from processor import localbroker
 from processor.errors import AxmonError, ConfigError
-from processor.rules import RuleSet, load_rules
+from processor.folds.rules import RuleSet, load_rules
+from processor.ops import localbroker
 from processor.settings import ENV_BOOTSTRAP, ENV_KAFKA_DIR, ENV_TOPIC_PREFIX, Settings
 
 err_console = Console(stderr=True, highlight=False)
@@ -54,7 +54,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _duration_ms(text: str) -> int:
     """An argparse type: a duration (``30s``, ``15m``, ms) or ``0``."""
-    from processor.timeparse import parse_duration_ms
+    from processor.folds.timeparse import parse_duration_ms
 
     if text.strip() == "0":
         return 0
@@ -98,7 +98,7 @@ def _start_local(data_dir: Path) -> localbroker.BrokerStatus:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from processor.produce import run_produce
+    from processor.runtime.produce import run_produce
 
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings)
@@ -109,8 +109,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from processor.admin import contract_topics, ensure_topics
-    from processor.worker import changelog_topics, run_worker, wait_for_broker
+    from processor.runtime.admin import contract_topics, ensure_topics
+    from processor.runtime.worker import changelog_topics, run_worker, wait_for_broker
 
     settings = _settings(args)
     rules = _rules(args)  # a bad rules file fails at once, not after the broker answers
@@ -128,7 +128,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
-    from processor.sink import SinkConfig, SinkCounters, run_sink
+    from processor.runtime.sink import SinkConfig, SinkCounters, run_sink
 
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings)
@@ -149,7 +149,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def _retention(args: argparse.Namespace) -> Any:
-    from processor.sinkdb import Retention
+    from processor.store.retention import Retention
 
     day = 86_400_000
     return Retention(
@@ -158,8 +158,8 @@ def _retention(args: argparse.Namespace) -> Any:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from processor.db import open_for_writing
-    from processor.sinkdb import cleanup
+    from processor.store.db import open_for_writing
+    from processor.store.retention import cleanup
 
     settings = _settings(args)
     if not settings.db_path.exists():
@@ -205,10 +205,16 @@ def _positive(text: str) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    from processor.replay import ReplayPlan, replay, swap_into
-    from processor.timeparse import parse_time_ms
+    from processor.folds.timeparse import parse_time_ms
+    from processor.runtime.replay import ReplayPlan, replay, swap_into
 
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings)
@@ -242,7 +248,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    from processor.proof import ProofOptions, run_proof
+    from processor.ops.proof import ProofOptions, run_proof
 
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings, start_local=True)
@@ -271,7 +277,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     import orjson
 
-    from processor.tail import TailRecord, render, tail
+    from processor.runtime.tail import TailRecord, render, tail
 
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings)
@@ -300,7 +306,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from processor.demo import DemoOptions, run_demo
+    from processor.ops.demo import DemoOptions, run_demo
 
     if args.topic_prefix is None and not os.environ.get(ENV_TOPIC_PREFIX):
         args.topic_prefix = time.strftime("axmon.demo-%Y%m%d-%H%M%S.")  # each run on its own topics
@@ -386,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fold_options(worker)
     worker.add_argument("--rules", type=Path, metavar="PATH",
-                        help="alert rules (YAML or JSON; see processor/rules.py); evaluated as windows close in event time")
+                        help="alert rules (YAML or JSON; see processor/folds/rules.py); evaluated as windows close in event time")
     worker.add_argument("--stale-after", type=_duration_ms, metavar="DURATION", dest="stale_after_ms",
                         help="flag a running execution with no event for this long (wall clock) as stale, "
                         "and raise the execution.stale alert (default 15m; 0: never)")
@@ -515,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     from processor.serve.cli import add_serve_command
 
     add_serve_command(commands, _add_kafka_options)
-    from processor.notify_runner import add_notify_command
+    from processor.runtime.notify_runner import add_notify_command
 
     add_notify_command(commands, _add_kafka_options, _add_data_dir, resolve_bootstrap)
     return parser

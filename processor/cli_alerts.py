@@ -20,12 +20,12 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.text import Text
 
-from processor.alerting import Ack
 from processor.cli_read import _utc_offset, human_number, human_time
 from processor.cli_table import Cell, Column, fit, fitted_table
 from processor.errors import BrokerError, ConfigError
-from processor.queries import Monitor
+from processor.folds.alerting import Ack
 from processor.settings import ENV_DB, Settings
+from processor.store.queries import Monitor
 
 SEVERITY_STYLES = {"info": "blue", "warning": "yellow", "error": "red", "critical": "bold red"}
 ALERT_STYLES = {"pending": "yellow", "firing": "bold red", "acknowledged": "magenta", "resolved": "green"}
@@ -113,7 +113,7 @@ def find_alert(monitor: Monitor, prefix: str) -> dict[str, Any]:
 
 
 def cmd_alerts_ack(args: argparse.Namespace) -> int:
-    from processor.cli import resolve_bootstrap, _settings
+    from processor.cli import _settings, resolve_bootstrap
 
     settings = _settings(args)
     with Monitor(settings.db_path) as monitor:

@@ -1,7 +1,7 @@
 """``axmon health``: is the pipeline healthy? A probe, for people and for machines.
 
-Gathers observations (:mod:`processor.health_probe`), judges them with the pure rules
-(:mod:`processor.health`) and prints a table (or ``--json``). Exit 0 healthy, 1 degraded,
+Gathers observations (:mod:`processor.ops.health_probe`), judges them with the pure rules
+(:mod:`processor.ops.health`) and prints a table (or ``--json``). Exit 0 healthy, 1 degraded,
 2 unhealthy. An unreachable broker is a finding (unhealthy), not an error.
 """
 
@@ -20,8 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from processor.errors import ConfigError
-from processor.health import Observations, Report, Status, Thresholds, evaluate
-from processor.health_probe import DEFAULT_TIMEOUT_S, describe, observe
+from processor.ops.health import Report, Status, Thresholds, evaluate
+from processor.ops.health_probe import DEFAULT_TIMEOUT_S, describe, observe
+from processor.ops.observations import Observations
 from schemas.topics import Topics
 
 STYLES = {Status.HEALTHY: "green", Status.DEGRADED: "yellow", Status.UNKNOWN: "magenta", Status.UNHEALTHY: "bold red"}

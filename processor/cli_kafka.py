@@ -1,4 +1,4 @@
-"""``axmon kafka``: provision, start, stop and reset the local broker (:mod:`processor.localbroker`)."""
+"""``axmon kafka``: provision, start, stop and reset the local broker (:mod:`processor.ops.localbroker`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from processor import localbroker
 from processor.errors import ConfigError
+from processor.ops import localbroker
 from processor.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,5 +1,5 @@
 """The read commands of ``axmon``: ``workflows``, ``execution``, ``stats``, ``metrics`` and
-``dead-letters``, over the database the sink writes (:mod:`processor.queries`).
+``dead-letters``, over the database the sink writes (:mod:`processor.store.queries`).
 
 Every command takes ``--db PATH`` (default: ``$AXMON_DB``, else ``./axmon.db``) and ``--json``
 (one JSON document on stdout, with stable keys; times in epoch ms, durations in ms). Without
@@ -29,9 +29,14 @@ from rich.text import Text
 
 from processor.cli_table import Cell, Column, fit, fitted_table, house_table
 from processor.errors import AxmonError, ConfigError
-from processor.queries import Monitor
+from processor.folds.timeparse import (
+    is_relative,
+    parse_duration_ms,
+    parse_label,
+    parse_time_ms,
+)
 from processor.settings import ENV_DB, Settings
-from processor.timeparse import is_relative, parse_duration_ms, parse_label, parse_time_ms
+from processor.store.queries import Monitor
 
 DEFAULT_LIMIT = 50
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from processor.cores import FoldConfig
 from processor.errors import ConfigError
-from processor.notify import check_webhook_url
+from processor.folds.config import FoldConfig
+from processor.urls import check_webhook_url
 from schemas.topics import Topics
 
 ENV_BOOTSTRAP = "AXMON_BOOTSTRAP"
@@ -21,6 +21,9 @@ ENV_TOPIC_PREFIX = "AXMON_TOPIC_PREFIX"
 ENV_PARTITIONS = "AXMON_PARTITIONS"
 ENV_DB = "AXMON_DB"
 ENV_WEBHOOKS = "AXMON_WEBHOOKS"
+
+_FOLD_DEFAULTS = FoldConfig()
+"""The folds' defaults are :class:`FoldConfig`'s, written once there."""
 
 
 def default_data_home() -> Path:
@@ -45,11 +48,11 @@ class Settings:
     partitions: int = 4
     """Partition count of the source topics (and so of every co-partitioned table)."""
     db_path: Path = Path("axmon.db")
-    window_ms: int = 60_000
+    window_ms: int = _FOLD_DEFAULTS.window_ms
     """Tumbling window of metric rollups (event time)."""
-    grace_ms: int = 300_000
+    grace_ms: int = _FOLD_DEFAULTS.grace_ms
     """A window takes samples until stream time passes its end by this much."""
-    execution_horizon_ms: int = 3_600_000
+    execution_horizon_ms: int = _FOLD_DEFAULTS.execution_horizon_ms
     """A finished execution stays in the worker's table this long (stream time)."""
     rollup_interval_s: float = 1.0
     """How often changed windows are published (coalesced) and idle windows closed."""

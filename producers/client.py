@@ -9,20 +9,18 @@ by the broker (acks=all, idempotent) and raises :class:`DeliveryError` if anythi
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from producers.factory import EventFactory, wall_clock_ms
 from schemas.codec import encode_event
 from schemas.errors import AxmonError
 from schemas.events import Event, LifecycleEvent, MetricRecorded
+from schemas.partitioning import partition_for
 from schemas.topics import Topics, series_key
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -63,27 +61,6 @@ def route(event: Event, topics: Topics) -> tuple[str, bytes]:
     if isinstance(event, MetricRecorded):
         return topics.metrics, series_key(event.tenant_id, event.metric_type, event.labels)
     raise TypeError(f"no topic for {type(event).__name__}")
-
-
-@lru_cache(maxsize=16_384)
-def _key_hash(key: bytes) -> int:
-    return int(murmur2(key)) & 0x7FFFFFFF
-
-
-def partition_for(key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
-    """Kafka's default partitioner (murmur2 of the key, as aiokafka's ``DefaultPartitioner``
-    and every other client compute it), with the hash of recent keys cached: aiokafka's murmur2
-    is pure Python (~5 µs for an execution id, ~15 µs for a series key) and the SDK sends the
-    same keys over and over (every event of an execution, every sample of a series)."""
-    if key is None:
-        return random.choice(available or all_partitions)
-    h = _key_hash(key) if type(key) is bytes else int(murmur2(key)) & 0x7FFFFFFF
-    return all_partitions[h % len(all_partitions)]
-
-
-def home_partition(key: bytes, partitions: int) -> int:
-    """The partition of ``partitions`` that Kafka's default partitioner gives ``key``."""
-    return _key_hash(key) % partitions
 
 
 class DeliveryTracker:

@@ -4,7 +4,7 @@ Source topics are keyed so that everything one fold needs meets in one partition
 events by ``execution_id``, metric samples by their series (tenant, metric type, sorted labels).
 Producers must place them with Kafka's default partitioner, murmur2 of the key bytes (Java,
 aiokafka; librdkafka-based clients need ``partitioner=murmur2_random``); the worker forwards a
-record found elsewhere to its murmur2 partition (:mod:`processor.routing`).
+record found elsewhere to its murmur2 partition (:mod:`processor.folds.routing`).
 """
 
 from __future__ import annotations

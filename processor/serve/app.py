@@ -13,9 +13,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from processor.db import DatabaseError
 from processor.errors import ConfigError
 from processor.serve.auth import ADMIN, ApiError, KeyRing, Principal, StreamTokens, presented_key
+from processor.store.db import DatabaseError
 from schemas.topics import Topics
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from processor.browse import Browser
+from processor.store.browse import Browser
 
 Range = Literal["1h", "24h", "7d"]
 RANGES: dict[str, tuple[int, int]] = {

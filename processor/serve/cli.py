@@ -59,9 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from processor.cli import _settings, err_console
-    from processor.db import open_read_only
     from processor.serve.app import ServeConfig, create_app
     from processor.serve.auth import KeyRing
+    from processor.store.db import open_read_only
 
     check_bind(args.host, args.keys)
     settings = _settings(args)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from processor.db import SCHEMA_VERSION
-from processor.health import database_component, evaluate
-from processor.health_probe import observe, observe_database
+from processor.ops.health import database_component, evaluate
+from processor.ops.health_probe import observe, observe_database
 from processor.serve.app import ServeConfig
+from processor.store.db import SCHEMA_VERSION
 
 
 def system_health(config: ServeConfig) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The ``/api/v1`` endpoints. Each opens its own read-only :class:`processor.browse.Browser`
+"""The ``/api/v1`` endpoints. Each opens its own read-only :class:`processor.store.browse.Browser`
 (SQLite connections stay on the thread that made them) and keeps to the caller's tenants."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from processor.browse import ALERT_STATUSES, EXECUTION_STATUSES, SEVERITIES, Browser, Cursor
 from processor.cli_alerts import ack_of, find_alert, publish_ack
 from processor.errors import ConfigError
 from processor.serve.app import Caller, Config, principal_of
@@ -20,6 +19,13 @@ from processor.serve.charts import chart_points
 from processor.serve.health import system_health
 from processor.serve.shape import camel, camels, timeline
 from processor.serve.sse import stream as sse_stream
+from processor.store.browse import (
+    ALERT_STATUSES,
+    EXECUTION_STATUSES,
+    SEVERITIES,
+    Browser,
+    Cursor,
+)
 
 router = APIRouter()
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from processor.browse import Browser
 from processor.serve.auth import Principal
 from processor.serve.shape import camel
+from processor.store.browse import Browser
 
 JOURNAL = 2_000
 """Changes kept for clients that reconnect."""

@@ -3,7 +3,7 @@
 Where the broker comes from, in order:
 1. ``AXMON_TEST_BOOTSTRAP=host:port``: a broker you run yourself;
 2. a Docker engine that answers a ping: ``apache/kafka`` through testcontainers;
-3. the local jar broker (``processor.localbroker``) in a temporary data directory.
+3. the local jar broker (``processor.ops.localbroker``) in a temporary data directory.
 If none can be had the session fails loudly: integration tests never skip.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from processor import localbroker
-from processor.admin import contract_topics, ensure_topics
+from processor.ops import localbroker
+from processor.runtime.admin import contract_topics, ensure_topics
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)

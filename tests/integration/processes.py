@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-from processor.children import AxmonChild
-
+from processor.ops.children import AxmonChild
 
 AxmonProcess = AxmonChild
 

@@ -14,7 +14,7 @@ from bench.dbgen import QueryDbSpec
 from bench.queries import QueryBenchConfig, run_query_bench
 from bench.replay import ReplayBenchConfig, run_replay_bench
 from bench.sink import SinkBenchConfig, run_sink_bench
-from processor.queries import Monitor
+from processor.store.queries import Monitor
 
 
 def test_sink_benchmark_completes_with_positive_figures(kafka_bootstrap: str, tmp_path: Path) -> None:

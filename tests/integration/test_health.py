@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 import pytest
 
-from processor import localbroker
-from processor.admin import contract_topics, ensure_topics
-from processor.db import open_for_writing
+from processor.ops import localbroker
+from processor.runtime.admin import contract_topics, ensure_topics
+from processor.store.db import open_for_writing
 from producers import AxmonProducer, ProducerConfig
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas import Event, Topics

@@ -16,11 +16,11 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.admin import read_topic
-from processor.dbdiff import compare
-from processor.queries import Monitor
-from processor.replay import ReplayPlan, replay
+from processor.runtime.admin import read_topic
+from processor.runtime.replay import ReplayPlan, replay
 from processor.settings import Settings
+from processor.store.dbdiff import compare
+from processor.store.queries import Monitor
 from producers import AxmonProducer, ProducerConfig
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas import Event, LifecycleEvent, MetricRecorded, Topics, series_key

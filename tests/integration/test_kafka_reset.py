@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from processor import localbroker
-from processor.admin import TopicSpec, ensure_topics, partition_counts
 from processor.cli import main
+from processor.ops import localbroker
+from processor.runtime.admin import TopicSpec, ensure_topics, partition_counts
 
 READY_TIMEOUT = 180.0
 

@@ -15,8 +15,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from processor import localbroker
 from processor.errors import BrokerError
+from processor.ops import localbroker
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -13,18 +13,24 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from processor.dbdiff import compare
-from processor.records import FORWARDED_FROM
-from processor.replay import ReplayPlan, replay
-from processor.routing import contract_key, home_of
+from processor.folds.records import FORWARDED_FROM
+from processor.folds.routing import contract_key, home_of
+from processor.runtime.replay import ReplayPlan, replay
 from processor.settings import Settings
+from processor.store.dbdiff import compare
 from producers import EventFactory
 from schemas import Event, LifecycleEvent, Topics
 from schemas.codec import decode_event, encode_event
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.processes import wait_until
 from tests.integration.test_sink import settle, sink
-from tests.integration.test_worker import GRACE_MS, WINDOW_MS, latest, rollup_mismatches, worker
+from tests.integration.test_worker import (
+    GRACE_MS,
+    WINDOW_MS,
+    latest,
+    rollup_mismatches,
+    worker,
+)
 from tests.oracle import differences, expected_executions, expected_rollups
 
 HOUR = 3_600_000

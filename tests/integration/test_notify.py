@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from processor.admin import group_lag
+from processor.runtime.admin import group_lag
 from schemas import Topics
 from tests.integration.processes import AxmonProcess, wait_until
 

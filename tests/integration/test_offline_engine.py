@@ -17,16 +17,23 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from processor.dbdiff import compare
-from processor.replay import ReplayPlan, replay
-from processor.routing import home_of
+from processor.folds.routing import home_of
+from processor.runtime.replay import ReplayPlan, replay
 from processor.settings import Settings
+from processor.store.dbdiff import compare
 from producers import AxmonProducer, EventFactory, ProducerConfig
 from schemas import Event, LifecycleEvent, Topics
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.processes import wait_until
 from tests.integration.test_sink import settle, sink
-from tests.integration.test_worker import GRACE_MS, HOUR, WINDOW_MS, latest, rollup_mismatches, worker
+from tests.integration.test_worker import (
+    GRACE_MS,
+    HOUR,
+    WINDOW_MS,
+    latest,
+    rollup_mismatches,
+    worker,
+)
 from tests.oracle import expected_executions, expected_rollups, same
 
 

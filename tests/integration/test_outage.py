@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from processor.admin import contract_topics, ensure_topics
-from processor.dbdiff import compare
 from processor.errors import BrokerError
-from processor.queries import Monitor
-from processor.replay import ReplayPlan, replay
+from processor.ops.settle import backlog, settled
+from processor.runtime.admin import contract_topics, ensure_topics
+from processor.runtime.replay import ReplayPlan, replay
 from processor.settings import Settings
-from processor.settle import backlog, settled
+from processor.store.dbdiff import compare
+from processor.store.queries import Monitor
 from producers import AxmonProducer, EventFactory, ProducerConfig
 from schemas import Event, Topics
 from tests.integration.conftest import TEST_PARTITIONS

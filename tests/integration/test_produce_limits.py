@@ -14,11 +14,11 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from processor.admin import read_topic, topic_max_message_bytes
 from processor.cli import main
-from processor.localbroker import MESSAGE_MAX_BYTES
-from producers.client import AxmonProducer, ProducerConfig
+from processor.ops.localbroker import MESSAGE_MAX_BYTES
+from processor.runtime.admin import read_topic, topic_max_message_bytes
 from producers import jsonl
+from producers.client import AxmonProducer, ProducerConfig
 from producers.jsonl import produce_lines
 from schemas.ids import uuid7
 from schemas.topics import Topics

@@ -13,12 +13,20 @@ from typing import Any
 
 import pytest
 
-from processor.db import EXECUTION_COLUMNS, STEP_COLUMNS
-from processor.queries import Monitor
+from processor.store.db import EXECUTION_COLUMNS, STEP_COLUMNS
+from processor.store.queries import Monitor
 from schemas import Event, Topics
 from tests.integration.test_sink import settle, sink
 from tests.integration.test_worker import WINDOW_MS, publish, scenario, worker
-from tests.oracle import expected_executions, expected_row, expected_samples, expected_stats, expected_step_row, nearest_rank, same
+from tests.oracle import (
+    expected_executions,
+    expected_row,
+    expected_samples,
+    expected_stats,
+    expected_step_row,
+    nearest_rank,
+    same,
+)
 
 
 class Oracle:
@@ -54,7 +62,7 @@ def strip(row: dict[str, Any]) -> dict[str, Any]:
 def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Oracle]:
     import uuid
 
-    from processor.admin import contract_topics, ensure_topics
+    from processor.runtime.admin import contract_topics, ensure_topics
     from tests.integration.conftest import TEST_PARTITIONS
 
     topics = Topics(f"test-{uuid.uuid4().hex[:10]}.")

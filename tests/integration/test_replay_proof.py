@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from processor import localbroker
-from processor.proof import ProofOptions, run_proof
+from processor.ops import localbroker
+from processor.ops.proof import ProofOptions, run_proof
 from processor.settings import Settings
 from tests.integration.conftest import started_own_broker
 

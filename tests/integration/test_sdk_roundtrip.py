@@ -11,10 +11,18 @@ from collections import defaultdict
 
 import orjson
 
-from processor.admin import Record, read_topic
+from processor.runtime.admin import Record, read_topic
 from producers import AxmonProducer, ProducerConfig, SyncAxmonProducer
 from producers.simulator import ScenarioConfig, generate_scenario
-from schemas import EVENT_CLASSES, Event, LifecycleEvent, MetricRecorded, Topics, decode_event, series_key
+from schemas import (
+    EVENT_CLASSES,
+    Event,
+    LifecycleEvent,
+    MetricRecorded,
+    Topics,
+    decode_event,
+    series_key,
+)
 
 CLOCK_MS = 1_767_225_600_000
 

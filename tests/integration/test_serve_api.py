@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 
-from processor.queries import Monitor
 from processor.serve.shape import camel_key
-from schemas import Topics
+from processor.store.queries import Monitor
+from producers import EventFactory
+from schemas import Event, Topics
+from tests.integration.cdp import Browser
 from tests.integration.conftest import TEST_PARTITIONS, free_port
 from tests.integration.processes import AxmonProcess, wait_until
-from producers import EventFactory
-from schemas import Event
-from tests.integration.cdp import Browser
 from tests.integration.test_alerts import MIN, RULES, db_alerts
 from tests.integration.test_sink import settle
 from tests.integration.test_worker import publish, scenario
@@ -75,7 +74,7 @@ def camel(row: dict[str, Any]) -> dict[str, Any]:
 def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     import uuid
 
-    from processor.admin import contract_topics, ensure_topics
+    from processor.runtime.admin import contract_topics, ensure_topics
 
     topics = Topics(f"test-{uuid.uuid4().hex[:10]}.")
     asyncio.run(ensure_topics(kafka_bootstrap, contract_topics(topics, TEST_PARTITIONS)))
@@ -109,8 +108,8 @@ def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def _coordinated(bootstrap: str, topics: Topics) -> bool:
     """Whether the broker names a coordinator for the worker's group (a fresh broker takes a while)."""
-    from processor.admin import group_offsets
     from processor.errors import BrokerError
+    from processor.runtime.admin import group_offsets
 
     try:
         asyncio.run(group_offsets(bootstrap, f"{topics.prefix}worker", [topics.workflow_events]))

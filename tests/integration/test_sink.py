@@ -10,8 +10,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from processor.settle import Backlog, backlog, settled, stored_sink_offsets
-from processor.dbdiff import compare
+from processor.ops.settle import Backlog, backlog, settled, stored_sink_offsets
+from processor.store.dbdiff import compare
 from schemas import Topics
 from tests.integration.processes import AxmonProcess, wait_until
 from tests.integration.test_worker import GRACE_MS, publish, scenario, worker

@@ -16,15 +16,26 @@ import jsonschema
 import orjson
 import pytest
 
-from processor.admin import group_offsets, read_topic
 from processor.errors import BrokerError
+from processor.runtime.admin import group_offsets, read_topic
 from producers import AxmonProducer, EventFactory, ProducerConfig
-from producers.simulator import ScenarioConfig, disorder, generate_scenario, with_resends
-from schemas.derived import DERIVED_SCHEMAS
+from producers.simulator import (
+    ScenarioConfig,
+    disorder,
+    generate_scenario,
+    with_resends,
+)
 from schemas import Event, MetricRecorded, Topics, series_key
+from schemas.derived import DERIVED_SCHEMAS
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.processes import AxmonProcess, wait_until
-from tests.oracle import QUANTILES, differences, expected_executions, expected_rollups, expected_stats
+from tests.oracle import (
+    QUANTILES,
+    differences,
+    expected_executions,
+    expected_rollups,
+    expected_stats,
+)
 
 WINDOW_MS = 60_000
 GRACE_MS = 3_600_000  # nothing in the shuffled scenario is late; late input is made on purpose

@@ -16,12 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from processor import localbroker
-from processor.admin import contract_topics, ensure_topics
+from processor.ops import localbroker
+from processor.runtime.admin import contract_topics, ensure_topics
 from schemas import Topics
 from tests.integration.conftest import TEST_PARTITIONS, started_own_broker
 from tests.integration.processes import AxmonProcess, wait_until
-from tests.integration.test_worker import GRACE_MS, WINDOW_MS, committed_and_waiting, latest, publish, scenario
+from tests.integration.test_worker import (
+    GRACE_MS,
+    WINDOW_MS,
+    committed_and_waiting,
+    latest,
+    publish,
+    scenario,
+)
 from tests.oracle import differences, expected_executions
 
 

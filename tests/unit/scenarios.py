@@ -35,8 +35,8 @@ values = st.one_of(
     st.sampled_from(TINY_VALUES),
 )
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | texts,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | texts | st.builds(list) | st.builds(dict),
+    lambda inner: st.lists(inner, min_size=1, max_size=3) | st.dictionaries(texts, inner, min_size=1, max_size=3),
     max_leaves=8,
 )
 metadata = st.dictionaries(texts, json_values, max_size=4)

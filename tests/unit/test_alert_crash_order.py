@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from processor.alerting import AlertCore
-from processor.cores import FoldConfig, MetricsCore
-from processor.records import Keyspace, Origin
-from processor.rules import parse_rules
-from processor.worker import ALERT_KEYS
+from processor.folds.alerting import AlertCore
+from processor.folds.config import FoldConfig
+from processor.folds.metrics_core import MetricsCore
+from processor.folds.records import Keyspace, Origin
+from processor.folds.rules import parse_rules
+from processor.runtime.worker import ALERT_KEYS
 from producers.factory import EventFactory
 from schemas.codec import encode_event
 

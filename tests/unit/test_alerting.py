@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.aggregate import Aggregate
-from processor.alerting import Ack, AlertCore
-from processor.rules import RulesError, load_rules, parse_rules
-from processor.windows import MetricWindow
+from processor.folds.aggregate import Aggregate
+from processor.folds.alerting import Ack, AlertCore
+from processor.folds.rules import RulesError, load_rules, parse_rules
+from processor.folds.windows import MetricWindow
 
 MIN = 60_000
 SERIES = ("t1", "api.request.duration", (("endpoint", "/run"),))

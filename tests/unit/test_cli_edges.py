@@ -15,9 +15,19 @@ import pytest
 from processor import cli, cli_read
 from processor.cli import EXIT_SOFTWARE, main
 from processor.cli_table import Column, fit, table_width
-from processor.db import open_for_writing
-from processor.queries import Monitor, _prefix_end
-from tests.unit.test_queries import MT, T0, Sample, build_db, insert_execution, insert_row, insert_stats, insert_step
+from processor.store.db import open_for_writing
+from processor.store.queries import Monitor
+from processor.store.reader import prefix_end
+from tests.unit.test_queries import (
+    MT,
+    T0,
+    Sample,
+    build_db,
+    insert_execution,
+    insert_row,
+    insert_stats,
+    insert_step,
+)
 
 ODD = (1e308, 1.7976931348623157e308, -1.7976931348623157e308, 5e-324, -0.0, float("inf"), float("-inf"), 0.0)
 IDS = ("019ad0a2-93a1-7c3e-8f21-5b0e2e2d690a", "019ad0a2-93a1-7c3e-8f21-5b0e2e2d6aaa", "019ad0b7-0000-7000-8000-000000000001")
@@ -159,8 +169,8 @@ def test_an_unknown_prefix_says_so(odd_db: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_the_prefix_range_bounds_every_string_with_the_prefix(odd_db: Path) -> None:
-    assert _prefix_end("ab") == "ac" and _prefix_end("a\U0010ffff") == "b" and _prefix_end("\U0010ffff") is None
-    assert _prefix_end("a\ud7ff") == "a\ue000"
+    assert prefix_end("ab") == "ac" and prefix_end("a\U0010ffff") == "b" and prefix_end("\U0010ffff") is None
+    assert prefix_end("a\ud7ff") == "a\ue000"
     with Monitor(odd_db) as monitor:
         assert monitor.find_execution_ids("019ad0a2", 5) == list(IDS[:2])
         assert monitor.find_execution_ids("\U0010ffff", 5) == []
@@ -212,7 +222,7 @@ def test_kafka_reset_of_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_the_local_broker_states_its_record_limit() -> None:
-    from processor import localbroker
+    from processor.ops import localbroker
 
     state = localbroker.BrokerState("c" * 22, 9092, 9093)
     props = localbroker.server_properties(state, Path("/d"))

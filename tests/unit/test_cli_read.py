@@ -27,9 +27,19 @@ from processor.cli_read import (
     time_axis,
     timeline_bar,
 )
-from processor.db import DatabaseError, open_for_writing
 from processor.errors import AxmonError, ConfigError
-from tests.unit.test_queries import MT, T0, Sample, W, build_db, insert_execution, insert_row, insert_stats, insert_step
+from processor.store.db import DatabaseError, open_for_writing
+from tests.unit.test_queries import (
+    MT,
+    T0,
+    Sample,
+    W,
+    build_db,
+    insert_execution,
+    insert_row,
+    insert_stats,
+    insert_step,
+)
 
 NOW = 1_700_000_000_000
 

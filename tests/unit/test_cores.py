@@ -13,9 +13,12 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore
-from processor.records import Emit, Origin, Stream
-from processor.stats import TenantStats, stats_of_snapshots
+from processor.folds.config import FoldConfig
+from processor.folds.lifecycle_core import LifecycleCore
+from processor.folds.metrics_core import MetricsCore
+from processor.folds.records import Emit, Origin, Stream
+from processor.folds.stats import TenantStats, stats_of_snapshots
+from processor.folds.stats_core import StatsCore
 from producers.factory import EventFactory
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas.codec import encode_event

@@ -18,15 +18,21 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from processor.alerting import AlertCore
-from processor.cores import FoldConfig, MetricsCore
-from processor.demo_dashboard import free_port, is_axmon_serve, start_dashboard
-from processor.demo import DEMO_ALERTS, DEMO_GRACE_MS, DEMO_RULES, DEMO_WINDOW_MS, spike_load
-from processor.records import Origin, Stream
-from processor.rules import parse_rules
 from rich.console import Console
 
+from processor.folds.alerting import AlertCore
+from processor.folds.config import FoldConfig
+from processor.folds.metrics_core import MetricsCore
+from processor.folds.records import Origin, Stream
+from processor.folds.rules import parse_rules
+from processor.ops.demo import (
+    DEMO_ALERTS,
+    DEMO_GRACE_MS,
+    DEMO_RULES,
+    DEMO_WINDOW_MS,
+    spike_load,
+)
+from processor.ops.demo_dashboard import free_port, is_axmon_serve, start_dashboard
 from schemas.codec import encode_event
 from tests.unit.test_serve import build
 

@@ -13,10 +13,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.cores import FoldConfig, MetricsCore
-from processor.derived import DERIVED_SOURCE
-from processor.records import Emit, Origin, Stream
-from processor.sink import RawSampleGate
+from processor.folds.config import FoldConfig
+from processor.folds.derived import DERIVED_SOURCE
+from processor.folds.metrics_core import MetricsCore
+from processor.folds.raw_gate import RawSampleGate
+from processor.folds.records import Emit, Origin, Stream
 from schemas.codec import encode_event
 from schemas.events import MetricRecorded
 from tests.unit.test_cores import MetricsPipeline
@@ -154,8 +155,9 @@ def test_the_sinks_raw_gate_admits_exactly_what_the_worker_counts(drawn: list[tu
 
 
 def test_the_sink_replaces_a_reopened_final_and_its_hourly_row(tmp_path: Path) -> None:
-    from processor.db import open_for_writing
-    from processor.sinkdb import SinkBatch, hourly_row, write_batch
+    from processor.store.db import open_for_writing
+    from processor.store.hourly import hourly_row
+    from processor.store.sinkdb import SinkBatch, write_batch
 
     core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
     conn = open_for_writing(tmp_path / "a.db")
@@ -177,7 +179,7 @@ def test_the_sink_replaces_a_reopened_final_and_its_hourly_row(tmp_path: Path) -
 
 
 def test_the_lane_is_a_property_of_the_series() -> None:
-    from processor.derived import in_derived_lane
+    from processor.folds.derived import in_derived_lane
 
     assert in_derived_lane("workflow.step.count", {"workflow": "w", "step": "s", "status": "completed"})
     assert in_derived_lane("workflow.execution.duration", {"status": "failed", "workflow": "w"})

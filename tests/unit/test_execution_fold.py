@@ -9,7 +9,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.execution import apply, snapshot, state_from_json, state_to_json
+from processor.folds.execution import apply, snapshot, state_from_json, state_to_json
 from producers.factory import EventFactory
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas.events import LifecycleEvent

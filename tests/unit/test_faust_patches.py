@@ -1,4 +1,4 @@
-"""The commit-offset rule and the corrections to Faust around it (processor.faust_patches)."""
+"""The commit-offset rule and the corrections to Faust around it (processor.runtime.faust_patches)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
-from processor.commit_offsets import next_commit_offset
-from processor.faust_patches import _new_offset, task_stacks
+from processor.runtime.commit_offsets import next_commit_offset
+from processor.runtime.faust_patches import _new_offset, task_stacks
 
 
 def test_the_run_of_acked_offsets_from_the_committed_one():
@@ -125,7 +125,7 @@ def test_resuming_flow_that_runs_keeps_the_queued_records():
     second must not drop the records fetched in between."""
     from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-    from processor.faust_patches import patch_faust_flow_control
+    from processor.runtime.faust_patches import patch_faust_flow_control
 
     patch_faust_flow_control()
 
@@ -146,7 +146,7 @@ def test_resuming_flow_that_runs_keeps_the_queued_records():
 def test_a_faust_that_no_longer_fits_is_a_clear_error():
     import pytest
 
-    from processor.faust_patches import _require
+    from processor.runtime.faust_patches import _require
     from schemas.errors import AxmonError
 
     class Consumer:

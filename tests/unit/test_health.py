@@ -14,23 +14,25 @@ import orjson
 import pytest
 
 from processor import cli, cli_health
-from processor.db import SCHEMA_VERSION, open_for_writing
-from processor.health import (
-    DatabaseObservation,
-    KafkaObservation,
-    Observations,
+from processor.ops.health import (
     Status,
     Thresholds,
-    WorkersObservation,
     evaluate,
     exit_code,
     format_age,
     worst,
 )
-from processor.health_probe import groups_of, observe_database
-from processor.admin import contract_topics
-from processor.sinkdb import SinkBatch, write_batch
-from processor.worker_status import History, WorkerStatus
+from processor.ops.health_probe import groups_of, observe_database
+from processor.ops.observations import (
+    DatabaseObservation,
+    KafkaObservation,
+    Observations,
+    WorkersObservation,
+)
+from processor.runtime.admin import contract_topics
+from processor.runtime.worker_status import History, WorkerStatus
+from processor.store.db import SCHEMA_VERSION, open_for_writing
+from processor.store.sinkdb import SinkBatch, write_batch
 from schemas.topics import Topics
 
 T = Topics("p.")

@@ -15,9 +15,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processor.health import Status, Thresholds, WorkersObservation, evaluate
-from processor.status_reporter import ErrorRecorder, Observed, StatusReporter
-from processor.worker_status import HISTORY_ENV, History, LastError, WorkerStatus, decode_status, stall_state
+from processor.ops.health import Status, Thresholds, evaluate
+from processor.ops.observations import WorkersObservation
+from processor.runtime.status_reporter import ErrorRecorder, Observed, StatusReporter
+from processor.runtime.worker_status import (
+    HISTORY_ENV,
+    History,
+    LastError,
+    WorkerStatus,
+    decode_status,
+    stall_state,
+)
 from schemas.jsonschema import all_schemas
 from tests.unit.test_health import NOW, T, kafka, observations
 

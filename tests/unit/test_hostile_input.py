@@ -14,16 +14,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processor.cores import FoldConfig, LifecycleCore, MetricsCore, StatsCore, decode_input
-from processor.db import open_for_writing
-from processor.guard import PROCESSING_ERROR
-from processor.records import Emit, Origin, Stream
-from processor.sinkdb import SinkBatch, write_batch
-from processor.sketch import QuantileSketch
-from processor.windows import MetricWindow
+from processor.folds.config import FoldConfig
+from processor.folds.decode import decode_input
+from processor.folds.guard import PROCESSING_ERROR
+from processor.folds.lifecycle_core import LifecycleCore
+from processor.folds.metrics_core import MetricsCore
+from processor.folds.records import Emit, Origin, Stream
+from processor.folds.sketch import QuantileSketch
+from processor.folds.stats_core import StatsCore
+from processor.folds.windows import MetricWindow
+from processor.store.db import open_for_writing
+from processor.store.sinkdb import SinkBatch, write_batch
 from producers import AxmonProducer, EventFactory
 from producers.jsonl import parse_lines
-from schemas import InvalidEvent, MetricRecorded, decode_event, encode_event, parse_event
+from schemas import (
+    InvalidEvent,
+    MetricRecorded,
+    decode_event,
+    encode_event,
+    parse_event,
+)
 from schemas.events import LifecycleEvent
 from schemas.limits import MAX_ABS_VALUE, MAX_EVENT_BYTES, MAX_RECORD_BYTES
 
@@ -189,7 +199,7 @@ def hostile_lifecycle(draw: st.DrawFn) -> list[bytes]:
     metadata, huge costs and token counts."""
     execution = draw(st.sampled_from(["e1", "x" * 5000, "a\x00b", "ключ"]))
     value = st.recursive(st.none() | st.booleans() | ANY_NUMBER.filter(lambda v: not isinstance(v, int) or abs(v) < 2**63)
-                         | TEXT, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+                         | TEXT | st.builds(list) | st.builds(dict), lambda inner: st.lists(inner, min_size=1, max_size=3) | st.dictionaries(TEXT, inner, min_size=1, max_size=3),
                          max_leaves=20)
     out = []
     for n in range(draw(st.integers(1, 8))):

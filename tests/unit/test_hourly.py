@@ -14,19 +14,14 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.aggregate import Aggregate
-from processor.db import HOUR_MS, open_for_writing
-from processor.queries import Monitor, _Filter
-from processor.sinkdb import (
-    Retention,
-    SinkBatch,
-    cleanup,
-    hourly_row,
-    refresh_hourly,
-    write_batch,
-    write_rollups,
-)
-from processor.windows import series_id
+from processor.folds.aggregate import Aggregate
+from processor.folds.windows import series_id
+from processor.store.db import HOUR_MS, open_for_writing
+from processor.store.hourly import hourly_row, refresh_hourly
+from processor.store.metric_queries import _Filter
+from processor.store.queries import Monitor
+from processor.store.retention import Retention, cleanup
+from processor.store.sinkdb import SinkBatch, write_batch, write_rollups
 from tests.unit.test_queries import (
     MT,
     Sample,

@@ -10,11 +10,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.cores import FoldConfig, LifecycleCore, StatsCore
-from processor.derived import derived_samples
-from processor.execution import apply, snapshot
-from processor.records import Emit, Origin, Stream
-from processor.stats import stats_of_snapshots, TenantStats
+from processor.folds.config import FoldConfig
+from processor.folds.derived import derived_samples
+from processor.folds.execution import apply, snapshot
+from processor.folds.lifecycle_core import LifecycleCore
+from processor.folds.records import Emit, Origin, Stream
+from processor.folds.stats import TenantStats, stats_of_snapshots
+from processor.folds.stats_core import StatsCore
 from producers.factory import EventFactory
 from schemas.codec import decode_event, encode_event
 from schemas.events import LifecycleEvent, MetricRecorded

@@ -10,7 +10,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from processor import localbroker
 from processor.errors import AxmonError, BrokerError, MissingToolError
-from processor.localbroker import BrokerState
+from processor.ops import localbroker
+from processor.ops.localbroker import BrokerState
 
 
 def _listening() -> socket.socket:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.aggregate import Aggregate
-from processor.sketch import QuantileSketch
+from processor.folds.aggregate import Aggregate
+from processor.folds.sketch import QuantileSketch
 
 values = st.lists(
     st.one_of(

@@ -16,21 +16,20 @@ import pytest
 from aiohttp import web
 
 from processor.errors import ConfigError
-from processor.notify import (
+from processor.runtime.notify import (
     BadAlert,
     NotifyCounters,
     RetryPolicy,
     Verdict,
-    check_webhook_url,
     classify_exception,
     classify_status,
-    display_url,
     header_value,
     parse_retry_after,
     read_alert,
 )
-from processor.notify_runner import Deliverer
+from processor.runtime.notify_runner import Deliverer
 from processor.settings import Settings
+from processor.urls import check_webhook_url, display_url
 
 ALERT = {
     "id": "a-1", "rule": "slow-api", "kind": "threshold", "severity": "warning", "status": "firing",

@@ -1,11 +1,14 @@
-"""The SDK's partitioner puts every key where Kafka's default partitioner does."""
+"""The contract's partitioner (used by the SDK and the folds) puts every key where Kafka's default partitioner does."""
 
 from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as kafka_murmur2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from producers.client import partition_for
 from schemas.ids import uuid7
+from schemas.partitioning import murmur2, partition_for
 from schemas.topics import series_key
 
 
@@ -26,3 +29,9 @@ def test_no_key_goes_to_an_available_partition() -> None:
     for _ in range(50):
         assert partition_for(None, [0, 1, 2, 3], [2]) == 2
         assert partition_for(None, [0, 1, 2, 3], []) in (0, 1, 2, 3)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80))
+def test_the_contracts_murmur2_is_kafkas(data: bytes) -> None:
+    assert murmur2(data) == kafka_murmur2(data) & 0xFFFFFFFF

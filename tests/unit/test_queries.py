@@ -18,11 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processor.aggregate import Aggregate
-from processor.db import DatabaseError, open_for_writing
 from processor.errors import ConfigError
-from processor.queries import Monitor, nearest_rank, plan_range
-from processor.windows import series_id
+from processor.folds.aggregate import Aggregate
+from processor.folds.windows import series_id
+from processor.store.db import DatabaseError, open_for_writing
+from processor.store.metric_queries import nearest_rank
+from processor.store.queries import Monitor
+from processor.store.range_plan import plan_range
 
 W = 60_000
 """Window size of the test rollups."""

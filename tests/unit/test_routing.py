@@ -12,14 +12,24 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.cores import FoldConfig, LifecycleCore, MetricsCore, decode_input
-from processor.execution import ExecutionState, apply, snapshot
-from processor.records import FORWARDED_FROM, Emit, Origin, Stream, dead_letter, origin_of
-from processor.routing import Router, contract_key, home_of
-from processor.sink import RawSampleGate
+from processor.folds.config import FoldConfig
+from processor.folds.decode import decode_input
+from processor.folds.execution import apply, snapshot
+from processor.folds.lifecycle_core import LifecycleCore
+from processor.folds.metrics_core import MetricsCore
+from processor.folds.raw_gate import RawSampleGate
+from processor.folds.records import (
+    FORWARDED_FROM,
+    Emit,
+    Origin,
+    Stream,
+    dead_letter,
+    origin_of,
+)
+from processor.folds.routing import Router, contract_key, home_of
 from producers.factory import EventFactory
 from schemas.codec import encode_event
-from schemas.events import Event, LifecycleEvent, MetricRecorded
+from schemas.events import Event, LifecycleEvent
 from schemas.ids import uuid7
 from schemas.topics import series_key
 

@@ -19,16 +19,21 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processor.db import open_for_writing
 from processor.errors import ConfigError
-from processor.queries import Monitor
 from processor.serve.app import ServeConfig, create_app
 from processor.serve.auth import KeyRing
 from processor.serve.cli import check_bind
 from processor.serve.sse import Journal, snapshot
 from processor.settings import Settings
+from processor.store.db import open_for_writing
+from processor.store.queries import Monitor
+from tests.unit.test_queries import (
+    insert_execution,
+    insert_row,
+    insert_stats,
+    insert_step,
+)
 from tests.unit.test_serve_stream import sse_over_asgi
-from tests.unit.test_queries import insert_execution, insert_row, insert_stats, insert_step
 
 ADMIN_KEY = "admin-key-0123456789"
 TENANTS = ("acme", "beta", "gamma")

@@ -1,4 +1,4 @@
-from processor.stall import Progress, StallState, observe, stalled_for
+from processor.runtime.stall import Progress, StallState, observe, stalled_for
 
 TP = ("t", 0)
 

@@ -1,4 +1,4 @@
-"""The worker's batches (processor.writeback): each key written once per batch, to the partition
+"""The worker's batches (processor.runtime.writeback): each key written once per batch, to the partition
 of the records that wrote it, and a partition's writes all or nothing across a crash at any
 point of a flush. Without a broker: the table is a dict that logs its writes per partition as
 the changelog would, and a crash keeps any prefix of each partition's log."""
@@ -13,11 +13,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from processor.coalesce import coalesce, merge_ops
-from processor.cores import FoldConfig, LifecycleCore, StatsCore
-from processor.records import Emit, Origin, Stream
-from processor.routing import home_of
-from processor.writeback import FLUSH_BYTES, WriteBack, wal_key
+from processor.folds.config import FoldConfig
+from processor.folds.lifecycle_core import LifecycleCore
+from processor.folds.records import Emit, Origin, Stream
+from processor.folds.routing import home_of
+from processor.folds.stats_core import StatsCore
+from processor.runtime.coalesce import coalesce, merge_ops
+from processor.runtime.writeback import FLUSH_BYTES, WriteBack, wal_key
 from schemas.codec import encode_event
 from schemas.events import LifecycleEvent
 from tests.unit.scenarios import lifecycle_scenarios

@@ -1,0 +1,352 @@
+"""The metrics core: samples into tumbling event-time windows, their rollups and alerts."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from processor.folds.alerting import AlertCore
+from processor.folds.config import FoldConfig
+from processor.folds.derived import in_derived_lane
+from processor.folds.guard import Guard, StagedStore
+from processor.folds.records import Emit, Origin, Store, Stream, dead_letter, json_emit
+from processor.folds.routing import Router
+from processor.folds.stream_time import (
+    Deadlines,
+    StreamTimes,
+    crossed,
+    late_again,
+    late_key,
+    meta_key,
+    record_late,
+)
+from processor.folds.windows import (
+    MetricWindow,
+    rollup_key,
+    series_of,
+    window_key,
+    window_start,
+)
+from schemas.events import MetricRecorded
+
+log = logging.getLogger(__name__)
+
+
+
+
+def admission_limit(config: FoldConfig, sample: MetricRecorded) -> tuple[bool, int]:
+    """The lane of ``sample`` (``True``: the derived lane) and the stream time of that lane from
+    which the sample is refused as late. The worker (:class:`MetricsCore`), the sink's raw gate
+    and replay all decide with this one rule, so raw rows and rollups hold the same samples.
+
+    Raw lane: until its window closes (end + grace). Derived lane: ``derived_keep_ms`` longer,
+    as long as a closed window of the lane keeps its state to be reopened."""
+    derived = in_derived_lane(sample.metric_type, sample.labels)
+    start = window_start(sample.occurred_at, config.window_ms)
+    closes = start + config.window_ms + config.grace_ms
+    return derived, closes + config.derived_keep_ms if derived else closes
+
+
+def _in_lane(derived: bool) -> Callable[[dict[str, Any]], bool]:
+    return (lambda entry: bool(entry.get("d"))) if derived else (lambda entry: not entry.get("d"))
+
+
+_DERIVED = {"d": 1}
+"""The flag of every entry of the derived lane (open windows, closed windows, late markers)."""
+
+
+class MetricsCore:
+    """Folds metric samples into tumbling event-time windows (key: series and window start).
+
+    Entries: open windows (the window's JSON plus ``"p"`` and ``"o"``), closed-window markers
+    (the final rollup), late markers, and one partition record per partition. Rollups are
+    published coalesced: a changed window is marked dirty and :meth:`flush` publishes each dirty
+    window once; a window closed by stream time is published final.
+
+    **Two lanes per partition.** The series the worker derives from lifecycle events
+    (:func:`processor.folds.derived.in_derived_lane`: a property of the series, not of a sample's
+    ``source``, so a window is in one lane, and the sink can tell a sample's lane from the
+    sample alone; an engine's own samples of those types with other labels stay raw) are
+    written back to the metrics topic only when the lifecycle side has processed
+    their events: after an outage or in a backlog they come after the raw samples engines sent
+    meanwhile, however long the outage was. Judged by the raw samples' stream time, they would
+    be late. So each lane has its own stream time (the largest event time applied in that lane
+    of the partition, in offset order; entries of the derived lane carry ``"d"``, and each
+    lane's stream time is recovered from its own entries' ``t``, so the invariant of the module
+    docstring holds per lane) and closes its own windows; raw samples are judged as before.
+
+    Derived samples still arrive out of order in their lane: several lifecycle partitions feed
+    one metrics partition, each at its own pace. A new execution's event is accepted up to the
+    execution horizon behind its lifecycle partition's stream time, so a derived sample is
+    about the horizon plus the skew between lifecycle partitions behind its lane at most (an
+    event of an execution still in the table is accepted however old it is: an engine that
+    sends a step's end hours late can still exceed it). A closed window of the
+    derived lane therefore keeps its whole state (with its samples' id hashes) for
+    ``derived_keep_ms`` after it closed: a derived sample for it is folded in (once: the ids
+    dedupe re-derivations) and the final rollup is published again (the compacted rollups
+    topic and the sink keep the newest). A derived sample refused even so (its lane's stream
+    time has passed its window's end + grace + ``derived_keep_ms``) is dead-lettered as
+    ``late_derived`` and counted (see :func:`admission_limit`). Alert rules see a
+    derived window when it first closes, not its reopenings.
+    """
+
+    def __init__(
+        self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None, *, router: Router | None = None
+    ) -> None:
+        self.store = store = StagedStore(store)
+        self.config = config
+        self.router = router or Router(None)
+        self.alerts = alerts
+        """Evaluates alert rules on each window closed by stream time."""
+        self.times = StreamTimes(store, _in_lane(False))
+        """The raw lane's stream times."""
+        self.derived_times = StreamTimes(store, _in_lane(True))
+        """The derived lane's stream times."""
+        self.dirty: set[str] = set()
+        self.idle_published: set[str] = set()
+        self.counters: dict[str, int] = {}
+        self._repaired: set[int] = set()
+        self.deadlines = Deadlines(store, lambda entry: self._due(entry, derived=False))
+        self.derived_deadlines = Deadlines(store, lambda entry: self._due(entry, derived=True))
+        self._idle: list[tuple[int, str]] | None = None
+        """Open windows by the wall-clock time of their idle close, built lazily."""
+        # The alert states a record moves are committed before its windows: a crash that keeps
+        # a window's closing keeps the rules' verdict on it (evaluating a window again is a no-op).
+        self.guard = Guard([*([] if alerts is None else [alerts.store]), store], self.forget, self.counters)
+
+    def _due(self, entry: dict[str, Any], *, derived: bool) -> int | None:
+        """When (in the stream time of its lane) a sweep has something to do with ``entry``;
+        ``None`` for the entries of the other lane."""
+        if bool(entry.get("d")) != derived:
+            return None
+        if "late" in entry:
+            return int(entry["late"]) + self.config.marker_ms
+        if "closed" in entry:
+            return int(entry["closed"]) + (self.config.derived_keep_ms if derived else self.config.marker_ms)
+        if "start" in entry:
+            return int(entry["end"]) + self.config.grace_ms
+        return None
+
+    def _lane(self, derived: bool) -> tuple[StreamTimes, Deadlines]:
+        return (self.derived_times, self.derived_deadlines) if derived else (self.times, self.deadlines)
+
+    def _arm_idle(self, wkey: str, end: int) -> None:
+        """(Re)arm the wall-clock close of an open window."""
+        self.idle_published.discard(wkey)
+        if self._idle is not None:
+            heapq.heappush(self._idle, (end + self.config.grace_ms, wkey))
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def _open_windows(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, v) for k, v in self.store.items() if "start" in v]
+
+    def mark_all_dirty(self) -> None:
+        """After a (re)start: publish every open window again, in case an update was lost."""
+        self.dirty.update(k for k, _ in self._open_windows())
+
+    def forget(self) -> None:
+        """Drop what is cached from the store (after a restart or a rebalance)."""
+        for times, deadlines in (self._lane(False), self._lane(True)):
+            times.forget()
+            deadlines.forget()
+        self._repaired.clear()
+        self._idle = None
+
+    def _repair(self, p: int) -> list[Emit]:
+        """A redelivery means a crash may have lost what was published after the last commit:
+        once per partition, publish the final rollups of the windows closed recently again."""
+        if p in self._repaired:
+            return []
+        self._repaired.add(p)
+        return [
+            json_emit(Stream.METRIC_ROLLUPS, entry["rk"], _final_rollup(entry))
+            for _, entry in self.store.items()
+            if entry.get("p") == p and "closed" in entry
+        ] + ([] if self.alerts is None else self.alerts.repair(p))
+
+    def process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
+        """Fold one sample, all or nothing (:class:`~processor.folds.guard.Guard`)."""
+        return self.guard.run(lambda: self._process(sample, origin, raw, key), origin, key, raw)
+
+    def _process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
+        p, o = origin.partition, origin.offset
+        if self.router.misrouted(sample, p):
+            self._count("misrouted")
+            return [self.router.forward(Stream.METRICS, sample, origin, raw, key)]
+        again = late_again(self.store, p, o)
+        if again is not None:
+            self._count("redelivered")
+            return again
+        meta = self.store.get(meta_key(p))
+        if meta is not None and o <= meta["o"]:
+            self._count("redelivered")  # applied before a sweep that has closed its window
+            return self._repair(p)
+        size, grace = self.config.window_ms, self.config.grace_ms
+        start = window_start(sample.occurred_at, size)
+        series = series_of(sample)
+        wkey = window_key(series, start)
+        entry = self.store.get(wkey)
+        if entry is not None and o <= entry["o"]:
+            self._count("redelivered")
+            self.dirty.add(wkey)
+            return self._repair(p)
+        derived, refused_from = admission_limit(self.config, sample)
+        times, deadlines = self._lane(derived)
+        stream_time = times.get(p)
+        if refused_from <= stream_time:
+            reason = "late_derived" if derived else "late"
+            self._count(reason)
+            lane = "derived" if derived else "raw"
+            # The detail is a function of the record alone: two copies of one forwarded record
+            # (forwarded again after a crash) may be judged at different stream times, and
+            # their dead letters, which both name the original, must be the same row.
+            detail = f"window [{start}, {start + size}) refused from {lane} stream time {refused_from}"
+            deadlines.push(p, stream_time + self.config.marker_ms, late_key(p, o))
+            return record_late(self.store, p, o, stream_time, dead_letter(reason, detail, origin, key, raw),
+                                lane=_DERIVED if derived else None)
+        if derived and (entry is not None and "closed" in entry or entry is None and start + size + grace <= stream_time):
+            return self._fold_closed(wkey, entry, MetricWindow(series, start, start + size), sample, p, o)
+        window = MetricWindow.from_json(entry) if entry is not None else MetricWindow(series, start, start + size)
+        if window.has(sample.event_id):
+            self._count("duplicate")
+            return []
+        window = window.add(sample)
+        self.store[wkey] = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
+        self._count("applied")
+        self.dirty.add(wkey)
+        if entry is None:
+            deadlines.push(p, window.end + grace, wkey)
+            self._arm_idle(wkey, window.end)
+        elif wkey in self.idle_published:
+            self._arm_idle(wkey, window.end)
+        before, after = times.advance(p, sample.occurred_at)
+        if crossed(before, after, self.config.sweep_interval_ms):
+            return self.sweep(p, o, derived=derived)
+        return []
+
+    def _fold_closed(
+        self, wkey: str, entry: dict[str, Any] | None, empty: MetricWindow, sample: MetricRecorded, p: int, o: int
+    ) -> list[Emit]:
+        """A derived sample for a window its lane has closed (its closed marker ``entry``, or
+        none when the sample is the window's first): fold it into the window's state and
+        publish the final rollup again. The sample is older than the lane's stream time, which
+        therefore stays."""
+        window = MetricWindow.from_json(entry["w"]) if entry is not None else empty
+        if window.has(sample.event_id):
+            self._count("duplicate")
+            return []
+        closed = int(entry["closed"]) if entry is not None else self.derived_times.get(p)
+        window = window.add(sample)
+        rkey = rollup_key(window.series, window.start)
+        self.store[wkey] = {"p": p, "o": o, "t": window.max_event_time, "closed": closed, "rk": rkey.decode(),
+                            "w": window.to_json(), **_DERIVED}
+        if entry is None:
+            self.derived_deadlines.push(p, closed + self.config.derived_keep_ms, wkey)
+        self._count("applied")
+        self._count("reopened")
+        return [json_emit(Stream.METRIC_ROLLUPS, rkey, window.rollup(final=True))]
+
+    def sweep(self, p: int, o: int, *, derived: bool = False) -> list[Emit]:
+        """Publish as final the windows of one lane of ``p`` that its stream time has closed,
+        and leave a closed marker until ``marker_ms`` later (the final rollup, for repairs), or
+        in the derived lane ``derived_keep_ms`` later (the whole window, to be reopened); drop
+        old markers.
+
+        First a partition record notes this offset: every record at or below it was processed
+        before the sweep. Table writes persist as a prefix, so whenever a closing persisted,
+        that record did too, and a redelivered sample of a closed window is recognised."""
+        times, deadlines = self._lane(derived)
+        stream_time = times.get(p)
+        due = deadlines.due(p, stream_time)
+        if not due:
+            return []
+        self.store[meta_key(p)] = {"p": p, "o": o, "t": 0}
+        keep = self.config.derived_keep_ms if derived else self.config.marker_ms
+        emits = []
+        for wkey, entry in due:
+            if "late" in entry or "closed" in entry:
+                del self.store[wkey]
+                continue
+            window = self._readable(wkey, entry)
+            if window is None:
+                del self.store[wkey]
+                continue
+            rkey = rollup_key(window.series, window.start)
+            rollup = window.rollup(final=True)
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rkey, rollup))
+            marker = {"p": p, "o": entry["o"], "t": entry["t"], "closed": stream_time, "rk": rkey.decode()}
+            self.store[wkey] = {**marker, "w": window.to_json(), **_DERIVED} if derived else {**marker, "rollup": rollup}
+            deadlines.push(p, stream_time + keep, wkey)
+            self.dirty.discard(wkey)
+            self.idle_published.discard(wkey)
+            self._count("closed")
+            if self.alerts is not None:
+                emits += self.alerts.window_closed(window, p)
+        return emits
+
+    def _readable(self, wkey: str, entry: dict[str, Any]) -> MetricWindow | None:
+        """The window of an entry, or ``None`` (counted, logged) for one no fold can read: the
+        timers and sweeps go on past it, and a sweep drops it."""
+        try:
+            return MetricWindow.from_json(entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._count("unreadable_window")
+            log.error("an unreadable window %s: %r", wkey[:200], exc)
+            return None
+
+    def flush(self) -> list[Emit]:
+        """Publish every window changed since the last flush (not final)."""
+        emits = []
+        for wkey in sorted(self.dirty):
+            entry = self.store.get(wkey)
+            window = None if entry is None or "start" not in entry else self._readable(wkey, entry)
+            if window is None:
+                continue
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=False)))
+            if wkey in self.idle_published:  # its newest record is not final any more
+                self._arm_idle(wkey, window.end)
+        self.dirty.clear()
+        return emits
+
+    def close_idle(self, now_ms: int) -> list[Emit]:
+        """Wall-clock close: publish as final the windows whose end + grace has passed on the
+        wall clock although stream time has not reached it (an idle series or partition).
+        Only publishing depends on the wall clock: the window stays in the table, and a sample
+        that is not late by stream time still counts (and publishes it again)."""
+        if self._idle is None:
+            self._idle = [(v["end"] + self.config.grace_ms, k) for k, v in self._open_windows() if k not in self.idle_published]
+            heapq.heapify(self._idle)
+        emits = []
+        while self._idle and self._idle[0][0] <= now_ms:
+            _, wkey = heapq.heappop(self._idle)
+            entry = self.store.get(wkey)
+            if entry is None or "start" not in entry or wkey in self.idle_published:
+                continue
+            if entry["end"] + self.config.grace_ms > now_ms or (window := self._readable(wkey, entry)) is None:
+                continue
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=True)))
+            self.idle_published.add(wkey)
+            self.dirty.discard(wkey)
+        return emits
+
+    def finish(self, now_ms: int) -> list[Emit]:
+        """End of input (replay): every open window as the live worker would last have published
+        it: final if its end + grace has passed on the wall clock (the idle close), else not."""
+        emits = []
+        for wkey, entry in self._open_windows():
+            if (window := self._readable(wkey, entry)) is None:
+                continue
+            final = window.end + self.config.grace_ms <= now_ms
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=final)))
+        self.dirty.clear()
+        return emits
+
+
+
+def _final_rollup(entry: dict[str, Any]) -> dict[str, Any]:
+    """The final rollup of a closed marker (a derived one keeps the whole window)."""
+    return entry["rollup"] if "rollup" in entry else MetricWindow.from_json(entry["w"]).rollup(final=True)

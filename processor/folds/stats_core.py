@@ -1,0 +1,76 @@
+"""The stats core: contribution messages into per-tenant workflow stats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from processor.folds.guard import Guard, StagedStore
+from processor.folds.records import Emit, Origin, Store, Stream, dead_letter, json_emit
+from processor.folds.stats import Contribution, TenantStats
+
+
+class StatsCore:
+    """Folds contribution messages into per-tenant stats (key: tenant id)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = StagedStore(store)
+        self.counters: dict[str, int] = {}
+        self.guard = Guard([self.store], lambda: None, self.counters)
+
+    def process(self, raw: bytes, origin: Origin, key: bytes | None) -> list[Emit]:
+        """Fold one message, all or nothing (:class:`~processor.folds.guard.Guard`)."""
+        return self.guard.run(lambda: self._process(raw, origin, key), origin, key, raw)
+
+    def _process(self, raw: bytes, origin: Origin, key: bytes | None) -> list[Emit]:
+        """One record: an op, or several of one tenant merged by a batch
+        (:mod:`processor.runtime.coalesce`: ``{"tenant", "ops": [...]}``), folded in order. An op that
+        is not one is dead-lettered; the others count."""
+        try:
+            msg = orjson.loads(raw)
+            ops = msg["ops"] if isinstance(msg, dict) and "ops" in msg else [msg]
+            if not isinstance(ops, list):
+                raise TypeError("ops is not a list")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            return [dead_letter("invalid_internal", f"bad stats change: {exc!r}", origin, key, raw)]
+        emits: list[Emit] = []
+        seen: dict[str, TenantStats] = {}
+        changed: set[str] = set()
+        for op in ops:
+            problem = self._apply(op, seen, changed)
+            if problem is not None:
+                emits.append(dead_letter("invalid_internal", problem, origin, key, raw))
+        for tenant, stats in seen.items():
+            if tenant in changed:
+                self.store[tenant] = stats.to_json()
+            emits.append(json_emit(Stream.WORKFLOW_STATS, tenant, stats.view()))
+        return emits
+
+    def _apply(self, msg: Any, seen: dict[str, TenantStats], changed: set[str]) -> str | None:
+        """Fold one op into ``seen`` (tenant -> its stats so far; ``changed``: those it changed);
+        the reason it is not an op, or ``None``."""
+        try:
+            tenant = str(msg["tenant"])
+            partition, mark = int(msg["p"]), (int(msg["o"]), int(msg["seq"]))
+            op = msg["op"]
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"bad stats change: {exc!r}"
+        stats = seen.get(tenant)
+        if stats is None:
+            entry = self.store.get(tenant)
+            stats = TenantStats.from_json(entry) if entry is not None else TenantStats(tenant)
+        if op == "set":
+            updated = stats.set(str(msg["execution_id"]), Contribution(str(msg["status"]), msg.get("duration")), partition, mark)
+        elif op == "absorb":
+            updated = stats.absorb(str(msg["execution_id"]), partition, mark)
+        elif op == "reopen":
+            absorbed = Contribution(str(msg["absorbed_status"]), msg.get("absorbed_duration"))
+            contribution = Contribution(str(msg["status"]), msg.get("duration"))
+            updated = stats.reopen(str(msg["execution_id"]), absorbed, contribution, partition, mark)
+        else:
+            return f"unknown stats op {op!r}"
+        if updated is not stats:
+            changed.add(tenant)
+        seen[tenant] = updated
+        return None

@@ -1,0 +1,152 @@
+"""Where this project corrects or looks into faust-streaming at run time.
+
+- :func:`patch_faust_commit_offsets`: Faust's consumer computes the offset to commit with a
+  rule that crawls (one offset per commit interval) when its bookkeeping holds duplicates, and
+  that can pass an unacknowledged first offset; see :mod:`processor.runtime.commit_offsets`.
+- :func:`patch_faust_flow_control`: at the end of a recovery Faust resumes the stream
+  partitions, seeks them, and only then "resumes" its flow control, which it had already
+  resumed when the recovery began; resuming clears the stream queues, and the records fetched
+  in between are dropped unprocessed. Faust's commit rule then stalls behind them, or, when a
+  single record was dropped, commits past it: a lost event. Resuming flow that is not
+  suspended now clears nothing.
+- :func:`route_table_writes`: a table's writes go to the changelog partition the caller names
+  (the partition of the batch record whose writes they are), not to the current event's.
+- :func:`task_stacks`: every task of an event loop with its whole chain of awaits, for the log
+  when the stall watchdog restarts a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+from processor.runtime.commit_offsets import next_commit_offset
+from schemas.errors import AxmonError
+
+
+def _new_offset(consumer: Any, tp: Any) -> int | None:
+    """Faust's ``Consumer._new_offset`` by :func:`next_commit_offset`: the offset to commit for
+    ``tp``, from the consumer's own bookkeeping (``_acked``, ``_acked_index``, ``_gap``,
+    ``_committed_offset``). Offsets below the committed one are dropped here, once the commit
+    that passed them is recorded (Faust drops them before it commits, and loses them when the
+    commit then does not happen)."""
+    acked: list[int] = consumer._acked[tp]
+    committed: int | None = consumer._committed_offset[tp]
+    gap_tree = consumer._gap.get(tp)
+    if committed is not None:
+        if acked and min(acked) < committed:
+            acked[:] = [offset for offset in acked if offset >= committed]
+            index = consumer._acked_index[tp]
+            index.difference_update([offset for offset in index if offset < committed])
+        if gap_tree:
+            gap_tree.chop(0, committed)
+    if not acked:
+        return None
+    return next_commit_offset(committed, acked, [(span.begin, span.end) for span in gap_tree] if gap_tree else [])
+
+
+def patch_faust_commit_offsets() -> None:
+    """Make every Faust consumer in this process compute its commit offsets with
+    :func:`_new_offset`. Idempotent."""
+    from faust.transport.consumer import Consumer
+
+    _require(Consumer, "_new_offset", "_acked", "_acked_index", "_gap", "_committed_offset")
+    Consumer._new_offset = _new_offset  # type: ignore[method-assign,assignment]
+
+
+def _resume_flow(self: Any) -> None:
+    """``mode``'s ``FlowControlEvent.resume``, clearing the managed queues only when it was
+    suspended (what they hold then is from before a rebalance; otherwise it is live work)."""
+    was_suspended = self._suspend.is_set()
+    self._suspend.clear()
+    self._resume.set()
+    if was_suspended:
+        self.clear()
+
+
+def patch_faust_flow_control() -> None:
+    """Make Faust's flow control drop queued records only when it really resumes. Idempotent."""
+    from mode.utils.queues import FlowControlEvent
+
+    _require(FlowControlEvent, "resume", "clear")
+    _require(FlowControlEvent, "_suspend", "_resume", instance=FlowControlEvent(initially_suspended=True))
+    FlowControlEvent.resume = _resume_flow  # type: ignore[method-assign]
+
+
+def route_table_writes(table: Any, partition_for_key: Any) -> None:
+    """Send the changelog records of ``table``'s writes to the partition
+    ``partition_for_key(key)`` names, instead of the partition of the current stream event
+    (Faust's rule; a batch has no current event, and a key's home partition is the batch
+    record's partition, which the caller knows: :class:`processor.runtime.table_store.TableStore`). Faust
+    asks ``Table.partition_for_key`` on every set and delete; this sets it on the one table."""
+    from faust.tables.table import Table
+
+    _require(Table, "partition_for_key", "on_key_set", "on_key_del")
+    table.partition_for_key = partition_for_key
+
+
+def _require(cls: type, *names: str, instance: object = None) -> None:
+    """Refuse to patch a class that no longer looks like the one these corrections were written
+    for (faust-streaming 0.15, mode-streaming 0.7): better a clear error than a silent misfit.
+    A name is found on ``instance`` if given, else on the class or among its annotations."""
+    def has(name: str) -> bool:
+        if instance is not None:
+            return hasattr(instance, name)
+        return hasattr(cls, name) or name in getattr(cls, "__annotations__", {})
+
+    missing = [name for name in names if not has(name)]
+    if missing:
+        raise AxmonError(
+            f"{cls.__module__}.{cls.__qualname__} has no {', '.join(missing)}: this Faust or mode version is not the "
+            "one processor/runtime/faust_patches.py corrects (faust-streaming 0.15.x)"
+        )
+
+
+def task_stacks(loop: asyncio.AbstractEventLoop) -> str:
+    """Where every task of ``loop`` waits, the whole chain of awaits of each. Safe to call from
+    another thread (for diagnostics: the loop may be changing its tasks meanwhile)."""
+    lines: list[str] = []
+    try:
+        for task in list(asyncio.all_tasks(loop)):
+            lines.append(f"task {task.get_name()[:120]}")
+            awaited: Any = task.get_coro()
+            for _ in range(40):
+                if type(awaited).__name__ in ("coroutine_wrapper", "async_generator_asend"):
+                    # what `await coro` and `async for` hold: their coroutine is a referent
+                    awaited = next((r for r in gc.get_referents(awaited) if hasattr(r, "cr_frame") or hasattr(r, "ag_frame")), None)
+                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None) or getattr(awaited, "gi_frame", None)
+                if frame is None:
+                    if awaited is not None:
+                        lines.append(f"    awaits {awaited!r}"[:300])
+                    break
+                lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+                awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    except Exception as exc:  # noqa: BLE001 - diagnostics only: never keep the watchdog from restarting
+        lines.append(f"(no task stacks: {exc})")
+    return "\n".join(lines)
+
+
+def consumer_bookkeeping(consumer: Any) -> str:
+    """What a Faust consumer believes about each partition (for the log of a stall): what it
+    committed and read, what its streams acknowledged, its gaps, and whether it fetches the
+    partition at all (flow control and pauses)."""
+    lines: list[str] = []
+    try:
+        active = consumer._active_partitions
+        buffered: set[Any] = getattr(consumer, "_buffered_partitions", set())
+        paused: set[Any] = getattr(consumer, "_paused_partitions", set())
+        lines.append(f"flow_active={getattr(consumer, 'flow_active', '?')} buffered={sorted(map(tuple, buffered))} "
+                     f"paused={len(paused)} active={'all' if active is None else len(active)}")
+        for tp in sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition)):
+            acked = list(consumer._acked.get(tp, ()))
+            gaps = sorted((span.begin, span.end) for span in consumer._gap.get(tp, ()))
+            fetching = active is None or tp in active
+            lines.append(
+                f"{tp.topic}[{tp.partition}] committed={consumer._committed_offset.get(tp)} read={consumer._read_offset.get(tp)} "
+                f"acked={len(acked)} min={min(acked) if acked else None} max={max(acked) if acked else None} "
+                f"duplicates={len(acked) - len(set(acked))} gaps={gaps[:4]} fetching={fetching} paused={tp in paused}"
+            )
+    except Exception as exc:  # noqa: BLE001 - diagnostics only
+        lines.append(f"(no bookkeeping: {exc})")
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""Queries a browsing client needs beyond the original API: executions filtered and paged by a
+cursor, alerts filtered by state and severity, the metric types and label values present, and
+token and cost totals per tenant and workflow. Same contract as :class:`processor.store.queries.Monitor`
+(read-only, every value bound, ``tenant_id`` keeps to that tenant's rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from processor.store.queries import (
+    _ALERTS,
+    _EXECUTIONS,
+    Monitor,
+    _alert_row,
+    _execution,
+)
+from processor.store.reader import Row, check_limit
+
+EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+ALERT_STATUSES = ("pending", "firing", "acknowledged", "resolved")
+SEVERITIES = ("info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page of executions ended: the last row's ``started_at`` and ``id`` (the order
+    is ``started_at`` descending, then ``id`` descending, a total order)."""
+
+    started_at: int
+    id: str
+
+    def encode(self) -> str:
+        return f"{self.started_at}:{self.id}"
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        head, sep, tail = text.partition(":")
+        if not sep or not head.lstrip("-").isdigit() or not tail:
+            raise ValueError(f"not a cursor: {text!r}")
+        return cls(int(head), tail)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Row]
+    next_cursor: str | None
+
+
+class Browser(Monitor):
+    def __enter__(self) -> Browser:
+        return self
+
+    def list_executions(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        after: Cursor | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Executions with ``start <= started_at < end``, newest first (ties: id descending);
+        ``after`` continues a previous page. ``next_cursor`` is ``None`` on the last page."""
+        check_limit(limit)
+        where, params = _equal(("tenant_id", tenant_id), ("status", status), ("workflow_id", workflow_id))
+        if start is not None:
+            where.append("started_at >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("started_at < ?")
+            params.append(end)
+        if after is not None:
+            where.append("(started_at < ? OR (started_at = ? AND id < ?))")
+            params += [after.started_at, after.started_at, after.id]
+        sql = _EXECUTIONS + (" WHERE " + " AND ".join(where) if where else "")
+        rows = [_execution(r) for r in self._rows(f"{sql} ORDER BY started_at DESC, id DESC LIMIT ?", (*params, limit + 1))]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if more else None
+        return Page(rows, Cursor(int(last["started_at"]), str(last["id"])).encode() if last else None)
+
+    def list_alerts(
+        self, *, tenant_id: str | None = None, status: str | None = None, severity: str | None = None, limit: int = 100
+    ) -> list[Row]:
+        """Alerts most recently changed first, optionally of one tenant, status and severity."""
+        check_limit(limit)
+        where, params = _equal(("tenant_id", tenant_id), ("status", status), ("severity", severity))
+        sql = _ALERTS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_at DESC, id LIMIT ?"
+        return [_alert_row(r) for r in self._rows(sql, (*params, limit))]
+
+    def metric_types(self, tenant_id: str | None = None) -> list[str]:
+        """The metric types with raw samples or rollup rows (of a tenant), sorted."""
+        found: set[str] = set()
+        for table in ("performance_metrics", "metric_rollups"):
+            sql = f"SELECT DISTINCT metric_type FROM {table}"
+            params: Sequence[Any] = ()
+            if tenant_id is not None:
+                sql, params = sql + " WHERE tenant_id = ?", (tenant_id,)
+            found.update(str(r[0]) for r in self._tuples(sql, params))
+        return sorted(found)
+
+    def label_values(self, metric_type: str, tenant_id: str | None = None) -> dict[str, list[str]]:
+        """Per label name, the values present on ``metric_type``'s rollup series (of a tenant)."""
+        sql = "SELECT DISTINCT j.key, j.value FROM metric_rollups AS r, json_each(r.labels) AS j WHERE r.metric_type = ?"
+        params: list[Any] = [metric_type]
+        if tenant_id is not None:
+            sql += " AND r.tenant_id = ?"
+            params.append(tenant_id)
+        out: dict[str, set[str]] = {}
+        for key, value in self._tuples(sql, params):
+            out.setdefault(str(key), set()).add(str(value))
+        return {k: sorted(v) for k, v in sorted(out.items())}
+
+    def quota_usage(self, start: int, end: int, tenant_id: str | None = None) -> list[Row]:
+        """Tokens and cost of the executions started in ``[start, end)``, per tenant and
+        workflow (by tenant, then workflow)."""
+        sql = (
+            "SELECT tenant_id, workflow_id, COUNT(*) AS executions, COALESCE(SUM(tokens_used), 0) AS tokens_used, "
+            "COALESCE(SUM(cost), 0.0) AS cost FROM workflow_executions_monitor WHERE started_at >= ? AND started_at < ?"
+        )
+        params: list[Any] = [start, end]
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            params.append(tenant_id)
+        return self._rows(sql + " GROUP BY tenant_id, workflow_id ORDER BY tenant_id, workflow_id", params)
+
+    def usage_buckets(self, start: int, end: int, interval_ms: int, tenant_id: str | None = None) -> list[Row]:
+        """Executions, tokens and cost of the executions started in ``[start, end)``, per bucket
+        ``[start + k interval_ms, ...)`` that has any, in time order (``timestamp``: the bucket's
+        start)."""
+        sql = (
+            "SELECT (started_at - ?) / ? AS k, COUNT(*) AS executions, COALESCE(SUM(tokens_used), 0) AS tokens_used, "
+            "COALESCE(SUM(cost), 0.0) AS cost FROM workflow_executions_monitor WHERE started_at >= ? AND started_at < ?"
+        )
+        params: list[Any] = [start, interval_ms, start, end]
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            params.append(tenant_id)
+        rows = self._rows(sql + " GROUP BY k ORDER BY k", params)
+        return [{"timestamp": start + int(r.pop("k")) * interval_ms, **r} for r in rows]
+
+
+def _equal(*filters: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    """``column = ?`` conditions and their bound parameters, for the filters given (not ``None``)."""
+    where = [f"{column} = ?" for column, value in filters if value is not None]
+    return where, [value for _, value in filters if value is not None]

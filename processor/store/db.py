@@ -1,0 +1,325 @@
+"""The SQLite database: schema, migrations and connections. The sink writes it; the query API
+reads it (read-only).
+
+The tables of the original design keep their columns, so existing readers keep working:
+``workflow_executions_monitor``, ``workflow_step_executions`` and ``performance_metrics``.
+axmon adds ``metric_rollups`` (a window per series), ``metric_rollups_hourly`` (the windows of
+a series that lie inside one hour, merged: a coarser tier for long queries, kept by the sink in
+the same transaction as the windows), ``workflow_stats`` (per-tenant counters kept by the sink
+in the same transaction as the execution rows), ``dead_letters`` and the sink's own
+``sink_offsets``. ``PRAGMA user_version`` holds the schema version; opening a
+database for writing migrates it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from processor.errors import AxmonError, ConfigError
+
+
+class DatabaseError(AxmonError):
+    """The database is missing, unreadable, or newer than this axmon."""
+
+
+SCHEMA_VERSION = 3
+HOUR_MS = 3_600_000
+"""The period of ``metric_rollups_hourly``."""
+
+_V1 = """
+CREATE TABLE workflow_executions_monitor (
+  id TEXT PRIMARY KEY,
+  workflow_id TEXT NOT NULL,
+  workflow_name TEXT NOT NULL,
+  tenant_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  status TEXT NOT NULL,            -- pending, running, completed, failed, cancelled
+  started_at INTEGER NOT NULL,     -- epoch ms; the first known event time while pending
+  completed_at INTEGER,
+  duration INTEGER,
+  steps_total INTEGER NOT NULL,
+  steps_completed INTEGER NOT NULL DEFAULT 0,
+  steps_failed INTEGER NOT NULL DEFAULT 0,
+  current_step TEXT,
+  error_message TEXT,
+  metadata TEXT,                   -- JSON
+  tokens_used INTEGER,
+  cost REAL,
+  last_event_at INTEGER NOT NULL
+);
+CREATE INDEX idx_executions_started ON workflow_executions_monitor(started_at DESC);
+CREATE INDEX idx_executions_tenant_started ON workflow_executions_monitor(tenant_id, started_at DESC);
+CREATE INDEX idx_executions_active ON workflow_executions_monitor(status, tenant_id, started_at DESC)
+  WHERE status IN ('pending', 'running');
+
+CREATE TABLE workflow_step_executions (
+  id TEXT PRIMARY KEY,
+  execution_id TEXT NOT NULL,
+  step_key TEXT NOT NULL,
+  step_name TEXT NOT NULL,
+  status TEXT NOT NULL,            -- running, completed, failed
+  started_at INTEGER NOT NULL,     -- epoch ms; the completion time while the start is unknown
+  completed_at INTEGER,
+  duration INTEGER,
+  retry_count INTEGER NOT NULL DEFAULT 0,
+  error_message TEXT,
+  input_size INTEGER,
+  output_size INTEGER,
+  tokens_used INTEGER,
+  cost REAL
+);
+CREATE INDEX idx_steps_execution ON workflow_step_executions(execution_id, started_at);
+
+CREATE TABLE performance_metrics (
+  id TEXT PRIMARY KEY,             -- the sample's event_id
+  timestamp INTEGER NOT NULL,      -- occurred_at, epoch ms
+  metric_type TEXT NOT NULL,
+  value REAL NOT NULL,
+  unit TEXT NOT NULL,
+  labels TEXT NOT NULL,            -- JSON object
+  tenant_id TEXT
+);
+CREATE INDEX idx_metrics_type_timestamp ON performance_metrics(metric_type, timestamp DESC, value);
+CREATE INDEX idx_metrics_tenant ON performance_metrics(tenant_id, metric_type, timestamp, value);
+
+CREATE TABLE metric_rollups (
+  series TEXT NOT NULL,            -- JSON [tenant, metric_type, [[label, value], ...]]
+  window_start INTEGER NOT NULL,
+  window_end INTEGER NOT NULL,
+  tenant_id TEXT,
+  metric_type TEXT NOT NULL,
+  labels TEXT NOT NULL,            -- JSON object
+  unit TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  sum REAL NOT NULL,
+  min REAL,
+  max REAL,
+  sketch TEXT NOT NULL,            -- JSON, see schemas/json/derived/metric-rollups.schema.json
+  final INTEGER NOT NULL,
+  PRIMARY KEY (series, window_start)
+);
+CREATE INDEX idx_rollups_type_window ON metric_rollups(metric_type, window_start);
+CREATE INDEX idx_rollups_end ON metric_rollups(window_end);
+
+CREATE TABLE workflow_stats (
+  tenant_id TEXT PRIMARY KEY,
+  total INTEGER NOT NULL,
+  pending INTEGER NOT NULL,
+  running INTEGER NOT NULL,
+  completed INTEGER NOT NULL,
+  failed INTEGER NOT NULL,
+  cancelled INTEGER NOT NULL,
+  duration_sum INTEGER NOT NULL,   -- over executions with a duration
+  duration_count INTEGER NOT NULL
+);
+
+CREATE TABLE dead_letters (
+  topic TEXT NOT NULL,             -- where the bad input was
+  partition INTEGER NOT NULL,
+  "offset" INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  timestamp INTEGER,
+  key BLOB,
+  value BLOB,
+  PRIMARY KEY (topic, partition, "offset")
+);
+CREATE INDEX idx_dead_letters_time ON dead_letters(timestamp DESC);
+CREATE INDEX idx_dead_letters_reason ON dead_letters(reason, timestamp DESC);
+
+CREATE TABLE sink_offsets (
+  topic TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  next_offset INTEGER NOT NULL,    -- the next offset to consume
+  stream_time INTEGER NOT NULL,    -- largest event time applied from this partition
+  PRIMARY KEY (topic, partition)
+);
+"""
+
+EXECUTION_COLUMNS = (
+    "id", "workflow_id", "workflow_name", "tenant_id", "user_id", "status", "started_at",
+    "completed_at", "duration", "steps_total", "steps_completed", "steps_failed", "current_step",
+    "error_message", "metadata", "tokens_used", "cost", "last_event_at",
+)
+"""``workflow_executions_monitor``'s columns, in table order."""
+STEP_COLUMNS = (
+    "id", "execution_id", "step_key", "step_name", "status", "started_at", "completed_at",
+    "duration", "retry_count", "error_message", "input_size", "output_size", "tokens_used", "cost",
+)
+"""``workflow_step_executions``' columns, in table order."""
+
+_V2 = """
+CREATE TABLE alerts (
+  id TEXT PRIMARY KEY,
+  rule TEXT NOT NULL,
+  kind TEXT NOT NULL,              -- threshold | stale
+  severity TEXT NOT NULL,
+  status TEXT NOT NULL,            -- pending | firing | acknowledged | resolved
+  status_rank INTEGER NOT NULL,    -- 0..3 in that order: a row only moves forward
+  tenant_id TEXT,
+  metric_type TEXT,
+  labels TEXT,                     -- JSON object
+  series TEXT,
+  execution_id TEXT,
+  value REAL,                      -- the aggregated value at the last transition
+  threshold REAL,
+  partition INTEGER NOT NULL,      -- where acks for it go (the series' partition)
+  pending_at INTEGER NOT NULL,     -- event time (epoch ms); wall clock for stale alerts
+  fired_at INTEGER,
+  acknowledged_at INTEGER,
+  acknowledged_by TEXT,
+  resolved_at INTEGER,
+  updated_at INTEGER NOT NULL,     -- time of the last transition
+  record TEXT NOT NULL             -- the whole record as published on axmon.alerts
+);
+CREATE INDEX idx_alerts_status ON alerts(status_rank, updated_at DESC);
+CREATE INDEX idx_alerts_tenant ON alerts(tenant_id, updated_at DESC);
+
+CREATE TABLE alert_history (
+  alert_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (alert_id, status)
+);
+"""
+
+_V3 = """
+CREATE TABLE metric_rollups_hourly (
+  series TEXT NOT NULL,            -- as in metric_rollups
+  hour_start INTEGER NOT NULL,     -- floor(window_start / 3600000) * 3600000
+  hour_end INTEGER NOT NULL,       -- hour_start + 3600000
+  tenant_id TEXT,
+  metric_type TEXT NOT NULL,
+  labels TEXT NOT NULL,            -- JSON object
+  unit TEXT NOT NULL,              -- of the newest final window ('' when none is final)
+  windows INTEGER NOT NULL,        -- the series' metric_rollups rows that lie inside the hour
+  final_windows INTEGER NOT NULL,  -- how many of them are final; the columns below merge those
+  window_ms INTEGER,               -- their common size when it divides the hour, else NULL
+  coverage TEXT NOT NULL,          -- hex bit mask: bit i = the window at hour_start + i * window_ms
+  count INTEGER NOT NULL,
+  sum REAL NOT NULL,               -- the windows' sums added in time order
+  min REAL,
+  max REAL,
+  sketch TEXT NOT NULL,            -- JSON, their sketches merged (same form; {} when none)
+  PRIMARY KEY (series, hour_start)
+);
+CREATE INDEX idx_rollups_hourly_type_hour ON metric_rollups_hourly(metric_type, hour_start, windows);
+"""
+"""The hourly tier: a pure function of the ``metric_rollups`` rows of its series and hour
+(:func:`processor.store.hourly.hourly_row`), kept up to date by the sink in the transaction that
+writes or deletes them; queries use a row only when it provably stands for exactly the windows
+stored, all final (see :mod:`processor.store.queries`). A database migrated from version 2 starts with
+the table empty: its older hours are read from the window rows, as before."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+"""Version -> the SQL that brings version - 1 to it."""
+
+SINK_TABLES = frozenset({"sink_offsets", "sink_status", "sink_derived_times"})
+"""The sink's own bookkeeping: not part of the materialised state."""
+
+SINK_STATUS = """
+CREATE TABLE IF NOT EXISTS sink_status (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  last_write_at INTEGER NOT NULL   -- epoch ms (wall clock) of the last batch written
+)
+"""
+"""One row: when the sink last wrote a batch (same transaction as ``sink_offsets``). Not
+versioned: created if missing on every open for writing, so older databases keep their schema
+version and older axmon versions ignore it."""
+
+
+SINK_DERIVED_TIMES = """
+CREATE TABLE IF NOT EXISTS sink_derived_times (
+  topic TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  stream_time INTEGER NOT NULL,    -- largest event time of derived-lane samples applied from it
+  PRIMARY KEY (topic, partition)
+)
+"""
+"""The metrics partitions' derived-lane stream times (see :func:`processor.folds.metrics_core.admission_limit`),
+written with ``sink_offsets``; not versioned, like ``sink_status`` (a missing row is 0)."""
+
+
+def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def open_for_writing(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate; WAL mode, ``synchronous=NORMAL``. Transactions
+    are explicit (``BEGIN`` ... ``COMMIT``)."""
+    if path.parent and not path.parent.exists():
+        raise ConfigError(f"cannot create {path}: the folder {path.parent} does not exist")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        migrate(conn)
+        conn.execute(SINK_STATUS)
+        conn.execute(SINK_DERIVED_TIMES)
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"{path}: {exc}") from exc
+    return _configure(conn)
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection; a missing database is an error, not a new empty file."""
+    if not path.exists():
+        raise DatabaseError(f"no database at {path} (run 'axmon sink --db {path}' first, or pass --db)")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        conn.execute("PRAGMA query_only = ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"{path}: {exc}") from exc
+    if version == 0:
+        raise DatabaseError(f"{path} is not an axmon database")
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(f"{path} has schema version {version}; this axmon knows up to {SCHEMA_VERSION}")
+    return _configure(conn)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION`, one transaction per step."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(f"schema version {version} is newer than this axmon ({SCHEMA_VERSION})")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[target]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], None]) -> None:
+    """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction: all of it or none of it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        work(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def upsert_sql(table: str, names: tuple[str, ...], key: str) -> str:
+    """An upsert of every column of ``names`` on conflict with ``key`` (comma-separated)."""
+    keys = {k.strip() for k in key.split(",")}
+    columns = ", ".join(names)
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
+    marks = ", ".join("?" for _ in names)
+    return f"INSERT INTO {table}({columns}) VALUES ({marks}) ON CONFLICT({key}) DO UPDATE SET {updates}"

@@ -1,0 +1,187 @@
+"""The query API: the original WorkflowMonitor and MetricsCollector queries over the sink's
+SQLite database, on a read-only connection.
+
+Every row comes back as a plain ``dict`` keyed by column name. Every value is bound as a SQL
+parameter. A call given a ``tenant_id`` only ever reads that tenant's rows; ``None`` means all
+tenants.
+
+The metric queries and the plan of a range between rollups and raw samples:
+:mod:`processor.store.metric_queries`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from processor.store.db import (
+    EXECUTION_COLUMNS,
+    STEP_COLUMNS,
+)
+from processor.store.metric_queries import MetricQueries
+from processor.store.reader import Row, check_limit, prefix_end, quote
+
+_EXECUTIONS = f"SELECT {', '.join(EXECUTION_COLUMNS)} FROM workflow_executions_monitor"
+_STEPS = f"SELECT {', '.join(STEP_COLUMNS)} FROM workflow_step_executions"
+_ALERTS = (
+    "SELECT id, rule, kind, severity, status, tenant_id, metric_type, labels, series, execution_id, value, threshold, "
+    "partition, pending_at, fired_at, acknowledged_at, acknowledged_by, resolved_at, updated_at FROM alerts"
+)
+
+
+def _alert_row(row: Row) -> Row:
+    return {**row, "labels": orjson.loads(row["labels"]) if row.get("labels") else {}}
+
+
+_DEAD_LETTERS = 'SELECT topic, partition, "offset", reason, detail, timestamp, key, value FROM dead_letters'
+_STATS = (
+    "SELECT COALESCE(SUM(total), 0), COALESCE(SUM(pending), 0), COALESCE(SUM(running), 0), "
+    "COALESCE(SUM(completed), 0), COALESCE(SUM(failed), 0), COALESCE(SUM(cancelled), 0), "
+    "COALESCE(SUM(duration_sum), 0), COALESCE(SUM(duration_count), 0) FROM workflow_stats"
+)
+class Monitor(MetricQueries):
+    """Read-only queries over an axmon database: the original WorkflowMonitor and
+    MetricsCollector. Use as a context manager, or call :meth:`close`. Raises
+    :class:`processor.store.db.DatabaseError` when the database is missing or not an axmon
+    database, and :class:`processor.errors.ConfigError` for bad arguments."""
+
+    # -- executions (the original WorkflowMonitor) ----------------------------------------------
+
+    def get_active_executions(self, tenant_id: str | None = None) -> list[Row]:
+        """Executions whose status is ``pending`` or ``running``, newest ``started_at`` first
+        (then id descending)."""
+        # Without statistics (no ANALYZE) SQLite prefers the tenant index, which scans every
+        # execution of the tenant; the partial index holds only the active ones.
+        sql = f"{_EXECUTIONS} INDEXED BY idx_executions_active WHERE status IN ('pending', 'running')"
+        params: list[Any] = []
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            params.append(tenant_id)
+        return [_execution(r) for r in self._rows(sql + " ORDER BY started_at DESC, id DESC", params)]
+
+    def get_execution(self, execution_id: str) -> Row | None:
+        """One execution by id, or ``None``; ``metadata`` is parsed from its JSON."""
+        rows = self._rows(f"{_EXECUTIONS} WHERE id = ?", (execution_id,))
+        return _execution(rows[0]) if rows else None
+
+    def find_execution_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """The ids of the executions starting with ``prefix``, in order (at most ``limit``);
+        one range scan of the primary key."""
+        check_limit(limit)
+        sql = "SELECT id FROM workflow_executions_monitor WHERE id >= ?"
+        params: list[Any] = [prefix]
+        if (above := prefix_end(prefix)) is not None:
+            sql, params = sql + " AND id < ?", [prefix, above]
+        rows = self._tuples(f"{sql} AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?", (*params, len(prefix), prefix, limit))
+        return [str(r[0]) for r in rows]
+
+    def get_recent_executions(self, limit: int = 100, tenant_id: str | None = None) -> list[Row]:
+        """The ``limit`` executions with the newest ``started_at`` (ties: id descending), in
+        that order, whatever their status."""
+        check_limit(limit)
+        params: list[Any]
+        if tenant_id is None:
+            sql, params = f"{_EXECUTIONS} ORDER BY started_at DESC, id DESC LIMIT ?", [limit]
+        else:
+            sql = f"{_EXECUTIONS} WHERE tenant_id = ? ORDER BY started_at DESC, id DESC LIMIT ?"
+            params = [tenant_id, limit]
+        return [_execution(r) for r in self._rows(sql, params)]
+
+    def get_step_executions(self, execution_id: str) -> list[Row]:
+        """The steps of an execution (one row per step id; retries update the row), ordered by
+        ``started_at``, then id."""
+        return self._rows(f"{_STEPS} WHERE execution_id = ? ORDER BY started_at, id", (execution_id,))
+
+    def get_workflow_stats(self, tenant_id: str | None = None) -> Row:
+        """The original WorkflowStats from the per-tenant counters: ``total, pending, running,
+        completed, failed, cancelled`` (summed over tenants when ``tenant_id`` is ``None``),
+        ``avg_duration`` (ms, over executions with a duration; 0 when none) and
+        ``success_rate`` (completed / total in %, rounded to 2 places; 0 when total is 0)."""
+        if tenant_id is None:
+            (row,) = self._tuples(_STATS)
+        else:
+            (row,) = self._tuples(f"{_STATS} WHERE tenant_id = ?", (tenant_id,))
+        return _stats(row)
+
+    def get_tenant_stats(self) -> list[Row]:
+        """:meth:`get_workflow_stats` of every tenant with counters, by ``tenant_id``; each row
+        also has its ``tenant_id``."""
+        rows = self._tuples(
+            "SELECT tenant_id, total, pending, running, completed, failed, cancelled, duration_sum, "
+            "duration_count FROM workflow_stats ORDER BY tenant_id"
+        )
+        return [{"tenant_id": r[0], **_stats(r[1:])} for r in rows]
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def get_dead_letters(self, limit: int = 100, reason: str | None = None) -> list[Row]:
+        """The newest ``limit`` dead letters by ``timestamp`` (unknown times last; ties: topic
+        and partition ascending, offset descending), optionally of one ``reason``. ``key`` and
+        ``value`` are the original bytes (or ``None``)."""
+        check_limit(limit)
+        order = ' ORDER BY timestamp DESC, topic, partition, "offset" DESC LIMIT ?'
+        if reason is None:
+            return self._rows(_DEAD_LETTERS + order, (limit,))
+        return self._rows(f"{_DEAD_LETTERS} WHERE reason = ?{order}", (reason, limit))
+
+    def get_alerts(self, *, active: bool = False, tenant_id: str | None = None, limit: int = 100) -> list[Row]:
+        """Alerts, most recently changed first: every one, or only those ``active`` (pending,
+        firing or acknowledged), optionally of one tenant. ``labels`` is a dict."""
+        check_limit(limit)
+        where, params = [], []
+        if active:
+            where.append("status_rank < 3")
+        if tenant_id is not None:
+            where.append("tenant_id = ?")
+            params.append(tenant_id)
+        sql = _ALERTS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_at DESC, id LIMIT ?"
+        return [_alert_row(r) for r in self._rows(sql, (*params, limit))]
+
+    def get_alert(self, alert_id: str) -> Row | None:
+        """One alert with its ``history``: the statuses it reached and when, in order."""
+        rows = self._rows(f"{_ALERTS} WHERE id = ?", (alert_id,))
+        if not rows:
+            return None
+        history = self._rows("SELECT status, at FROM alert_history WHERE alert_id = ? ORDER BY at, status", (alert_id,))
+        return {**_alert_row(rows[0]), "history": history}
+
+    def find_alert_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """The ids of the alerts starting with ``prefix`` (at most ``limit``)."""
+        check_limit(limit)
+        rows = self._tuples("SELECT id FROM alerts WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?", (len(prefix), prefix, limit))
+        return [str(r[0]) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, by table name (SQLite's own tables left out)."""
+        names = self._tuples(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "ORDER BY name"
+        )
+        return {name: int(self._tuples(f"SELECT COUNT(*) FROM {quote(name)}")[0][0]) for (name,) in names}
+
+
+
+def _stats(row: tuple[Any, ...]) -> Row:
+    """``(total, pending, running, completed, failed, cancelled, duration_sum, duration_count)``
+    as the original WorkflowStats."""
+    total, pending, running, completed, failed, cancelled, duration_sum, duration_count = (int(v) for v in row)
+    return {
+        "total": total, "pending": pending, "running": running, "completed": completed,
+        "failed": failed, "cancelled": cancelled,
+        "avg_duration": duration_sum / duration_count if duration_count else 0,
+        "success_rate": round(completed / total * 100, 2) if total else 0,
+    }
+
+
+def _execution(row: Row) -> Row:
+    """An execution row with ``metadata`` parsed (left as text if it is not valid JSON)."""
+    raw = row.get("metadata")
+    if isinstance(raw, str):
+        try:
+            row["metadata"] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return row
+
+

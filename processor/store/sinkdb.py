@@ -1,0 +1,379 @@
+"""What the sink writes, as SQL: one idempotent batch per transaction.
+
+:class:`SinkBatch` holds the records of one batch, already coalesced (the last snapshot of each
+execution and window). :func:`write_batch` upserts them and stores the consumed offsets in the
+same transaction, so the database and its offsets never disagree: replaying a batch writes the
+same rows again. Per-tenant counters in ``workflow_stats`` move from each execution's old row to
+its new one inside that transaction, and the hourly rows of ``metric_rollups_hourly`` are
+recomputed from the window rows of every (series, hour) the batch touched
+(:mod:`processor.store.hourly`). Retention is :mod:`processor.store.retention`.
+
+Used by the live sink (:mod:`processor.runtime.sink`) and by replay alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from processor.folds.records import Stream
+from processor.store.db import EXECUTION_COLUMNS, STEP_COLUMNS, upsert_sql
+from processor.store.hourly import Written, refresh_hourly, stored_windows
+from schemas.events import MetricRecorded
+
+_STATUS_COLUMNS = ("pending", "running", "completed", "failed", "cancelled")
+
+
+@dataclass
+class SinkBatch:
+    """One transaction's worth of records. Builders call the ``add_*`` methods in offset order."""
+
+    executions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rollups: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    samples: dict[str, MetricRecorded] = field(default_factory=dict)
+    dead_letters: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    """Alert records in offset order (each is a transition)."""
+    offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    """(topic, partition) -> (next offset, stream time)"""
+    derived_times: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> the derived lane's stream time (metrics partitions)"""
+    records: int = 0
+
+    def add_execution(self, snapshot: dict[str, Any]) -> None:
+        self.executions[snapshot["id"]] = snapshot  # coalesce: the last snapshot wins
+
+    def add_rollup(self, rollup: dict[str, Any]) -> None:
+        self.rollups[(rollup["series"], rollup["window_start"])] = rollup
+
+    def add_sample(self, sample: MetricRecorded) -> None:
+        self.samples.setdefault(sample.event_id, sample)
+
+    def add_dead_letter(self, record: dict[str, Any]) -> None:
+        self.dead_letters[(record["topic"], record["partition"], record["offset"])] = record
+
+    def add_alert(self, record: dict[str, Any]) -> None:
+        if record.get("status") not in _ALERT_STATUSES or not record.get("id"):
+            raise KeyError(f"not an alert record: {str(record)[:80]}")
+        self.alerts.append(record)
+
+    def add(self, stream: Stream, record: dict[str, Any]) -> None:
+        """A derived record, by the stream it is on (as the worker publishes it, or as replay
+        computes it); the streams the database does not hold are left out."""
+        if stream is Stream.EXECUTION_STATE:
+            self.add_execution(record)
+        elif stream is Stream.METRIC_ROLLUPS:
+            self.add_rollup(record)
+        elif stream is Stream.DEAD_LETTER:
+            self.add_dead_letter(record)
+        elif stream is Stream.ALERTS:
+            self.add_alert(record)
+
+    def consumed(self, topic: str, partition: int, next_offset: int, stream_time: int, derived_time: int | None = None) -> None:
+        self.offsets[(topic, partition)] = (next_offset, stream_time)
+        if derived_time is not None:
+            self.derived_times[(topic, partition)] = derived_time
+
+    def __len__(self) -> int:
+        return len(self.executions) + len(self.rollups) + len(self.samples) + len(self.dead_letters) + len(self.alerts)
+
+
+UNWRITABLE = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.DataError,
+              OverflowError, TypeError, ValueError, KeyError, IndexError, AttributeError)
+"""What one malformed or unstorable record raises while its rows are built or written (no retry
+helps); a busy or failing database raises something else, and the batch is tried again."""
+
+
+def write_batch(conn: sqlite3.Connection, batch: SinkBatch, *, written_at_ms: int | None = None) -> list[str]:
+    """Write ``batch`` and its offsets in one transaction (all or nothing), and the wall-clock
+    time of the write (``written_at_ms``, default now) in ``sink_status``.
+
+    When a record of the batch cannot be written (:data:`UNWRITABLE`), the batch is written
+    again record by record, each in a savepoint, leaving out those that fail: one record never
+    stops the sink. Returns what was left out (normally nothing) for the caller to count."""
+    written_at = int(time.time() * 1000) if written_at_ms is None else written_at_ms
+    try:
+        _transaction(conn, batch, written_at, _write_all)
+        return []
+    except UNWRITABLE:
+        pass
+    skipped: list[str] = []
+    _transaction(conn, batch, written_at, lambda c, b: skipped.extend(_write_each(c, b)))
+    return skipped
+
+
+def _transaction(conn: sqlite3.Connection, batch: SinkBatch, written_at: int,
+                 write: Callable[[sqlite3.Connection, SinkBatch], object]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        write(conn, batch)
+        conn.executemany(
+            "INSERT INTO sink_offsets(topic, partition, next_offset, stream_time) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset, "
+            "stream_time = excluded.stream_time",
+            [(t, p, o, st) for (t, p), (o, st) in batch.offsets.items()],
+        )
+        conn.executemany(
+            "INSERT INTO sink_derived_times(topic, partition, stream_time) VALUES (?, ?, ?) "
+            "ON CONFLICT(topic, partition) DO UPDATE SET stream_time = excluded.stream_time",
+            [(t, p, st) for (t, p), st in batch.derived_times.items()],
+        )
+        conn.execute(
+            "INSERT INTO sink_status(id, last_write_at) VALUES (1, ?) "
+            "ON CONFLICT(id) DO UPDATE SET last_write_at = excluded.last_write_at",
+            (written_at,),
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _write_all(conn: sqlite3.Connection, batch: SinkBatch) -> None:
+    write_executions(conn, batch.executions.values())
+    write_rollups(conn, batch.rollups.values())
+    write_samples(conn, batch.samples.values())
+    write_dead_letters(conn, batch.dead_letters.values())
+    write_alerts(conn, batch.alerts)
+
+
+def _write_each(conn: sqlite3.Connection, batch: SinkBatch) -> list[str]:
+    """:func:`_write_all` one record at a time, in the same order; the descriptions of the
+    records that could not be written."""
+    items: list[tuple[str, Callable[[sqlite3.Connection, Any], None], Any]] = [
+        *((f"execution {k[:80]!r}", write_executions, v) for k, v in batch.executions.items()),
+        *((f"rollup {k[0][:80]}@{k[1]}", write_rollups, v) for k, v in batch.rollups.items()),
+        *((f"sample {k[:80]!r}", write_samples, v) for k, v in batch.samples.items()),
+        *((f"dead letter {k}", write_dead_letters, v) for k, v in batch.dead_letters.items()),
+        *((f"alert {str(v.get('id'))[:80]!r}", write_alerts, v) for v in batch.alerts),
+    ]
+    skipped = []
+    for what, write, item in items:
+        conn.execute("SAVEPOINT record")
+        try:
+            write(conn, [item])
+        except UNWRITABLE as exc:
+            conn.execute("ROLLBACK TO record")
+            skipped.append(f"{what}: {type(exc).__name__}: {exc}"[:500])
+        conn.execute("RELEASE record")
+    return skipped
+
+
+def stored_offsets(conn: sqlite3.Connection) -> dict[tuple[str, int], tuple[int, int]]:
+    return {
+        (row[0], row[1]): (row[2], row[3])
+        for row in conn.execute("SELECT topic, partition, next_offset, stream_time FROM sink_offsets")
+    }
+
+
+def stored_derived_times(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+    """The derived lane's stream time of each metrics partition, as the sink stored it."""
+    return {(row[0], row[1]): row[2] for row in conn.execute("SELECT topic, partition, stream_time FROM sink_derived_times")}
+
+
+# -- executions and per-tenant stats ---------------------------------------------------------------
+
+
+def execution_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A snapshot as a ``workflow_executions_monitor`` row. The original columns are NOT NULL
+    where a pending execution (its start not yet seen) has no value: '' for the missing ids and
+    names, and the last event time for ``started_at``."""
+    return (
+        s["id"],
+        s["workflow_id"] or "",
+        s["workflow_name"] or "",
+        s["tenant_id"],
+        s["user_id"] or "",
+        s["status"],
+        s["started_at"] if s["started_at"] is not None else s["last_event_at"],
+        s["completed_at"],
+        s["duration"],
+        s["steps_total"],
+        s["steps_completed"],
+        s["steps_failed"],
+        s["current_step"],
+        s["error_message"],
+        orjson.dumps(s["metadata"]).decode(),
+        s["tokens_used"],
+        s["cost"],
+        s["last_event_at"],
+    )
+
+
+def step_row(step: Mapping[str, Any]) -> tuple[Any, ...]:
+    started = step["started_at"]
+    if started is None:
+        started = step["completed_at"] if step["completed_at"] is not None else 0
+    return (
+        step["id"],
+        step["execution_id"],
+        step["step_key"] or "",
+        step["step_name"] or "",
+        step["status"],
+        started,
+        step["completed_at"],
+        step["duration"],
+        step["retry_count"],
+        step["error_message"],
+        step["input_size"],
+        step["output_size"],
+        step["tokens_used"],
+        step["cost"],
+    )
+
+
+
+
+_UPSERT_EXECUTION = upsert_sql("workflow_executions_monitor", EXECUTION_COLUMNS, "id")
+_UPSERT_STEP = upsert_sql("workflow_step_executions", STEP_COLUMNS, "id")
+
+
+def write_executions(conn: sqlite3.Connection, snapshots: Iterable[Mapping[str, Any]]) -> None:
+    snapshots = list(snapshots)
+    if not snapshots:
+        return
+    old = _old_contributions(conn, [s["id"] for s in snapshots])
+    deltas: dict[str, list[int]] = {}
+    for s in snapshots:
+        before = old.get(s["id"])
+        if before is not None:
+            contribute(deltas, before[0], before[1], before[2], -1)
+        contribute(deltas, s["tenant_id"], s["status"], s["duration"], +1)
+    conn.executemany(_UPSERT_EXECUTION, [execution_row(s) for s in snapshots])
+    conn.executemany(_UPSERT_STEP, [step_row(step) for s in snapshots for step in s["steps"]])
+    apply_stats_deltas(conn, deltas)
+
+
+def _old_contributions(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str, int | None]]:
+    out: dict[str, tuple[str, str, int | None]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT id, tenant_id, status, duration FROM workflow_executions_monitor WHERE id IN ({marks})", chunk
+        ):
+            out[row[0]] = (row[1], row[2], row[3])
+    return out
+
+
+def contribute(deltas: dict[str, list[int]], tenant: str, status: str, duration: int | None, sign: int) -> None:
+    """``deltas[tenant]``: [total, pending, running, completed, failed, cancelled, duration_sum, duration_count]"""
+    d = deltas.setdefault(tenant, [0] * 8)
+    d[0] += sign
+    d[1 + _STATUS_COLUMNS.index(status)] += sign
+    if duration is not None:
+        d[6] += sign * duration
+        d[7] += sign
+
+
+def apply_stats_deltas(conn: sqlite3.Connection, deltas: Mapping[str, list[int]]) -> None:
+    conn.executemany(
+        "INSERT INTO workflow_stats(tenant_id, total, pending, running, completed, failed, cancelled, "
+        "duration_sum, duration_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(tenant_id) DO UPDATE SET "
+        "total = total + excluded.total, pending = pending + excluded.pending, "
+        "running = running + excluded.running, completed = completed + excluded.completed, "
+        "failed = failed + excluded.failed, cancelled = cancelled + excluded.cancelled, "
+        "duration_sum = duration_sum + excluded.duration_sum, "
+        "duration_count = duration_count + excluded.duration_count",
+        [(tenant, *d) for tenant, d in deltas.items() if any(d)],
+    )
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+_UPSERT_ROLLUP = (
+    "INSERT INTO metric_rollups(series, window_start, window_end, tenant_id, metric_type, labels, unit, "
+    "count, sum, min, max, sketch, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(series, window_start) DO UPDATE SET window_end = excluded.window_end, "
+    "count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max, "
+    "sketch = excluded.sketch, final = excluded.final, unit = excluded.unit"
+)
+
+
+def write_rollups(conn: sqlite3.Connection, rollups: Iterable[Mapping[str, Any]]) -> None:
+    """Upsert the window rows, then bring the hourly row of every (series, hour) whose windows
+    changed up to date (:func:`refresh_hourly`), in the caller's transaction."""
+    rows = [
+        (
+            r["series"], r["window_start"], r["window_end"], r["tenant_id"], r["metric_type"],
+            orjson.dumps(r["labels"], option=orjson.OPT_SORT_KEYS).decode(), r["unit"], r["count"],
+            r["sum"], r["min"], r["max"], orjson.dumps(r["sketch"]).decode(), int(bool(r["final"])),
+        )
+        for r in rollups
+    ]
+    if not rows:
+        return
+    stored = stored_windows(conn, rows)
+    conn.executemany(_UPSERT_ROLLUP, rows)
+    refresh_hourly(conn, (), written=Written.of(rows, stored))
+
+
+def write_samples(conn: sqlite3.Connection, samples: Iterable[MetricRecorded]) -> None:
+    """Raw samples, insert-or-ignore by event id: a resent sample is stored once."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO performance_metrics(id, timestamp, metric_type, value, unit, labels, tenant_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
+                orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id,
+            )
+            for s in samples
+        ],
+    )
+
+
+def write_dead_letters(conn: sqlite3.Connection, records: Iterable[Mapping[str, Any]]) -> None:
+    conn.executemany(
+        'INSERT OR IGNORE INTO dead_letters(topic, partition, "offset", reason, detail, timestamp, key, value) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                r["topic"], r["partition"], r["offset"], r["reason"], r["detail"], r.get("timestamp"),
+                None if r.get("key") is None else base64.b64decode(r["key"]),
+                None if r.get("value") is None else base64.b64decode(r["value"]),
+            )
+            for r in records
+        ],
+    )
+
+
+# -- alerts ---------------------------------------------------------------------------------------
+
+_ALERT_STATUSES = ("pending", "firing", "acknowledged", "resolved")
+_ALERT_TIMES = (("pending", "pending_at"), ("firing", "fired_at"), ("acknowledged", "acknowledged_at"), ("resolved", "resolved_at"))
+
+
+def write_alerts(conn: sqlite3.Connection, records: Iterable[dict[str, Any]]) -> None:
+    """Upsert each alert (a row only moves forward through its statuses, so a record seen
+    again or out of order changes nothing) and its history: one row per status reached."""
+    rows = []
+    history = []
+    for r in records:
+        rows.append((
+            r["id"], r["rule"], r.get("kind", "threshold"), r["severity"], r["status"], _ALERT_STATUSES.index(r["status"]),
+            r.get("tenant_id"), r.get("metric_type"), orjson.dumps(r.get("labels") or {}).decode(), r.get("series"),
+            r.get("execution_id"), r.get("value"), r.get("threshold"), r.get("partition", 0), r["pending_at"],
+            r.get("fired_at"), r.get("acknowledged_at"), r.get("acknowledged_by"), r.get("resolved_at"), r["at"],
+            orjson.dumps(r).decode(),
+        ))
+        history += [(r["id"], status, r[column]) for status, column in _ALERT_TIMES if r.get(column) is not None]
+    conn.executemany(
+        "INSERT INTO alerts(id, rule, kind, severity, status, status_rank, tenant_id, metric_type, labels, series, "
+        "execution_id, value, threshold, partition, pending_at, fired_at, acknowledged_at, acknowledged_by, resolved_at, "
+        "updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET status = excluded.status, status_rank = excluded.status_rank, "
+        "value = excluded.value, fired_at = excluded.fired_at, acknowledged_at = excluded.acknowledged_at, "
+        "acknowledged_by = excluded.acknowledged_by, resolved_at = excluded.resolved_at, "
+        "updated_at = excluded.updated_at, record = excluded.record "
+        "WHERE excluded.status_rank >= alerts.status_rank",
+        rows,
+    )
+    conn.executemany("INSERT OR IGNORE INTO alert_history(alert_id, status, at) VALUES (?, ?, ?)", history)
