@@ -261,7 +261,7 @@ async def test_the_dashboard_in_chromium(served: Served) -> None:
         await browser.wait_for(shown, what=f"{len(active)} active executions")
         assert await browser.eval("document.querySelector('#health').textContent.startsWith('health: ')")
 
-        await browser.wait_for("window.axmon.mode === 'stream'", what="the page's EventSource to connect")
+        await browser.wait_for("window.axmon?.mode === 'stream'", what="the page's EventSource to connect")
         factory = EventFactory(source="test")
         fresh = factory.start_execution("wf-live", "Live workflow", "tenant_a", "u", 3)
         await publish(served.bootstrap, served.topics, [fresh])
@@ -311,6 +311,6 @@ async def test_the_dashboard_in_chromium(served: Served) -> None:
         await browser.send("Page.addScriptToEvaluateOnNewDocument", source="window.EventSource = class { constructor() { "
                            "setTimeout(() => this.onerror && this.onerror(new Event('error')), 10); } close() {} addEventListener() {} };")
         await browser.goto(served.url + "/")
-        await browser.wait_for("axmon.mode === 'polling' && axmon.polls > 0", 30, what="the polling fallback")
+        await browser.wait_for("window.axmon?.mode === 'polling' && axmon.polls > 0", 30, what="the polling fallback")
         assert await browser.eval("document.querySelector('#live').textContent") == "polling every 3 s"
         assert browser.errors == []

@@ -3,7 +3,7 @@
 const $ = (sel) => document.querySelector(sel);
 // mode: "connecting" | "stream" (live from /api/v1/stream) | "polling" (the stream failed FALLBACK times in a row) | "paused"
 const state = { paused: false, cursor: null, mode: "connecting", source: null, lastId: null, failures: 0, retry: null,
-  pollTimer: null, polls: 0, streamed: 0, generation: 0, chartsAt: 0, later: {} };
+  pollTimer: null, polls: 0, streamed: 0, generation: 0, chartsAt: 0, later: {}, events: [] };
 window.axmon = state; // for a look from the console (and the browser test)
 const FALLBACK = 3, POLL_MS = 3000, MAX_BACKOFF_MS = 30000, CHARTS_EVERY_MS = 30000;
 const tenantInput = $("#tenant"), keyInput = $("#key");
@@ -54,9 +54,13 @@ const isActive = (e) => e.status === "running" || e.status === "pending";
 function countActive() { $("#active-count").textContent = "(" + $("#active tbody").rows.length + ")"; }
 function stamp() { $("#updated").textContent = "updated " + new Date().toLocaleTimeString(); }
 
+// A full load answers as of when it was asked: the stream's rows that arrived meanwhile are newer, so they go on top again.
+function replaySince(n) { for (const ev of state.events) if (ev.n > n) applyExecution(ev.row); }
 async function loadActive() {
+  const since = state.streamed;
   const d = await api("/dashboard" + q());
   fill("#active", d.activeWorkflows.map(activeRow));
+  replaySince(since);
   countActive();
   showHealth(d.systemHealth);
   stamp();
@@ -75,16 +79,19 @@ function filterParams() {
   return { status: f.get("status"), workflow: f.get("workflow"), start: since ? new Date(since).getTime() : "" };
 }
 async function loadRecent(append = false) {
+  const since = state.streamed;
   const page = await api("/executions" + q({ ...filterParams(), limit: 25, cursor: append ? state.cursor : "" }));
   const rows = page.executions.map(recentRow);
-  if (append) $("#recent tbody").append(...rows); else fill("#recent", rows);
+  if (append) $("#recent tbody").append(...rows); else { fill("#recent", rows); replaySince(since); }
   state.cursor = page.nextCursor;
   $("#more").hidden = !page.nextCursor;
 }
 
 async function loadAlerts() {
   const f = new FormData($("#alert-filters"));
+  const asked = (state.alertsAsked = (state.alertsAsked || 0) + 1);
   const d = await api("/alerts" + q({ status: f.get("status"), severity: f.get("severity") }));
+  if (asked !== state.alertsAsked) return; // a later load is on its way: its answer is newer
   fill("#alerts", d.alerts.map((a) => {
     const subject = a.executionId ? "execution " + a.executionId : (a.tenantId || "–") + " " + (a.metricType || "");
     const ack = a.status === "firing" && a.kind === "threshold"
@@ -231,7 +238,13 @@ async function connect() {
     setMode("stream");
     if (first) refresh().catch(report); // what changed between the first load and the stream's start
   });
-  source.addEventListener("execution", mine((ev) => { state.lastId = ev.lastEventId; state.streamed += 1; applyExecution(JSON.parse(ev.data)); }));
+  source.addEventListener("execution", mine((ev) => {
+    const row = JSON.parse(ev.data);
+    state.lastId = ev.lastEventId; state.streamed += 1;
+    state.events.push({ n: state.streamed, row });
+    if (state.events.length > 500) state.events.shift();
+    applyExecution(row);
+  }));
   source.addEventListener("alert", mine((ev) => { state.lastId = ev.lastEventId; state.streamed += 1; later("alerts", 300, loadAlerts); }));
   source.addEventListener("reset", mine((ev) => { state.lastId = ev.lastEventId; refresh(true).catch(report); }));
   source.onerror = mine(() => streamFailed("the stream closed"));
