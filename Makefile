@@ -12,7 +12,7 @@ LOCK   := requirements.lock
 .PHONY: help install lock system-deps test-deps demo dashboard test test-unit test-integration bench lint kafka-start kafka-stop schemas clean
 
 help:
-	@echo "make demo    run the main job on the local Kafka broker (provisioned on first use)"
+	@echo "make demo    run the main job on the local Kafka broker (provisioned on first use); ends with the dashboard's URL"
 	@echo "make test    run the whole test suite (starts its own broker)"
 	@echo "make dashboard   axmon serve over ./axmon.db: the dashboard at http://127.0.0.1:8321/"
 	@echo "make bench   run the benchmarks"
@@ -48,6 +48,7 @@ system-deps:
 test-deps: system-deps
 	@./scripts/ensure-chromium.sh
 
+# ends by leaving axmon serve running over ./axmon.db in the background: it prints the URL and how to stop it
 demo: install system-deps
 	$(BIN)/axmon demo
 

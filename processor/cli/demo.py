@@ -20,7 +20,7 @@ def register(subparsers: Subparsers) -> None:
         description="Starts the local broker unless --bootstrap is given, then the worker and the "
         "sink, runs a simulated workflow engine (tenants, workflows with steps, failures, "
         "retries, metric samples) in real time through the SDK, waits until the database has "
-        "caught up and shows 'axmon stats', 'axmon workflows' and 'axmon alerts' from it. Each run "
+        "caught up and shows 'axmon stats', 'axmon workflows' and 'axmon alerts' from it, then leaves 'axmon serve' (the dashboard) running in the background and prints its URL. Each run "
         "has its own topics (axmon.demo-<time>., unless --topic-prefix) and a fresh database.",
     )
     demo.add_argument("--seconds", type=float, default=20.0, help="how long the simulated engine runs (default 20)")
@@ -29,6 +29,10 @@ def register(subparsers: Subparsers) -> None:
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--keep-db", action="store_true",
                       help="add to the existing database (default: a fresh one; the one before is kept as <db>.previous)")
+    demo.add_argument("--serve-port", type=int, default=8321,
+                      help="the dashboard's port at the end, or the next free one (default 8321)")
+    demo.add_argument("--no-serve", action="store_true",
+                      help="do not end by starting 'axmon serve' (the dashboard) in the background")
     add_db(demo)
     add_broker_options(demo)
     demo.set_defaults(handler=cmd_demo)
@@ -42,5 +46,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     bootstrap = resolve_bootstrap(settings, start_local=True)
     options = DemoOptions(seconds=args.seconds, executions=args.executions, tenants=args.tenants, seed=args.seed,
-                          keep_db=args.keep_db, local_broker=not settings.bootstrap)
+                          keep_db=args.keep_db, local_broker=not settings.bootstrap, serve=not args.no_serve,
+                          serve_port=args.serve_port)
     return asyncio.run(run_demo(settings, bootstrap, options, out_console))
