@@ -26,6 +26,7 @@ RANKS: dict[str, float] = {
     "processor.ops": 5,
     "processor.cli": 6,
     "processor.serve": 6,
+    "processor.queries": 6,
 }
 """Layer of each package (or top-level module): a module may import its own package and lower
 layers only."""
