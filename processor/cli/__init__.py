@@ -15,12 +15,11 @@ What lives here:
   cleanup), :mod:`~processor.cli.replay` (replay, prove), :mod:`~processor.cli.tail`,
   :mod:`~processor.cli.demo`, :mod:`~processor.cli.read` (workflows, execution, stats,
   metrics, dead-letters), :mod:`~processor.cli.alerts`, :mod:`~processor.cli.health`,
-  :mod:`~processor.cli.notify`. ``axmon serve`` is registered from :mod:`processor.serve.cli`.
+  :mod:`~processor.cli.notify`, :mod:`~processor.cli.serve`.
 
 What it may import: the command line is the top floor. It may import the runtime, operations,
 store, folds and schemas (``processor.*``, ``schemas``, ``producers``); nothing outside
-``processor/cli/`` imports it (but :mod:`processor.serve.cli`, the serve command, for the
-shared options). Inside, imports run one way: ``app`` -> command modules -> ``options`` ->
+``processor/cli/`` imports it. Inside, imports run one way: ``app`` -> command modules -> ``options`` ->
 ``render``; a command module imports no other command module and no private name.
 """
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from processor.cli import alerts, demo, health, kafka, notify, pipeline, read, replay, tail
-from processor.cli.options import Handler, Subparsers, add_kafka_options
+from processor.cli import alerts, demo, health, kafka, notify, pipeline, read, replay, serve, tail
+from processor.cli.options import Handler
 from processor.cli.render import err_console
 from processor.errors import AxmonError
 
@@ -24,15 +24,9 @@ EXIT_SOFTWARE = 70
 """Exit code of an unexpected error (BSD ``EX_SOFTWARE``)."""
 
 
-def _serve(subparsers: Subparsers) -> None:
-    from processor.serve.cli import add_serve_command
-
-    add_serve_command(subparsers, add_kafka_options)
-
-
 COMMAND_GROUPS = (
     kafka.register, pipeline.register, replay.register, tail.register, demo.register, read.register,
-    alerts.register, health.register, _serve, notify.register,
+    alerts.register, health.register, serve.register, notify.register,
 )
 """Each group registers its commands on the root parser, in the order ``axmon --help`` lists them."""
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from processor.errors import ConfigError
 from processor.serve.app import ServeConfig, create_app
 from processor.serve.auth import KeyRing
-from processor.serve.cli import check_bind
+from processor.serve.bind import check_bind
 from processor.serve.sse import Journal, snapshot
 from processor.settings import Settings
 from processor.store.db import open_for_writing
