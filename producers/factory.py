@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from producers.tracecontext import TraceContext, current_trace_context
 from schemas.codec import parse_event
 from schemas.errors import AxmonError
 from schemas.events import (
@@ -22,17 +23,15 @@ from schemas.events import (
     ExecutionFailed,
     ExecutionStarted,
     ExecutionUpdated,
+    LifecycleEvent,
+    LogRecorded,
     MetricRecorded,
     StepCompleted,
     StepFailed,
     StepRetried,
     StepStarted,
-    LifecycleEvent,
-    LogRecorded,
 )
 from schemas.ids import uuid7
-from producers.tracecontext import TraceContext, current_trace_context
-
 
 E = TypeVar("E", bound=Event)
 

@@ -17,8 +17,8 @@ from schemas.derived import DERIVED_SCHEMAS
 from schemas.events import (
     CONTRACT_VERSION,
     EVENT_CLASSES,
-    LOG_LEVELS,
     KNOWN_METRIC_TYPES,
+    LOG_LEVELS,
     METRIC_TYPE_PATTERN,
     Event,
     FieldSpec,

@@ -132,7 +132,7 @@ class OtlpClient:
                 text = (await response.text(errors="replace"))[:200]
                 raise ExportError(f"{self.url} answered {response.status}: {text}",
                                   retriable=response.status in _RETRIABLE)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise ExportError(f"cannot reach {self.url}: {type(exc).__name__}: {exc}", retriable=True) from exc
 
     async def send_with_retry(self, body: bytes, *, attempts: int = 5, first_delay_s: float = 0.5,

@@ -5,28 +5,27 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
-from rich.console import Console
 from rich.text import Text
 
+from processor.cli.options import Subparsers, add_db, settings_of
+from processor.cli.render import out_console
 from processor.errors import ConfigError
 from schemas.events import LOG_LEVELS
 
-out_console = Console(highlight=False)
 STYLES = {"trace": "dim", "debug": "dim", "info": "", "warn": "yellow", "error": "red", "fatal": "bold red"}
 
 
-def add_logs_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     logs = subparsers.add_parser(
         "logs",
         help="the engine's log records (log.recorded), filtered",
         description="Shows the newest --limit log records that match, oldest first: by execution, "
         "minimum level, time range, tenant and text. --follow then prints new ones as the sink stores them.",
     )
-    logs.add_argument("--db", type=Path, metavar="PATH", help="the SQLite database (env AXMON_DB; default ./axmon.db)")
+    add_db(logs)
     logs.add_argument("--execution", metavar="ID", help="only this execution's records")
     logs.add_argument("--level", choices=list(LOG_LEVELS), help="this level and above (e.g. warn: warn, error, fatal)")
     logs.add_argument("--since", metavar="TIME", help="from TIME (1h, 7d, ISO-8601, epoch ms)")
@@ -57,7 +56,6 @@ def render(row: dict[str, Any]) -> Text:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from processor.folds.timeparse import parse_time_ms
-    from processor.settings import Settings
     from processor.store.queries import Monitor
 
     if args.limit < 1 or args.limit > 100_000:
@@ -71,7 +69,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         "grep": args.grep,
         "tenant_id": args.tenant,
     }
-    db = Settings.load({"db_path": args.db}).db_path
+    db = settings_of(args).db_path
 
     def show(rows: list[dict[str, Any]]) -> None:
         for row in rows:

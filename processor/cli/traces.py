@@ -10,31 +10,15 @@ import argparse
 import asyncio
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from processor.cli.options import Subparsers, add_broker_options, add_db, resolve_bootstrap, settings_of
+from processor.cli.render import err_console, out_console
 from processor.errors import ConfigError
-from processor.settings import Settings
-
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
-
-AddOptions = Callable[[argparse.ArgumentParser], None]
 
 
-def add_traces_command(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_kafka_options: AddOptions,
-    add_data_dir: AddOptions,
-    resolve_bootstrap: Callable[[Settings], str],
-) -> None:
-    """``axmon traces`` and ``axmon traces export``; the CLI's shared options and its choice of
-    broker are passed in (this module does not import the CLI that registers it)."""
-    _add_kafka_options, _add_data_dir = add_kafka_options, add_data_dir
-
+def register(subparsers: Subparsers) -> None:
     traces = subparsers.add_parser(
         "traces",
         help="export finished executions as OpenTelemetry traces (OTLP/HTTP)",
@@ -49,9 +33,8 @@ def add_traces_command(
     traces.add_argument("--group", default=None, metavar="ID", help="consumer group (default axmon-traces)")
     traces.add_argument("--from-beginning", action="store_true",
                         help="a new group starts at the earliest offset (default: executions that finish from now on)")
-    _add_kafka_options(traces)
-    _add_data_dir(traces)
-    traces.set_defaults(handler=lambda args: cmd_traces_follow(args, resolve_bootstrap), traces_command=None)
+    add_broker_options(traces)
+    traces.set_defaults(handler=cmd_traces_follow, traces_command=None)
     sub = traces.add_subparsers(dest="traces_command", metavar="COMMAND")
     export = sub.add_parser(
         "export",
@@ -60,7 +43,7 @@ def add_traces_command(
         "oldest end first, and sends them in requests of --page executions.",
     )
     _add_otlp_options(export, inherited=True)
-    export.add_argument("--db", type=Path, metavar="PATH", help="the SQLite database (env AXMON_DB; default ./axmon.db)")
+    add_db(export)
     export.add_argument("--since", metavar="TIME", help="only executions that ended at or after TIME (1h, 7d, ISO-8601, epoch ms)")
     export.add_argument("--tenant", metavar="ID", help="only this tenant's executions")
     export.add_argument("--page", type=int, default=200, metavar="N", help="executions per request (default 200)")
@@ -98,13 +81,6 @@ def _headers(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    names = {"bootstrap": "bootstrap", "kafka_dir": "data_dir", "topic_prefix": "topic_prefix", "partitions": "partitions",
-             "db_path": "db"}
-    overrides: dict[str, Any] = {key: getattr(args, flag, None) for key, flag in names.items()}
-    return Settings.load(overrides)
-
-
 def cmd_traces_export(args: argparse.Namespace) -> int:
     from processor.folds.timeparse import parse_time_ms
     from processor.runtime.otlp import OtlpClient
@@ -112,7 +88,7 @@ def cmd_traces_export(args: argparse.Namespace) -> int:
 
     if args.page < 1 or args.page > 10_000:
         raise ConfigError("--page must be within 1..10000")
-    settings = _settings(args)
+    settings = settings_of(args)
     since = parse_time_ms(args.since, int(time.time() * 1000)) if args.since else None
     db_path: Path = settings.db_path
 
@@ -128,11 +104,11 @@ def cmd_traces_export(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_traces_follow(args: argparse.Namespace, resolve_bootstrap: Callable[[Settings], str]) -> int:
+def cmd_traces_follow(args: argparse.Namespace) -> int:
     from processor.runtime.otlp import OtlpClient
     from processor.runtime.traces import DEFAULT_GROUP, ExportCounts, follow_execution_state
 
-    settings = _settings(args)
+    settings = settings_of(args)
     bootstrap = resolve_bootstrap(settings)
     topic = settings.topics.execution_state
     headers = _headers(args.header)
