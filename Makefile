@@ -28,9 +28,11 @@ install: $(STAMP)
 system-deps:
 	@./scripts/ensure-java.sh
 
-# The tests also drive the dashboard in Debian's headless Chromium.
+# The tests also drive the dashboard in Debian's headless Chromium, and lint the Prometheus
+# exposition with promtool (Debian's prometheus package).
 test-deps: system-deps
 	@./scripts/ensure-chromium.sh
+	@./scripts/ensure-promtool.sh
 
 demo: install system-deps
 	$(BIN)/axmon demo
