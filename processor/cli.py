@@ -24,6 +24,7 @@ from rich.text import Text
 from processor.errors import AxmonError, ConfigError
 from processor.folds.rules import RuleSet, load_rules
 from processor.ops import localbroker
+from processor.runtime.metrics_export import METRICS_PORT_HELP, metrics_address
 from processor.settings import ENV_BOOTSTRAP, ENV_KAFKA_DIR, ENV_TOPIC_PREFIX, Settings
 
 err_console = Console(stderr=True, highlight=False)
@@ -120,7 +121,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(bootstrap, specs))
     err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions"
                       f"{f', {len(rules.rules)} alert rules' if rules.rules else ''})")
-    run_worker(settings, bootstrap, rules=rules, loglevel=["warning", "info", "debug"][min(args.verbose, 2)])
+    run_worker(settings, bootstrap, rules=rules, loglevel=["warning", "info", "debug"][min(args.verbose, 2)],
+               metrics_at=args.metrics_port)
     return 0
 
 
@@ -143,7 +145,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
             err_console.print(f"{counters.records:,} records in {counters.batches:,} transactions ({rate:,.0f}/s)")
             last[0], last[1] = now, counters.records
 
-    counters = run_sink(settings, bootstrap, settings.db_path, config, report=report)
+    counters = run_sink(settings, bootstrap, settings.db_path, config, report=report, metrics_at=args.metrics_port)
     err_console.print(f"stopped after {counters.records:,} records in {counters.batches:,} transactions")
     return 0
 
@@ -402,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fold at most N records per batch; each table key is written once per batch (default 2000)")
     worker.add_argument("--batch-ms", type=_positive, metavar="MS",
                         help="wait at most MS milliseconds for a batch to fill: the latency batching adds (default 50)")
+    worker.add_argument("--metrics-port", type=metrics_address, metavar="[HOST:]PORT", help=METRICS_PORT_HELP)
     _add_kafka_options(worker)
     _add_data_dir(worker)
     worker.set_defaults(handler=cmd_worker)
@@ -419,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--batch-ms", type=_positive, default=500, metavar="MS", help="a transaction at least this often (default 500)")
     _add_fold_options(sink, same_as_worker=True)
     _add_retention(sink)
+    sink.add_argument("--metrics-port", type=metrics_address, metavar="[HOST:]PORT", help=METRICS_PORT_HELP)
     _add_kafka_options(sink)
     _add_data_dir(sink)
     sink.set_defaults(handler=cmd_sink)

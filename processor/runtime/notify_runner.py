@@ -41,6 +41,7 @@ from rich.console import Console
 
 from processor.errors import BrokerError, ConfigError
 from processor.runtime.admin import partition_counts
+from processor.runtime.metrics_export import METRICS_PORT_HELP, MetricsAddress, metrics_address, serve_notify_metrics
 from processor.runtime.notify import (
     Alert,
     BadAlert,
@@ -53,7 +54,7 @@ from processor.runtime.notify import (
     parse_retry_after,
     read_alert,
 )
-from processor.runtime.supervise import run_restarting
+from processor.runtime.supervise import Restarts, run_restarting
 from processor.settings import ENV_WEBHOOKS, Settings
 from processor.urls import display_url
 
@@ -282,14 +283,19 @@ class NotifyRunner:
 
 
 def run_notify(
-    settings: Settings, bootstrap: str, config: NotifyConfig, *, report: Callable[[NotifyCounters], None] | None = None
+    settings: Settings, bootstrap: str, config: NotifyConfig, *, report: Callable[[NotifyCounters], None] | None = None,
+    metrics_at: MetricsAddress | None = None,
 ) -> NotifyCounters:
-    """Run until SIGTERM/SIGINT; Kafka trouble restarts the consumer with backoff."""
+    """Run until SIGTERM/SIGINT; Kafka trouble restarts the consumer with backoff. With
+    ``metrics_at``, serve its metrics and its group's consumer lag there."""
 
     async def main() -> NotifyCounters:
         runner = NotifyRunner(settings, bootstrap, config)
+        restarts = Restarts()
+        if metrics_at is not None:
+            serve_notify_metrics(runner, restarts, metrics_at)
         # nothing is lost: the group's committed offsets are where the next attempt starts
-        return await run_restarting("notify", runner, lambda: runner.run(on_progress=report), runner.wait_stopped)
+        return await run_restarting("notify", runner, lambda: runner.run(on_progress=report), runner.wait_stopped, restarts)
 
     return asyncio.run(main())
 
@@ -329,6 +335,8 @@ def add_notify_command(
     notify.add_argument("--max-backoff", type=_seconds, default=30.0, metavar="S", help="longest wait between attempts (default 30)")
     notify.add_argument("--progress-every", type=_seconds, default=10.0, metavar="S",
                         help="a progress line on stderr at most every S seconds while counters change (default 10)")
+    notify.add_argument("--metrics-port", type=metrics_address, metavar="[HOST:]PORT",
+                        help=METRICS_PORT_HELP)
     add_kafka_options(notify)
     add_data_dir(notify)
     notify.set_defaults(handler=functools.partial(cmd_notify, resolve_bootstrap=resolve_bootstrap))
@@ -371,7 +379,7 @@ def cmd_notify(args: argparse.Namespace, *, resolve_bootstrap: Callable[[Setting
             say(counters.summary())
             last_at, last_seen = now, snapshot
 
-    counters = run_notify(settings, bootstrap, config, report=report)
+    counters = run_notify(settings, bootstrap, config, report=report, metrics_at=args.metrics_port)
     say("stopped: " + counters.report()[0])
     for line in counters.report()[1:]:
         say(line)
