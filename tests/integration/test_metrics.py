@@ -6,6 +6,7 @@ worker is stopped."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from processor.errors import BrokerError
 from processor.ops.settle import Backlog, settled
 from processor.runtime.admin import end_offsets
+from processor.runtime.metrics_export import DEFINITIONS
 from schemas import Topics
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.processes import AxmonProcess, wait_until
@@ -196,3 +198,27 @@ def _answers(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_the_compose_prometheus_config_and_the_dashboard_queries_pass_promtool(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run scripts/ensure-promtool.sh (make test-deps)"
+    config = subprocess.run([promtool, "check", "config", str(root / "deploy/prometheus/prometheus.yml")], capture_output=True)
+    assert config.returncode == 0, config.stdout.decode() + config.stderr.decode()
+    board = json.loads((root / "deploy/grafana/axmon.json").read_text())
+    exprs = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+    assert exprs
+    rules = tmp_path / "dashboard-rules.yml"  # promtool parses PromQL in recording rules
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query{n}", "expr": expr} for n, expr in enumerate(exprs)]}]}))
+    checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    known = {d.name for d in DEFINITIONS}
+    for expr in exprs:
+        used = {word for word in re.findall(r"axmon_[a-z_]+", expr)}
+        assert all(re.sub(r"_(bucket|sum|count)$", "", name) in known for name in used), expr
