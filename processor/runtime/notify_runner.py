@@ -41,7 +41,8 @@ from rich.console import Console
 
 from processor.errors import BrokerError, ConfigError
 from processor.runtime.admin import partition_counts
-from processor.runtime.metrics_export import METRICS_PORT_HELP, MetricsAddress, metrics_address, serve_notify_metrics
+from processor.runtime.metrics_collectors import serve_notify_metrics
+from processor.runtime.metrics_export import METRICS_PORT_HELP, MetricsAddress, metrics_address
 from processor.runtime.notify import (
     Alert,
     BadAlert,

@@ -281,7 +281,7 @@ def run_sink(settings: Settings, bootstrap: str, db_path: Path, config: SinkConf
         runner = SinkRunner(settings, bootstrap, db_path, config)
         restarts = Restarts()
         if metrics_at is not None:
-            from processor.runtime.metrics_export import serve_sink_metrics
+            from processor.runtime.metrics_collectors import serve_sink_metrics
 
             serve_sink_metrics(runner, restarts, metrics_at)
 

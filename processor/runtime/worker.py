@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import faust
 import orjson
@@ -60,6 +60,8 @@ from processor.folds.rules import RuleSet
 from processor.folds.stats_core import StatsCore
 from processor.runtime.admin import TopicSpec, group_offsets
 from processor.runtime.coalesce import coalesce
+from processor.runtime.metrics_collectors import serve_worker_metrics
+from processor.runtime.metrics_export import MetricsAddress
 from processor.runtime.faust_patches import (
     consumer_bookkeeping,
     patch_faust_commit_offsets,
@@ -76,9 +78,6 @@ from schemas.errors import AxmonError
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.partitioning import partition_for
 from schemas.topics import Topics
-
-if TYPE_CHECKING:
-    from processor.runtime.metrics_export import MetricsAddress
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +141,10 @@ class Worker:
         self.batches: dict[str, int] = {}
         """Agent -> batches folded (the heartbeat's counters)."""
         self.table_writes = 0
-        self.consumed: dict[str, int] = {}
-        """Topic -> records the agents took from it (counted per batch)."""
-        self.produced: dict[str, int] = {}
-        """Topic -> records sent to it."""
+        self.consumed: dict[str, int] = {}  # agent -> records it took from its topic (counted per batch)
+        self.produced: dict[str, int] = {}  # topic -> records sent to it
         self.on_batch: Callable[[str, int, float], None] | None = None
-        """Called after each folded batch with (agent, records, seconds to fold and write it): the metrics."""
+        """(agent, records, seconds to fold and write them) after each batch: the metrics."""
         self.acks_topic = app.topic(self.topics.alert_acks, **source)
         self.ticks_topic = app.topic(self.topics.liveness_ticks, **source)
         self.dead_letters: dict[str, int] = {}
@@ -164,10 +161,6 @@ class Worker:
             Stream.WORKFLOW_EVENTS: self.topics.workflow_events,
             Stream.STATS_CHANGES: self.topics.stats_changes,
             Stream.ALERTS: self.topics.alerts,
-        }
-        self._agent_topics = {
-            "lifecycle": self.topics.workflow_events, "metrics": self.topics.metrics, "stats": self.topics.stats_changes,
-            "acks": self.topics.alert_acks, "liveness": self.topics.liveness_ticks,
         }
         app.agent(self.events_topic, name="lifecycle", concurrency=1)(self._lifecycle_agent)
         app.agent(self.metrics_topic, name="metrics", concurrency=1)(self._metrics_agent)
@@ -256,13 +249,12 @@ class Worker:
         return message
 
     async def _publish(self, agent: str, writes: WriteBack, emits: list[Emit], records: int, started: float) -> None:
-        """The end of a batch of ``records`` records whose folding began at ``started``
-        (``perf_counter``): its table writes (each key once), then its records (coalesced).
+        """The end of a batch (``records`` records folded since ``started``): its table writes
+        (each key once), then its records (coalesced).
         Nothing awaits between the first fold of a batch and here, so no other agent writes in
         between."""
         self.table_writes += writes.flush()
-        topic = self._agent_topics[agent]
-        self.consumed[topic] = self.consumed.get(topic, 0) + records
+        self.consumed[agent] = self.consumed.get(agent, 0) + records
         if self.on_batch is not None:
             self.on_batch(agent, records, time.perf_counter() - started)
         if self._rolled_windows:
@@ -348,14 +340,13 @@ class Worker:
 
     async def _send(self, emits: Iterable[Emit]) -> None:
         producer = self.app.producer
-        produced = self.produced
         for emit in emits:
             if emit.stream is Stream.DEAD_LETTER:
                 reason = orjson.loads(emit.value or b"{}").get("reason", "?")
                 self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
                 log.warning("dead letter (%s): %s", reason, emit.key.decode() if emit.key else "")
             topic = self._destinations[emit.stream]
-            produced[topic] = produced.get(topic, 0) + 1
+            self.produced[topic] = self.produced.get(topic, 0) + 1
             await producer.send(topic, emit.key, emit.value, emit.partition, None, list(emit.headers) if emit.headers else None)
 
     def counters(self) -> dict[str, Any]:
@@ -367,10 +358,6 @@ class Worker:
             "dead_letters": dict(self.dead_letters),
             "batches": {**self.batches, "table_writes": self.table_writes},
         }
-
-    def tables(self) -> dict[str, Any]:
-        """Table name -> the Faust table."""
-        return dict(zip(TABLES, (self.executions, self.tenant_stats, self.windows)))
 
     def observed(self) -> Observed:
         """What the heartbeat says (read from the status thread)."""
@@ -455,8 +442,6 @@ def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet()
                                                 worker.observed, stall_timeout_s=settings.stall_timeout_s)
     reporter.start()
     if metrics_at is not None:  # from threads of its own, never the event loop
-        from processor.runtime.metrics_export import serve_worker_metrics
-
         serve_worker_metrics(worker, metrics_at)
     stop_watching = threading.Event()
     if settings.stall_timeout_s > 0:

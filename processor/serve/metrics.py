@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from processor.runtime.metrics_export import ServeMetrics
+from processor.runtime.metrics_collectors import ServeMetrics
 from processor.serve.app import Caller, Config
 from processor.serve.auth import ApiError
 

@@ -15,17 +15,8 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor.errors import ConfigError
-from processor.runtime.metrics_export import (
-    DEFINITIONS,
-    Exporter,
-    LagMonitor,
-    LagSnapshot,
-    MetricsAddress,
-    NotifyCollector,
-    SinkCollector,
-    WorkerCollector,
-    webhook_label,
-)
+from processor.runtime.metrics_collectors import NotifyCollector, SinkCollector, WorkerCollector, webhook_label
+from processor.runtime.metrics_export import DEFINITIONS, Exporter, LagMonitor, LagSnapshot, MetricsAddress
 from processor.runtime.notify import NotifyCounters
 from processor.runtime.sink import SinkCounters
 from processor.runtime.supervise import Restarts
@@ -73,9 +64,9 @@ def test_webhook_labels_hide_credentials_and_queries() -> None:
 def fake_worker(reporter: Any = None) -> SimpleNamespace:
     counters = {"lifecycle": {"applied": 7, "processing_error": 1}, "metrics": {"admitted": 3}, "stats": {}, "alerts": {},
                 "dead_letters": {"invalid_json": 2, "processing_error": 1}, "batches": {"lifecycle": 2, "table_writes": 9}}
-    return SimpleNamespace(consumed={"p.workflow-events": 8}, produced={"p.execution-state": 7, "p.dead-letter": 3},
+    return SimpleNamespace(consumed={"lifecycle": 8}, topics=Topics("p."), produced={"p.execution-state": 7, "p.dead-letter": 3},
                            reporter=reporter, counters=lambda: counters,
-                           tables=lambda: {"executions": {"a": 1, "b": 2}, "windows": {}})
+                           executions={"a": 1, "b": 2}, tenant_stats={}, windows={})
 
 
 def test_the_worker_collector_reads_the_counters_and_the_heartbeat() -> None:
