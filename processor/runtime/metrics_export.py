@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Histogram, disable_created_metr
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from processor.errors import AxmonError, ConfigError
+from processor.errors import ConfigError
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ class LagMonitor(Collector):
 
         try:
             results = asyncio.run(read())
-        except (AxmonError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the broker away or anything else: the next poll tries again
             self.snapshot = LagSnapshot(self.snapshot.groups, self.snapshot.polled_at_s, self.snapshot.errors + 1)
             log.warning("consumer lag not read: %s", exc)
             return

@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -222,3 +223,34 @@ def test_the_compose_prometheus_config_and_the_dashboard_queries_pass_promtool(t
     for expr in exprs:
         used = {word for word in re.findall(r"axmon_[a-z_]+", expr)}
         assert all(re.sub(r"_(bucket|sum|count)$", "", name) in known for name in used), expr
+
+
+def test_a_restarted_worker_shows_its_restarts_and_last_error(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    """The lifecycle agent hangs after one event (a fault of the first run only): the watchdog
+    starts the worker again in place, its endpoint comes back on the same port, and the restart
+    count and the time of the last error survive the restart."""
+    port = free_port()
+    proc = worker(kafka_bootstrap, topics, tmp_path)
+    proc.args += ["--metrics-port", str(port), "--stall-timeout", "3"]
+    proc.env = {"AXMON_FAULT_HANG_AFTER": "1"}
+    events = [e for e in scenario(seed=8, executions=5) if hasattr(e, "execution_id")]
+    proc.start()
+    try:
+        asyncio.run(publish(kafka_bootstrap, topics, events))
+
+        def second_run() -> bool:
+            proc.check()
+            try:
+                found = samples(scrape(port))
+            except OSError:  # between two runs
+                return False
+            # the first run says "restarting" until its exec; the second one starts (re-joining the group)
+            return value(found, "axmon_worker_restarts_total") == 1 and value(found, "axmon_worker_state", state="restarting") == 0
+
+        wait_until(second_run, 60, interval=0.5, what="a scrape of the worker's second run")
+        text = scrape(port)
+        assert 0 < value(samples(text), "axmon_worker_last_error_timestamp_seconds") <= time.time()
+        promtool_check(text, "worker restarted")
+        assert "stalled:" in proc.log.read_text() and proc.starts == 1
+    finally:
+        proc.kill()  # the second run may still be joining the group: nothing to wait for
