@@ -160,7 +160,9 @@ def test_scrapes_match_kafka_and_show_lag_while_the_worker_is_stopped(
         assert value(s, "axmon_sink_rows_written_total", table="alerts") == len(alerts)
         assert value(s, "axmon_sink_seconds_since_last_write") < 120
 
-        n = eventually(ports["notify"], lambda s: value(s, "axmon_notify_records_total") == len(alerts), 30, "the notifier's deliveries")
+        n = eventually(ports["notify"], lambda s: value(s, "axmon_notify_records_total") == len(alerts) and value(s, "axmon_lag_poll_timestamp_seconds") > 0
+                       and total(s, "axmon_consumer_lag_records", group=f"{t.prefix}notify") == 0, 30, "the notifier's deliveries")
+        assert total(n, "axmon_consumer_committed_offset", group=f"{t.prefix}notify") == len(alerts)
         assert value(n, "axmon_webhook_deliveries_total", webhook=hooks.url("/hook"), outcome="delivered") == len(alerts) == len(hooks.received)
         assert value(n, "axmon_webhook_deliveries_total", webhook=hooks.url("/hook"), outcome="failed") == 0
         assert "secret" not in scrape(ports["notify"])
