@@ -310,7 +310,7 @@ class DbWatcher(threading.Thread):
                                    (self._last_rowid,)).fetchall()
         rows = conn.execute("SELECT id, last_event_at FROM workflow_executions_monitor").fetchall()
         with self._lock:
-            for rowid, sample_id in new_samples:
+            for _rowid, sample_id in new_samples:
                 self.samples.setdefault(sample_id, stamp)
             if new_samples:
                 self._last_rowid = new_samples[-1][0]

@@ -9,7 +9,7 @@ by the broker (acks=all, idempotent) and raises :class:`DeliveryError` if anythi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any

@@ -30,7 +30,6 @@ from schemas.events import (
 )
 from schemas.ids import uuid7
 
-
 E = TypeVar("E", bound=Event)
 
 

@@ -3,7 +3,9 @@
 It starts the worker and the sink (as child processes, as a user would), runs a simulated
 workflow engine in real time for a while (several tenants, AI-agent workflows whose steps
 spend tokens and money, fail, retry; metric samples), waits until the database has caught up
-with the topics, and shows ``axmon stats``, ``axmon workflows`` and ``axmon alerts`` from the database. The demo uses
+with the topics, shows ``axmon stats``, ``axmon workflows`` and ``axmon alerts`` from the database, and
+ends by starting ``axmon serve`` over it in the background (the dashboard's URL and how to stop
+it are its last lines; see :mod:`processor.ops.demo_dashboard`). The demo uses
 5-second windows and a small rules file so that alerts fire within its minute. Each run has its
 own topics (``axmon.demo-<time>.``, unless a prefix is given) and a fresh database (unless
 ``--keep-db``), so one run's numbers are not mixed with another's.
@@ -32,6 +34,7 @@ from rich.progress import (
 from processor.errors import AxmonError
 from processor.folds.config import FoldConfig
 from processor.ops.children import AxmonChild
+from processor.ops.demo_dashboard import start_dashboard
 from processor.ops.settle import settled
 from processor.runtime.admin import contract_topics, ensure_topics
 from processor.settings import Settings, default_data_home
@@ -96,6 +99,10 @@ class DemoOptions:
     """Write into the existing database instead of a fresh one."""
     local_broker: bool = True
     """The broker is the local one (``axmon kafka``): say how to stop it at the end."""
+    serve: bool = True
+    """End by starting ``axmon serve`` over the database in the background (the dashboard)."""
+    serve_port: int = 8321
+    """The dashboard's port, or the next free one."""
 
 
 async def run_demo(settings: Settings, bootstrap: str, options: DemoOptions, console: Console) -> int:
@@ -131,6 +138,8 @@ async def run_demo(settings: Settings, bootstrap: str, options: DemoOptions, con
             child.stop()
     _show(db, console)
     _say_what_runs(settings, bootstrap, options, console)
+    if options.serve:
+        start_dashboard(db, log_dir, options.serve_port, console)
     return 0
 
 

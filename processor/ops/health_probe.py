@@ -65,7 +65,7 @@ def describe(exc: BaseException) -> str:
 async def _bounded(work: Awaitable[T], timeout_s: float, what: str) -> T:
     try:
         return await asyncio.wait_for(work, timeout_s)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         raise TimeoutError(f"no answer to {what} within {timeout_s:g} s") from None
 
 

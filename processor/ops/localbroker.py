@@ -393,17 +393,18 @@ def _broker_answers(bootstrap: str, port: int) -> bool:
         return pool.submit(asyncio.run, _metadata_ok(bootstrap)).result()
 
 
-def start(data_dir: Path, *, port: int | None = None, ready_timeout: float = 90.0,
-          on_progress: Progress = None, cache_dir: Path | None = None, ephemeral: bool = False) -> BrokerStatus:
-    """Start the broker of ``data_dir`` (provisioning it the first time) and wait until it
-    answers a metadata request; if it already runs, just return its status."""
-    data_dir = data_dir.resolve()
-    if (current := status(data_dir)).running:
-        return current
-    check_tools(cache_dir)
-    progress = on_progress or log.info
-    libs = ensure_jars(cache_dir, on_progress=progress)
-    java = shutil.which("java") or "java"
+BIND_ATTEMPTS = 3
+"""Starts of a freshly provisioned broker whose port was taken before it bound it."""
+
+
+class _PortTaken(BrokerError):
+    """The broker exited because one of its ports was in use."""
+
+
+def _launch(data_dir: Path, port: int | None, ephemeral: bool, java: str, libs: Path,
+            progress: Callable[[str], None]) -> BrokerStatus | tuple[BrokerState, int]:
+    """Provision (the first time), format and launch the broker: its state and pid, or the
+    status of the broker another start launched meanwhile."""
     log_file = data_dir / LOG_FILE
     with _file_lock(data_dir / ".lock"):  # two starts at once: the second sees the first's
         if (current := status(data_dir)).running:
@@ -431,7 +432,12 @@ def start(data_dir: Path, *, port: int | None = None, ready_timeout: float = 90.
         # The broker outlives this Popen (_gone reaps it): no ResourceWarning when it is GC'd.
         pid, proc.returncode = proc.pid, 0
         (data_dir / PID_FILE).write_text(f"{pid}\n")
+    return state, pid
 
+
+def _wait_ready(data_dir: Path, state: BrokerState, pid: int, ready_timeout: float,
+                progress: Callable[[str], None]) -> None:
+    log_file = data_dir / LOG_FILE
     progress(f"waiting for the broker (up to {ready_timeout:.0f} s)")
     began = time.monotonic()
     while not _broker_answers(state.bootstrap, state.port):
@@ -439,8 +445,52 @@ def start(data_dir: Path, *, port: int | None = None, ready_timeout: float = 90.
         if died or time.monotonic() - began > ready_timeout:
             stop(data_dir)
             problem = "exited" if died else f"was not ready within {ready_timeout:.0f} s (stopped)"
-            raise BrokerError(f"the Kafka broker {problem}; the end of {log_file}:\n"
-                              + _tail(log_file.read_text(errors="replace")))
+            text = log_file.read_text(errors="replace")
+            message = f"the Kafka broker {problem}; the end of {log_file}:\n" + _tail(text)
+            raise (_PortTaken if died and "Address already in use" in text else BrokerError)(message)
         time.sleep(0.5)
-    log.info("Kafka broker ready at %s after %.1f s", state.bootstrap, time.monotonic() - began)
+    log.info("Kafka broker answered after %.1f s", time.monotonic() - began)
+
+
+def _repick_ports(data_dir: Path, state: BrokerState, port: int | None) -> None:
+    """Other free ports for a broker provisioned by this start (the same cluster id, which its
+    formatted storage holds)."""
+    client, controller = _ephemeral_ports()
+    if port is not None:
+        client, controller = port, next(p for p in _ephemeral_ports() if p != port)
+    fresh = BrokerState(state.cluster_id, client, controller)
+    (data_dir / STATE_FILE).write_text(json.dumps(asdict(fresh), indent=2) + "\n")
+
+
+def start(data_dir: Path, *, port: int | None = None, ready_timeout: float = 90.0,
+          on_progress: Progress = None, cache_dir: Path | None = None, ephemeral: bool = False) -> BrokerStatus:
+    """Start the broker of ``data_dir`` (provisioning it the first time) and wait until it
+    answers a metadata request; if it already runs, just return its status.
+
+    Ports are chosen free, but another program may bind one before the broker does (a client
+    socket takes its local port from the same range): a broker provisioned by this call that
+    dies on a taken port is given other ports (the client port kept when ``port`` names it)
+    and started again, at most :data:`BIND_ATTEMPTS` times."""
+    data_dir = data_dir.resolve()
+    if (current := status(data_dir)).running:
+        return current
+    check_tools(cache_dir)
+    progress = on_progress or log.info
+    libs = ensure_jars(cache_dir, on_progress=progress)
+    java = shutil.which("java") or "java"
+    fresh = load_state(data_dir) is None
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        launched = _launch(data_dir, port, ephemeral, java, libs, progress)
+        if isinstance(launched, BrokerStatus):
+            return launched
+        state, pid = launched
+        try:
+            _wait_ready(data_dir, state, pid, ready_timeout, progress)
+            break
+        except _PortTaken as taken:
+            if not fresh or attempt == BIND_ATTEMPTS:
+                raise BrokerError(str(taken)) from None
+            log.warning("the broker's port was taken before it bound it; trying other ports")
+            _repick_ports(data_dir, state, port)
+    log.info("Kafka broker ready at %s", state.bootstrap)
     return status(data_dir)

@@ -60,7 +60,6 @@ from processor.runtime.metrics_export import (
 )
 from schemas.topics import Topics
 
-
 # -- restarts of a long-lived consumer ----------------------------------------------------------
 
 

@@ -155,19 +155,6 @@ class MetricsAddress(NamedTuple):
         return cls((host.strip("[]") if sep else "") or "127.0.0.1", number)
 
 
-def metrics_address(text: str) -> MetricsAddress:
-    """The ``--metrics-port`` option's type."""
-    import argparse
-
-    try:
-        return MetricsAddress.parse(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-METRICS_PORT_HELP = "serve Prometheus metrics at /metrics on PORT (of 127.0.0.1 unless HOST is given)"
-
-
 class Exporter:
     """A registry of its own, served over HTTP from a thread."""
 

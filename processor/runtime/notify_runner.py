@@ -24,11 +24,8 @@ The delivery policy (what a response means, when to try again) is :mod:`processo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import functools
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,12 +34,11 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
-from rich.console import Console
 
 from processor.errors import BrokerError, ConfigError
 from processor.runtime.admin import partition_counts
 from processor.runtime.metrics_collectors import serve_notify_metrics
-from processor.runtime.metrics_export import METRICS_PORT_HELP, MetricsAddress, metrics_address
+from processor.runtime.metrics_export import MetricsAddress
 from processor.runtime.notify import (
     Alert,
     BadAlert,
@@ -299,123 +295,3 @@ def run_notify(
         return await run_restarting("notify", runner, lambda: runner.run(on_progress=report), runner.wait_stopped, restarts)
 
     return asyncio.run(main())
-
-
-# -- the command --------------------------------------------------------------------------------
-
-
-def add_notify_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_kafka_options: Callable[[argparse.ArgumentParser], None],
-    add_data_dir: Callable[[argparse.ArgumentParser], None],
-    resolve_bootstrap: Callable[[Settings], str],
-) -> None:
-    """Register ``axmon notify`` (the CLI's option helpers and broker lookup are passed in)."""
-    notify = commands.add_parser(
-        "notify",
-        help="POST every alert transition to webhooks (at least once)",
-        description="Consumes the alerts topic (consumer group <prefix>notify, from the earliest "
-        "record the first time) and POSTs each alert transition to every webhook: the record "
-        "value as the JSON body, with the headers X-Axmon-Alert-Id and X-Axmon-Alert-Status. 2xx "
-        "is delivered; 408, 429, 5xx, timeouts and connection errors are retried with "
-        "exponential backoff; other answers are permanent failures. A record that finally "
-        "fails is counted, logged and skipped. Offsets are committed once a record is done with, "
-        "so a crash sends the records in flight again: receivers deduplicate on the pair "
-        "(X-Axmon-Alert-Id, X-Axmon-Alert-Status). Stops gracefully on SIGTERM/Ctrl-C and prints "
-        "the counters.",
-    )
-    notify.add_argument("--webhook", action="append", metavar="URL",
-                        help=f"POST alert transitions to URL; repeat for several (env {ENV_WEBHOOKS}: URLs separated by spaces)")
-    notify.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="one request at most S seconds (default 10)")
-    notify.add_argument("--max-attempts", type=_attempts, default=10, metavar="N",
-                        help="attempts per record and webhook, the first included (default 10)")
-    notify.add_argument("--max-retry-time", type=_seconds_or_zero, default=300.0, metavar="S",
-                        help="no retry starts later than S seconds after a record's first attempt (default 300)")
-    notify.add_argument("--backoff", type=_seconds, default=0.5, metavar="S",
-                        help="wait before the first retry, doubled for each one after (default 0.5)")
-    notify.add_argument("--max-backoff", type=_seconds, default=30.0, metavar="S", help="longest wait between attempts (default 30)")
-    notify.add_argument("--progress-every", type=_seconds, default=10.0, metavar="S",
-                        help="a progress line on stderr at most every S seconds while counters change (default 10)")
-    notify.add_argument("--metrics-port", type=metrics_address, metavar="[HOST:]PORT",
-                        help=METRICS_PORT_HELP)
-    add_kafka_options(notify)
-    add_data_dir(notify)
-    notify.set_defaults(handler=functools.partial(cmd_notify, resolve_bootstrap=resolve_bootstrap))
-
-
-def cmd_notify(args: argparse.Namespace, *, resolve_bootstrap: Callable[[Settings], str]) -> int:
-    console = Console(stderr=True, highlight=False)
-    settings = Settings.load({
-        "bootstrap": args.bootstrap,
-        "kafka_dir": args.data_dir,
-        "topic_prefix": args.topic_prefix,
-        "partitions": args.partitions,
-        "webhooks": tuple(dict.fromkeys(args.webhook)) if args.webhook else None,
-    })
-    config = NotifyConfig(
-        webhooks=settings.webhooks,
-        retry=RetryPolicy(
-            initial_backoff_s=args.backoff, max_backoff_s=args.max_backoff,
-            max_attempts=args.max_attempts, max_elapsed_s=args.max_retry_time,
-        ),
-        request_timeout_s=args.timeout,
-    )
-    config.validate()
-    bootstrap = resolve_bootstrap(settings)
-
-    def say(text: str) -> None:
-        console.print(text, markup=False, soft_wrap=True)
-
-    say(f"axmon notify: {bootstrap} {settings.topics.alerts} -> " + ", ".join(display_url(u) for u in config.webhooks))
-    initial = NotifyCounters()
-    for url in config.webhooks:
-        initial.url(url)
-    last_at, last_seen = float("-inf"), initial.snapshot()  # the first change is shown at once
-
-    def report(counters: NotifyCounters) -> None:
-        nonlocal last_at, last_seen
-        now = time.monotonic()
-        snapshot = counters.snapshot()
-        if now - last_at >= args.progress_every and snapshot != last_seen:
-            say(counters.summary())
-            last_at, last_seen = now, snapshot
-
-    counters = run_notify(settings, bootstrap, config, report=report, metrics_at=args.metrics_port)
-    say("stopped: " + counters.report()[0])
-    for line in counters.report()[1:]:
-        say(line)
-    return 0
-
-
-def _seconds(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
-    return value
-
-
-def _seconds_or_zero(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def _attempts(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value

@@ -60,14 +60,14 @@ from processor.folds.rules import RuleSet
 from processor.folds.stats_core import StatsCore
 from processor.runtime.admin import TopicSpec, group_offsets
 from processor.runtime.coalesce import coalesce
-from processor.runtime.metrics_collectors import serve_worker_metrics
-from processor.runtime.metrics_export import MetricsAddress
 from processor.runtime.faust_patches import (
     consumer_bookkeeping,
     patch_faust_commit_offsets,
     patch_faust_flow_control,
     task_stacks,
 )
+from processor.runtime.metrics_collectors import serve_worker_metrics
+from processor.runtime.metrics_export import MetricsAddress
 from processor.runtime.stall import Progress, StallState, observe, stalled_for
 from processor.runtime.status_reporter import ErrorRecorder, Observed, StatusReporter
 from processor.runtime.table_store import TableStore

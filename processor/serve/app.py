@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from processor.errors import ConfigError
-from processor.serve.auth import ADMIN, ApiError, KeyRing, Principal, presented_key
+from processor.serve.auth import ApiError, StreamTokens
+from processor.serve.deps import ServeConfig
 from processor.store.db import DatabaseError
-from schemas.topics import Topics
-
-
-@dataclass(frozen=True, slots=True)
-class ServeConfig:
-    db_path: Path
-    topics: Topics
-    keys: KeyRing | None = None
-    """``None``: no keys, every caller is an admin (loopback only)."""
-    bootstrap: str | None = None
-    """The broker for acks and the Kafka part of health; ``None``: neither."""
-
-
-def config_of(request: Request) -> ServeConfig:
-    config: ServeConfig = request.app.state.config
-    return config
-
-
-def principal_of(
-    request: Request,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
-    keys = config_of(request).keys
-    return ADMIN if keys is None else keys.principal(presented_key(authorization, x_api_key))
-
-
-Caller = Annotated[Principal, Depends(principal_of)]
-Config = Annotated[ServeConfig, Depends(config_of)]
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -92,6 +63,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app = FastAPI(title="axmon monitoring API", version="1", description="Read-only API over the axmon sink's database.")
     app.state.config = config
     app.state.journal = Journal(config.db_path)
+    app.state.tokens = StreamTokens()
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,12 +1,21 @@
 """API keys: a YAML file ``keys: [{key: K, tenants: [T, ...]} | {key: K, admin: true}]``.
 
 A request names its key in ``Authorization: Bearer K`` (or ``X-API-Key: K``). Without a keys
-file every request is an admin's (the server then only binds a loopback address)."""
+file every request is an admin's (the server then only binds a loopback address).
+
+A browser's ``EventSource`` cannot send a header, so the stream also takes a stream token in its
+query string: short-lived, signed by the server, carrying the scope of the key that asked for it
+(or a narrower one), and accepted by ``/api/v1/stream`` only. The key itself never appears in
+a URL (URLs end up in logs and histories); a leaked token reads one tenant's live changes for at
+most its lifetime, and nothing else."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -98,3 +107,54 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
     if authorization and authorization[:7].lower() == "bearer ":
         return authorization[7:].strip()
     return None
+
+
+STREAM_TOKEN_TTL_MS = 60_000
+"""How long a stream token may be used to connect (a connection outlives it)."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTokens:
+    """Issues and checks stream tokens ``<scope>.<expiry ms>.<hmac-sha256>``. The secret is
+    random per server process, so a restart invalidates every token (a page asks again)."""
+
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    ttl_ms: int = STREAM_TOKEN_TTL_MS
+
+    def _sign(self, body: str) -> str:
+        return _b64(hmac.new(self.secret, body.encode(), hashlib.sha256).digest())
+
+    def issue(self, principal: Principal, now_ms: int) -> tuple[str, int]:
+        """A token for ``principal`` and the time it expires (epoch ms)."""
+        scope = "*" if principal.admin else ",".join(_b64(t.encode()) for t in sorted(principal.tenants))
+        expires = now_ms + self.ttl_ms
+        body = f"{scope}.{expires}"
+        return f"{body}.{self._sign(body)}", expires
+
+    def verify(self, token: str, now_ms: int) -> Principal:
+        """The principal a token was issued for; 401 when forged, malformed or expired."""
+        scope, _, rest = token.partition(".")
+        expires, _, signature = rest.partition(".")
+        if not signature or not hmac.compare_digest(self._sign(f"{scope}.{expires}"), signature):
+            raise ApiError(401, "unauthorized", "not a stream token of this server (ask for a new one)")
+        if not expires.isdigit() or int(expires) <= now_ms:
+            raise ApiError(401, "token_expired", "the stream token has expired (ask for a new one)")
+        if scope == "*":
+            return ADMIN
+        return Principal(admin=False, tenants=frozenset(_unb64(t).decode() for t in scope.split(",") if t))
+
+
+def narrowed(principal: Principal, tenant: str | None) -> Principal:
+    """``principal`` kept to ``tenant`` (403 when it may not read it); all it may read when ``None``."""
+    if tenant is None:
+        return principal
+    tenant_scope(principal, tenant)
+    return Principal(admin=False, tenants=frozenset({tenant}))

@@ -7,7 +7,7 @@ from typing import Any
 
 from processor.ops.health import database_component, evaluate
 from processor.ops.health_probe import observe, observe_database
-from processor.serve.app import ServeConfig
+from processor.serve.deps import ServeConfig
 from processor.store.db import SCHEMA_VERSION
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from processor.runtime.metrics_collectors import ServeMetrics
-from processor.serve.app import Caller, Config
+from processor.serve.deps import Caller, Config
 from processor.serve.auth import ApiError
 
 router = APIRouter()

@@ -7,13 +7,15 @@ import asyncio
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from processor.cli_alerts import ack_of, find_alert, publish_ack
 from processor.errors import ConfigError
-from processor.serve.app import Caller, Config
-from processor.serve.auth import ApiError, Principal, tenant_scope
+from processor.runtime.acks import ack_of, find_alert, publish_ack
+from processor.serve.auth import ApiError, Principal, StreamTokens, narrowed, tenant_scope
+from processor.serve.charts import Range as ChartRange
+from processor.serve.charts import chart_points
+from processor.serve.deps import Caller, Config, principal_of
 from processor.serve.health import system_health
 from processor.serve.shape import camel, camels, timeline
 from processor.serve.sse import stream as sse_stream
@@ -155,6 +157,19 @@ def series(
     return out
 
 
+@router.get("/charts", summary="the dashboard's charts over time: one point per bucket of a range")
+def charts(caller: Caller, config: Config, tenant: Tenant = None, range: ChartRange = "24h") -> dict[str, Any]:
+    """``range`` 1h (5 min buckets), 24h (1 h), 7d (6 h), ending with the bucket of now. Each
+    point: ``executions``, ``tokensUsed``, ``cost`` (of the executions started in it),
+    ``finished``, ``completed``, ``successRate`` (the derived ``workflow.execution.count``
+    samples; ``null`` when none finished), ``p50``, ``p95``, ``p99``, ``avgDuration`` and
+    ``durationCount`` (the ``workflow.execution.duration`` aggregation of the bucket; ``null``
+    when no samples)."""
+    scope = tenant_scope(caller, tenant)
+    with Browser(config.db_path) as db:
+        return chart_points(db, range, _now_ms(), scope)
+
+
 @router.get("/metrics/types", summary="the metric types present")
 def metric_types(caller: Caller, config: Config, tenant: Tenant = None) -> dict[str, Any]:
     scope = tenant_scope(caller, tenant)
@@ -213,15 +228,43 @@ def health(caller: Caller, config: Config) -> dict[str, Any]:
     return system_health(config)
 
 
+@router.post("/stream/token", summary="a short-lived token for /stream (for a browser's EventSource)")
+def stream_token(request: Request, caller: Caller, tenant: Tenant = None) -> dict[str, Any]:
+    """A token that ``GET /stream?token=`` accepts (and no other endpoint) for
+    ``expiresAt - now`` ms; its scope is the key's, kept to ``tenant`` when given (403 when the
+    key may not read it). A connection opened in time stays open after the token expires."""
+    tokens: StreamTokens = request.app.state.tokens
+    principal = narrowed(caller, tenant)
+    token, expires = tokens.issue(principal, _now_ms())
+    return {"token": token, "expiresAt": expires, "tenants": None if principal.admin else sorted(principal.tenants)}
+
+
+def stream_principal(
+    request: Request,
+    token: Annotated[str | None, Query(description="a token from POST /stream/token, instead of a key header")] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    """The stream's caller: a stream token's scope when ``token`` is given, else the key's."""
+    if token is not None:
+        tokens: StreamTokens = request.app.state.tokens
+        return tokens.verify(token, _now_ms())
+    return principal_of(request, authorization, x_api_key)
+
+
 @router.get("/stream", summary="Server-Sent Events: execution changes and alert transitions")
 async def stream(
-    request: Request, caller: Caller,
+    request: Request, caller: Annotated[Principal, Depends(stream_principal)],
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="last_event_id", description="resume after this id "
+                                                     "(for a new EventSource; the Last-Event-ID header wins)")] = None,
 ) -> StreamingResponse:
     """Events ``execution`` and ``alert`` (the row, as in the other endpoints) with increasing
-    ids; reconnecting with ``Last-Event-ID`` resumes; ``reset`` means reload, changes were lost."""
+    ids; reconnecting with ``Last-Event-ID`` resumes; ``reset`` means reload, changes were lost.
+    Authorised by a key header or by ``?token=`` (see ``POST /stream/token``)."""
+    resume = last_event_id if last_event_id is not None else last_event_id_query
     try:
-        last = None if last_event_id is None else int(last_event_id)
+        last = None if resume is None else int(resume)
     except ValueError:
         raise ApiError(422, "invalid_parameter", "Last-Event-ID must be an event id", "Last-Event-ID") from None
     journal = request.app.state.journal

@@ -128,6 +128,21 @@ class Browser(Monitor):
             params.append(tenant_id)
         return self._rows(sql + " GROUP BY tenant_id, workflow_id ORDER BY tenant_id, workflow_id", params)
 
+    def usage_buckets(self, start: int, end: int, interval_ms: int, tenant_id: str | None = None) -> list[Row]:
+        """Executions, tokens and cost of the executions started in ``[start, end)``, per bucket
+        ``[start + k interval_ms, ...)`` that has any, in time order (``timestamp``: the bucket's
+        start)."""
+        sql = (
+            "SELECT (started_at - ?) / ? AS k, COUNT(*) AS executions, COALESCE(SUM(tokens_used), 0) AS tokens_used, "
+            "COALESCE(SUM(cost), 0.0) AS cost FROM workflow_executions_monitor WHERE started_at >= ? AND started_at < ?"
+        )
+        params: list[Any] = [start, interval_ms, start, end]
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            params.append(tenant_id)
+        rows = self._rows(sql + " GROUP BY k ORDER BY k", params)
+        return [{"timestamp": start + int(r.pop("k")) * interval_ms, **r} for r in rows]
+
 
 def _equal(*filters: tuple[str, Any]) -> tuple[list[str], list[Any]]:
     """``column = ?`` conditions and their bound parameters, for the filters given (not ``None``)."""

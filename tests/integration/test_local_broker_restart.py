@@ -7,6 +7,7 @@ not 9092) and stops it in the fixture's teardown, whatever happened.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -114,3 +115,24 @@ def test_a_broker_dying_at_startup_reports_its_log(data_dir: Path) -> None:
     with pytest.raises(BrokerError, match=r"(?s)the Kafka broker exited; the end of .*broker\.log"):
         localbroker.start(data_dir, ready_timeout=READY_TIMEOUT)
     assert not localbroker.status(data_dir).running
+
+
+def test_a_port_taken_before_the_broker_binds_it_gets_another(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race between choosing a free port and the broker binding it: another program (here
+    a listener, in life often a client socket's local port) takes the controller port first.
+    The fresh broker is started again on other ports, keeping the client port it was given."""
+    port = free_port()
+    thief = socket.socket()
+    thief.bind(("127.0.0.1", port + 1))
+    thief.listen()
+    monkeypatch.setattr(localbroker, "port_free", lambda p: True)  # blind: the race, made certain
+    try:
+        started = localbroker.start(data_dir, port=port, ready_timeout=READY_TIMEOUT)
+    finally:
+        thief.close()
+    assert started.running and started.bootstrap == f"127.0.0.1:{port}"
+    state = localbroker.load_state(data_dir)
+    assert state is not None and state.port == port and state.controller_port != port + 1
+    topic = f"axmon-test-localbroker-{uuid.uuid4().hex[:12]}"
+    asyncio.run(_produce(started.bootstrap, topic, b"after a taken port"))
+    assert asyncio.run(_consume_all(started.bootstrap, topic)) == [b"after a taken port"]

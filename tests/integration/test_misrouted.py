@@ -141,7 +141,7 @@ def test_records_off_their_home_partition_end_as_if_one_murmur2_producer_sent_ev
         rows = conn.execute("SELECT status, steps_completed, count(*) FROM workflow_executions_monitor GROUP BY 1, 2").fetchall()
         assert rows == [("completed", 3, EXECUTIONS)]
         assert conn.execute("SELECT sum(completed), sum(running) FROM workflow_stats").fetchone() == (EXECUTIONS, 0)
-        raw = conn.execute("SELECT count(*) FROM performance_metrics WHERE id IN (%s)" % ",".join("?" * len(events)),
+        raw = conn.execute(f"SELECT count(*) FROM performance_metrics WHERE id IN ({','.join('?' * len(events))})",
                            [e.event_id for e in events]).fetchone()[0]
         assert raw == 30  # every raw sample once, the split ones and those beside derived ones
         assert conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0

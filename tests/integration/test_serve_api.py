@@ -146,7 +146,7 @@ def test_executions_dashboard_and_timeline_equal_the_query_api(served: Served, t
         usage = dash["quotaUsage"]["usage"]
         assert sum(u["executions"] for u in usage) == len(recent)
         assert sum(u["tokensUsed"] for u in usage) == sum(r["tokens_used"] or 0 for r in recent)
-        assert [m is None or m["metricType"] for m in dash["performanceMetrics"]] is not None
+        assert [m is None or m["metricType"] for m in dash["performanceMetrics"]] is not None  # noqa: F632
         workflow = recent[0]["workflow_id"]
         mine = [r for r in recent if r["workflow_id"] == workflow][:100]
         timeline = served.get(f"/api/v1/workflows/{workflow}/timeline?x=1{q}")
@@ -244,7 +244,9 @@ def test_the_stream_sends_a_new_execution_and_resumes_after_last_event_id(served
 
 async def test_the_dashboard_in_chromium(served: Served) -> None:
     """Loads with no console error, lists the active executions, shows a new one without a
-    reload, draws one bar per step of an execution, and its ack button moves an alert."""
+    reload from the stream (not a poll), draws p50/p95/p99 lines over the last 24 hours, pauses
+    and on resume gets what it missed, draws one bar per step of an execution, its ack button
+    moves an alert, and falls back to polling when the stream keeps failing."""
     with Monitor(served.db) as monitor:
         active = monitor.get_active_executions()
         known = next(e for e in monitor.get_recent_executions(100) if monitor.get_step_executions(e["id"]))
@@ -259,11 +261,33 @@ async def test_the_dashboard_in_chromium(served: Served) -> None:
         await browser.wait_for(shown, what=f"{len(active)} active executions")
         assert await browser.eval("document.querySelector('#health').textContent.startsWith('health: ')")
 
-        fresh = EventFactory(source="test").start_execution("wf-live", "Live workflow", "tenant_a", "u", 3)
+        await browser.wait_for("window.axmon?.mode === 'stream'", what="the page's EventSource to connect")
+        factory = EventFactory(source="test")
+        fresh = factory.start_execution("wf-live", "Live workflow", "tenant_a", "u", 3)
         await publish(served.bootstrap, served.topics, [fresh])
-        await browser.wait_for(f"!!document.querySelector('#active tr[data-id=\"{fresh.execution_id}\"]')", 120,
-                               what="the new execution in the live list")
+        row = f"document.querySelector('#active tr[data-id=\"{fresh.execution_id}\"]')"
+        await browser.wait_for(f"!!{row}", 120, what="the new execution in the live list")
+        # delivered by the stream: the row is the event's, the EventSource is open, no poll ran
+        assert await browser.eval(f"[{row}.dataset.via, axmon.mode, axmon.source.readyState, axmon.polls]") == ["stream", "stream", 1, 0]
+        await browser.wait_for("['p50', 'p95', 'p99'].every(p => /^M[0-9.]+,[0-9.]+/.test("
+                               "document.querySelector('#charts svg path.line.' + p)?.getAttribute('d') || ''))",
+                               what="a p50/p95/p99 line each over the last 24 hours")
+        assert await browser.eval("document.querySelectorAll('#charts .chart[data-chart=\"p50 p95 p99\"] table tbody tr').length") > 0
         await browser.screenshot(ARTIFACTS / "dashboard-1280.png")
+
+        # paused: the stream is closed and nothing moves; resumed: the page asks for what it missed (last_event_id)
+        await browser.eval("document.querySelector('#pause').click(); true")
+        assert await browser.eval("[axmon.mode, axmon.source]") == ["paused", None]
+        missed = factory.start_execution("wf-live", "Live workflow", "tenant_a", "u", 3)
+        await publish(served.bootstrap, served.topics, [missed])
+        with Monitor(served.db) as monitor:
+            wait_until(lambda: monitor.get_execution(missed.execution_id) is not None, 60, what="the missed execution written")
+        await asyncio.sleep(2.5)  # the server's journal has it (it diffs the database every second)
+        missed_row = f"document.querySelector('#active tr[data-id=\"{missed.execution_id}\"]')"
+        assert await browser.eval(f"!{missed_row}")
+        await browser.eval("document.querySelector('#pause').click(); true")
+        await browser.wait_for(f"!!{missed_row}", 30, what="the execution missed while paused, after resuming")
+        assert await browser.eval(f"[{missed_row}.dataset.via, axmon.mode, axmon.polls]") == ["stream", "stream", 0]
 
         await browser.wait_for(f"!!document.querySelector('#alerts tr[data-id=\"{other['id']}\"] button.ack')", what="the ack button")
         await browser.eval(f"window.alert = () => {{}}; document.querySelector('#alerts tr[data-id=\"{other['id']}\"] button.ack').click(); true")
@@ -280,4 +304,13 @@ async def test_the_dashboard_in_chromium(served: Served) -> None:
         await browser.goto(served.url + "/")
         await browser.wait_for("document.querySelectorAll('#active tbody tr').length > 0", what="the phone-width page")
         await browser.screenshot(ARTIFACTS / "dashboard-phone.png")
+        assert browser.errors == []
+
+        # a stream that keeps failing: the page polls, and says so
+        await browser.resize(1280, 900)
+        await browser.send("Page.addScriptToEvaluateOnNewDocument", source="window.EventSource = class { constructor() { "
+                           "setTimeout(() => this.onerror && this.onerror(new Event('error')), 10); } close() {} addEventListener() {} };")
+        await browser.goto(served.url + "/")
+        await browser.wait_for("window.axmon?.mode === 'polling' && axmon.polls > 0", 30, what="the polling fallback")
+        assert await browser.eval("document.querySelector('#live').textContent") == "polling every 3 s"
         assert browser.errors == []

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from processor import cli, cli_read
+from processor import cli
 from processor.cli import EXIT_SOFTWARE, main
-from processor.cli_table import Column, fit, table_width
+from processor.cli import read as cli_read
+from processor.cli.render import Column, fit, table_width
 from processor.store.db import open_for_writing
 from processor.store.queries import Monitor
 from processor.store.reader import prefix_end

@@ -12,22 +12,18 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.cli_read import (
+from processor.cli.read import (
     SPARK_BLOCKS,
-    add_read_commands,
     chart_columns,
     choose_interval,
-    human_duration,
-    human_number,
-    human_time,
-    parse_duration_ms,
-    parse_label,
-    parse_time_ms,
     sparkline,
     time_axis,
     timeline_bar,
 )
+from processor.cli.read import register as add_read_commands
+from processor.cli.render import human_duration, human_number, human_time
 from processor.errors import AxmonError, ConfigError
+from processor.folds.timeparse import parse_duration_ms, parse_label, parse_time_ms
 from processor.store.db import DatabaseError, open_for_writing
 from tests.unit.test_queries import (
     MT,

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from processor import cli, cli_health
+from processor import cli
+from processor.cli import health as cli_health
 from processor.ops.health import (
     Status,
     Thresholds,

@@ -1,11 +1,14 @@
 """The HTTP API over small databases built row by row: tenant scoping of API keys (a property over
-generated rows: a scoped key never sees another tenant's row on any endpoint), 401s, JSON error
+generated rows: a scoped key never sees another tenant's row on any endpoint, the live stream
+included), 401s, JSON error
 shapes, 422s naming the field, cursor paging, the timeline's defined division by zero, and the
 refusal to bind a non-loopback address without keys."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ from hypothesis import strategies as st
 from processor.errors import ConfigError
 from processor.serve.app import ServeConfig, create_app
 from processor.serve.auth import KeyRing
-from processor.serve.cli import check_bind
+from processor.serve.bind import check_bind
+from processor.serve.sse import Journal, snapshot
 from processor.settings import Settings
 from processor.store.db import open_for_writing
 from processor.store.queries import Monitor
@@ -29,6 +33,7 @@ from tests.unit.test_queries import (
     insert_stats,
     insert_step,
 )
+from tests.unit.test_serve_stream import sse_over_asgi
 
 ADMIN_KEY = "admin-key-0123456789"
 TENANTS = ("acme", "beta", "gamma")
@@ -81,6 +86,20 @@ def build(path: Path, executions: list[Execution], alert_tenants: list[str | Non
     return path
 
 
+async def stream_of(app: Any, db: Path, token: str, sentinel_tenant: str) -> list[tuple[str, dict[str, Any]]]:
+    """The rows the stream sends a token's holder when every row of ``db`` is a change (the
+    journal's baseline empty), read up to a last change of ``sentinel_tenant``'s."""
+    journal = Journal(db, source=lambda path: {})
+    journal.absorb({})
+    journal.absorb(snapshot(db))
+    journal.absorb({("execution", "sentinel"): {"id": "sentinel", "tenant_id": sentinel_tenant}})
+    app.state.journal = journal
+    status, frames, body = await sse_over_asgi(app, f"/api/v1/stream?token={token}&last_event_id=0",
+                                               until=lambda f: any(d["id"] == "sentinel" for _, d, _ in f))
+    assert status == 200, body
+    return [(kind, row) for kind, row, _ in frames if row["id"] != "sentinel"]
+
+
 def client(db: Path, keys: Path | None = None) -> TestClient:
     config = ServeConfig(db, Settings.load({}).topics, None if keys is None else KeyRing.load(keys), None)
     return TestClient(create_app(config), raise_server_exceptions=True)
@@ -130,6 +149,20 @@ def test_a_scoped_key_never_sees_another_tenants_rows(executions: list[Execution
                     continue
                 assert res.status_code == 200, (url, res.text)
                 assert set(tenants_in(res.json())) <= set(scope), url
+        for tenant in asked:  # the live stream, through the token a browser connects with
+            res = api.post("/api/v1/stream/token" + ("" if tenant is None else f"?tenant={tenant}"), headers=headers)
+            if tenant is not None and tenant not in scope:
+                assert res.status_code == 403 and res.json()["code"] == "forbidden_tenant"
+                continue
+            assert res.status_code == 200, res.text
+            allowed = set(scope) if tenant is None else {tenant}
+            token = res.json()["token"]
+            assert set(res.json()["tenants"]) == allowed
+            got = asyncio.run(stream_of(api.app, db, token, sentinel_tenant=sorted(allowed)[0]))
+            assert set(tenants_in(got)) <= allowed
+            assert sorted((k, r["id"]) for k, r in got) == sorted(
+                (k, r["id"]) for (k, _), r in snapshot(db).items() if r["tenant_id"] in allowed)
+        assert api.get(f"/api/v1/executions?token={token}").status_code == 401  # a stream token only
         types = api.get("/api/v1/metrics/types", headers=headers, params={"tenant": scope[0]}).json()["metricTypes"]
         assert types == (["cpu.usage"] if scope[0] in alert_tenants else [])
         for n, (tenant, *_rest) in enumerate(executions):
@@ -266,3 +299,47 @@ def test_a_bad_keys_file_is_refused(text: str, tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError):
         KeyRing.load(path)
+
+
+def test_the_charts_are_the_query_apis_series_per_bucket_of_the_range(tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    conn = open_for_writing(tmp_path / "c.db")
+    conn.execute("BEGIN")
+    durations = {"acme": [100.0, 200.0, 300.0, 4000.0], "beta": [50.0]}
+    n = 0
+    for tenant, values in durations.items():
+        for value in values:
+            status = "failed" if value == 300.0 else "completed"
+            at = (now - 30 * 60_000) // 300_000 * 300_000 + 1_000 + n  # all in one 5 min bucket
+            insert_execution(conn, f"x{n}", tenant_id=tenant, started_at=at, last_event_at=at, tokens_used=10, cost=0.25,
+                             status=status)
+            for metric, v in (("workflow.execution.count", 1.0), ("workflow.execution.duration", value)):
+                insert_row(conn, "performance_metrics", {
+                    "id": f"{metric}-{n}", "timestamp": at + 1, "metric_type": metric, "value": v, "unit": "ms",
+                    "labels": orjson.dumps({"workflow": "wf", "status": status}).decode(), "tenant_id": tenant})
+            n += 1
+    conn.execute("COMMIT")
+    conn.close()
+    api = client(tmp_path / "c.db")
+    body = api.get("/api/v1/charts", params={"tenant": "acme", "range": "1h"}).json()
+    assert body["intervalMs"] == 300_000 and len(body["points"]) == 12 and body["end"] - body["start"] == 3_600_000
+    assert body["end"] % 300_000 == 0 and body["start"] <= now < body["end"]
+    busy = [p for p in body["points"] if p["executions"]]
+    assert len(busy) == 1 and busy[0]["timestamp"] == (now - 30 * 60_000) // 300_000 * 300_000
+    t = busy[0]["timestamp"]
+    with Monitor(tmp_path / "c.db") as monitor:
+        agg = monitor.get_aggregation("workflow.execution.duration", t, t + 300_000, "acme")
+    assert agg is not None and (agg["p50"], agg["p99"]) == (200.0, 4000.0)
+    assert {k: busy[0][k] for k in ("p50", "p95", "p99", "durationCount")} == {
+        "p50": agg["p50"], "p95": agg["p95"], "p99": agg["p99"], "durationCount": 4}
+    assert busy[0]["avgDuration"] == pytest.approx(1150.0)
+    assert (busy[0]["executions"], busy[0]["tokensUsed"], busy[0]["cost"]) == (4, 40, 1.0)
+    assert (busy[0]["finished"], busy[0]["completed"], busy[0]["successRate"]) == (4, 3, 75.0)
+    quiet = [p for p in body["points"] if not p["executions"]]
+    assert all(p["p50"] is None and p["successRate"] is None and p["tokensUsed"] == 0 for p in quiet)
+    everyone = api.get("/api/v1/charts", params={"range": "1h"}).json()
+    assert sum(p["executions"] for p in everyone["points"]) == 5
+    for range_, count in (("24h", 24), ("7d", 28)):
+        assert len(api.get("/api/v1/charts", params={"range": range_}).json()["points"]) == count
+    res = api.get("/api/v1/charts", params={"range": "2h"})
+    assert res.status_code == 422 and res.json()["field"] == "range"

@@ -181,7 +181,7 @@ def test_a_crash_anywhere_in_a_flush_ends_in_the_state_of_no_crash(
     table = memory_table()
     writes = WriteBack(table)
     core = LifecycleCore(writes, CONFIG)
-    for number, records_of_batch in enumerate(batches[:crash_at + 1]):
+    for _number, records_of_batch in enumerate(batches[:crash_at + 1]):
         fold_batch(core, writes, records_of_batch)
         before = len(table.log)
         writes.flush()

@@ -1,7 +1,11 @@
 "use strict";
 // The axmon dashboard: plain DOM and inline SVG over /api/v1, no build step, no network beyond this server.
 const $ = (sel) => document.querySelector(sel);
-const state = { paused: false, cursor: null, timer: null };
+// mode: "connecting" | "stream" (live from /api/v1/stream) | "polling" (the stream failed FALLBACK times in a row) | "paused"
+const state = { paused: false, cursor: null, mode: "connecting", source: null, lastId: null, failures: 0, retry: null,
+  pollTimer: null, polls: 0, streamed: 0, generation: 0, chartsAt: 0, later: {}, events: [] };
+window.axmon = state; // for a look from the console (and the browser test)
+const FALLBACK = 3, POLL_MS = 3000, MAX_BACKOFF_MS = 30000, CHARTS_EVERY_MS = 30000;
 const tenantInput = $("#tenant"), keyInput = $("#key");
 tenantInput.value = localStorage.getItem("axmon.tenant") || "";
 keyInput.value = localStorage.getItem("axmon.key") || "";
@@ -40,18 +44,34 @@ const short = (id) => (id.length > 14 ? id.slice(0, 8) + "…" + id.slice(-4) : 
 const link = (e) => el("a", { href: "#/execution/" + encodeURIComponent(e.id), title: e.id }, short(e.id));
 function fill(table, rows) { const body = $(table + " tbody"); body.replaceChildren(...rows); }
 
+const activeRow = (e) => el("tr", { "data-id": e.id }, td(link(e)), td(e.tenantId), td(e.workflowName || e.workflowId),
+  td(e.status, e.status), el("td", { class: "num age", "data-t": e.startedAt }, age(e.startedAt)), td(e.currentStep || "–"),
+  td(num(e.tokensUsed), "num"), td(money(e.cost), "num"));
+const recentRow = (e) => el("tr", { "data-id": e.id }, td(link(e)), td(e.tenantId), td(e.workflowName || e.workflowId),
+  td(e.status, e.status), td(when(e.startedAt)), td(ms(e.duration), "num"), td(e.stepsCompleted + "/" + e.stepsTotal, "num"),
+  td(num(e.tokensUsed), "num"), td(money(e.cost), "num"));
+const isActive = (e) => e.status === "running" || e.status === "pending";
+function countActive() { $("#active-count").textContent = "(" + $("#active tbody").rows.length + ")"; }
+function stamp() { $("#updated").textContent = "updated " + new Date().toLocaleTimeString(); }
+
+// A full load answers as of when it was asked: the stream's rows that arrived meanwhile are newer, so they go on top again.
+function replaySince(n) { for (const ev of state.events) if (ev.n > n) applyExecution(ev.row); }
 async function loadActive() {
+  const since = state.streamed;
   const d = await api("/dashboard" + q());
-  $("#active-count").textContent = "(" + d.activeWorkflows.length + ")";
-  fill("#active", d.activeWorkflows.map((e) => el("tr", { "data-id": e.id }, td(link(e)), td(e.tenantId), td(e.workflowName || e.workflowId),
-    td(e.status, e.status), td(age(e.startedAt), "num"), td(e.currentStep || "–"), td(num(e.tokensUsed), "num"), td(money(e.cost), "num"))));
-  const h = d.systemHealth;
+  fill("#active", d.activeWorkflows.map(activeRow));
+  replaySince(since);
+  countActive();
+  showHealth(d.systemHealth);
+  stamp();
+  return d;
+}
+function showHealth(h) {
   const badge = $("#health");
   badge.textContent = "health: " + h.overall; badge.className = "badge " + h.overall;
   badge.title = h.components.map((c) => c.name + ": " + c.status + (c.reasons.length ? " (" + c.reasons.join("; ") + ")" : "")).join("\n");
-  $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
-  return d;
 }
+async function loadHealth() { showHealth(await api("/health")); }
 
 function filterParams() {
   const f = new FormData($("#filters"));
@@ -59,18 +79,19 @@ function filterParams() {
   return { status: f.get("status"), workflow: f.get("workflow"), start: since ? new Date(since).getTime() : "" };
 }
 async function loadRecent(append = false) {
+  const since = state.streamed;
   const page = await api("/executions" + q({ ...filterParams(), limit: 25, cursor: append ? state.cursor : "" }));
-  const rows = page.executions.map((e) => el("tr", { "data-id": e.id }, td(link(e)), td(e.tenantId), td(e.workflowName || e.workflowId),
-    td(e.status, e.status), td(when(e.startedAt)), td(ms(e.duration), "num"), td(e.stepsCompleted + "/" + e.stepsTotal, "num"),
-    td(num(e.tokensUsed), "num"), td(money(e.cost), "num")));
-  if (append) $("#recent tbody").append(...rows); else fill("#recent", rows);
+  const rows = page.executions.map(recentRow);
+  if (append) $("#recent tbody").append(...rows); else { fill("#recent", rows); replaySince(since); }
   state.cursor = page.nextCursor;
   $("#more").hidden = !page.nextCursor;
 }
 
 async function loadAlerts() {
   const f = new FormData($("#alert-filters"));
+  const asked = (state.alertsAsked = (state.alertsAsked || 0) + 1);
   const d = await api("/alerts" + q({ status: f.get("status"), severity: f.get("severity") }));
+  if (asked !== state.alertsAsked) return; // a later load is on its way: its answer is newer
   fill("#alerts", d.alerts.map((a) => {
     const subject = a.executionId ? "execution " + a.executionId : (a.tenantId || "–") + " " + (a.metricType || "");
     const ack = a.status === "firing" && a.kind === "threshold"
@@ -82,50 +103,69 @@ async function loadAlerts() {
 async function ackAlert(id) {
   try { await api("/alerts/" + encodeURIComponent(id) + "/ack", { method: "POST", body: JSON.stringify({ by: "dashboard" }) }); }
   catch (err) { alert(err.message); }
-  setTimeout(loadAlerts, 1000);
+  // the alert moves once the worker applied the ack and the sink wrote it: the stream (or polling) shows it
 }
 
-function sparkline(points, label, fmt) {
-  const box = el("div", { class: "chart" }, el("h3", {}, label));
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 300 70"); svg.setAttribute("preserveAspectRatio", "none");
-  const max = Math.max(1e-9, ...points.map((p) => p.v));
-  const w = 300 / Math.max(1, points.length);
-  points.forEach((p, i) => {
-    const r = document.createElementNS(ns, "rect");
-    const h = (p.v / max) * 64;
-    r.setAttribute("x", i * w + 1); r.setAttribute("width", Math.max(1, w - 2)); r.setAttribute("y", 68 - h); r.setAttribute("height", h);
-    r.setAttribute("fill", "#1565c0");
-    const t = document.createElementNS(ns, "title"); t.textContent = new Date(p.t).toLocaleString() + ": " + fmt(p.v);
-    r.append(t); svg.append(r);
-  });
-  box.append(svg);
-  const table = el("table", { class: "muted" }, el("tr", {}, ...points.slice(-6).map((p) => el("td", {}, new Date(p.t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) + " " + fmt(p.v)))));
-  box.append(el("details", {}, el("summary", {}, "as a table"), table));
-  return box;
+const SVG = "http://www.w3.org/2000/svg";
+function svgEl(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+const tick = (t, range) => new Date(t).toLocaleString([], range === "1h"
+  ? { hour: "2-digit", minute: "2-digit" } : { month: "short", day: "numeric", hour: "2-digit" });
+// A chart over the range: one line (or bars) per series, a gap where a bucket has no value; its table below.
+function chart(title, data, series, fmt, kind = "line") {
+  const W = 300, H = 90, top = 6, bottom = 14, left = 2;
+  const pts = data.points, span = data.end - data.start;
+  const values = series.flatMap((s) => pts.map((p) => p[s.key]).filter((v) => v !== null && v !== undefined));
+  const max = Math.max(1e-9, ...values);
+  const x = (t) => left + ((t - data.start + data.intervalMs / 2) / span) * (W - left);
+  const y = (v) => top + (1 - v / max) * (H - top - bottom);
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img",
+    "aria-label": title + " over the last " + data.range + " (the table below has the values)" });
+  svg.append(svgEl("line", { x1: 0, x2: W, y1: H - bottom, y2: H - bottom, class: "axis" }));
+  svg.append(svgEl("text", { x: 2, y: H - 2, class: "tick" }, tick(data.start, data.range)));
+  svg.append(svgEl("text", { x: W - 2, y: H - 2, class: "tick end" }, tick(data.end, data.range)));
+  svg.append(svgEl("text", { x: 2, y: top + 4, class: "tick" }, values.length ? fmt(max) : "no data"));
+  const bw = Math.max(1, ((W - left) * data.intervalMs) / span - 1);
+  for (const s of series) {
+    let d = "", pen = "M";
+    for (const p of pts) {
+      const v = p[s.key];
+      if (v === null || v === undefined) { pen = "M"; continue; }
+      if (kind === "bars") {
+        if (v > 0) svg.append(svgEl("rect", { x: x(p.timestamp) - bw / 2, width: bw, y: y(v), height: H - bottom - y(v), class: "col " + s.cls }));
+      } else { d += `${pen}${x(p.timestamp).toFixed(1)},${y(v).toFixed(1)} `; pen = "L"; }
+      const dot = svgEl("circle", { cx: x(p.timestamp), cy: y(v), r: kind === "bars" ? 0 : 1.6, class: "dot " + s.cls });
+      dot.append(svgEl("title", {}, tick(p.timestamp, "7d") + " " + s.label + ": " + fmt(v)));
+      svg.append(dot);
+    }
+    if (kind === "line") svg.append(svgEl("path", { d: d.trim(), class: "line " + s.cls, "data-series": s.key }));
+  }
+  const legend = series.length > 1 ? el("div", { class: "legend" }, ...series.map((s) => el("span", { class: "key " + s.cls }, s.label))) : "";
+  const rows = pts.filter((p) => series.some((s) => p[s.key] !== null && p[s.key] !== undefined && p[s.key] !== 0));
+  const table = el("table", { class: "chart-table" },
+    el("thead", {}, el("tr", {}, el("th", {}, "from"), ...series.map((s) => el("th", {}, s.label)))),
+    el("tbody", {}, ...rows.map((p) => el("tr", {}, td(tick(p.timestamp, "7d")),
+      ...series.map((s) => td(p[s.key] === null || p[s.key] === undefined ? "–" : fmt(p[s.key]), "num"))))));
+  return el("div", { class: "chart", "data-chart": series.map((s) => s.key).join(" ") }, el("h3", {}, title), svg, legend,
+    el("details", {}, el("summary", {}, "as a table (" + rows.length + " of " + pts.length + " buckets have data)"), table));
 }
 async function loadCharts() {
-  const page = await api("/executions" + q({ limit: 500 }));
-  const hours = new Map();
-  for (const e of page.executions) {
-    const h = Math.floor(e.startedAt / 3600000) * 3600000;
-    const b = hours.get(h) || { n: 0, ok: 0, cost: 0, tokens: 0 };
-    b.n += 1; b.ok += e.status === "completed" ? 1 : 0; b.cost += e.cost || 0; b.tokens += e.tokensUsed || 0;
-    hours.set(h, b);
-  }
-  const series = [...hours.entries()].sort((a, b) => a[0] - b[0]);
-  const agg = await api("/metrics/aggregation" + q({ metric_type: "workflow.execution.duration", start: 0 }));
-  const charts = [
-    sparkline(series.map(([t, b]) => ({ t, v: (100 * b.ok) / b.n })), "success rate per hour", (v) => v.toFixed(1) + " %"),
-    sparkline(series.map(([t, b]) => ({ t, v: b.cost })), "cost per hour", money),
-    sparkline(series.map(([t, b]) => ({ t, v: b.tokens })), "tokens per hour", num),
-  ];
-  const p = el("div", { class: "chart" }, el("h3", {}, "execution duration"),
-    agg ? el("table", {}, el("tr", {}, el("th", {}, "p50"), el("th", {}, "p95"), el("th", {}, "p99"), el("th", {}, "count")),
-      el("tr", {}, td(ms(Math.round(agg.p50)), "num"), td(ms(Math.round(agg.p95)), "num"), td(ms(Math.round(agg.p99)), "num"), td(num(agg.count), "num")))
-      : el("p", { class: "muted" }, "no samples"));
-  $("#charts").replaceChildren(...charts, p);
+  const range = $("#range").value;
+  const data = await api("/charts" + q({ range }));
+  const per = { "1h": "5 min", "24h": "hour", "7d": "6 h" }[range];
+  const round = (v) => ms(Math.round(v));
+  $("#charts").replaceChildren(
+    chart("success rate per " + per, data, [{ key: "successRate", label: "success", cls: "s0" }], (v) => v.toFixed(1) + " %"),
+    chart("cost per " + per, data, [{ key: "cost", label: "cost", cls: "s0" }], money, "bars"),
+    chart("tokens per " + per, data, [{ key: "tokensUsed", label: "tokens", cls: "s0" }], num, "bars"),
+    chart("execution duration per " + per, data, [{ key: "p50", label: "p50", cls: "p50" }, { key: "p95", label: "p95", cls: "p95" },
+      { key: "p99", label: "p99", cls: "p99" }], round),
+  );
+  state.chartsAt = Date.now();
 }
 
 async function showExecution(id) {
@@ -158,16 +198,113 @@ async function refresh(all = false) {
   if (!$("#detail").hidden) return showExecution(decodeURIComponent(location.hash.slice("#/execution/".length)));
   await Promise.all([loadActive(), loadAlerts(), all || !state.cursor ? loadRecent() : null, all ? loadCharts() : null]);
 }
-function schedule() {
-  clearInterval(state.timer);
-  state.timer = setInterval(() => { if (!state.paused) refresh().catch((err) => { $("#updated").textContent = "error: " + err.message; }); }, 3000);
+const report = (err) => { $("#updated").textContent = "error: " + err.message; };
+
+// -- live: the stream, with backoff, Last-Event-ID resume and a polling fallback -------------------
+function setMode(mode, note) {
+  state.mode = mode;
+  const badge = $("#live");
+  badge.dataset.mode = mode;
+  badge.className = "badge live " + mode;
+  badge.textContent = { connecting: "live: connecting…", stream: "live", polling: "polling every 3 s", paused: "paused" }[mode];
+  badge.title = note || { stream: "updates arrive from the server's event stream as they happen",
+    polling: "the event stream failed " + FALLBACK + " times in a row: polling until it answers again" }[mode] || "";
 }
-$("#pause").onclick = () => { state.paused = !state.paused; $("#pause").textContent = state.paused ? "Resume" : "Pause"; };
+function closeStream() {
+  state.generation += 1; // events and errors of an older EventSource are ignored
+  if (state.source) state.source.close();
+  state.source = null;
+  clearTimeout(state.retry);
+}
+async function connect() {
+  closeStream();
+  if (state.paused) return;
+  const generation = state.generation;
+  if (state.mode !== "polling") setMode("connecting");
+  let grant;
+  try { grant = await api("/stream/token" + q(), { method: "POST" }); }
+  catch (err) { return generation === state.generation && streamFailed(err.message); }
+  if (generation !== state.generation) return;
+  // a new EventSource cannot send Last-Event-ID: the id seen last goes in the query (the browser's own retry sends the header)
+  const p = new URLSearchParams({ token: grant.token });
+  if (state.lastId !== null) p.set("last_event_id", state.lastId);
+  const source = new EventSource("/api/v1/stream?" + p);
+  state.source = source;
+  const mine = (fn) => (ev) => { if (generation === state.generation) fn(ev); };
+  source.onopen = mine(() => {
+    const first = state.lastId === null;
+    state.failures = 0;
+    stopPolling();
+    setMode("stream");
+    if (first) refresh().catch(report); // what changed between the first load and the stream's start
+  });
+  source.addEventListener("execution", mine((ev) => {
+    const row = JSON.parse(ev.data);
+    state.lastId = ev.lastEventId; state.streamed += 1;
+    state.events.push({ n: state.streamed, row });
+    if (state.events.length > 500) state.events.shift();
+    applyExecution(row);
+  }));
+  source.addEventListener("alert", mine((ev) => { state.lastId = ev.lastEventId; state.streamed += 1; later("alerts", 300, loadAlerts); }));
+  source.addEventListener("reset", mine((ev) => { state.lastId = ev.lastEventId; refresh(true).catch(report); }));
+  source.onerror = mine(() => streamFailed("the stream closed"));
+}
+function streamFailed(why) {
+  closeStream();
+  if (state.paused) return;
+  state.failures += 1;
+  if (state.failures >= FALLBACK) { setMode("polling", "the event stream failed " + state.failures + " times in a row (" + why + "): polling"); startPolling(); }
+  else setMode("connecting", why + "; trying again");
+  const delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (state.failures - 1)) * (0.75 + Math.random() / 2);
+  state.retry = setTimeout(connect, delay);
+}
+function startPolling() {
+  if (state.pollTimer) return;
+  state.pollTimer = setInterval(() => { if (!state.paused) { state.polls += 1; refresh().catch(report); } }, POLL_MS);
+}
+function stopPolling() { clearInterval(state.pollTimer); state.pollTimer = null; }
+function later(name, delay, fn) { // at most one pending call of each kind
+  if (state.later[name]) return;
+  state.later[name] = setTimeout(() => { state.later[name] = null; fn().catch(report); }, delay);
+}
+function applyExecution(e) {
+  if (tenantInput.value && e.tenantId !== tenantInput.value) return;
+  const row = activeRow(e);
+  row.dataset.via = "stream";
+  const old = $("#active tbody").querySelector(`tr[data-id="${CSS.escape(e.id)}"]`);
+  if (isActive(e)) { if (old) old.replaceWith(row); else $("#active tbody").prepend(row); } else if (old) old.remove();
+  countActive();
+  const recent = $("#recent tbody").querySelector(`tr[data-id="${CSS.escape(e.id)}"]`);
+  const f = filterParams();
+  if (recent) recent.replaceWith(recentRow(e));
+  else if ((!f.status || f.status === e.status) && (!f.workflow || f.workflow === e.workflowId) && (!f.start || e.startedAt >= f.start)) {
+    const fresh = recentRow(e); fresh.dataset.via = "stream"; $("#recent tbody").prepend(fresh);
+  }
+  const shown = location.hash.match(/^#\/execution\/(.+)$/);
+  if (shown && decodeURIComponent(shown[1]) === e.id) later("detail", 200, () => showExecution(e.id));
+  if (Date.now() - state.chartsAt > CHARTS_EVERY_MS) later("charts", 1000, loadCharts);
+  stamp();
+}
+function ticking() { // ages move on between events; health now and then
+  for (const cell of document.querySelectorAll("#active td.age")) cell.textContent = age(Number(cell.dataset.t));
+}
+setInterval(ticking, 1000);
+setInterval(() => { if (!state.paused && state.mode === "stream") loadHealth().catch(report); }, 15000);
+
+$("#pause").onclick = () => {
+  state.paused = !state.paused;
+  $("#pause").textContent = state.paused ? "Resume" : "Pause";
+  if (state.paused) { closeStream(); stopPolling(); setMode("paused"); }
+  else { state.failures = 0; setMode("connecting"); connect(); } // resumes after the last event seen, or resets
+};
 $("#filters").onsubmit = (ev) => { ev.preventDefault(); loadRecent().catch((err) => alert(err.message)); };
 $("#alert-filters").onchange = () => loadAlerts().catch((err) => alert(err.message));
+$("#range").onchange = () => loadCharts().catch(report);
 $("#more").onclick = () => loadRecent(true);
 for (const input of [tenantInput, keyInput]) input.onchange = () => {
-  localStorage.setItem("axmon.tenant", tenantInput.value); localStorage.setItem("axmon.key", keyInput.value); route();
+  localStorage.setItem("axmon.tenant", tenantInput.value); localStorage.setItem("axmon.key", keyInput.value);
+  state.lastId = null; state.failures = 0; route(); connect(); // a new scope: a new token, from now
 };
 window.addEventListener("hashchange", route);
-route(); schedule();
+setMode("connecting");
+route(); connect();

@@ -2,6 +2,8 @@
 
 An ack is a record on ``axmon.alert-acks``, on the partition of the alert's series, so the
 worker applies it to the alert's state; it survives restarts and replays like any event.
+Finding the alert and building and publishing its ack is :mod:`processor.runtime.acks`, shared with the
+API's ack route.
 """
 
 from __future__ import annotations
@@ -9,32 +11,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from rich.console import Console
 from rich.text import Text
 
-from processor.cli_read import _utc_offset, human_number, human_time
-from processor.cli_table import Cell, Column, fit, fitted_table
-from processor.errors import BrokerError, ConfigError
-from processor.folds.alerting import Ack
-from processor.settings import ENV_DB, Settings
+from processor.cli.options import Subparsers, add_broker_options, add_read_options, resolve_bootstrap, settings_of
+from processor.cli.render import (
+    Cell,
+    Column,
+    fit,
+    fitted_table,
+    human_number,
+    human_time,
+    stderr_console,
+    stdout_console,
+    utc_offset,
+)
+from processor.errors import ConfigError
+from processor.runtime.acks import ack_of, find_alert, publish_ack
+from processor.settings import Settings
 from processor.store.queries import Monitor
 
 SEVERITY_STYLES = {"info": "blue", "warning": "yellow", "error": "red", "critical": "bold red"}
 ALERT_STYLES = {"pending": "yellow", "firing": "bold red", "acknowledged": "magenta", "resolved": "green"}
 
 
-def add_alert_commands(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_kafka_options: Callable[[argparse.ArgumentParser], None],
-) -> None:
+def register(subparsers: Subparsers) -> None:
     alerts = subparsers.add_parser(
         "alerts",
         help="alerts fired by the worker's rules, newest first; 'alerts ack ID' acknowledges one",
@@ -45,7 +49,7 @@ def add_alert_commands(
     alerts.add_argument("--active", action="store_true", help="only pending, firing or acknowledged alerts")
     alerts.add_argument("--tenant", metavar="T", help="only this tenant's alerts")
     alerts.add_argument("--limit", type=int, default=50, metavar="N", help="at most N alerts (default 50)")
-    _add_db_json(alerts)
+    add_read_options(alerts)
     alerts.set_defaults(handler=cmd_alerts)
     actions = alerts.add_subparsers(dest="alerts_command", metavar="ACTION")
     ack = actions.add_parser(
@@ -55,14 +59,9 @@ def add_alert_commands(
     )
     ack.add_argument("alert_id", metavar="ID", help="the alert's id (a unique prefix will do)")
     ack.add_argument("--by", metavar="NAME", help="who acknowledges (default: your user name)")
-    _add_db_json(ack)
-    add_kafka_options(ack)
+    add_read_options(ack)
+    add_broker_options(ack)
     ack.set_defaults(handler=cmd_alerts_ack)
-
-
-def _add_db_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, metavar="PATH", help=f"the database (env {ENV_DB}; default ./axmon.db)")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout (stable keys, epoch ms)")
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -83,10 +82,10 @@ def cmd_alerts(args: argparse.Namespace) -> int:
          human_time(r["pending_at"], compact=True), human_time(r["updated_at"], compact=True)]
         for r in rows
     ]
-    console = Console(highlight=False)
+    console = stdout_console()
     widths = fit(columns, cells, console.width)
     console.print(fitted_table(title + (f" of {args.tenant}" if args.tenant else ""),
-                               f"{len(rows)} shown; local times{_utc_offset()}", columns, widths, cells))
+                               f"{len(rows)} shown; local times{utc_offset()}", columns, widths, cells))
     return 0
 
 
@@ -97,25 +96,8 @@ def _subject(r: Mapping[str, Any]) -> str:
     return f"{r['tenant_id'] or '-'} {r['metric_type']}" + (f"{{{labels}}}" if labels else "")
 
 
-def find_alert(monitor: Monitor, prefix: str) -> dict[str, Any]:
-    """The alert whose id is ``prefix`` or starts with it (one only)."""
-    exact = monitor.get_alert(prefix)
-    if exact is not None:
-        return exact
-    matches = monitor.find_alert_ids(prefix)
-    if not matches:
-        raise ConfigError(f"no alert {prefix!r} in the database")
-    if len(matches) > 1:
-        raise ConfigError(f"{prefix!r} matches more than one alert: give more of the id")
-    found = monitor.get_alert(matches[0])
-    assert found is not None
-    return found
-
-
 def cmd_alerts_ack(args: argparse.Namespace) -> int:
-    from processor.cli import _settings, resolve_bootstrap
-
-    settings = _settings(args)
+    settings = settings_of(args)
     with Monitor(settings.db_path) as monitor:
         alert = find_alert(monitor, args.alert_id)
     by = args.by or getpass.getuser()
@@ -125,29 +107,7 @@ def cmd_alerts_ack(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps({"acknowledged": ack.to_json()}).decode())
     else:
-        Console(stderr=True, highlight=False).print(
+        stderr_console().print(
             f"acknowledged {alert['id']} ({alert['rule']}) as {by}; the worker applies it, 'axmon alerts' shows it once the sink has written it"
         )
     return 0
-
-
-def ack_of(alert: Mapping[str, Any], by: str) -> Ack:
-    """The ack of a firing threshold alert (a :class:`ConfigError` for any other)."""
-    if alert["status"] == "acknowledged":
-        raise ConfigError(f"alert {alert['id']} was acknowledged by {alert['acknowledged_by'] or '?'} already")
-    if alert["status"] != "firing":
-        raise ConfigError(f"alert {alert['id']} is {alert['status']}: only a firing alert can be acknowledged")
-    if alert["kind"] != "threshold":
-        raise ConfigError(f"alert {alert['id']} is a {alert['kind']} alert: it clears itself when the execution moves")
-    return Ack(alert["id"], alert["rule"], alert["series"], by, int(time.time() * 1000))
-
-
-async def publish_ack(bootstrap: str, topic: str, ack: Ack, partition: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    try:
-        await producer.start()
-        await producer.send_and_wait(topic, orjson.dumps(ack.to_json()), key=ack.alert_id.encode(), partition=partition)
-    except KafkaError as exc:
-        raise BrokerError(f"could not publish the ack to {topic} at {bootstrap}: {exc}") from exc
-    finally:
-        await producer.stop()

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from rich.console import Console
 
+from processor.cli.options import Handler, Subparsers, add_data_dir, settings_of, start_local_broker
+from processor.cli.render import err_console
 from processor.errors import ConfigError
 from processor.ops import localbroker
-from processor.settings import Settings
-
-Handler = Callable[[argparse.Namespace], int]
 
 
-def add_kafka_commands(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_data_dir: Callable[[argparse.ArgumentParser], None],
-    settings_of: Callable[[argparse.Namespace], Settings],
-    start_local: Callable[[Path], localbroker.BrokerStatus],
-    err_console: Console,
-) -> None:
+def register(subparsers: Subparsers) -> None:
     """Register ``axmon kafka ACTION``; each action sets ``handler``."""
     kafka = subparsers.add_parser(
         "kafka",
@@ -41,47 +32,51 @@ def add_kafka_commands(
         parser.set_defaults(handler=handler)
         return parser
 
-    def cmd_start(args: argparse.Namespace) -> int:
-        status = start_local(settings_of(args).kafka_dir)
-        err_console.print(f"Kafka {localbroker.KAFKA_VERSION} running (pid {status.pid}), data in {status.data_dir}")
-        print(status.bootstrap)
-        return 0
-
-    def cmd_status(args: argparse.Namespace) -> int:
-        status = localbroker.status(settings_of(args).kafka_dir)
-        if args.json:
-            print(orjson.dumps({
-                "running": status.running, "bootstrap": status.bootstrap or None, "pid": status.pid,
-                "data_dir": str(status.data_dir), "log_file": str(status.log_file),
-            }).decode())
-        elif status.running:
-            print(f"running  {status.bootstrap}  pid {status.pid}  data {status.data_dir}")
-        elif status.bootstrap:
-            print(f"stopped  (last address {status.bootstrap})  data {status.data_dir}")
-        else:
-            print(f"not provisioned  (no broker was started in {status.data_dir})")
-        return 0 if status.running else 3
-
-    def cmd_stop(args: argparse.Namespace) -> int:
-        stopped = localbroker.stop(settings_of(args).kafka_dir)
-        err_console.print("Kafka stopped" if stopped else "Kafka was not running")
-        return 0
-
-    def cmd_reset(args: argparse.Namespace) -> int:
-        data_dir = settings_of(args).kafka_dir.resolve()
-        if not args.yes:
-            confirm_reset(data_dir)
-        removed = localbroker.reset(data_dir)
-        err_console.print(f"Kafka stopped and its data in {data_dir} removed; 'axmon kafka start' starts afresh"
-                          if removed else f"no broker data in {data_dir}: nothing to remove", soft_wrap=True)
-        return 0
-
     action("start", "start the broker (provisioning it on first use); prints its address", cmd_start)
     status = action("status", "is the broker running, and where (exit 0 running, 3 not)", cmd_status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     action("stop", "stop the broker; its data stays for the next start", cmd_stop)
     reset = action("reset", "stop the broker and remove its data (every topic and event): start clean", cmd_reset)
     reset.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    status = start_local_broker(settings_of(args).kafka_dir)
+    err_console.print(f"Kafka {localbroker.KAFKA_VERSION} running (pid {status.pid}), data in {status.data_dir}")
+    print(status.bootstrap)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = localbroker.status(settings_of(args).kafka_dir)
+    if args.json:
+        print(orjson.dumps({
+            "running": status.running, "bootstrap": status.bootstrap or None, "pid": status.pid,
+            "data_dir": str(status.data_dir), "log_file": str(status.log_file),
+        }).decode())
+    elif status.running:
+        print(f"running  {status.bootstrap}  pid {status.pid}  data {status.data_dir}")
+    elif status.bootstrap:
+        print(f"stopped  (last address {status.bootstrap})  data {status.data_dir}")
+    else:
+        print(f"not provisioned  (no broker was started in {status.data_dir})")
+    return 0 if status.running else 3
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    stopped = localbroker.stop(settings_of(args).kafka_dir)
+    err_console.print("Kafka stopped" if stopped else "Kafka was not running")
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    data_dir = settings_of(args).kafka_dir.resolve()
+    if not args.yes:
+        confirm_reset(data_dir)
+    removed = localbroker.reset(data_dir)
+    err_console.print(f"Kafka stopped and its data in {data_dir} removed; 'axmon kafka start' starts afresh"
+                      if removed else f"no broker data in {data_dir}: nothing to remove", soft_wrap=True)
+    return 0
 
 
 def confirm_reset(data_dir: Path) -> None:

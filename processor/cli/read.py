@@ -7,8 +7,9 @@ Every command takes ``--db PATH`` (default: ``$AXMON_DB``, else ``./axmon.db``) 
 A missing database or a bad argument raises an :class:`~processor.errors.AxmonError`, which
 ``axmon`` prints as one line (exit 1); argparse rejects malformed flags (exit 2).
 
-The parsing and drawing helpers (times, durations, sparkline, timeline bars) are pure
-functions, unit-tested on their own.
+The drawing helpers of these commands (sparkline, timeline bars, chart columns) are pure
+functions, unit-tested on their own; the shared ones (times, durations, numbers, tables) are in
+:mod:`processor.cli.render`.
 """
 
 from __future__ import annotations
@@ -18,24 +19,28 @@ import base64
 import math
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, tzinfo
-from pathlib import Path
 from typing import Any
 
 import orjson
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from processor.cli_table import Cell, Column, fit, fitted_table, house_table
-from processor.errors import AxmonError, ConfigError
-from processor.folds.timeparse import (
-    is_relative,
-    parse_duration_ms,
-    parse_label,
-    parse_time_ms,
+from processor.cli.options import Subparsers, add_read_options
+from processor.cli.render import (
+    Cell,
+    Column,
+    fit,
+    fitted_table,
+    human_duration,
+    human_number,
+    human_time,
+    human_value,
+    stdout_console,
+    utc_offset,
 )
-from processor.settings import ENV_DB, Settings
+from processor.errors import AxmonError, ConfigError
+from processor.folds.timeparse import is_relative, parse_duration_ms, parse_label, parse_time_ms
+from processor.settings import Settings
 from processor.store.queries import Monitor
 
 DEFAULT_LIMIT = 50
@@ -48,10 +53,6 @@ NICE_INTERVALS_MS = (
 )
 """Intervals the ``metrics`` command picks from when ``--interval`` is not given."""
 TARGET_POINTS = 60
-SCIENTIFIC_FROM = 1e13
-"""Magnitudes from here up print in scientific notation (``1.0e308``), as do durations of
-this many ms (three centuries) or more."""
-SCIENTIFIC_BELOW = 1e-4
 STATUS_STYLES = {
     "pending": "cyan", "running": "yellow", "completed": "green", "failed": "red", "cancelled": "dim",
 }
@@ -68,7 +69,7 @@ class AmbiguousId(AxmonError):
 # -- the parser ------------------------------------------------------------------------------
 
 
-def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Register the read commands on ``axmon``'s subparsers; each sets ``handler``."""
     workflows = subparsers.add_parser(
         "workflows", help="recent (or active) workflow executions",
@@ -79,7 +80,7 @@ def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     workflows.add_argument(
         "--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"at most N rows (default {DEFAULT_LIMIT})"
     )
-    _add_common(workflows)
+    add_read_options(workflows)
     workflows.set_defaults(handler=cmd_workflows)
 
     execution = subparsers.add_parser(
@@ -88,7 +89,7 @@ def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         "(█ finished, ▒ still running).",
     )
     execution.add_argument("execution_id", metavar="ID", help="the execution id (a unique prefix will do)")
-    _add_common(execution)
+    add_read_options(execution)
     execution.set_defaults(handler=cmd_execution)
 
     stats = subparsers.add_parser(
@@ -96,7 +97,7 @@ def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         description="Totals by status, average duration and success rate, from the per-tenant counters.",
     )
     stats.add_argument("--tenant", metavar="T", help="only this tenant")
-    _add_common(stats)
+    add_read_options(stats)
     stats.set_defaults(handler=cmd_stats)
 
     metrics = subparsers.add_parser(
@@ -114,7 +115,7 @@ def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     metrics.add_argument("--label", action="append", type=parse_label, default=[], metavar="K=V",
                          help="only samples with this label (repeatable: all must match)")
     metrics.add_argument("--tenant", metavar="T", help="only this tenant's samples")
-    _add_common(metrics)
+    add_read_options(metrics)
     metrics.set_defaults(handler=cmd_metrics)
 
     dead = subparsers.add_parser(
@@ -125,13 +126,8 @@ def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     dead.add_argument(
         "--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"at most N rows (default {DEFAULT_LIMIT})"
     )
-    _add_common(dead)
+    add_read_options(dead)
     dead.set_defaults(handler=cmd_dead_letters)
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, metavar="PATH", help=f"the database (env {ENV_DB}; default ./axmon.db)")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout (stable keys, epoch ms)")
 
 
 def _open(args: argparse.Namespace) -> Monitor:
@@ -140,10 +136,6 @@ def _open(args: argparse.Namespace) -> Monitor:
 
 def _emit_json(document: Mapping[str, Any]) -> None:
     print(orjson.dumps(document).decode())
-
-
-def _console() -> Console:
-    return Console(highlight=False)
 
 
 # -- workflows -------------------------------------------------------------------------------
@@ -161,7 +153,7 @@ def cmd_workflows(args: argparse.Namespace) -> int:
         _emit_json({"active": args.active, "tenant": args.tenant, "limit": args.limit, "executions": rows})
         return 0
     title = ("Active" if args.active else "Recent") + " executions" + (f" of {args.tenant}" if args.tenant else "")
-    console = _console()
+    console = stdout_console()
     console.print(executions_table(rows, title, console.width))
     return 0
 
@@ -185,7 +177,7 @@ def executions_table(rows: Sequence[Mapping[str, Any]], title: str, width: int =
             human_duration(r["duration"]), Text(r["error_message"] or r["current_step"] or ""),
         ])
     widths = fit(EXECUTION_COLUMNS, cells, width)
-    return fitted_table(title, f"{len(rows)} shown; local times{_utc_offset()}", EXECUTION_COLUMNS, widths, cells)
+    return fitted_table(title, f"{len(rows)} shown; local times{utc_offset()}", EXECUTION_COLUMNS, widths, cells)
 
 
 # -- execution -------------------------------------------------------------------------------
@@ -198,7 +190,7 @@ def cmd_execution(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"execution": execution, "steps": steps})
         return 0
-    console = _console()
+    console = stdout_console()
     console.print(execution_details(execution))
     console.print(steps_timeline(execution, steps, console.width))
     return 0
@@ -323,7 +315,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     columns = (Column("tenant", "id"), *(Column(name, keep=10 - n, right=True) for n, name in enumerate(counts)))
     cells: list[list[Cell]] = [[Text(row["tenant_id"]), *_stats_cells(row)] for row in tenants if args.tenant is None]
     cells.append([Text(args.tenant or "all", style="bold"), *_stats_cells(overall)])
-    console = _console()
+    console = stdout_console()
     widths = fit(columns, cells, console.width)
     title = "Workflow stats" + (f" of {args.tenant}" if args.tenant else "")
     console.print(fitted_table(title, None, columns, widths, cells, row_styles=[""] * (len(cells) - 1) + ["bold"]))
@@ -360,7 +352,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             "tenant": args.tenant, "labels": labels, "aggregation": aggregation, "data_points": series["data_points"],
         })
         return 0
-    console = _console()
+    console = stdout_console()
     scope = ", ".join([*([f"tenant {args.tenant}"] if args.tenant else []), *(f"{k}={v}" for k, v in labels.items())])
     heading = Text(args.metric_type, style="bold")
     heading.append(f"  {scope}" if scope else "")
@@ -473,9 +465,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
          Text(r["key"] or ""), Text(r["detail"])]
         for r in rows
     ]
-    console = _console()
+    console = stdout_console()
     widths = fit(columns, cells, console.width)
-    console.print(fitted_table(title, f"{len(rows)} shown; local times{_utc_offset()}", columns, widths, cells))
+    console.print(fitted_table(title, f"{len(rows)} shown; local times{utc_offset()}", columns, widths, cells))
     return 0
 
 
@@ -489,93 +481,6 @@ def dead_letter_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "key": key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
         "value_base64": base64.b64encode(value).decode() if isinstance(value, bytes) else value,
     }
-
-
-# -- parsing and humanising (pure) -----------------------------------------------------------
-
-
-def human_time(ms: float | None, tz: tzinfo | None = None, *, compact: bool = False) -> str:
-    """Epoch ms as ISO-8601 to the second in ``tz`` (default: local), with its UTC offset
-    unless ``compact``; ``-`` for ``None``; a time no calendar can show (beyond year 9999, not
-    finite) as ``epoch <ms> ms``."""
-    if ms is None:
-        return "-"
-    try:
-        moment = datetime.fromtimestamp(ms / 1000, tz or UTC)
-        moment = moment if tz is not None else moment.astimezone()
-    except (OverflowError, ValueError, OSError):
-        return f"epoch {human_number(ms)} ms"
-    return (moment.replace(tzinfo=None) if compact else moment).isoformat(timespec="seconds")
-
-
-def _utc_offset() -> str:
-    offset = datetime.now().astimezone().strftime("%z")
-    return f" (UTC{offset[:3]}:{offset[3:]})" if offset else ""
-
-
-def human_duration(ms: float | None) -> str:
-    """``812 ms``, ``2.5 s``, ``4 min 12 s``, ``2 h 5 min``, ``3 d 4 h`` (a zero second unit is
-    left out: ``1 h``); ``-`` for ``None``; beyond :data:`SCIENTIFIC_FROM` ms (3 centuries) or
-    not finite, the milliseconds as :func:`human_number` writes them (``1.0e308 ms``, ``inf ms``)."""
-    if ms is None:
-        return "-"
-    if not math.isfinite(ms) or abs(ms) >= SCIENTIFIC_FROM:
-        return f"{human_number(ms)} ms"
-    sign, ms = ("-" if ms < 0 else ""), abs(ms)
-    if ms < 999.5:
-        return f"{sign}{ms:.0f} ms"
-    if ms < 59_950:
-        return f"{sign}{ms / 1000:.1f} s"
-    seconds = round(ms / 1000)
-    if seconds < 3600:
-        return sign + _two_units(seconds // 60, "min", seconds % 60, "s")
-    minutes = round(ms / 60_000)
-    if minutes < 1440:
-        return sign + _two_units(minutes // 60, "h", minutes % 60, "min")
-    hours = round(ms / 3_600_000)
-    return sign + _two_units(hours // 24, "d", hours % 24, "h")
-
-
-def _two_units(big: int, big_unit: str, small: int, small_unit: str) -> str:
-    return f"{big} {big_unit}" + (f" {small} {small_unit}" if small else "")
-
-
-def human_number(value: float | None) -> str:
-    """Thousands separators for whole numbers, 4 significant digits below 100, 1 decimal
-    above; ``-`` for ``None``; ``inf``, ``-inf``, ``nan`` as such; magnitudes from
-    :data:`SCIENTIFIC_FROM` up and non-zero ones below :data:`SCIENTIFIC_BELOW` in short
-    scientific notation (``1.0e308``, ``4.9e-324``)."""
-    if value is None:
-        return "-"
-    number = float(value)
-    if not math.isfinite(number):
-        return str(number)
-    if number == 0:
-        return "0"
-    if isinstance(value, int) and abs(value) < SCIENTIFIC_FROM:
-        return f"{value:,}"
-    if abs(number) >= SCIENTIFIC_FROM or 0 < abs(number) < SCIENTIFIC_BELOW:
-        return scientific(number)
-    if number.is_integer():
-        return f"{number:,.0f}"
-    if abs(number) >= 100:
-        return f"{number:,.1f}"
-    return f"{number:.4g}"
-
-
-def scientific(value: float) -> str:
-    """Two significant digits and a bare exponent: ``1.0e308``, ``-2.5e-7``."""
-    mantissa, _, exponent = f"{value:.1e}".partition("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def human_value(value: float | None, unit: str | None) -> str:
-    """A metric value with its unit; milliseconds are humanised as durations."""
-    if value is None:
-        return "-"
-    if unit == "ms":
-        return human_duration(value)
-    return human_number(value) + (f" {unit}" if unit else "")
 
 
 def _status(status: str) -> Text:

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import socket
-from collections.abc import Callable
 from pathlib import Path
 
-from processor.errors import ConfigError
+from processor.cli.options import Subparsers, add_kafka_options, settings_of
+from processor.cli.render import err_console
+from processor.serve.bind import DEFAULT_HOST, DEFAULT_PORT, check_bind
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8321
 
-
-def add_serve_command(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_kafka_options: Callable[[argparse.ArgumentParser], None],
-) -> None:
+def register(subparsers: Subparsers) -> None:
     serve = subparsers.add_parser(
         "serve",
         help="the monitoring API (/api/v1, /docs) and the web dashboard (/) over the database",
@@ -35,36 +28,15 @@ def add_serve_command(
     serve.set_defaults(handler=cmd_serve)
 
 
-def is_loopback(host: str) -> bool:
-    """Whether every address ``host`` names is a loopback address."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(str(info[4][0])).is_loopback for info in infos)
-
-
-def check_bind(host: str, keys: Path | None) -> None:
-    if keys is None and not is_loopback(host):
-        raise ConfigError(f"refusing to serve on {host} without --keys: anyone who can reach it would read every tenant")
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from processor.cli import _settings, err_console
     from processor.serve.app import ServeConfig, create_app
     from processor.serve.auth import KeyRing
     from processor.store.db import open_read_only
 
     check_bind(args.host, args.keys)
-    settings = _settings(args)
+    settings = settings_of(args)
     open_read_only(settings.db_path).close()  # a missing or foreign database fails now, not per request
     keys = None if args.keys is None else KeyRing.load(args.keys)
     config = ServeConfig(settings.db_path, settings.topics, keys, settings.bootstrap)

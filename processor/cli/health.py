@@ -1,8 +1,8 @@
 """``axmon health``: is the pipeline healthy? A probe, for people and for machines.
 
 Gathers observations (:mod:`processor.ops.health_probe`), judges them with the pure rules
-(:mod:`processor.ops.health`) and prints a table (or ``--json``). Exit 0 healthy, 1 degraded,
-2 unhealthy. An unreachable broker is a finding (unhealthy), not an error.
+(:mod:`processor.ops.health`) and prints a table (or ``--json``); the tables are drawn here.
+Exit 0 healthy, 1 degraded, 2 unhealthy. An unreachable broker is a finding (unhealthy), not an error.
 """
 
 from __future__ import annotations
@@ -19,6 +19,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from processor.cli.options import (
+    Subparsers,
+    add_broker_options,
+    add_db,
+    count,
+    positive_float,
+    resolve_bootstrap,
+    settings_of,
+)
+from processor.cli.render import err_console, stdout_console
 from processor.errors import ConfigError
 from processor.ops.health import Report, Status, Thresholds, evaluate
 from processor.ops.health_probe import DEFAULT_TIMEOUT_S, describe, observe
@@ -29,9 +39,7 @@ STYLES = {Status.HEALTHY: "green", Status.DEGRADED: "yellow", Status.UNKNOWN: "m
 _DEFAULTS = Thresholds()
 
 
-def add_health_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from processor.cli import _add_data_dir, _add_db, _add_kafka_options
-
+def register(subparsers: Subparsers) -> None:
     health = subparsers.add_parser(
         "health",
         help="check the broker, topics, lag, worker, sink and database (exit 0 healthy, 1 degraded, 2 unhealthy)",
@@ -43,45 +51,24 @@ def add_health_command(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "it serves as a liveness/readiness probe.",
     )
     health.add_argument("--json", action="store_true", help="one JSON document on stdout (stable keys)")
-    health.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="S",
+    health.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="S",
                         help=f"seconds to wait for each broker request (default {DEFAULT_TIMEOUT_S:g})")
-    health.add_argument("--lag-degraded", type=_count, default=_DEFAULTS.lag_degraded, metavar="N",
+    health.add_argument("--lag-degraded", type=count, default=_DEFAULTS.lag_degraded, metavar="N",
                         help=f"a group more than N records behind is degraded (default {_DEFAULTS.lag_degraded:,})")
-    health.add_argument("--lag-unhealthy", type=_count, default=_DEFAULTS.lag_unhealthy, metavar="N",
+    health.add_argument("--lag-unhealthy", type=count, default=_DEFAULTS.lag_unhealthy, metavar="N",
                         help=f"... and unhealthy above N (default {_DEFAULTS.lag_unhealthy:,})")
-    health.add_argument("--sink-stale", type=_positive_float, default=_DEFAULTS.sink_stale_s, metavar="S",
+    health.add_argument("--sink-stale", type=positive_float, default=_DEFAULTS.sink_stale_s, metavar="S",
                         help="the sink is degraded when records wait and it has not written for S seconds "
                         f"(default {_DEFAULTS.sink_stale_s:g})")
-    health.add_argument("--heartbeat-stale", type=_positive_float, default=_DEFAULTS.heartbeat_stale_s, metavar="S",
+    health.add_argument("--heartbeat-stale", type=positive_float, default=_DEFAULTS.heartbeat_stale_s, metavar="S",
                         help="a worker whose last heartbeat is older than S seconds is not running "
                         f"(default {_DEFAULTS.heartbeat_stale_s:g})")
-    health.add_argument("--restart-window", type=_positive_float, default=_DEFAULTS.restart_window_s, metavar="S",
+    health.add_argument("--restart-window", type=positive_float, default=_DEFAULTS.restart_window_s, metavar="S",
                         help="a worker's restarts and errors of the last S seconds count against it "
                         f"(default {_DEFAULTS.restart_window_s:g})")
-    _add_db(health)
-    _add_kafka_options(health)
-    _add_data_dir(health)
+    add_db(health)
+    add_broker_options(health)
     health.set_defaults(handler=cmd_health)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be positive")
-    return value
 
 
 def gather(topics: Topics, bootstrap: str | None, db_path: Path, *, timeout_s: float, bootstrap_error: str | None) -> Observations:
@@ -90,9 +77,7 @@ def gather(topics: Topics, bootstrap: str | None, db_path: Path, *, timeout_s: f
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from processor.cli import _settings, err_console, resolve_bootstrap
-
-    settings = _settings(args)
+    settings = settings_of(args)
     if args.lag_unhealthy < args.lag_degraded:
         raise ConfigError(f"--lag-unhealthy ({args.lag_unhealthy:,}) must not be below --lag-degraded ({args.lag_degraded:,})")
     thresholds = Thresholds(lag_degraded=args.lag_degraded, lag_unhealthy=args.lag_unhealthy, sink_stale_s=args.sink_stale,
@@ -115,7 +100,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(report.to_json()).decode())
     else:
-        render(report, Console(highlight=False))
+        render(report, stdout_console())
     return report.exit_code
 
 
