@@ -9,8 +9,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from processor.runtime.metrics_collectors import ServeMetrics
-from processor.serve.deps import Caller, Config
 from processor.serve.auth import ApiError
+from processor.serve.deps import Caller, Config
 
 router = APIRouter()
 _lock = threading.Lock()
