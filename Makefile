@@ -44,9 +44,11 @@ lock:
 system-deps:
 	@./scripts/ensure-java.sh
 
-# The tests also drive the dashboard in Debian's headless Chromium.
+# The tests also drive the dashboard in Debian's headless Chromium, and lint the Prometheus
+# exposition with promtool (Debian's prometheus package).
 test-deps: system-deps
 	@./scripts/ensure-chromium.sh
+	@./scripts/ensure-promtool.sh
 
 # ends by leaving axmon serve running over ./axmon.db in the background: it prints the URL and how to stop it
 demo: install system-deps

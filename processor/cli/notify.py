@@ -9,6 +9,7 @@ import time
 from processor.cli.options import (
     Subparsers,
     add_broker_options,
+    add_metrics_port,
     positive,
     resolve_bootstrap,
     seconds,
@@ -46,6 +47,7 @@ def register(subparsers: Subparsers) -> None:
     notify.add_argument("--max-backoff", type=seconds, default=30.0, metavar="S", help="longest wait between attempts (default 30)")
     notify.add_argument("--progress-every", type=seconds, default=10.0, metavar="S",
                         help="a progress line on stderr at most every S seconds while counters change (default 10)")
+    add_metrics_port(notify)
     add_broker_options(notify)
     notify.set_defaults(handler=cmd_notify)
 
@@ -87,7 +89,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
             say(counters.summary())
             last_at, last_seen = now, snapshot
 
-    counters = run_notify(settings, bootstrap, config, report=report)
+    counters = run_notify(settings, bootstrap, config, report=report, metrics_at=args.metrics_port)
     say("stopped: " + counters.report()[0])
     for line in counters.report()[1:]:
         say(line)

@@ -20,6 +20,7 @@ from processor.folds.config import FoldConfig
 from processor.folds.rules import RuleSet, load_rules
 from processor.folds.timeparse import parse_duration_ms
 from processor.ops import localbroker
+from processor.runtime.metrics_export import MetricsAddress
 from processor.settings import ENV_BOOTSTRAP, ENV_DB, ENV_KAFKA_DIR, Settings
 
 FOLD_DEFAULTS = FoldConfig()
@@ -145,6 +146,14 @@ def _finite(text: str) -> float:
     return value
 
 
+def metrics_address(text: str) -> MetricsAddress:
+    """``PORT`` (of 127.0.0.1) or ``HOST:PORT``."""
+    try:
+        return MetricsAddress.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def duration_ms(text: str) -> int:
     """A duration (``30s``, ``15m``, ms) or ``0``."""
     if text.strip() == "0":
@@ -209,6 +218,12 @@ def add_fold_options(parser: argparse.ArgumentParser, *, same_as_worker: bool = 
                         help=f"lateness allowed after a window ends, in stream time{note} (default {FOLD_DEFAULTS.grace_ms})")
     parser.add_argument("--horizon-ms", type=positive, metavar="MS",
                         help=f"how long finished executions stay in the worker, in stream time{note} (default {FOLD_DEFAULTS.execution_horizon_ms})")
+
+
+def add_metrics_port(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port``: the Prometheus endpoint of a long-running process."""
+    parser.add_argument("--metrics-port", type=metrics_address, metavar="[HOST:]PORT",
+                        help="serve Prometheus metrics at /metrics on PORT (of 127.0.0.1 unless HOST is given)")
 
 
 def add_retention(parser: argparse.ArgumentParser) -> None:

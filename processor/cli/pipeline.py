@@ -15,6 +15,7 @@ from processor.cli.options import (
     add_broker_options,
     add_db,
     add_fold_options,
+    add_metrics_port,
     add_retention,
     duration_ms,
     positive,
@@ -63,6 +64,7 @@ def register(subparsers: Subparsers) -> None:
                         help="fold at most N records per batch; each table key is written once per batch (default 2000)")
     worker.add_argument("--batch-ms", type=positive, metavar="MS",
                         help="wait at most MS milliseconds for a batch to fill: the latency batching adds (default 50)")
+    add_metrics_port(worker)
     add_broker_options(worker)
     worker.set_defaults(handler=cmd_worker)
 
@@ -81,6 +83,7 @@ def register(subparsers: Subparsers) -> None:
                       help="a transaction at least this often (default 500)")
     add_fold_options(sink, same_as_worker=True)
     add_retention(sink)
+    add_metrics_port(sink)
     add_broker_options(sink)
     sink.set_defaults(handler=cmd_sink)
 
@@ -112,7 +115,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(bootstrap, specs))
     err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions"
                       f"{f', {len(rules.rules)} alert rules' if rules.rules else ''})")
-    run_worker(settings, bootstrap, rules=rules, loglevel=["warning", "info", "debug"][min(args.verbose, 2)])
+    run_worker(settings, bootstrap, rules=rules, loglevel=["warning", "info", "debug"][min(args.verbose, 2)],
+               metrics_at=args.metrics_port)
     return 0
 
 
@@ -132,7 +136,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
             err_console.print(f"{counters.records:,} records in {counters.batches:,} transactions ({rate:,.0f}/s)")
             last[0], last[1] = now, counters.records
 
-    counters = run_sink(settings, bootstrap, settings.db_path, config, report=report)
+    counters = run_sink(settings, bootstrap, settings.db_path, config, report=report, metrics_at=args.metrics_port)
     err_console.print(f"stopped after {counters.records:,} records in {counters.batches:,} transactions")
     return 0
 

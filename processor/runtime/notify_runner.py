@@ -37,6 +37,8 @@ from aiokafka.structs import OffsetAndMetadata
 
 from processor.errors import BrokerError, ConfigError
 from processor.runtime.admin import partition_counts
+from processor.runtime.metrics_collectors import serve_notify_metrics
+from processor.runtime.metrics_export import MetricsAddress
 from processor.runtime.notify import (
     Alert,
     BadAlert,
@@ -49,7 +51,7 @@ from processor.runtime.notify import (
     parse_retry_after,
     read_alert,
 )
-from processor.runtime.supervise import run_restarting
+from processor.runtime.supervise import Restarts, run_restarting
 from processor.settings import ENV_WEBHOOKS, Settings
 from processor.urls import display_url
 
@@ -278,13 +280,18 @@ class NotifyRunner:
 
 
 def run_notify(
-    settings: Settings, bootstrap: str, config: NotifyConfig, *, report: Callable[[NotifyCounters], None] | None = None
+    settings: Settings, bootstrap: str, config: NotifyConfig, *, report: Callable[[NotifyCounters], None] | None = None,
+    metrics_at: MetricsAddress | None = None,
 ) -> NotifyCounters:
-    """Run until SIGTERM/SIGINT; Kafka trouble restarts the consumer with backoff."""
+    """Run until SIGTERM/SIGINT; Kafka trouble restarts the consumer with backoff. With
+    ``metrics_at``, serve its metrics and its group's consumer lag there."""
 
     async def main() -> NotifyCounters:
         runner = NotifyRunner(settings, bootstrap, config)
+        restarts = Restarts()
+        if metrics_at is not None:
+            serve_notify_metrics(runner, restarts, metrics_at)
         # nothing is lost: the group's committed offsets are where the next attempt starts
-        return await run_restarting("notify", runner, lambda: runner.run(on_progress=report), runner.wait_stopped)
+        return await run_restarting("notify", runner, lambda: runner.run(on_progress=report), runner.wait_stopped, restarts)
 
     return asyncio.run(main())

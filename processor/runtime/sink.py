@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -39,7 +40,7 @@ from processor.errors import BrokerError
 from processor.folds.raw_gate import RawSampleGate
 from processor.folds.records import Origin, Stream
 from processor.runtime.admin import partition_counts
-from processor.runtime.supervise import run_restarting
+from processor.runtime.supervise import Restarts, run_restarting
 from processor.settings import Settings
 from processor.store.db import open_for_writing
 from processor.store.retention import Retention, cleanup
@@ -54,7 +55,16 @@ from schemas.errors import InvalidEvent
 from schemas.events import MetricRecorded
 from schemas.topics import Topics
 
+if TYPE_CHECKING:
+    from processor.runtime.metrics_export import MetricsAddress
+
 log = logging.getLogger(__name__)
+
+TABLE_OF_BATCH = {
+    "executions": "workflow_executions_monitor", "rollups": "metric_rollups", "samples": "performance_metrics",
+    "dead_letters": "dead_letters", "alerts": "alerts",
+}
+"""A :class:`SinkBatch`'s collections -> the tables they are written to (rows per table)."""
 
 
 @dataclass
@@ -67,6 +77,10 @@ class SinkCounters:
     unwritable: int = 0
     """Records left out of a batch because no write of them can succeed (see write_batch)."""
     by_topic: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    """Table -> rows written (upserted or inserted; an execution's steps are not counted apart)."""
+    last_write_at_s: float | None = None
+    """When the last transaction committed (epoch seconds)."""
 
 
 class BatchBuilder:
@@ -142,6 +156,8 @@ class SinkRunner:
         self.config = config
         self.topics = settings.topics
         self.counters = SinkCounters()
+        self.on_transaction: Callable[[int, float], None] | None = None
+        """Called after each transaction with (records, seconds it took): the metrics."""
         self._stopping = asyncio.Event()
 
     @property
@@ -226,10 +242,11 @@ class SinkRunner:
                     for m in messages:
                         builder.add(batch, tp.topic, tp.partition, m.offset, m.value, m.key, m.timestamp)
             if batch.records:
+                started = time.perf_counter()
                 for skipped in write_batch(conn, batch):
                     self.counters.unwritable += 1
                     log.error("left out a record that cannot be stored: %s", skipped)
-                self.counters.batches += 1
+                self._count_transaction(batch, time.perf_counter() - started)
                 last_record = time.monotonic()
                 await self._commit_to_kafka(consumer, batch)
                 if on_batch is not None:
@@ -241,6 +258,17 @@ class SinkRunner:
                 log.info("retention: %s", report)
                 last_cleanup = time.monotonic()
 
+    def _count_transaction(self, batch: SinkBatch, seconds: float) -> None:
+        counters = self.counters
+        counters.batches += 1
+        counters.last_write_at_s = time.time()
+        for name, table in TABLE_OF_BATCH.items():
+            written = len(getattr(batch, name))
+            if written:
+                counters.rows[table] = counters.rows.get(table, 0) + written
+        if self.on_transaction is not None:
+            self.on_transaction(batch.records, seconds)
+
     async def _commit_to_kafka(self, consumer: AIOKafkaConsumer, batch: SinkBatch) -> None:
         try:
             await consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "") for (t, p), (o, _) in batch.offsets.items()})
@@ -248,17 +276,24 @@ class SinkRunner:
             log.debug("could not commit offsets to Kafka: %r", exc)
 
 
-def run_sink(settings: Settings, bootstrap: str, db_path: Path, config: SinkConfig, *, report: Callable[[SinkCounters], None] | None = None) -> SinkCounters:
-    """Run until SIGTERM/SIGINT; the batch in progress is written before exiting."""
+def run_sink(settings: Settings, bootstrap: str, db_path: Path, config: SinkConfig, *, report: Callable[[SinkCounters], None] | None = None,
+             metrics_at: MetricsAddress | None = None) -> SinkCounters:
+    """Run until SIGTERM/SIGINT; the batch in progress is written before exiting. With
+    ``metrics_at``, serve its metrics and the consumer lag of every axmon group there."""
 
     async def main() -> SinkCounters:
         runner = SinkRunner(settings, bootstrap, db_path, config)
+        restarts = Restarts()
+        if metrics_at is not None:
+            from processor.runtime.metrics_collectors import serve_sink_metrics
+
+            serve_sink_metrics(runner, restarts, metrics_at)
 
         async def pause(seconds: float) -> bool:
             await asyncio.sleep(seconds)
             return False
 
         # the database is consistent at every commit: an attempt starts over from its offsets
-        return await run_restarting("sink", runner, lambda: runner.run(on_batch=report), pause)
+        return await run_restarting("sink", runner, lambda: runner.run(on_batch=report), pause, restarts)
 
     return asyncio.run(main())

@@ -36,7 +36,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import faust
@@ -66,6 +66,8 @@ from processor.runtime.faust_patches import (
     patch_faust_flow_control,
     task_stacks,
 )
+from processor.runtime.metrics_collectors import serve_worker_metrics
+from processor.runtime.metrics_export import MetricsAddress
 from processor.runtime.stall import Progress, StallState, observe, stalled_for
 from processor.runtime.status_reporter import ErrorRecorder, Observed, StatusReporter
 from processor.runtime.table_store import TableStore
@@ -139,6 +141,10 @@ class Worker:
         self.batches: dict[str, int] = {}
         """Agent -> batches folded (the heartbeat's counters)."""
         self.table_writes = 0
+        self.consumed: dict[str, int] = {}  # agent -> records it took from its topic (counted per batch)
+        self.produced: dict[str, int] = {}  # topic -> records sent to it
+        self.on_batch: Callable[[str, int, float], None] | None = None
+        """(agent, records, seconds to fold and write them) after each batch: the metrics."""
         self.acks_topic = app.topic(self.topics.alert_acks, **source)
         self.ticks_topic = app.topic(self.topics.liveness_ticks, **source)
         self.dead_letters: dict[str, int] = {}
@@ -173,6 +179,7 @@ class Worker:
 
     async def _lifecycle_agent(self, stream: Any) -> None:
         async for events in self._batches(stream):
+            started = time.perf_counter()
             emits: list[Emit] = []
             for event in events:
                 if self._hang_after is not None:
@@ -184,44 +191,48 @@ class Worker:
                     raise InjectedFault(f"fault: the lifecycle agent crashes ({FAULT_CRASH_ENV})")
                 message = self._begin(self.execution_writes, event)
                 emits += self._decode_and(LifecycleEvent, message.key, message.value, _origin(message), self.lifecycle.process)
-            await self._publish("lifecycle", self.execution_writes, emits)
+            await self._publish("lifecycle", self.execution_writes, emits, len(events), started)
 
     async def _metrics_agent(self, stream: Any) -> None:
         async for events in self._batches(stream):
+            started = time.perf_counter()
             emits: list[Emit] = []
             for event in events:
                 message = self._begin(self.window_writes, event)
                 emits += self._decode_and(MetricRecorded, message.key, message.value, _origin(message), self.metrics.process)
-            await self._publish("metrics", self.window_writes, emits)
+            await self._publish("metrics", self.window_writes, emits, len(events), started)
 
     async def _stats_agent(self, stream: Any) -> None:
         async for events in self._batches(stream):
+            started = time.perf_counter()
             emits: list[Emit] = []
             for event in events:
                 message = self._begin(self.stats_writes, event)
                 emits += self.stats.process(message.value or b"", _origin(message), message.key)
-            await self._publish("stats", self.stats_writes, emits)
+            await self._publish("stats", self.stats_writes, emits, len(events), started)
 
     async def _acks_agent(self, stream: Any) -> None:
         async for event in stream.events():
+            started = time.perf_counter()
             message = self._begin(self.window_writes, event)
             origin = _origin(message)
             try:
                 ack = Ack.from_json(orjson.loads(message.value or b""))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                await self._send([dead_letter("invalid_ack", f"not an alert ack: {exc}", origin, message.key, message.value)])
-                continue
-            emits = self.alerts.guard.run(lambda: self.alerts.ack(ack), origin, message.key, message.value)
-            await self._publish("acks", self.window_writes, emits)
+                emits = [dead_letter("invalid_ack", f"not an alert ack: {exc}", origin, message.key, message.value)]
+            else:
+                emits = self.alerts.guard.run(lambda: self.alerts.ack(ack), origin, message.key, message.value)
+            await self._publish("acks", self.window_writes, emits, 1, started)
 
     async def _liveness_agent(self, stream: Any) -> None:
         async for event in stream.events():
+            started = time.perf_counter()
             message = self._begin(self.execution_writes, event)
             try:
                 now = int(message.value or b"")
             except ValueError:
                 continue  # not a tick of ours; ticks are internal
-            await self._publish("liveness", self.execution_writes, self.lifecycle.check_stale(message.partition, now))
+            await self._publish("liveness", self.execution_writes, self.lifecycle.check_stale(message.partition, now), 1, started)
 
     def _begin(self, writes: WriteBack, event: Any) -> Any:
         """A record is about to be folded into ``writes``: roll its partition's interrupted
@@ -237,11 +248,15 @@ class Worker:
             self.table_writes += writes.flush()
         return message
 
-    async def _publish(self, agent: str, writes: WriteBack, emits: list[Emit]) -> None:
-        """The end of a batch: its table writes (each key once), then its records (coalesced).
+    async def _publish(self, agent: str, writes: WriteBack, emits: list[Emit], records: int, started: float) -> None:
+        """The end of a batch (``records`` records folded since ``started``): its table writes
+        (each key once), then its records (coalesced).
         Nothing awaits between the first fold of a batch and here, so no other agent writes in
         between."""
         self.table_writes += writes.flush()
+        self.consumed[agent] = self.consumed.get(agent, 0) + records
+        if self.on_batch is not None:
+            self.on_batch(agent, records, time.perf_counter() - started)
         if self._rolled_windows:
             self._rolled_windows = False
             self.metrics.mark_all_dirty()  # a rollup timer may have published windows from before the roll-forward
@@ -330,7 +345,9 @@ class Worker:
                 reason = orjson.loads(emit.value or b"{}").get("reason", "?")
                 self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
                 log.warning("dead letter (%s): %s", reason, emit.key.decode() if emit.key else "")
-            await producer.send(self._destinations[emit.stream], emit.key, emit.value, emit.partition, None, list(emit.headers) if emit.headers else None)
+            topic = self._destinations[emit.stream]
+            self.produced[topic] = self.produced.get(topic, 0) + 1
+            await producer.send(topic, emit.key, emit.value, emit.partition, None, list(emit.headers) if emit.headers else None)
 
     def counters(self) -> dict[str, Any]:
         return {
@@ -408,7 +425,8 @@ class InjectedFault(AxmonError):
     """A failure that a test asked for (:data:`FAULT_CRASH_ENV`)."""
 
 
-def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet(), loglevel: str = "warning") -> None:
+def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet(), loglevel: str = "warning",
+               metrics_at: MetricsAddress | None = None) -> None:
     """Run until SIGTERM/SIGINT (graceful: in-flight events finish, offsets are committed).
 
     Faust gives up when the broker is away at start-up or a client fails for good. Then this
@@ -423,6 +441,8 @@ def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet()
     reporter = worker.errors.reporter = worker.reporter = StatusReporter(bootstrap, settings.topics.worker_status, f"{settings.topics.prefix}worker",
                                                 worker.observed, stall_timeout_s=settings.stall_timeout_s)
     reporter.start()
+    if metrics_at is not None:  # from threads of its own, never the event loop
+        serve_worker_metrics(worker, metrics_at)
     stop_watching = threading.Event()
     if settings.stall_timeout_s > 0:
         threading.Thread(target=worker.watch, args=(stop_watching,), name="axmon-watchdog", daemon=True).start()

@@ -56,6 +56,7 @@ STATIC = resources.files("processor.serve") / "static"
 
 
 def create_app(config: ServeConfig) -> FastAPI:
+    from processor.serve.metrics import router as metrics_router
     from processor.serve.routes import router
     from processor.serve.sse import Journal
 
@@ -69,6 +70,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_exception_handler(ConfigError, _config_error)
     app.add_exception_handler(DatabaseError, _database_error)
     app.include_router(router, prefix="/api/v1")
+    app.include_router(metrics_router)
     static_dir = Path(str(STATIC))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
 

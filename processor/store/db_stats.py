@@ -1,0 +1,52 @@
+"""What a Prometheus scrape of ``axmon serve`` reads off the sink's database: table sizes, the
+time of the sink's last write, and executions (count, tokens, cost) per tenant and status."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from processor.store.db import open_read_only
+
+COUNTED_TABLES = (
+    "workflow_executions_monitor", "workflow_step_executions", "performance_metrics", "metric_rollups",
+    "metric_rollups_hourly", "workflow_stats", "dead_letters", "alerts", "alert_history",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantExecutions:
+    tenant: str
+    status: str
+    executions: int
+    tokens: int
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class DbStats:
+    rows: dict[str, int]
+    """Table -> rows."""
+    last_write_at_ms: int | None
+    """When the sink last wrote a batch (``None``: never)."""
+    executions: tuple[TenantExecutions, ...]
+
+
+def read_db_stats(path: Path) -> DbStats:
+    """One read of the database (a full count of each table: callers cache it)."""
+    conn = open_read_only(path)
+    try:
+        rows = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in COUNTED_TABLES}
+        try:
+            written = conn.execute("SELECT last_write_at FROM sink_status WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # an older database with no sink_status yet
+            written = None
+        per_tenant = conn.execute(
+            "SELECT tenant_id, status, count(*), coalesce(sum(tokens_used), 0), coalesce(sum(cost), 0.0) "
+            "FROM workflow_executions_monitor GROUP BY tenant_id, status"
+        ).fetchall()
+    finally:
+        conn.close()
+    return DbStats(rows, None if written is None else int(written[0]),
+                   tuple(TenantExecutions(str(t), str(s), int(n), int(k), float(c)) for t, s, n, k, c in per_tenant))
