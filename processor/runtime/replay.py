@@ -48,7 +48,6 @@ from processor.folds.routing import Router
 from processor.folds.rules import RuleSet
 from processor.folds.windows import window_start
 from processor.runtime.admin import partition_counts
-from processor.runtime.replay_store import CompactStore
 from processor.settings import Settings
 from processor.store.db import open_for_writing
 from processor.store.sinkdb import SinkBatch, write_batch
@@ -99,16 +98,17 @@ class ReplayResult:
 
 
 class _Rebuild:
-    """Cores with in-memory stores (compact: :mod:`processor.runtime.replay_store`), and the batch they fill."""
+    """Cores with in-memory stores (dicts: what they hold is bounded by the folds' horizons, and
+    a deleted entry is gone), and the batch they fill."""
 
     def __init__(self, settings: Settings, plan: ReplayPlan, conn: sqlite3.Connection) -> None:
         self.topics = settings.topics
         self.plan = plan
         self.conn = conn
         self.router = Router(None)
-        self.lifecycle = LifecycleCore(CompactStore(), settings.fold, derive=False, router=self.router)
-        self.alerts = AlertCore(CompactStore(), plan.rules)
-        self.metrics = MetricsCore(CompactStore(), settings.fold, self.alerts, router=self.router)
+        self.lifecycle = LifecycleCore({}, settings.fold, derive=False, router=self.router)  # type: ignore[arg-type]
+        self.alerts = AlertCore({}, plan.rules)  # type: ignore[arg-type]
+        self.metrics = MetricsCore({}, settings.fold, self.alerts, router=self.router)  # type: ignore[arg-type]
         self.gate = RawSampleGate(settings.fold, {})
         self.window_ms = settings.window_ms
         self.batch = SinkBatch()
