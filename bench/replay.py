@@ -205,7 +205,7 @@ source topics from the beginning, `getmany` in a loop and `schemas.decode_event`
 until all N are decoded (connecting not counted).
 **Replay**: `processor.runtime.replay.replay(settings, bootstrap, ReplayPlan(fresh db))` in a
 spawned child process of its own, timed there from the call to its return (connecting, reading
-the partitions in bounded chunks, folding with the worker's cores, `write_batch` by size, the
+the partitions in bounded chunks, folding with the worker's cores, `write_batch` every 20,000 records, the
 final flush, switching the journal and renaming the file); its peak RSS is that child's
 `VmHWM`, so it is replay's alone. Each size is a separate run on fresh topics."""
 
