@@ -14,9 +14,13 @@ and decodes the same records, in the same run.
 2. **Baseline**: one ``AIOKafkaConsumer`` (the fetch sizes replay uses) assigned every partition
    of both source topics from the beginning, ``getmany`` in a loop, :func:`schemas.decode_event`
    on every value, until all N are decoded (connecting not counted).
-3. **Replay**: ``replay(settings, bootstrap, ReplayPlan(fresh db))`` timed end to end in this
-   process: connecting, reading partition by partition, folding, writing through
+3. **Replay**: ``replay(settings, bootstrap, ReplayPlan(fresh db))`` timed end to end in a
+   child process of its own (spawned, so its peak RSS is replay's alone, not the producer's or
+   the baseline's): connecting, reading, folding, writing through
    :func:`processor.store.sinkdb.write_batch`, the final flush and the rename.
+
+The full run does this at two sizes (1M and 3M events), so the figures show whether replay's
+peak memory depends on the length of the history.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import multiprocessing
 import os
 import statistics
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -57,8 +64,8 @@ from producers.simulator import ScenarioConfig
 from schemas.codec import decode_event, encode_event
 from schemas.topics import Topics
 
-FULL_EVENTS = 1_000_000
-QUICK_EVENTS = 20_000
+FULL_EVENTS = (1_000_000, 3_000_000)
+QUICK_EVENTS = (20_000, 60_000)
 MINUTE_MS = 60_000
 _EVENTS_PER_EXECUTION = 34.0
 """First guess of source events per simulated execution (22.7 from the scenario, ~11 derived)."""
@@ -66,7 +73,7 @@ _EVENTS_PER_EXECUTION = 34.0
 
 @dataclass(frozen=True, slots=True)
 class ReplayBenchConfig:
-    events: int = FULL_EVENTS
+    events: int = FULL_EVENTS[0]
     partitions: int = 4
     executions_per_chunk: int = 2_000
     chunk_span_ms: int = 10 * MINUTE_MS
@@ -105,8 +112,7 @@ class ReplayBenchResult:
     result: ReplayResult
     db_bytes: int
     peak_rss_kib: int
-    """Of the benchmark process after the replay (it ran in-process; includes the baseline's
-    and the producer's memory)."""
+    """Of the child process that ran the replay (``VmHWM`` when it returned)."""
     profile: Path | None = None
 
     @property
@@ -125,25 +131,30 @@ class ReplayBenchResult:
     def ratio(self) -> float:
         return self.replay_per_s / self.baseline_per_s if self.baseline_per_s else 0.0
 
-    def report(self) -> Report:
+    def figures(self, case: str) -> list[Figure]:
+        """The figures of this size, as ``case`` (e.g. "replay 1M") and its baseline."""
         p, r = self.produced, self.result
-        figures = [
-            Figure("replay", "events", r.records, "events"),
-            Figure("baseline: aiokafka + decode_event", "events/s", self.baseline_per_s, "events/s"),
-            Figure("replay", "events/s", self.replay_per_s, "events/s"),
-            Figure("replay", "replay / baseline", self.ratio, "x", 3),
-            Figure("baseline: aiokafka + decode_event", "seconds", self.baseline_s, "s", 1),
-            Figure("replay", "seconds", self.replay_s, "s", 1),
-            Figure("replay", "minutes per million events", self.replay_s / max(1, r.records) * 1e6 / 60, "min", 1),
-            Figure("produce (aiokafka, lz4, acks=1)", "events/s", p.produce_per_s, "events/s"),
-            Figure("replay", "database", self.db_bytes / 2**20, "MiB", 1),
-            Figure("replay", "peak RSS of the process", self.peak_rss_kib / 1024, "MiB"),
+        base = f"baseline {case.removeprefix('replay ')}: aiokafka + decode_event"
+        return [
+            Figure(case, "events", r.records, "events"),
+            Figure(base, "events/s", self.baseline_per_s, "events/s"),
+            Figure(case, "events/s", self.replay_per_s, "events/s"),
+            Figure(case, "replay / baseline", self.ratio, "x", 3),
+            Figure(base, "seconds", self.baseline_s, "s", 1),
+            Figure(case, "seconds", self.replay_s, "s", 1),
+            Figure(case, "minutes per million events", self.replay_s / max(1, r.records) * 1e6 / 60, "min", 1),
+            Figure(f"produce {case.removeprefix('replay ')} (aiokafka, lz4, acks=1)", "events/s", p.produce_per_s, "events/s"),
+            Figure(case, "database", self.db_bytes / 2**20, "MiB", 1),
+            Figure(case, "peak RSS of the replay process", self.peak_rss_kib / 1024, "MiB"),
         ]
+
+    def notes(self, case: str) -> list[str]:
+        p, r = self.produced, self.result
         types = ", ".join(f"{t} {n:,}" for t, n in p.by_type)
         notes = [
-            f"{p.events:,} events from {p.executions:,} simulated executions over "
+            f"{case}: {p.events:,} events from {p.executions:,} simulated executions over "
             f"{p.event_span_ms / 3_600_000:.1f} h of event time: {types}. Simulating and encoding took "
-            f"{p.generate_s:.1f} s, producing {p.produce_s:.1f} s.",
+            f"{p.generate_s:.1f} s, producing {p.produce_s:.1f} s. "
             f"Replay wrote {r.executions:,} execution snapshots, {r.samples:,} raw samples, {r.rollups:,} rollups and "
             f"{r.dead_letters:,} dead letters (counted per batch, after coalescing); its own rate figure "
             f"(ReplayResult.rate) was {r.rate:,.0f} events/s.",
@@ -151,11 +162,35 @@ class ReplayBenchResult:
         if self.profile is not None and self.profile.exists():
             summary = summarize(self.profile, top=12)
             hot = "; ".join(f"{e.function} {e.self_share:.0%}" for e in summary.by_self)
-            notes.append(f"Profiled with py-spy (figures include its overhead; {self.profile}); most self time: {hot}")
-        return Report(BENCHMARK.name, BENCHMARK.title, METHOD.format(
-            partitions=self.config.partitions, per_chunk=self.config.executions_per_chunk,
-            span=self.config.chunk_span_ms // MINUTE_MS, tenants=self.config.tenants,
-            derived="with" if self.config.derived else "without"), tuple(figures), tuple(notes))
+            notes.append(f"{case}: profiled with py-spy (figures include its overhead; {self.profile}); most self time: {hot}")
+        return notes
+
+    def report(self) -> Report:
+        return sized_report([self])
+
+
+def size_label(events: int) -> str:
+    """``"1M"``, ``"300k"``, ``"20k"``, ``"512"``."""
+    if events >= 1_000_000 and events % 100_000 == 0:
+        return f"{events / 1_000_000:g}M"
+    if events >= 1_000 and events % 1_000 == 0:
+        return f"{events // 1_000}k"
+    return str(events)
+
+
+def sized_report(results: list[ReplayBenchResult]) -> Report:
+    """One report of one or more sizes: a column per size."""
+    figures: list[Figure] = []
+    notes: list[str] = []
+    for result in results:
+        case = f"replay {size_label(result.produced.events)}"
+        figures += result.figures(case)
+        notes += result.notes(case)
+    config = results[0].config
+    return Report(BENCHMARK.name, BENCHMARK.title, METHOD.format(
+        partitions=config.partitions, per_chunk=config.executions_per_chunk,
+        span=config.chunk_span_ms // MINUTE_MS, tenants=config.tenants,
+        derived="with" if config.derived else "without"), tuple(figures), tuple(notes))
 
 
 METHOD = """\
@@ -168,10 +203,11 @@ with aiokafka directly (lz4, linger 50 ms, 1 MiB batches, acks=1; keys from
 **Baseline**: one `AIOKafkaConsumer` with replay's fetch sizes, assigned every partition of both
 source topics from the beginning, `getmany` in a loop and `schemas.decode_event` on each value
 until all N are decoded (connecting not counted).
-**Replay**: `processor.runtime.replay.replay(settings, bootstrap, ReplayPlan(fresh db))` in the
-benchmark process, timed from the call to its return (connecting, reading partition by
-partition, folding with the worker's cores, `write_batch` every 20,000 records, the final
-flush, switching the journal and renaming the file)."""
+**Replay**: `processor.runtime.replay.replay(settings, bootstrap, ReplayPlan(fresh db))` in a
+spawned child process of its own, timed there from the call to its return (connecting, reading
+the partitions in bounded chunks, folding with the worker's cores, `write_batch` every 20,000 records, the
+final flush, switching the journal and renaming the file); its peak RSS is that child's
+`VmHWM`, so it is replay's alone. Each size is a separate run on fresh topics."""
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -293,33 +329,63 @@ async def run_replay_bench(bootstrap: str, config: ReplayBenchConfig, workdir: P
         runs = [await baseline_run(bootstrap, topics, config.partitions, produced.events, config.timeout_s)
                 for _ in range(max(1, config.baseline_runs))]
         db = workdir / f"replay-{prefix.strip('.')}.db"
-        settings = Settings(topic_prefix=prefix, partitions=config.partitions)
-        profile = config.profile_dir / "replay.collapsed.txt" if config.profile_dir is not None else None
-        with SelfProfile(profile):
-            began = now()
-            result = await asyncio.wait_for(replay(settings, bootstrap, ReplayPlan(db)), config.timeout_s)
-            replay_s = now() - began
+        profile = config.profile_dir / f"replay-{config.events}.collapsed.txt" if config.profile_dir is not None else None
+        result, replay_s, peak = await asyncio.to_thread(replay_in_child, bootstrap, prefix, config, db, profile)
         if result.records != produced.events:
             raise BenchError(f"replay read {result.records} records, {produced.events} were produced")
         size = db.stat().st_size
         db.unlink()
         if profile is not None and profile.exists():
-            profile.with_name("replay.top.txt").write_text(summarize(profile).text())
-        return ReplayBenchResult(config, produced, tuple(runs), replay_s, result, size, peak_rss_kib(os.getpid()),
-                                 profile)
+            profile.with_name(f"replay-{config.events}.top.txt").write_text(summarize(profile).text())
+        return ReplayBenchResult(config, produced, tuple(runs), replay_s, result, size, peak, profile)
     finally:
         await delete_topics_with_prefix(bootstrap, prefix)
 
 
-def config_for(ctx: BenchContext) -> ReplayBenchConfig:
-    """Full (1,000,000 events), quick (20,000), or ``--events N``."""
-    events = ctx.events if ctx.events is not None else (QUICK_EVENTS if ctx.quick else FULL_EVENTS)
-    return ReplayBenchConfig(events=events, profile_dir=ctx.profile_dir)
+def replay_in_child(bootstrap: str, prefix: str, config: ReplayBenchConfig, db: Path,
+                    profile: Path | None) -> tuple[ReplayResult, float, int]:
+    """Run the replay in a spawned process: (its result, its seconds, its peak RSS in KiB)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_child_main, args=(bootstrap, prefix, config.partitions, str(db),
+                                                     None if profile is None else str(profile), config.timeout_s, queue))
+    child.start()
+    try:
+        outcome = queue.get(timeout=config.timeout_s + 120)
+    finally:
+        child.join(60)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if isinstance(outcome, str):
+        raise BenchError(f"replay failed in its child process:\n{outcome}")
+    result, replay_s, peak = outcome
+    return result, replay_s, peak
+
+
+def _child_main(bootstrap: str, prefix: str, partitions: int, db: str, profile: str | None, timeout_s: float,
+                queue: Any) -> None:
+    try:
+        settings = Settings(topic_prefix=prefix, partitions=partitions)
+        with SelfProfile(None if profile is None else Path(profile)):
+            began = now()
+            result = asyncio.run(asyncio.wait_for(replay(settings, bootstrap, ReplayPlan(Path(db))), timeout_s))
+            replay_s = now() - began
+        queue.put((result, replay_s, peak_rss_kib(os.getpid())))
+    except BaseException:  # noqa: BLE001 - the parent reports it
+        queue.put(traceback.format_exc())
+
+
+def configs_for(ctx: BenchContext) -> list[ReplayBenchConfig]:
+    """Full (1M and 3M events), quick (20k and 60k), or ``--events N`` (N only)."""
+    sizes = (ctx.events,) if ctx.events is not None else (QUICK_EVENTS if ctx.quick else FULL_EVENTS)
+    return [ReplayBenchConfig(events=n, profile_dir=ctx.profile_dir) for n in sizes]
 
 
 def run(ctx: BenchContext) -> Report:
-    """The registered entry point."""
-    return asyncio.run(run_replay_bench(ctx.bootstrap, config_for(ctx), ctx.workdir / "replay")).report()
+    """The registered entry point: each size on fresh topics, one after the other."""
+    return sized_report([asyncio.run(run_replay_bench(ctx.bootstrap, config, ctx.workdir / "replay"))
+                         for config in configs_for(ctx)])
 
 
 BENCHMARK = Benchmark("replay", "Replay throughput", run)

@@ -110,6 +110,8 @@ class MetricsCore:
         self._repaired: set[int] = set()
         self.deadlines = Deadlines(store, lambda entry: self._due(entry, derived=False))
         self.derived_deadlines = Deadlines(store, lambda entry: self._due(entry, derived=True))
+        self._windows: dict[str, tuple[Any, MetricWindow]] = {}
+        """wkey -> (the open window's entry as stored last, the window it encodes)."""
         self._idle: list[tuple[int, str]] | None = None
         """Open windows by the wall-clock time of their idle close, built lazily."""
         # The alert states a record moves are committed before its windows: a crash that keeps
@@ -154,6 +156,7 @@ class MetricsCore:
             times.forget()
             deadlines.forget()
         self._repaired.clear()
+        self._windows.clear()
         self._idle = None
 
     def _repair(self, p: int) -> list[Emit]:
@@ -210,12 +213,14 @@ class MetricsCore:
                                 lane=_DERIVED if derived else None)
         if derived and (entry is not None and "closed" in entry or entry is None and start + size + grace <= stream_time):
             return self._fold_closed(wkey, entry, MetricWindow(series, start, start + size), sample, p, o)
-        window = MetricWindow.from_json(entry) if entry is not None else MetricWindow(series, start, start + size)
+        window = self._window_of(wkey, entry) if entry is not None else MetricWindow(series, start, start + size)
         if window.has(sample.event_id):
             self._count("duplicate")
             return []
         window = window.add(sample)
-        self.store[wkey] = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
+        stored = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
+        self.store[wkey] = stored
+        self._remember(wkey, stored, window)
         self._count("applied")
         self.dirty.add(wkey)
         if entry is None:
@@ -227,6 +232,20 @@ class MetricsCore:
         if crossed(before, after, self.config.sweep_interval_ms):
             return self.sweep(p, o, derived=derived)
         return []
+
+    def _window_of(self, wkey: str, entry: dict[str, Any]) -> MetricWindow:
+        """:meth:`MetricWindow.from_json` of an open window's entry, without decoding it again
+        when it is the very object this core stored last for ``wkey`` (stored values are never
+        mutated)."""
+        known = self._windows.get(wkey)
+        if known is not None and known[0] is entry:
+            return known[1]
+        return MetricWindow.from_json(entry)
+
+    def _remember(self, wkey: str, stored: dict[str, Any], window: MetricWindow) -> None:
+        if len(self._windows) >= _WINDOWS_KEPT:
+            self._windows.clear()
+        self._windows[wkey] = (stored, window)
 
     def _fold_closed(
         self, wkey: str, entry: dict[str, Any] | None, empty: MetricWindow, sample: MetricRecorded, p: int, o: int
@@ -345,6 +364,10 @@ class MetricsCore:
         self.dirty.clear()
         return emits
 
+
+
+_WINDOWS_KEPT = 4_096
+"""At most this many open windows are kept decoded (then forgotten at once)."""
 
 
 def _final_rollup(entry: dict[str, Any]) -> dict[str, Any]:

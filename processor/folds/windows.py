@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -61,12 +61,14 @@ class MetricWindow:
 
     def add(self, sample: MetricRecorded) -> MetricWindow:
         """The window with ``sample`` counted (callers check :meth:`has` first)."""
-        return replace(
-            self,
-            aggregate=self.aggregate.add(float(sample.value)),
-            unit=sample.unit or self.unit,
-            ids=self.ids | {id_hash(sample.event_id)},
-            max_event_time=max(self.max_event_time, sample.occurred_at),
+        return MetricWindow(
+            self.series,
+            self.start,
+            self.end,
+            self.aggregate.add(float(sample.value)),
+            sample.unit or self.unit,
+            self.ids | {id_hash(sample.event_id)},
+            max(self.max_event_time, sample.occurred_at),
         )
 
     def closed_at(self, grace_ms: int) -> int:

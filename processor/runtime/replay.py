@@ -55,6 +55,10 @@ from schemas.events import LifecycleEvent, MetricRecorded
 
 FLUSH_EVERY = 20_000
 """Records per transaction while replaying."""
+CHUNK_RECORDS = 5_000
+"""Records fetched from one partition at a time."""
+FETCH_BYTES = 4 * 1024 * 1024
+"""The consumer's fetch size per partition (at most two partitions are assigned at once)."""
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,8 @@ class ReplayResult:
 
 
 class _Rebuild:
-    """Cores with in-memory stores, and the batch they fill."""
+    """Cores with in-memory stores (dicts: what they hold is bounded by the folds' horizons, and
+    a deleted entry is gone), and the batch they fill."""
 
     def __init__(self, settings: Settings, plan: ReplayPlan, conn: sqlite3.Connection) -> None:
         self.topics = settings.topics
@@ -225,7 +230,7 @@ async def _read_sources(
         raise BrokerError(f"source topics {', '.join(missing)} do not exist at {bootstrap}")
     rebuild.route(counts)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+                                max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=2 * FETCH_BYTES)
     try:
         await consumer.start()
     except KafkaConnectionError as exc:
@@ -240,52 +245,74 @@ async def _read_sources(
         total = sum(max(0, ends[tp] - starts[tp]) for tp in sources)
         done = 0
         for tp in sources:  # one partition at a time, in offset order
-            acks: list[Any] = []
+            source = _Chunks(consumer, tp, starts[tp], ends[tp])
+            readers = [source]
+            acks: _Chunks | None = None
             if tp.topic == t.metrics and t.alert_acks in counts and tp.partition < counts[t.alert_acks]:
-                acks = await _read_all(consumer, TopicPartition(t.alert_acks, tp.partition), plan.until_ms)
-            if ends[tp] <= starts[tp]:
-                for ack in acks:
-                    rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
-                continue
+                ack_tp = TopicPartition(t.alert_acks, tp.partition)
+                ack_start = (await consumer.beginning_offsets([ack_tp]))[ack_tp]
+                acks = _Chunks(consumer, ack_tp, ack_start, (await _until_offsets(consumer, [ack_tp], plan.until_ms))[ack_tp])
+                readers.append(acks)
+            consumer.assign([r.tp for r in readers])
+            for r in readers:
+                consumer.seek(r.tp, r.position)
             handle = {t.workflow_events: rebuild.lifecycle_record, t.logs: rebuild.log_record}.get(tp.topic, rebuild.metrics_record)
-            consumer.assign([tp])
-            consumer.seek(tp, starts[tp])
-            position = starts[tp]
-            while position < ends[tp]:
-                fetched = await consumer.getmany(tp, timeout_ms=2_000, max_records=10_000)
-                for message in fetched.get(tp, ()):
-                    if message.offset >= ends[tp]:
-                        break
+            topic, partition = tp.topic, tp.partition
+            ack = None if acks is None else await acks.first()
+            while chunk := await source.next():
+                for message in chunk:
                     # acks in the order the live worker most likely met them: by log time
-                    while acks and acks[0].timestamp <= message.timestamp:
-                        ack = acks.pop(0)
+                    while ack is not None and ack.timestamp <= message.timestamp:
                         rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
-                    handle(origin_of(tp.topic, tp.partition, message.offset, message.timestamp, message.headers), message.key, message.value)
-                    done += 1
-                position = await consumer.position(tp)
+                        ack = await acks.after()  # type: ignore[union-attr]
+                    handle(origin_of(topic, partition, message.offset, message.timestamp, message.headers), message.key, message.value)
+                done += len(chunk)
                 if on_progress is not None:
                     on_progress(ReplayProgress(done, total, time.monotonic() - began))
-            for ack in acks:
+            while ack is not None:
                 rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
+                ack = await acks.after()  # type: ignore[union-attr]
         rebuild.finish(int(time.time() * 1000), derived_ends)
         return done
     finally:
         await consumer.stop()
 
 
-async def _read_all(consumer: AIOKafkaConsumer, tp: TopicPartition, until_ms: int | None) -> list[Any]:
-    """Every record of one (small) partition, up to ``until_ms``."""
-    start = (await consumer.beginning_offsets([tp]))[tp]
-    end = (await _until_offsets(consumer, [tp], until_ms))[tp]
-    records: list[Any] = []
-    if end <= start:
-        return records
-    consumer.assign([tp])
-    consumer.seek(tp, start)
-    while not records or records[-1].offset < end - 1:
-        fetched = await consumer.getmany(tp, timeout_ms=2_000, max_records=10_000)
-        records += [m for m in fetched.get(tp, ()) if m.offset < end]
-    return records
+class _Chunks:
+    """The records of one partition in ``[start, end)``, fetched ``CHUNK_RECORDS`` at a time: all
+    that replay holds of a partition at once (besides the consumer's fetch buffer)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int) -> None:
+        self.consumer = consumer
+        self.tp = tp
+        self.position = start
+        self.end = end
+        self._chunk: list[Any] = []
+        self._index = 0
+
+    async def next(self) -> list[Any]:
+        """The next records in offset order; ``[]`` once ``end`` is reached."""
+        while self.position < self.end:
+            fetched = await self.consumer.getmany(self.tp, timeout_ms=2_000, max_records=CHUNK_RECORDS)
+            records = fetched.get(self.tp, [])
+            self.position = await self.consumer.position(self.tp)
+            if records and records[-1].offset >= self.end:
+                records = [m for m in records if m.offset < self.end]
+            if records:
+                return records
+        return []
+
+    async def first(self) -> Any:
+        """The first record, one at a time from here on (:meth:`after`); ``None``: none."""
+        self._chunk, self._index = await self.next(), 0
+        return self._chunk[0] if self._chunk else None
+
+    async def after(self) -> Any:
+        """The record after the last one :meth:`first` or :meth:`after` returned, or ``None``."""
+        self._index += 1
+        if self._index >= len(self._chunk):
+            self._chunk, self._index = await self.next(), 0
+        return self._chunk[self._index] if self._chunk else None
 
 
 async def _until_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition], until_ms: int | None) -> dict[TopicPartition, int]:
