@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
 from typing import Any
 
 import orjson
-from rich.text import Text
 
 from processor.cli.options import Subparsers, add_db, settings_of
-from processor.cli.render import out_console
+from processor.cli.render import log_line, out_console
 from processor.errors import ConfigError
 from schemas.events import LOG_LEVELS
-
-STYLES = {"trace": "dim", "debug": "dim", "info": "", "warn": "yellow", "error": "red", "fatal": "bold red"}
 
 
 def register(subparsers: Subparsers) -> None:
@@ -36,22 +32,6 @@ def register(subparsers: Subparsers) -> None:
     logs.add_argument("--json", action="store_true", help="one JSON object a line")
     logs.add_argument("--follow", action="store_true", help="keep printing records as they are stored (Ctrl-C stops)")
     logs.set_defaults(handler=cmd_logs)
-
-
-def render(row: dict[str, Any]) -> Text:
-    try:
-        when = dt.datetime.fromtimestamp(row["timestamp"] / 1000).isoformat(timespec="milliseconds")
-    except (OverflowError, ValueError, OSError):
-        when = f"epoch {row['timestamp']} ms"
-    line = Text(f"{when} ")
-    line.append(f"{row['level'].upper():5}", style=STYLES.get(row["level"], ""))
-    where = "/".join(str(v) for v in (row.get("execution_id"), row.get("step_id")) if v)
-    if where:
-        line.append(f" [{where}]", style="cyan")
-    line.append(f" {row['message']}")
-    if row.get("attributes"):
-        line.append(" " + orjson.dumps(row["attributes"]).decode(), style="dim")
-    return line
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -76,7 +56,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if args.json:
                 print(orjson.dumps({k: v for k, v in row.items() if k != "seq"}).decode(), flush=True)
             else:
-                out_console.print(render(row), soft_wrap=True)
+                out_console.print(log_line(row), soft_wrap=True)
 
     with Monitor(db) as monitor:
         seq = monitor.last_log_seq()  # before the query: a record stored meanwhile is shown once, not lost

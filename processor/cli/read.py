@@ -35,6 +35,7 @@ from processor.cli.render import (
     human_number,
     human_time,
     human_value,
+    log_line,
     stdout_console,
     utc_offset,
 )
@@ -187,13 +188,22 @@ def cmd_execution(args: argparse.Namespace) -> int:
     with _open(args) as monitor:
         execution = find_execution(monitor, args.execution_id)
         steps = monitor.get_step_executions(execution["id"])
+        logs = monitor.get_logs(execution_id=execution["id"], limit=EXECUTION_LOGS_SHOWN) if monitor.has_logs else []
     if args.json:
-        _emit_json({"execution": execution, "steps": steps})
+        _emit_json({"execution": execution, "steps": steps, **({"logs": logs} if logs else {})})
         return 0
     console = stdout_console()
     console.print(execution_details(execution))
     console.print(steps_timeline(execution, steps, console.width))
+    if logs:
+        console.print(Text(f"logs (the newest {len(logs)}; all: axmon logs --execution {execution['id']})"
+                           if len(logs) == EXECUTION_LOGS_SHOWN else "logs", style="bold"))
+        for row in logs:
+            console.print(log_line(row))
     return 0
+
+
+EXECUTION_LOGS_SHOWN = 50
 
 
 CANDIDATES_SHOWN = 5

@@ -11,12 +11,14 @@ left, between its bounds. When even the narrowest layout is too wide, the column
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console
@@ -224,3 +226,23 @@ def human_value(value: float | None, unit: str | None) -> str:
     if unit == "ms":
         return human_duration(value)
     return human_number(value) + (f" {unit}" if unit else "")
+
+
+LOG_STYLES = {"trace": "dim", "debug": "dim", "info": "", "warn": "yellow", "error": "red", "fatal": "bold red"}
+
+
+def log_line(row: Mapping[str, Any]) -> Text:
+    """One stored log record as a line: time, level, where (execution/step), message, attributes."""
+    try:
+        when = dt.datetime.fromtimestamp(row["timestamp"] / 1000).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        when = f"epoch {row['timestamp']} ms"
+    line = Text(f"{when} ")
+    line.append(f"{row['level'].upper():5}", style=LOG_STYLES.get(row["level"], ""))
+    where = "/".join(str(v) for v in (row.get("execution_id"), row.get("step_id")) if v)
+    if where:
+        line.append(f" [{where}]", style="cyan")
+    line.append(f" {row['message']}")
+    if row.get("attributes"):
+        line.append(" " + orjson.dumps(row["attributes"]).decode(), style="dim")
+    return line

@@ -127,6 +127,12 @@ class Monitor(MetricQueries):
                 out[row["execution_id"]].append(row)
         return out
 
+    @property
+    def has_logs(self) -> bool:
+        """Whether the database has the ``logs`` table (schema 5 on; a read-only connection
+        never migrates an older database)."""
+        return bool(self._tuples("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'logs'"))
+
     def get_logs(
         self, *, execution_id: str | None = None, min_severity: int | None = None, since_ms: int | None = None,
         until_ms: int | None = None, grep: str | None = None, tenant_id: str | None = None,

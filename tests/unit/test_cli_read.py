@@ -117,6 +117,24 @@ def test_execution_json_and_timeline(
     assert "▒" in running
 
 
+def test_execution_shows_its_logs(capsys: pytest.CaptureFixture[str], db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    conn = open_for_writing(db)
+    conn.execute("BEGIN")
+    for n, (level, message) in enumerate([("info", "lint started"), ("error", "audit [red]timed[/] out")]):
+        insert_row(conn, "logs", {"id": f"l{n}", "timestamp": T0 + 100 * n, "tenant_id": "tenant_a", "level": level,
+                                  "severity_number": 9 if level == "info" else 17, "message": message,
+                                  "execution_id": "e1", "step_id": "s2" if n else None, "attributes": '{"n": 1}'})
+    conn.execute("COMMIT")
+    conn.close()
+    doc = run_json(capsys, "execution", "e1", "--db", str(db))
+    assert list(doc) == ["execution", "steps", "logs"]
+    assert [r["message"] for r in doc["logs"]] == ["lint started", "audit [red]timed[/] out"]
+    out = run(capsys, "execution", "e1", "--db", str(db))
+    assert "logs" in out and "lint started" in out and "audit [red]timed[/] out" in out and "e1/s2" in out
+    assert list(run_json(capsys, "execution", "e2", "--db", str(db))) == ["execution", "steps"]  # no logs, no key
+
+
 def test_an_unknown_execution_is_a_one_line_error(db: Path) -> None:
     args = parser().parse_args(["execution", "nope", "--db", str(db)])
     with pytest.raises(AxmonError, match="no execution 'nope'"):
