@@ -122,12 +122,17 @@ def executions(
     return {"executions": camels(page.rows), "nextCursor": page.next_cursor}
 
 
-@router.get("/executions/{execution_id}", summary="one execution with its steps")
+EXECUTION_LOGS = 200
+"""The newest log records of an execution that its page shows (``axmon logs`` has them all)."""
+
+
+@router.get("/executions/{execution_id}", summary="one execution with its steps and its newest logs")
 def execution(execution_id: str, caller: Caller, config: Config) -> dict[str, Any]:
     with Browser(config.db_path) as db:
         row = _visible(caller, db.get_execution(execution_id), "execution", execution_id)
         steps = db.get_step_executions(execution_id)
-    return {**(camel(row) or {}), "steps": camels(steps)}
+        logs = db.get_logs(execution_id=execution_id, limit=EXECUTION_LOGS) if db.has_logs else []
+    return {**(camel(row) or {}), "steps": camels(steps), "logs": camels(logs)}
 
 
 @router.get("/metrics/aggregation", summary="the original MetricAggregation")

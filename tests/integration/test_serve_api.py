@@ -161,7 +161,8 @@ def test_one_execution_steps_and_metrics_equal_the_query_api(served: Served) -> 
     with Monitor(served.db) as monitor:
         for row in monitor.get_recent_executions(10):
             got = served.get(f"/api/v1/executions/{row['id']}")
-            assert got == {**camel(row), "steps": [camel(s) for s in monitor.get_step_executions(row["id"])]}
+            assert got == {**camel(row), "steps": [camel(s) for s in monitor.get_step_executions(row["id"])],
+                           "logs": [camel(r) for r in monitor.get_logs(execution_id=row["id"], limit=200)]}
         types = served.get("/api/v1/metrics/types")["metricTypes"]
         assert "api.request.duration" in types
         labels = served.get("/api/v1/metrics/labels?metric_type=api.request.duration&tenant=acme")["labels"]

@@ -186,6 +186,9 @@ async function showExecution(id) {
   }));
   fill("#steps", e.steps.map((s) => el("tr", {}, td(s.stepName || s.stepKey), td(s.status, s.status), td(when(s.startedAt)), td(ms(s.duration), "num"),
     td(s.retryCount, "num"), td(num(s.tokensUsed), "num"), td(money(s.cost), "num"), td(s.errorMessage || ""))));
+  const stepNames = Object.fromEntries(e.steps.map((s) => [s.id, s.stepName || s.stepKey]));
+  fill("#logs", (e.logs || []).map((r) => el("tr", { class: "log " + r.level }, td(when(r.timestamp)), td(r.level, r.level),
+    td(stepNames[r.stepId] || r.stepId || ""), td(r.message + (r.attributes && Object.keys(r.attributes).length ? " " + JSON.stringify(r.attributes) : "")))));
 }
 
 async function route() {
