@@ -3,6 +3,10 @@ topics back. Thin I/O over aiokafka; nothing here decides what state is."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -245,3 +249,22 @@ async def topic_max_message_bytes(bootstrap: str, names: list[str]) -> dict[str,
                     if entry[0] == "max.message.bytes" and entry[1] is not None:
                         limits[name] = int(entry[1])
     return limits
+
+
+def wait_for_broker(bootstrap: str, *, log_every_s: float = 10.0) -> None:
+    """Block until the broker answers a metadata request."""
+    waited = 0.0
+    client_log = logging.getLogger("aiokafka")
+    while True:
+        level = client_log.level
+        client_log.setLevel(logging.CRITICAL)  # one line every 10 s below, not aiokafka's every second
+        try:
+            asyncio.run(partition_counts(bootstrap, []))
+            return
+        except BrokerError as exc:
+            if waited % log_every_s < 1.0:
+                sys.stderr.write(f"axmon: waiting for Kafka at {bootstrap} ({exc})\n")
+            time.sleep(1.0)
+            waited += 1.0
+        finally:
+            client_log.setLevel(level)
