@@ -268,3 +268,40 @@ def wait_for_broker(bootstrap: str, *, log_every_s: float = 10.0) -> None:
             waited += 1.0
         finally:
             client_log.setLevel(level)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    member_id: str
+    client_id: str
+    host: str
+    assigned: tuple[tuple[str, int], ...]
+    """(topic, partition), sorted: what the group's leader assigned it in this generation."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    state: str
+    """The coordinator's word: ``Stable``, ``PreparingRebalance``, ``CompletingRebalance``,
+    ``Empty`` or ``Dead``."""
+    members: tuple[GroupMember, ...]
+
+
+async def describe_group(bootstrap: str, group: str) -> GroupDescription:
+    """The consumer group as its coordinator sees it: its state and each member's assignment."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    async with _admin(bootstrap) as admin:
+        responses = await admin.describe_consumer_groups([group])
+    for response in responses:
+        for described in response.to_object()["groups"]:
+            if described["group"] != group:
+                continue
+            members = []
+            for m in described["members"]:
+                raw = m["member_assignment"]
+                assigned = ConsumerProtocolMemberAssignment.decode(raw).assignment if raw else []
+                members.append(GroupMember(m["member_id"], m["client_id"], m["client_host"],
+                                           tuple(sorted((t, int(p)) for t, ps in assigned for p in ps))))
+            return GroupDescription(described["state"], tuple(sorted(members, key=lambda m: m.member_id)))
+    return GroupDescription("Dead", ())
