@@ -109,3 +109,15 @@ def test_a_state_dir_is_claimed_by_one_process_at_a_time(tmp_path: Path) -> None
     assert subprocess.run(other).returncode == 0  # a released (or dead owner's) lock file blocks nobody
     assert (tmp_path / "w1" / LOCK_NAME).exists()
     StateDirClaim(tmp_path / "w2").release()
+
+
+def test_a_second_worker_on_a_state_dir_stops_at_once_with_the_fix(tmp_path: Path) -> None:
+    claim = StateDirClaim(tmp_path / "w")
+    try:  # before it looks for a broker: nothing listens on port 9
+        run = subprocess.run([sys.executable, "-m", "processor.cli", "worker", "--state-dir", str(tmp_path / "w"),
+                              "--bootstrap", "127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    finally:
+        claim.release()
+    said = " ".join(run.stderr.split())  # the console wraps lines
+    assert run.returncode == 1, said
+    assert "is in use by another worker" in said and "--state-dir" in said
