@@ -155,8 +155,10 @@ def publish(p: Pipeline, events: list[Event], junk: list[tuple[str, bytes]]) -> 
         async with AxmonProducer(config=config) as producer:
             for event in events:
                 await producer.publish(event)
-            for source, value in junk:
-                await producer.send_raw(p.topics.workflow_events if source == "lifecycle" else p.topics.metrics, b"junk", value)
+            for source, value in junk:  # source: "lifecycle", "metrics", or another source topic's name
+                t = p.topics
+                await producer.send_raw({"lifecycle": t.workflow_events, "metrics": t.metrics}.get(source) or getattr(t, source),
+                                        b"junk", value)
 
     asyncio.run(run())
 
