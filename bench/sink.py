@@ -68,7 +68,7 @@ from processor.ops.children import AxmonChild
 from processor.ops.settle import sink_topics, stored_sink_offsets
 from processor.runtime.sink import SinkConfig, SinkCounters, SinkRunner
 from processor.settings import Settings
-from processor.store.db import open_for_writing
+from processor.store.db import EXECUTION_COLUMNS, STEP_COLUMNS, open_for_writing
 from processor.store.sinkdb import SinkBatch, execution_row, step_row, write_batch
 from producers.client import route
 from producers.simulator import ScenarioConfig
@@ -361,12 +361,8 @@ def prepare(config: SinkBenchConfig) -> Prepared:
 
 
 _PLAIN = {
-    "workflow_executions_monitor": (
-        "id, workflow_id, workflow_name, tenant_id, user_id, status, started_at, completed_at, duration, steps_total, "
-        "steps_completed, steps_failed, current_step, error_message, metadata, tokens_used, cost, last_event_at"),
-    "workflow_step_executions": (
-        "id, execution_id, step_key, step_name, status, started_at, completed_at, duration, retry_count, "
-        "error_message, input_size, output_size, tokens_used, cost"),
+    "workflow_executions_monitor": ", ".join(EXECUTION_COLUMNS),
+    "workflow_step_executions": ", ".join(STEP_COLUMNS),
     "performance_metrics": "id, timestamp, metric_type, value, unit, labels, tenant_id",
     "metric_rollups": (
         "series, window_start, window_end, tenant_id, metric_type, labels, unit, count, sum, min, max, sketch, final"),

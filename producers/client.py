@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from producers.factory import EventFactory, wall_clock_ms
 from schemas.codec import encode_event
 from schemas.errors import AxmonError
-from schemas.events import Event, LifecycleEvent, MetricRecorded
+from schemas.events import Event, LifecycleEvent, LogRecorded, MetricRecorded
 from schemas.partitioning import partition_for
 from schemas.topics import Topics, series_key
 
@@ -60,6 +60,8 @@ def route(event: Event, topics: Topics) -> tuple[str, bytes]:
         return topics.workflow_events, event.execution_id.encode()
     if isinstance(event, MetricRecorded):
         return topics.metrics, series_key(event.tenant_id, event.metric_type, event.labels)
+    if isinstance(event, LogRecorded):
+        return topics.logs, (event.execution_id or event.tenant_id or "").encode()
     raise TypeError(f"no topic for {type(event).__name__}")
 
 
@@ -214,8 +216,12 @@ class AxmonProducer:
         *,
         execution_id: str | None = None,
         occurred_at: int | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
     ) -> str:
-        """Publish ``execution.started``; returns the execution id (generated unless given)."""
+        """Publish ``execution.started``; returns the execution id (generated unless given).
+        Every lifecycle call takes ``trace_id=``/``span_id=`` (the engine's W3C ids); without
+        them the current OpenTelemetry span's are used when ``opentelemetry-api`` is installed."""
         event = self.events.start_execution(
             workflow_id,
             workflow_name,
@@ -225,6 +231,8 @@ class AxmonProducer:
             metadata,
             execution_id=execution_id,
             occurred_at=occurred_at,
+            trace_id=trace_id,
+            span_id=span_id,
         )
         await self.publish(event)
         return event.execution_id
@@ -290,6 +298,12 @@ class AxmonProducer:
         await self.publish(
             self.events.end_execution("execution.cancelled", execution_id, reason=reason, **options)
         )
+
+    async def log(self, level: str, message: str, **options: Any) -> None:
+        """Publish one ``log.recorded``: ``level`` trace, debug, info, warn, error or fatal;
+        options ``execution_id``, ``step_id``, ``attributes``, ``tenant_id``, ``trace_id``,
+        ``span_id``, ``occurred_at`` (see :meth:`EventFactory.log`)."""
+        await self.publish(self.events.log(level, message, **options))
 
     # -- MetricsCollector ------------------------------------------------------------------
 

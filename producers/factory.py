@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from producers.tracecontext import TraceContext, current_trace_context
 from schemas.codec import parse_event
 from schemas.errors import AxmonError
 from schemas.events import (
@@ -22,6 +23,8 @@ from schemas.events import (
     ExecutionFailed,
     ExecutionStarted,
     ExecutionUpdated,
+    LifecycleEvent,
+    LogRecorded,
     MetricRecorded,
     StepCompleted,
     StepFailed,
@@ -77,8 +80,13 @@ class EventFactory:
         source: str | None = None,
         clock: Callable[[], int] = wall_clock_ms,
         remember: int = 100_000,
+        trace_context: Callable[[], TraceContext | None] = current_trace_context,
     ) -> None:
+        """``trace_context`` gives the W3C ids a lifecycle event carries when the call names
+        none (``trace_id=``/``span_id=``): by default the current OpenTelemetry span's, when
+        ``opentelemetry-api`` is installed; ``lambda: None`` turns that off."""
         self._source = source
+        self._trace_context = trace_context
         self._clock = clock
         self._tenants = _BoundedMap(remember)  # execution_id -> tenant_id
         self._steps = _BoundedMap(remember)  # step_id -> execution_id
@@ -86,6 +94,10 @@ class EventFactory:
     def _event(self, cls: type[E], occurred_at: int | None, fields: Mapping[str, Any]) -> E:
         values = {k: v for k, v in fields.items() if v is not None}
         values["type"] = cls.TYPE
+        if "trace_id" not in values and "span_id" not in values and issubclass(cls, (LifecycleEvent, LogRecorded)):
+            context = self._trace_context()
+            if context is not None:
+                values["trace_id"], values["span_id"] = context
         values["event_id"] = uuid7()
         values["occurred_at"] = self._clock() if occurred_at is None else occurred_at
         if self._source is not None:
@@ -126,6 +138,8 @@ class EventFactory:
         *,
         execution_id: str | None = None,
         occurred_at: int | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
     ) -> ExecutionStarted:
         event = self._event(
             ExecutionStarted,
@@ -138,6 +152,8 @@ class EventFactory:
                 "user_id": user_id,
                 "steps_total": steps_total,
                 "metadata": dict(metadata or {}),
+                "trace_id": trace_id,
+                "span_id": span_id,
             },
         )
         self._tenants.put(event.execution_id, event.tenant_id)
@@ -152,6 +168,8 @@ class EventFactory:
         metadata: Mapping[str, Any] | None = None,
         tenant_id: str | None = None,
         occurred_at: int | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
     ) -> Event:
         return self._event(
             ExecutionUpdated,
@@ -162,6 +180,8 @@ class EventFactory:
                 "current_step": current_step,
                 "steps_total": steps_total,
                 "metadata": None if metadata is None else dict(metadata),
+                "trace_id": trace_id,
+                "span_id": span_id,
             },
         )
 
@@ -197,6 +217,8 @@ class EventFactory:
         step_id: str | None = None,
         tenant_id: str | None = None,
         occurred_at: int | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
     ) -> StepStarted:
         event = self._event(
             StepStarted,
@@ -207,6 +229,8 @@ class EventFactory:
                 "step_id": step_id or uuid7(),
                 "step_key": step_key,
                 "step_name": step_name,
+                "trace_id": trace_id,
+                "span_id": span_id,
             },
         )
         self._steps.put(event.step_id, execution_id)
@@ -237,6 +261,33 @@ class EventFactory:
                 **fields,
             },
         )
+
+    def log(
+        self,
+        level: str,
+        message: str,
+        *,
+        execution_id: str | None = None,
+        step_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        tenant_id: str | None = None,
+        occurred_at: int | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+    ) -> LogRecorded:
+        """A ``log.recorded``. The tenant and execution are looked up as for lifecycle calls
+        when known (a step's execution, an execution's tenant); none is required. The trace
+        context defaults to the current OpenTelemetry span's, as on lifecycle events."""
+        if execution_id is None and step_id is not None:
+            execution_id = self._steps.get(step_id)
+        if tenant_id is None and execution_id is not None:
+            tenant_id = self._tenants.get(execution_id)
+        fields: dict[str, Any] = {
+            "level": level, "message": message, "execution_id": execution_id, "step_id": step_id,
+            "attributes": None if attributes is None else dict(attributes), "tenant_id": tenant_id,
+            "trace_id": trace_id, "span_id": span_id,
+        }
+        return self._event(LogRecorded, occurred_at, fields)
 
     def record(
         self,

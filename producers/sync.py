@@ -226,6 +226,10 @@ class SyncAxmonProducer:
     def _end(self, type_: str, execution_id: str, **fields: Any) -> None:
         self.publish(self._build(lambda: self._async.events.end_execution(type_, execution_id, **fields)))
 
+    def log(self, level: str, message: str, **options: Any) -> None:
+        """Publish one ``log.recorded`` (see :meth:`AxmonProducer.log`)."""
+        self.publish(self._build(lambda: self._async.events.log(level, message, **options)))
+
     # -- MetricsCollector ------------------------------------------------------------------
 
     def record(

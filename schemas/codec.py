@@ -18,6 +18,7 @@ from schemas.errors import InvalidEvent
 from schemas.events import (
     CONTRACT_VERSION,
     EVENT_CLASSES,
+    LOG_LEVELS,
     METRIC_TYPE_RE,
     Event,
     FieldSpec,
@@ -33,9 +34,13 @@ from schemas.limits import (
     MAX_LABEL_VALUE_LENGTH,
     MAX_LABELS,
     MAX_SAFE_INTEGER,
+    SPAN_ID_PATTERN,
+    TRACE_ID_PATTERN,
 )
 
 _ID_RE = re.compile(ID_PATTERN)
+_TRACE_ID_RE = re.compile(TRACE_ID_PATTERN)
+_SPAN_ID_RE = re.compile(SPAN_ID_PATTERN)
 
 _ENVELOPE_KEYS = frozenset({"type", "version"})
 _KNOWN_KEYS: dict[str, frozenset[str]] = {
@@ -83,6 +88,8 @@ def event_from_dict(obj: Any) -> Event:
                 raise InvalidEvent("missing_field", f"{type_}: '{spec.name}' is required", spec.name)
             continue
         values[spec.name] = _check(type_, spec, raw)
+    if "span_id" in values and "trace_id" not in values:
+        raise InvalidEvent("missing_field", f"{type_}: 'span_id' needs 'trace_id'", "trace_id")
     check_depth(obj)
     known = _KNOWN_KEYS[type_]
     extra = {k: v for k, v in obj.items() if k not in known}
@@ -202,6 +209,24 @@ def _check_metric_type(type_: str, spec: FieldSpec, value: Any) -> Any:
     return _invalid(type_, spec, value, "a dotted lowercase name such as 'api.request.duration'")
 
 
+def _check_trace_id(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if isinstance(value, str) and _TRACE_ID_RE.fullmatch(value):
+        return value
+    return _invalid(type_, spec, value, "a W3C trace id: 32 lowercase hex digits, not all zero")
+
+
+def _check_span_id(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if isinstance(value, str) and _SPAN_ID_RE.fullmatch(value):
+        return value
+    return _invalid(type_, spec, value, "a W3C span id: 16 lowercase hex digits, not all zero")
+
+
+def _check_log_level(type_: str, spec: FieldSpec, value: Any) -> Any:
+    if isinstance(value, str) and value in LOG_LEVELS:
+        return value
+    return _invalid(type_, spec, value, f"one of {', '.join(LOG_LEVELS)}")
+
+
 _CHECKS: dict[Kind, Callable[[str, FieldSpec, Any], Any]] = {
     Kind.ID: _check_id,
     Kind.TEXT: _check_text,
@@ -212,6 +237,9 @@ _CHECKS: dict[Kind, Callable[[str, FieldSpec, Any], Any]] = {
     Kind.OBJECT: _check_object,
     Kind.LABELS: _check_labels,
     Kind.METRIC_TYPE: _check_metric_type,
+    Kind.TRACE_ID: _check_trace_id,
+    Kind.SPAN_ID: _check_span_id,
+    Kind.LOG_LEVEL: _check_log_level,
 }
 assert set(_CHECKS) == set(Kind), "every kind has its check"
 

@@ -85,6 +85,16 @@ EXECUTION_STATE = _object(
         "steps": {"type": "array", "items": STEP},
     },
 )
+_TRACE_CONTEXT = {
+    "trace_id": {**_nullable(_STR), "description": "The engine's W3C trace id, when its events carried one."},
+    "span_id": {**_nullable(_STR), "description": "The engine's W3C span id of the first event that carried a trace id."},
+}
+STEP["properties"].update(_TRACE_CONTEXT)
+STEP["properties"]["retried_at"] = {
+    "type": "array", "items": _INT,
+    "description": "Event times (epoch ms) of the step's retries, in order.",
+}
+EXECUTION_STATE["properties"].update(_TRACE_CONTEXT)
 EXECUTION_STATE["properties"]["stale_since"] = {
     **_INT,
     "description": "Present while the execution is stale: running or pending with no event for the "

@@ -49,6 +49,10 @@ METRIC_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 METRIC_TYPE_RE = re.compile(METRIC_TYPE_PATTERN)
 
+LOG_LEVELS: dict[str, int] = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
+"""A log record's level -> its OpenTelemetry severity number (the first of its range: TRACE 1-4,
+DEBUG 5-8, INFO 9-12, WARN 13-16, ERROR 17-20, FATAL 21-24)."""
+
 
 
 class Kind(enum.Enum):
@@ -72,6 +76,12 @@ class Kind(enum.Enum):
     """A JSON object of at most :data:`~schemas.limits.MAX_LABELS` string values."""
     METRIC_TYPE = "metric_type"
     """A known metric type or a custom dotted lowercase name."""
+    TRACE_ID = "trace_id"
+    """A W3C Trace Context trace id: 32 lowercase hex digits, not all zero."""
+    SPAN_ID = "span_id"
+    """A W3C Trace Context span (parent) id: 16 lowercase hex digits, not all zero."""
+    LOG_LEVEL = "log_level"
+    """One of :data:`LOG_LEVELS`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +124,17 @@ _TENANT_REQUIRED = FieldSpec("tenant_id", Kind.ID, True, "Tenant that owns the e
 _TENANT_OPTIONAL = FieldSpec("tenant_id", Kind.ID, False, "Tenant the sample belongs to, if any.")
 _EXECUTION_ID = FieldSpec("execution_id", Kind.ID, True, "The execution; the message key.")
 _STEP_ID = FieldSpec("step_id", Kind.ID, True, "The step execution, unique within the execution.")
-_LIFECYCLE = (*ENVELOPE_FIELDS, _TENANT_REQUIRED, _EXECUTION_ID)
+_TRACE_ID = FieldSpec(
+    "trace_id", Kind.TRACE_ID, False,
+    "W3C trace id (32 lowercase hex) of the engine's trace this event belongs to; axmon's spans "
+    "of the execution join that trace.",
+)
+_SPAN_ID = FieldSpec(
+    "span_id", Kind.SPAN_ID, False,
+    "W3C span id (16 lowercase hex) of the engine's span the event was recorded in; requires "
+    "trace_id. axmon's span of the execution (or step) refers to it as its parent (or link).",
+)
+_LIFECYCLE = (*ENVELOPE_FIELDS, _TENANT_REQUIRED, _EXECUTION_ID, _TRACE_ID, _SPAN_ID)
 _STEP = (*_LIFECYCLE, _STEP_ID)
 
 
@@ -124,6 +144,10 @@ class LifecycleEvent(Event):
 
     tenant_id: str
     execution_id: str
+    trace_id: str | None = None
+    """The engine's W3C trace id, when it sent one."""
+    span_id: str | None = None
+    """The engine's W3C span id (the span the event was recorded in), when it sent one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -272,6 +296,37 @@ class MetricRecorded(Event):
     labels: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogRecorded(Event):
+    """A log line of the engine, optionally of one execution and step; keyed by ``execution_id``
+    (else ``tenant_id``)."""
+
+    TYPE: ClassVar[str] = "log.recorded"
+    FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
+        *ENVELOPE_FIELDS,
+        FieldSpec("tenant_id", Kind.ID, False, "Tenant the log line belongs to, if any."),
+        FieldSpec("level", Kind.LOG_LEVEL, True, "trace, debug, info, warn, error or fatal "
+                  "(OpenTelemetry severity 1, 5, 9, 13, 17, 21)."),
+        FieldSpec("message", Kind.TEXT, True, "The log line (OpenTelemetry: the body)."),
+        FieldSpec("execution_id", Kind.ID, False, "The execution the line is about, if any."),
+        FieldSpec("step_id", Kind.ID, False, "The step execution the line is about, if any."),
+        FieldSpec("attributes", Kind.OBJECT, False, "Free-form JSON object."),
+        _TRACE_ID,
+        _SPAN_ID,
+    )
+    level: str
+    message: str
+    execution_id: str | None = None
+    step_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    trace_id: str | None = None
+    span_id: str | None = None
+
+    @property
+    def severity_number(self) -> int:
+        return LOG_LEVELS[self.level]
+
+
 EVENT_CLASSES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
@@ -285,6 +340,7 @@ EVENT_CLASSES: dict[str, type[Event]] = {
         StepFailed,
         StepRetried,
         MetricRecorded,
+        LogRecorded,
     )
 }
 """Every event type of contract v1, by its ``type`` string."""

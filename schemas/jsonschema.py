@@ -18,6 +18,7 @@ from schemas.events import (
     CONTRACT_VERSION,
     EVENT_CLASSES,
     KNOWN_METRIC_TYPES,
+    LOG_LEVELS,
     METRIC_TYPE_PATTERN,
     Event,
     FieldSpec,
@@ -33,6 +34,8 @@ from schemas.limits import (
     MAX_LABEL_VALUE_LENGTH,
     MAX_LABELS,
     MAX_SAFE_INTEGER,
+    SPAN_ID_PATTERN,
+    TRACE_ID_PATTERN,
 )
 
 SCHEMA_DIR = Path(__file__).with_name("json")
@@ -76,6 +79,12 @@ def _kind_schema(kind: Kind) -> dict[str, Any]:
             "description": "One of the 18 known types (see examples) or a custom dotted "
             "lowercase name.",
         }
+    if kind is Kind.TRACE_ID:
+        return {"type": "string", "pattern": TRACE_ID_PATTERN}
+    if kind is Kind.LOG_LEVEL:
+        return {"type": "string", "enum": list(LOG_LEVELS)}
+    if kind is Kind.SPAN_ID:
+        return {"type": "string", "pattern": SPAN_ID_PATTERN}
     raise ValueError(f"unhandled kind {kind}")  # pragma: no cover - Kind is closed
 
 
@@ -98,6 +107,11 @@ def event_schema(cls: type[Event]) -> dict[str, Any]:
     for spec in cls.FIELDS:
         properties[spec.name] = _field_schema(spec)
     required = ["type", "version", *(s.name for s in cls.FIELDS if s.required)]
+    extra: dict[str, Any] = {}
+    if "span_id" in properties:
+        # a span id (not null, which means absent) needs a trace id
+        extra["if"] = {"properties": {"span_id": {"type": "string"}}, "required": ["span_id"]}
+        extra["then"] = {"properties": {"trace_id": {"type": "string"}}, "required": ["trace_id"]}
     return {
         "$schema": DRAFT,
         "$id": f"{BASE_ID}{cls.TYPE}.schema.json",
@@ -107,6 +121,7 @@ def event_schema(cls: type[Event]) -> dict[str, Any]:
         "type": "object",
         "properties": properties,
         "required": required,
+        **extra,
         "additionalProperties": True,
     }
 

@@ -61,3 +61,9 @@ MAX_RECORD_BYTES = 990_000
 below Faust's and aiokafka's ``max_request_size`` (1,000,000 and 1,048,576 bytes) and the
 broker's ``message.max.bytes`` (1,048,588), with room for the record's own framing. A fold
 that would make a larger one is a ``processing_error`` of the record that made it."""
+
+TRACE_ID_PATTERN = r"^(?!0{32})[0-9a-f]{32}$"
+"""A W3C Trace Context trace id: 32 lowercase hex digits, not all zero."""
+
+SPAN_ID_PATTERN = r"^(?!0{16})[0-9a-f]{16}$"
+"""A W3C Trace Context span id: 16 lowercase hex digits, not all zero."""

@@ -34,6 +34,11 @@ class Topics:
         return f"{self.prefix}metrics"
 
     @property
+    def logs(self) -> str:
+        """Source: log records, key ``execution_id`` (else ``tenant_id``, else none)."""
+        return f"{self.prefix}logs"
+
+    @property
     def execution_state(self) -> str:
         """Derived, compacted: an execution with its steps after every change."""
         return f"{self.prefix}execution-state"

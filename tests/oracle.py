@@ -75,7 +75,16 @@ def expected_step(execution_id: str, step_id: str, events: list[Event]) -> dict[
         "output_size": getattr(completion, "output_size", None),
         "tokens_used": getattr(completion, "tokens_used", None),
         "cost": getattr(completion, "cost", None),
+        **first_trace(events),
+        "retried_at": sorted(e.occurred_at for e in events if e.TYPE == "step.retried"),
     }
+
+
+def first_trace(events: list[Event]) -> dict[str, Any]:
+    """``trace_id`` and ``span_id`` of the earliest event (by time, then id) that has a trace id."""
+    traced = [e for e in events if getattr(e, "trace_id", None) is not None]
+    first = min(traced, key=lambda e: (e.occurred_at, e.event_id), default=None)
+    return {"trace_id": getattr(first, "trace_id", None), "span_id": getattr(first, "span_id", None)}
 
 
 def expected_execution(execution_id: str, events: list[Event]) -> dict[str, Any]:
@@ -121,6 +130,7 @@ def expected_execution(execution_id: str, events: list[Event]) -> dict[str, Any]
         "tokens_used": sum(tokens) if tokens else None,
         "cost": math.fsum(costs) if costs else None,
         "last_event_at": events[-1].occurred_at,
+        **first_trace([e for e in events if not e.TYPE.startswith("step.")]),
         "steps": steps,
     }
 
@@ -156,6 +166,7 @@ def expected_step_row(step: dict[str, Any]) -> dict[str, Any]:
     row["step_name"] = row["step_name"] or ""
     if row["started_at"] is None:
         row["started_at"] = row["completed_at"] if row["completed_at"] is not None else 0
+    row["retried_at"] = json.dumps(row["retried_at"], separators=(",", ":")) if row["retried_at"] else None
     return row
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from processor.cli import alerts, demo, health, kafka, notify, pipeline, read, replay, serve, tail
+from processor.cli import alerts, demo, health, kafka, logs, notify, pipeline, read, replay, serve, tail, traces
 from processor.cli.options import Handler
 from processor.cli.render import err_console
 from processor.errors import AxmonError
@@ -26,7 +26,7 @@ EXIT_SOFTWARE = 70
 
 COMMAND_GROUPS = (
     kafka.register, pipeline.register, replay.register, tail.register, demo.register, read.register,
-    alerts.register, health.register, serve.register, notify.register,
+    alerts.register, health.register, serve.register, notify.register, traces.register, logs.register,
 )
 """Each group registers its commands on the root parser, in the order ``axmon --help`` lists them."""
 

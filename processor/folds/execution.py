@@ -54,6 +54,21 @@ def _lww(current: Reg | None, at: int, event_id: str, value: Any) -> Reg:
     return current
 
 
+def _fww(current: Reg | None, at: int, event_id: str, value: Any) -> Reg:
+    """A first-writer-wins register: the earliest stamp holds (a trace context is the one the
+    execution or step began in)."""
+    if current is None or (at, event_id) < current.stamp:
+        return Reg(at, event_id, value)
+    return current
+
+
+def _trace(current: Reg | None, event: LifecycleEvent) -> Reg | None:
+    """``current`` after ``event``'s trace context, if it carries one."""
+    if event.trace_id is None:
+        return current
+    return _fww(current, event.occurred_at, event.event_id, [event.trace_id, event.span_id])
+
+
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 
@@ -74,6 +89,12 @@ class StepState:
     attempts: frozenset[tuple[int, str, str]] = frozenset()
     """Every ``step.completed`` and ``step.failed`` as ``(occurred_at, event_id, outcome)``:
     the attempts that derived step metrics count."""
+    trace: Reg | None = None
+    """value: ``[trace_id, span_id or None]``, the engine's trace context of the step's first
+    event that carried one."""
+    retry_times: frozenset[tuple[int, str]] = frozenset()
+    """``(occurred_at, event_id)`` of each ``step.retried`` (states folded before this field
+    existed have the ids in ``retries`` only)."""
 
     @property
     def status(self) -> str:
@@ -98,6 +119,9 @@ class ExecutionState:
     """Every terminal event as ``(occurred_at, event_id, status)`` (normally one)."""
     last_event_at: int = 0
     """Largest ``occurred_at`` among the execution's events."""
+    trace: Reg | None = None
+    """value: ``[trace_id, span_id or None]``, the engine's trace context of the first
+    execution-level event that carried one."""
 
     @property
     def status(self) -> str:
@@ -125,6 +149,7 @@ def apply(state: ExecutionState | None, event: LifecycleEvent) -> ExecutionState
     )
     if isinstance(event, StepEvent):
         return _apply_step(s, event)
+    s = replace(s, trace=_trace(s.trace, event))
     if isinstance(event, ExecutionStarted):
         return replace(
             s,
@@ -156,6 +181,8 @@ def apply(state: ExecutionState | None, event: LifecycleEvent) -> ExecutionState
 def _apply_step(s: ExecutionState, event: StepEvent) -> ExecutionState:
     at, eid = event.occurred_at, event.event_id
     step = s.steps.get(event.step_id) or StepState(event.step_id)
+    if event.trace_id is not None:
+        step = replace(step, trace=_trace(step.trace, event))
     if isinstance(event, StepStarted):
         step = replace(step, start=_lww(step.start, at, eid, [event.step_key, event.step_name]))
         s = replace(s, current_step=_lww(s.current_step, at, eid, event.step_key))
@@ -179,7 +206,8 @@ def _apply_step(s: ExecutionState, event: StepEvent) -> ExecutionState:
             failure=_lww(step.failure, at, eid, event.error_message),
         )
     elif isinstance(event, StepRetried):
-        step = replace(step, outcome=_lww(step.outcome, at, eid, "retried"), retries=step.retries | {eid})
+        step = replace(step, outcome=_lww(step.outcome, at, eid, "retried"), retries=step.retries | {eid},
+                       retry_times=step.retry_times | {(at, eid)})
     steps = dict(s.steps)
     steps[event.step_id] = step
     return replace(s, steps=steps)
@@ -210,6 +238,9 @@ def step_view(execution_id: str, step: StepState) -> dict[str, Any]:
         "output_size": output_size,
         "tokens_used": tokens,
         "cost": cost,
+        "trace_id": step.trace.value[0] if step.trace else None,
+        "span_id": step.trace.value[1] if step.trace else None,
+        "retried_at": sorted(at for at, _ in step.retry_times),
     }
 
 
@@ -242,6 +273,8 @@ def snapshot(state: ExecutionState) -> dict[str, Any]:
         "tokens_used": sum(tokens) if tokens else None,
         "cost": sum(sorted(costs)) if costs else None,
         "last_event_at": state.last_event_at,
+        "trace_id": state.trace.value[0] if state.trace else None,
+        "span_id": state.trace.value[1] if state.trace else None,
         "steps": steps,
     }
 
@@ -268,6 +301,7 @@ def state_to_json(state: ExecutionState) -> dict[str, Any]:
         "end": _reg_json(state.end),
         "endings": sorted(state.endings),
         "last_event_at": state.last_event_at,
+        "trace": _reg_json(state.trace),
         "steps": {
             sid: [
                 _reg_json(s.start),
@@ -276,6 +310,8 @@ def state_to_json(state: ExecutionState) -> dict[str, Any]:
                 _reg_json(s.completion),
                 sorted(s.retries),
                 sorted(s.attempts),
+                _reg_json(s.trace),
+                sorted(s.retry_times),
             ]
             for sid, s in state.steps.items()
         },
@@ -292,6 +328,8 @@ def state_from_json(data: Mapping[str, Any]) -> ExecutionState:
             _reg_load(raw[3]),
             frozenset(raw[4]),
             frozenset((int(a), str(e), str(k)) for a, e, k in raw[5]),
+            _reg_load(raw[6]) if len(raw) > 6 else None,
+            frozenset((int(a), str(e)) for a, e in raw[7]) if len(raw) > 7 else frozenset(),
         )
         for sid, raw in data.get("steps", {}).items()
     }
@@ -306,4 +344,5 @@ def state_from_json(data: Mapping[str, Any]) -> ExecutionState:
         steps,
         frozenset((int(a), str(e), str(k)) for a, e, k in data.get("endings", ())),
         int(data.get("last_event_at", 0)),
+        _reg_load(data.get("trace")),
     )

@@ -178,8 +178,11 @@ class LifecycleCore:
             return self._late(p, o, stream_time, dead_letter("late", detail, origin, key, raw))
         if entry is None and event.occurred_at + retention <= stream_time:
             self._count("late")
-            detail = (f"event time {event.occurred_at} is {retention} ms or more behind the stream "
-                      f"({stream_time}) and the worker holds no state of execution {eid}")
+            # The detail is a function of the record alone (as in the metrics core): two copies
+            # of one forwarded record may be judged at different stream times, and their dead
+            # letters, which both name the original, must be the same row live and in replay.
+            detail = (f"event time {event.occurred_at} is {retention} ms or more behind its partition's "
+                      f"stream time, and the worker holds no state of execution {eid}")
             return self._late(p, o, stream_time, dead_letter("late", detail, origin, key, raw))
         rehydrated = entry is not None and "evicted" in entry
         if rehydrated:

@@ -43,7 +43,7 @@ from producers.simulator import (
     with_resends,
 )
 from schemas.codec import encode_event
-from schemas.events import Event
+from schemas.events import Event, ExecutionStarted
 from schemas.partitioning import home_partition
 
 HOUR = 3_600_000
@@ -99,7 +99,7 @@ class ProofResult:
 
 def proof_events(options: ProofOptions, now_ms: int) -> tuple[list[Event], list[tuple[str, bytes]]]:
     """The scenario (two hours old, shuffled, with resends and late events) and junk records
-    ``(source, value)`` where source is ``"lifecycle"`` or ``"metrics"``."""
+    ``(source, value)`` where source is ``"lifecycle"``, ``"metrics"`` or ``"logs"``."""
     rng = random.Random(options.seed)
     start = now_ms - 2 * HOUR
     events = generate_scenario(ScenarioConfig(seed=options.seed, tenants=options.tenants,
@@ -116,6 +116,14 @@ def proof_events(options: ProofOptions, now_ms: int) -> tuple[list[Event], list[
     # are beyond the worker's retention (horizon + evicted state's keep): dead letters
     late += [factory.start_execution("wf_late", "Late Workflow", "tenant_b", "u", 1, occurred_at=start - hours * HOUR)
              for hours in (2, 8) for _ in range(5)]
+    # log records of every tenth execution, two of them resent
+    starts = [e for e in events if isinstance(e, ExecutionStarted)][::10]
+    logs: list[Event] = [
+        factory.log(level, f"{e.workflow_name}: {level}", execution_id=e.execution_id, tenant_id=e.tenant_id,
+                    attributes={"n": n}, occurred_at=e.occurred_at + n)
+        for e in starts for n, level in enumerate(("info", "warn"))
+    ]
+    late += logs + logs[:2]
     for event in late:
         events.insert(rng.randrange(len(events) // 2, len(events)), event)
     junk = [
@@ -126,6 +134,7 @@ def proof_events(options: ProofOptions, now_ms: int) -> tuple[list[Event], list[
         ("metrics", orjson.dumps({"type": "metric.recorded", "version": 1, "event_id": "bad", "occurred_at": start,
                                   "metric_type": "Not A Type", "value": 1})),
         ("metrics", b"\xff\xfe"),
+        ("logs", b"{not json"),
     ]
     return events, junk
 
@@ -288,5 +297,6 @@ async def _publish(bootstrap: str, settings: Settings, events: list[Event], junk
                 await producer.publish(event)
             if junk and n == len(events) // 2:
                 for source, value in junk:
-                    await producer.send_raw(t.workflow_events if source == "lifecycle" else t.metrics, b"junk", value)
+                    topic = {"lifecycle": t.workflow_events, "logs": t.logs}.get(source, t.metrics)
+                    await producer.send_raw(topic, b"junk", value)
 

@@ -26,7 +26,7 @@ class Backlog:
 
 
 def sink_topics(topics: Topics) -> list[str]:
-    return [topics.execution_state, topics.metric_rollups, topics.dead_letter, topics.metrics, topics.alerts]
+    return [topics.execution_state, topics.metric_rollups, topics.dead_letter, topics.metrics, topics.alerts, topics.logs]
 
 
 def stored_sink_offsets(db: Path) -> dict[tuple[str, int], int]:

@@ -37,6 +37,7 @@ def contract_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
     return [
         TopicSpec(topics.workflow_events, partitions),
         TopicSpec(topics.metrics, partitions),
+        TopicSpec(topics.logs, partitions),
         TopicSpec(topics.execution_state, partitions, compacted=True),
         TopicSpec(topics.workflow_stats, partitions, compacted=True),
         TopicSpec(topics.metric_rollups, partitions, compacted=True),

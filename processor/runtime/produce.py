@@ -44,7 +44,7 @@ async def run_produce(
         console.print(f"line {error.line}: {error.reason}: {error.detail}", markup=False, soft_wrap=True)
 
     config = ProducerConfig(bootstrap=bootstrap, topics=settings.topics, source="axmon-produce")
-    limits = await topic_max_message_bytes(bootstrap, [settings.topics.workflow_events, settings.topics.metrics])
+    limits = await topic_max_message_bytes(bootstrap, [settings.topics.workflow_events, settings.topics.metrics, settings.topics.logs])
     with _open_input(path) as handle:
         async with AxmonProducer(config=config) as producer:
             result = await produce_lines(producer, handle, strict=strict, on_error=report, max_record_bytes=limits,

@@ -131,6 +131,13 @@ class _Rebuild:
         self.batch.consumed(origin.topic, origin.partition, origin.offset + 1, self.gate.stream_times.get(origin.partition, 0),
                             self.gate.derived_times.get(origin.partition, 0))
 
+    def log_record(self, origin: Origin, key: bytes | None, value: bytes | None) -> None:
+        self.batch.add_log_input(origin, key, value)
+        self.batch.consumed(origin.topic, origin.partition, origin.offset + 1, 0)
+        self.batch.records += 1
+        if self.batch.records >= FLUSH_EVERY:
+            self.flush()
+
     def ack_record(self, origin: Origin, key: bytes | None, value: bytes | None) -> None:
         try:
             ack = Ack.from_json(orjson.loads(value or b""))
@@ -212,7 +219,7 @@ async def _read_sources(
 ) -> int:
     t = settings.topics
     derived = [t.execution_state, t.metric_rollups, t.dead_letter, t.alerts]
-    counts = await partition_counts(bootstrap, [*t.sources, *derived, t.alert_acks])
+    counts = await partition_counts(bootstrap, [*t.sources, *derived, t.alert_acks, t.logs])
     missing = [name for name in t.sources if name not in counts]
     if missing:
         raise BrokerError(f"source topics {', '.join(missing)} do not exist at {bootstrap}")
@@ -227,6 +234,7 @@ async def _read_sources(
         derived_tps = [TopicPartition(name, p) for name in derived if name in counts for p in range(counts[name])]
         derived_ends = {(tp.topic, tp.partition): o for tp, o in (await consumer.end_offsets(derived_tps)).items()} if derived_tps else {}
         sources = [TopicPartition(name, p) for name in t.sources for p in range(counts[name])]
+        sources += [TopicPartition(t.logs, p) for p in range(counts.get(t.logs, 0))]  # none before logs existed
         starts = await consumer.beginning_offsets(sources)
         ends = await _until_offsets(consumer, sources, plan.until_ms)
         total = sum(max(0, ends[tp] - starts[tp]) for tp in sources)
@@ -239,7 +247,7 @@ async def _read_sources(
                 for ack in acks:
                     rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
                 continue
-            handle = rebuild.lifecycle_record if tp.topic == t.workflow_events else rebuild.metrics_record
+            handle = {t.workflow_events: rebuild.lifecycle_record, t.logs: rebuild.log_record}.get(tp.topic, rebuild.metrics_record)
             consumer.assign([tp])
             consumer.seek(tp, starts[tp])
             position = starts[tp]

@@ -38,7 +38,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from processor.errors import BrokerError
 from processor.folds.raw_gate import RawSampleGate
-from processor.folds.records import Stream
+from processor.folds.records import Origin, Stream
 from processor.runtime.admin import partition_counts
 from processor.runtime.supervise import Restarts, run_restarting
 from processor.settings import Settings
@@ -97,7 +97,8 @@ class BatchBuilder:
             topics.alerts: Stream.ALERTS,
         }
 
-    def add(self, batch: SinkBatch, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+    def add(self, batch: SinkBatch, topic: str, partition: int, offset: int, value: bytes | None,
+            key: bytes | None = None, timestamp: int | None = None) -> None:
         self.counters.records += 1
         self.counters.by_topic[topic] = self.counters.by_topic.get(topic, 0) + 1
         batch.records += 1
@@ -108,6 +109,9 @@ class BatchBuilder:
                 self._sample(batch, partition, value)
                 stream_time = self.gate.stream_times.get(partition, 0)
                 derived_time = self.gate.derived_times.get(partition, 0)
+            elif topic == self.topics.logs:
+                if not batch.add_log_input(Origin(topic, partition, offset, timestamp), key, value):
+                    self.counters.invalid += 1
             elif value is not None and topic in self._streams:  # a tombstone: the execution left the worker; its row stays
                 batch.add(self._streams[topic], orjson.loads(value))
         except Exception as exc:  # noqa: BLE001 - one unreadable record never stops the sink
@@ -159,7 +163,7 @@ class SinkRunner:
     @property
     def source_topics(self) -> list[str]:
         t = self.topics
-        return [t.execution_state, t.metric_rollups, t.dead_letter, t.metrics, t.alerts]
+        return [t.execution_state, t.metric_rollups, t.dead_letter, t.metrics, t.alerts, t.logs]
 
     def stop(self) -> None:
         self._stopping.set()
@@ -236,7 +240,7 @@ class SinkRunner:
                 fetched = await consumer.getmany(timeout_ms=max(1, int(remaining * 1000)), max_records=cfg.batch_size - batch.records)
                 for tp, messages in fetched.items():
                     for m in messages:
-                        builder.add(batch, tp.topic, tp.partition, m.offset, m.value)
+                        builder.add(batch, tp.topic, tp.partition, m.offset, m.value, m.key, m.timestamp)
             if batch.records:
                 started = time.perf_counter()
                 for skipped in write_batch(conn, batch):

@@ -24,7 +24,7 @@ class DatabaseError(AxmonError):
     """The database is missing, unreadable, or newer than this axmon."""
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 HOUR_MS = 3_600_000
 """The period of ``metric_rollups_hourly``."""
 
@@ -141,12 +141,13 @@ CREATE TABLE sink_offsets (
 EXECUTION_COLUMNS = (
     "id", "workflow_id", "workflow_name", "tenant_id", "user_id", "status", "started_at",
     "completed_at", "duration", "steps_total", "steps_completed", "steps_failed", "current_step",
-    "error_message", "metadata", "tokens_used", "cost", "last_event_at",
+    "error_message", "metadata", "tokens_used", "cost", "last_event_at", "trace_id", "span_id",
 )
 """``workflow_executions_monitor``'s columns, in table order."""
 STEP_COLUMNS = (
     "id", "execution_id", "step_key", "step_name", "status", "started_at", "completed_at",
     "duration", "retry_count", "error_message", "input_size", "output_size", "tokens_used", "cost",
+    "trace_id", "span_id", "retried_at",
 )
 """``workflow_step_executions``' columns, in table order."""
 
@@ -213,7 +214,49 @@ writes or deletes them; queries use a row only when it provably stands for exact
 stored, all final (see :mod:`processor.store.queries`). A database migrated from version 2 starts with
 the table empty: its older hours are read from the window rows, as before."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+_V4 = """
+ALTER TABLE workflow_executions_monitor ADD COLUMN trace_id TEXT;   -- the engine's W3C trace id, if sent
+ALTER TABLE workflow_executions_monitor ADD COLUMN span_id TEXT;    -- the engine's W3C span id, if sent
+ALTER TABLE workflow_step_executions ADD COLUMN trace_id TEXT;
+ALTER TABLE workflow_step_executions ADD COLUMN span_id TEXT;
+ALTER TABLE workflow_step_executions ADD COLUMN retried_at TEXT;    -- JSON array of the retries' event times
+CREATE INDEX idx_executions_completed ON workflow_executions_monitor(completed_at, id) WHERE completed_at IS NOT NULL;
+"""
+"""The trace context the engine sent (``trace_id``/``span_id`` on lifecycle events) and the
+retries' times, so that ``axmon traces export`` builds from SQLite the same spans as the live
+exporter builds from ``axmon.execution-state``; and the finished executions in completion order,
+which the export pages through. Rows written before the migration have NULLs: their spans get
+derived ids and no retry events."""
+
+_V5 = """
+CREATE TABLE logs (
+  id TEXT PRIMARY KEY,             -- the record's event_id
+  timestamp INTEGER NOT NULL,      -- occurred_at, epoch ms
+  tenant_id TEXT,
+  level TEXT NOT NULL,             -- trace, debug, info, warn, error, fatal
+  severity_number INTEGER NOT NULL, -- OpenTelemetry: 1, 5, 9, 13, 17, 21
+  message TEXT NOT NULL,
+  execution_id TEXT,
+  step_id TEXT,
+  attributes TEXT NOT NULL,        -- JSON object
+  trace_id TEXT,
+  span_id TEXT,
+  source TEXT
+);
+CREATE INDEX idx_logs_time ON logs(timestamp, id);
+CREATE INDEX idx_logs_execution ON logs(execution_id, timestamp) WHERE execution_id IS NOT NULL;
+CREATE INDEX idx_logs_severity ON logs(severity_number, timestamp);
+"""
+"""``log.recorded`` records as the sink stores them (insert-or-ignore by event id, like raw
+samples, and kept as long as they are)."""
+
+LOG_COLUMNS = (
+    "id", "timestamp", "tenant_id", "level", "severity_number", "message", "execution_id", "step_id",
+    "attributes", "trace_id", "span_id", "source",
+)
+"""``logs``' columns, in table order."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 """Version -> the SQL that brings version - 1 to it."""
 
 SINK_TABLES = frozenset({"sink_offsets", "sink_status", "sink_derived_times"})

@@ -17,6 +17,7 @@ import orjson
 
 from processor.store.db import (
     EXECUTION_COLUMNS,
+    LOG_COLUMNS,
     STEP_COLUMNS,
 )
 from processor.store.metric_queries import MetricQueries
@@ -92,6 +93,72 @@ class Monitor(MetricQueries):
         """The steps of an execution (one row per step id; retries update the row), ordered by
         ``started_at``, then id."""
         return self._rows(f"{_STEPS} WHERE execution_id = ? ORDER BY started_at, id", (execution_id,))
+
+    def get_finished_executions(
+        self, *, since_ms: int | None = None, after: tuple[int, str] | None = None,
+        tenant_id: str | None = None, limit: int = 500,
+    ) -> list[Row]:
+        """Executions that have ended (completed, failed or cancelled), oldest ``completed_at``
+        first (ties: id): those that ended at or after ``since_ms``, and after the
+        ``(completed_at, id)`` cursor ``after`` when paging. At most ``limit``."""
+        check_limit(limit)
+        where = ["completed_at IS NOT NULL", "status IN ('completed', 'failed', 'cancelled')"]
+        params: list[Any] = []
+        if since_ms is not None:
+            where.append("completed_at >= ?")
+            params.append(since_ms)
+        if after is not None:
+            where.append("(completed_at > ? OR (completed_at = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
+        if tenant_id is not None:
+            where.append("tenant_id = ?")
+            params.append(tenant_id)
+        sql = f"{_EXECUTIONS} WHERE {' AND '.join(where)} ORDER BY completed_at, id LIMIT ?"
+        return [_execution(r) for r in self._rows(sql, (*params, limit))]
+
+    def get_steps_of(self, execution_ids: list[str]) -> dict[str, list[Row]]:
+        """The steps of each execution named (as :meth:`get_step_executions` orders them), by
+        execution id; an execution without steps has an empty list."""
+        out: dict[str, list[Row]] = {e: [] for e in execution_ids}
+        for start in range(0, len(execution_ids), 500):
+            chunk = execution_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(f"{_STEPS} WHERE execution_id IN ({marks}) ORDER BY execution_id, started_at, id", chunk):
+                out[row["execution_id"]].append(row)
+        return out
+
+    def get_logs(
+        self, *, execution_id: str | None = None, min_severity: int | None = None, since_ms: int | None = None,
+        until_ms: int | None = None, grep: str | None = None, tenant_id: str | None = None,
+        after_seq: int | None = None, limit: int = 100,
+    ) -> list[Row]:
+        """The original LogQuery: log records, by level (``min_severity``: an OpenTelemetry
+        severity number, e.g. 13 for warn and above), time range (``since_ms`` <= timestamp <
+        ``until_ms``), execution, tenant and text (``grep``: case-insensitive substring of the
+        message). The newest ``limit`` by time (ties: id), returned oldest first; with
+        ``after_seq``, instead the first ``limit`` stored after that ``seq`` (storage order,
+        for following). Each row has ``seq`` (its storage order) and ``attributes`` parsed."""
+        check_limit(limit)
+        where, params = [], []
+        for clause, value in (("execution_id = ?", execution_id), ("severity_number >= ?", min_severity),
+                              ("timestamp >= ?", since_ms), ("timestamp < ?", until_ms), ("tenant_id = ?", tenant_id),
+                              ("rowid > ?", after_seq)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if grep:
+            where.append("instr(lower(message), lower(?)) > 0")
+            params.append(grep)
+        sql = f"SELECT rowid AS seq, {', '.join(LOG_COLUMNS)} FROM logs" + (" WHERE " + " AND ".join(where) if where else "")
+        if after_seq is not None:
+            rows = self._rows(sql + " ORDER BY rowid LIMIT ?", (*params, limit))
+        else:
+            rows = self._rows(sql + " ORDER BY timestamp DESC, id DESC LIMIT ?", (*params, limit))[::-1]
+        return [{**r, "attributes": orjson.loads(r["attributes"])} for r in rows]
+
+    def last_log_seq(self) -> int:
+        """The ``seq`` of the last log record stored (0 when none)."""
+        return int(self._tuples("SELECT COALESCE(MAX(rowid), 0) FROM logs")[0][0])
 
     def get_workflow_stats(self, tenant_id: str | None = None) -> Row:
         """The original WorkflowStats from the per-tenant counters: ``total, pending, running,

@@ -24,6 +24,8 @@ class CleanupReport:
     samples: int
     rollups: int
     dead_letters: int
+    logs: int = 0
+    """Log records older than the samples' retention (log records are kept like raw samples)."""
 
 
 def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retention()) -> CleanupReport:
@@ -63,6 +65,7 @@ def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retent
         report["dead_letters"] = conn.execute(
             "DELETE FROM dead_letters WHERE timestamp < ?", (now_ms - retention.samples_ms,)
         ).rowcount
+        report["logs"] = conn.execute("DELETE FROM logs WHERE timestamp < ?", (now_ms - retention.samples_ms,)).rowcount
     except BaseException:
         conn.execute("ROLLBACK")
         raise

@@ -22,10 +22,11 @@ from typing import Any
 
 import orjson
 
-from processor.folds.records import Stream
-from processor.store.db import EXECUTION_COLUMNS, STEP_COLUMNS, upsert_sql
+from processor.folds.decode import decode_input
+from processor.folds.records import Emit, Origin, Stream
+from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS, upsert_sql
 from processor.store.hourly import Written, refresh_hourly, stored_windows
-from schemas.events import MetricRecorded
+from schemas.events import LogRecorded, MetricRecorded
 
 _STATUS_COLUMNS = ("pending", "running", "completed", "failed", "cancelled")
 
@@ -37,6 +38,7 @@ class SinkBatch:
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
     rollups: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     samples: dict[str, MetricRecorded] = field(default_factory=dict)
+    logs: dict[str, LogRecorded] = field(default_factory=dict)
     dead_letters: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     """Alert records in offset order (each is a transition)."""
@@ -54,6 +56,20 @@ class SinkBatch:
 
     def add_sample(self, sample: MetricRecorded) -> None:
         self.samples.setdefault(sample.event_id, sample)
+
+    def add_log(self, record: LogRecorded) -> None:
+        self.logs.setdefault(record.event_id, record)
+
+    def add_log_input(self, origin: Origin, key: bytes | None, value: bytes | None) -> bool:
+        """A record of the logs topic: its log record, or (when it is not one) its dead letter,
+        stored directly (no worker reads the logs topic). The sink and replay both call this."""
+        decoded = decode_input(LogRecorded, value, origin, key)
+        if isinstance(decoded, LogRecorded):
+            self.add_log(decoded)
+            return True
+        if isinstance(decoded, Emit) and decoded.value is not None:
+            self.add_dead_letter(orjson.loads(decoded.value))
+        return False
 
     def add_dead_letter(self, record: dict[str, Any]) -> None:
         self.dead_letters[(record["topic"], record["partition"], record["offset"])] = record
@@ -81,7 +97,8 @@ class SinkBatch:
             self.derived_times[(topic, partition)] = derived_time
 
     def __len__(self) -> int:
-        return len(self.executions) + len(self.rollups) + len(self.samples) + len(self.dead_letters) + len(self.alerts)
+        return (len(self.executions) + len(self.rollups) + len(self.samples) + len(self.logs) + len(self.dead_letters)
+                + len(self.alerts))
 
 
 UNWRITABLE = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.DataError,
@@ -139,6 +156,7 @@ def _write_all(conn: sqlite3.Connection, batch: SinkBatch) -> None:
     write_executions(conn, batch.executions.values())
     write_rollups(conn, batch.rollups.values())
     write_samples(conn, batch.samples.values())
+    write_logs(conn, batch.logs.values())
     write_dead_letters(conn, batch.dead_letters.values())
     write_alerts(conn, batch.alerts)
 
@@ -150,6 +168,7 @@ def _write_each(conn: sqlite3.Connection, batch: SinkBatch) -> list[str]:
         *((f"execution {k[:80]!r}", write_executions, v) for k, v in batch.executions.items()),
         *((f"rollup {k[0][:80]}@{k[1]}", write_rollups, v) for k, v in batch.rollups.items()),
         *((f"sample {k[:80]!r}", write_samples, v) for k, v in batch.samples.items()),
+        *((f"log {k[:80]!r}", write_logs, v) for k, v in batch.logs.items()),
         *((f"dead letter {k}", write_dead_letters, v) for k, v in batch.dead_letters.items()),
         *((f"alert {str(v.get('id'))[:80]!r}", write_alerts, v) for v in batch.alerts),
     ]
@@ -203,6 +222,8 @@ def execution_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
         s["tokens_used"],
         s["cost"],
         s["last_event_at"],
+        s.get("trace_id"),
+        s.get("span_id"),
     )
 
 
@@ -225,6 +246,9 @@ def step_row(step: Mapping[str, Any]) -> tuple[Any, ...]:
         step["output_size"],
         step["tokens_used"],
         step["cost"],
+        step.get("trace_id"),
+        step.get("span_id"),
+        orjson.dumps(step["retried_at"]).decode() if step.get("retried_at") else None,
     )
 
 
@@ -328,6 +352,22 @@ def write_samples(conn: sqlite3.Connection, samples: Iterable[MetricRecorded]) -
             for s in samples
         ],
     )
+
+
+_INSERT_LOG = (f"INSERT OR IGNORE INTO logs({', '.join(LOG_COLUMNS)}) "
+               f"VALUES ({', '.join('?' for _ in LOG_COLUMNS)})")
+
+
+def write_logs(conn: sqlite3.Connection, records: Iterable[LogRecorded]) -> None:
+    """Log records, insert-or-ignore by event id: a resent record is stored once."""
+    conn.executemany(_INSERT_LOG, [
+        (
+            r.event_id, r.occurred_at, r.tenant_id, r.level, r.severity_number, r.message, r.execution_id,
+            r.step_id, orjson.dumps(r.attributes, option=orjson.OPT_SORT_KEYS).decode(), r.trace_id, r.span_id,
+            r.source,
+        )
+        for r in records
+    ])
 
 
 def write_dead_letters(conn: sqlite3.Connection, records: Iterable[Mapping[str, Any]]) -> None:

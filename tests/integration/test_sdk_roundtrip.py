@@ -18,6 +18,7 @@ from schemas import (
     EVENT_CLASSES,
     Event,
     LifecycleEvent,
+    LogRecorded,
     MetricRecorded,
     Topics,
     decode_event,
@@ -29,7 +30,7 @@ CLOCK_MS = 1_767_225_600_000
 
 async def read_all(bootstrap: str, topics: Topics) -> list[Record]:
     records = []
-    for topic in topics.sources:
+    for topic in (*topics.sources, topics.logs):
         records += [r async for r in read_topic(bootstrap, topic)]
     return records
 
@@ -55,6 +56,10 @@ def check_every_type(records: list[Record], topics: Topics) -> dict[str, Event]:
             assert record.topic == topics.workflow_events
             assert record.key == event.execution_id.encode()
             partitions[event.execution_id].add(record.partition)
+        elif isinstance(event, LogRecorded):
+            assert record.topic == topics.logs
+            assert record.key == (event.execution_id or "").encode()
+            partitions[event.execution_id or ""].add(record.partition)
         else:
             assert isinstance(event, MetricRecorded)
             assert record.topic == topics.metrics
@@ -77,6 +82,9 @@ def check_values(by_type: dict[str, Event]) -> None:
     assert by_type["execution.cancelled"].reason == "user abort"  # type: ignore[attr-defined]
     metric = by_type["metric.recorded"]
     assert (metric.value, metric.unit, metric.labels) == (2500, "ms", {"workflowName": "code-review"})  # type: ignore[attr-defined]
+    log = by_type["log.recorded"]
+    assert (log.level, log.message, log.step_id, log.tenant_id, log.attributes) == (  # type: ignore[attr-defined]
+        "warn", "retrying", by_type["step.started"].step_id, "tenant_acme", {"attempt": 2})  # type: ignore[attr-defined]
     assert all(e.occurred_at == CLOCK_MS and e.source == "test-sdk" for e in by_type.values())
 
 
@@ -88,6 +96,7 @@ def every_call(monitor: SyncAxmonProducer) -> None:
     step_id = monitor.start_step(execution_id, "security_audit", "Security Audit")
     monitor.fail_step(step_id, "timeout")
     monitor.retry_step(step_id)
+    monitor.log("warn", "retrying", step_id=step_id, attributes={"attempt": 2})
     monitor.complete_step(step_id, tokens_used=1500, cost=0.003, input_size=5000, output_size=1200)
     monitor.update_execution(execution_id, current_step="quality_analysis")
     monitor.complete_execution(execution_id)
@@ -109,6 +118,7 @@ async def test_async_sdk_round_trips_every_type(kafka_bootstrap: str, topics: To
         step_id = await monitor.start_step(execution_id, "security_audit", "Security Audit")
         await monitor.fail_step(step_id, "timeout")
         await monitor.retry_step(step_id)
+        await monitor.log("warn", "retrying", step_id=step_id, attributes={"attempt": 2})
         await monitor.complete_step(step_id, tokens_used=1500, cost=0.003, input_size=5000, output_size=1200)
         await monitor.update_execution(execution_id, current_step="quality_analysis")
         await monitor.complete_execution(execution_id)
@@ -119,9 +129,9 @@ async def test_async_sdk_round_trips_every_type(kafka_bootstrap: str, topics: To
         await monitor.record("workflow.execution.duration", 2500, unit="ms",
                              labels={"workflowName": "code-review"}, tenant_id="tenant_acme")
         await monitor.flush()
-        assert monitor.delivered == 12
+        assert monitor.delivered == 13
     records = await read_all(kafka_bootstrap, topics)
-    assert len(records) == 12
+    assert len(records) == 13
     check_values(check_every_type(records, topics))
 
 
@@ -130,9 +140,9 @@ def test_sync_facade_round_trips_every_type(kafka_bootstrap: str, topics: Topics
     with SyncAxmonProducer(config=config, clock=lambda: CLOCK_MS) as monitor:
         every_call(monitor)
         monitor.flush()
-        assert monitor.delivered == 12
+        assert monitor.delivered == 13
     records = asyncio.run(read_all(kafka_bootstrap, topics))
-    assert len(records) == 12
+    assert len(records) == 13
     check_values(check_every_type(records, topics))
 
 

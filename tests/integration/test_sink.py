@@ -10,6 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from processor.errors import BrokerError
 from processor.ops.settle import Backlog, backlog, settled, stored_sink_offsets
 from processor.store.dbdiff import compare
 from schemas import Topics
@@ -36,7 +37,10 @@ def settle(kafka_bootstrap: str, topics: Topics, dbs: list[Path], procs: list[Ax
             assert proc.alive(), proc.tail()
         results = []
         for db in dbs:
-            ok, previous[db] = asyncio.run(settled(kafka_bootstrap, topics, db, previous[db]))
+            try:
+                ok, previous[db] = asyncio.run(settled(kafka_bootstrap, topics, db, previous[db]))
+            except BrokerError:  # a broker just started has no group coordinator for a while
+                ok = False
             results.append(ok)
         return all(results)
 

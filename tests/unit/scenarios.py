@@ -42,6 +42,16 @@ json_values = st.recursive(
 metadata = st.dictionaries(texts, json_values, max_size=4)
 
 
+trace_contexts = st.sampled_from((
+    {}, {}, {},
+    {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
+    {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"},
+    {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331"},
+))
+"""Mostly none; else one of two engine trace contexts (an execution's events may alternate between
+two, so that they disagree)."""
+
+
 class _Ids:
     """Unique ids with unicode in them: a serial number makes them unique, the rest is drawn."""
 
@@ -64,8 +74,12 @@ def lifecycle_scenarios(draw: Any, max_executions: int = 6) -> list[LifecycleEve
     for _ in range(draw(st.integers(1, max_executions))):
         execution = {"tenant_id": draw(st.sampled_from(tenants)), "execution_id": new_id()}
 
+        contexts = draw(st.lists(trace_contexts, min_size=1, max_size=2))  # one or two per execution
+
         def event(type_: str, **fields: Any) -> None:
-            out.append({"type": type_, "version": 1, "event_id": new_id(), "occurred_at": draw(at), **execution, **fields})
+            context = contexts[len(out) % len(contexts)]
+            out.append({"type": type_, "version": 1, "event_id": new_id(), "occurred_at": draw(at), **execution,
+                        **context, **fields})
 
         if draw(st.integers(0, 9)):  # sometimes the start never arrives
             event("execution.started", workflow_id=draw(names), workflow_name=draw(texts), user_id=draw(names),

@@ -49,6 +49,8 @@ def minimal(type_: str, **fields: Any) -> dict[str, Any]:
         "step_name": "Name",
         "metric_type": "api.request.duration",
         "value": 12.5,
+        "level": "info",
+        "message": "hello",
     }
     for spec in cls.FIELDS:
         if spec.required and spec.name not in base:

@@ -95,12 +95,12 @@ EXECUTION_DEFAULTS: dict[str, Any] = {
     "workflow_id": "wf_review", "workflow_name": "Code Review", "tenant_id": "tenant_a", "user_id": "alice",
     "status": "completed", "started_at": T0, "completed_at": None, "duration": None, "steps_total": 2,
     "steps_completed": 0, "steps_failed": 0, "current_step": None, "error_message": None, "metadata": "{}",
-    "tokens_used": None, "cost": None, "last_event_at": T0,
+    "tokens_used": None, "cost": None, "last_event_at": T0, "trace_id": None, "span_id": None,
 }
 STEP_DEFAULTS: dict[str, Any] = {
     "step_key": "lint", "step_name": "Lint", "status": "completed", "started_at": T0, "completed_at": None,
     "duration": None, "retry_count": 0, "error_message": None, "input_size": None, "output_size": None,
-    "tokens_used": None, "cost": None,
+    "tokens_used": None, "cost": None, "trace_id": None, "span_id": None, "retried_at": None,
 }
 
 
