@@ -14,9 +14,9 @@ from bench.common import Benchmark
 
 def registered() -> tuple[Benchmark, ...]:
     """Every benchmark, in running order (their modules are imported on the first call)."""
-    from bench import e2e, producer, queries, replay, sink, worker
+    from bench import e2e, producer, queries, replay, sink, worker, workers
 
-    return (producer.BENCHMARK, worker.BENCHMARK, sink.BENCHMARK, e2e.BENCHMARK, queries.BENCHMARK, replay.BENCHMARK)
+    return (producer.BENCHMARK, worker.BENCHMARK, workers.BENCHMARK, sink.BENCHMARK, e2e.BENCHMARK, queries.BENCHMARK, replay.BENCHMARK)
 
 
 __all__ = ["registered"]

@@ -66,6 +66,9 @@ class Settings:
     """The most records a worker agent folds in one batch (each key is written once per batch)."""
     batch_ms: int = 50
     """How long a worker agent waits for its batch to fill: the latency a batch adds at most."""
+    state_dir: Path | None = None
+    """The worker's own directory on its machine (Faust's data directory); ``None``:
+    ``./<prefix>worker-data``. Each worker process on one machine needs its own."""
     webhooks: tuple[str, ...] = ()
     """Where ``axmon notify`` POSTs alert transitions (env ``AXMON_WEBHOOKS``: URLs separated
     by whitespace)."""

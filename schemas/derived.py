@@ -11,7 +11,7 @@ Consumers in any language read these topics; ``schemas/json/derived/`` holds the
 | ``axmon.dead-letter`` | ``<topic>/<partition>/<offset>`` | input that could not be processed: reason, detail, origin and the original bytes (base64) |
 | ``axmon.alerts`` | alert id | an alert's whole record after each transition (pending, firing, acknowledged, resolved) |
 | ``axmon.alert-acks`` (input) | alert id | an acknowledgement, on the partition given by the alert's ``partition`` |
-| ``axmon.worker-status`` (compacted) | ``host:pid`` | a worker process's heartbeat: state, restarts, last error, counters |
+| ``axmon.worker-status`` (compacted) | ``host:pid`` | a worker process's heartbeat: state, restarts, last error, counters, partitions held |
 """
 
 from __future__ import annotations
@@ -253,6 +253,15 @@ WORKER_STATUS = _object(
         },
     },
 )
+WORKER_STATUS["properties"] |= {  # not required: a worker of an older version does not say them
+    "partitions": {
+        "type": ["object", "null"],
+        "description": "The partitions Faust has assigned the worker, per source topic ({} while it holds none, "
+        "during a rebalance).",
+        "additionalProperties": {"type": "array", "items": _INT},
+    },
+    "state_dir": {**_nullable(_STR), "description": "The worker's own directory on its machine."},
+}
 
 DERIVED_SCHEMAS: dict[str, dict[str, Any]] = {
     "execution-state": EXECUTION_STATE,

@@ -64,6 +64,9 @@ def register(subparsers: Subparsers) -> None:
                         help="fold at most N records per batch; each table key is written once per batch (default 2000)")
     worker.add_argument("--batch-ms", type=positive, metavar="MS",
                         help="wait at most MS milliseconds for a batch to fill: the latency batching adds (default 50)")
+    worker.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="this worker's own directory (default ./<prefix>worker-data); several workers "
+                        "of one group on one machine each need their own (and their own --metrics-port)")
     add_metrics_port(worker)
     add_broker_options(worker)
     worker.set_defaults(handler=cmd_worker)
@@ -104,19 +107,26 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from processor.runtime.admin import contract_topics, ensure_topics
+    from processor.runtime.state_dir import StateDirClaim, default_state_dir
     from processor.runtime.worker import changelog_topics, run_worker, wait_for_broker
 
     settings = settings_of(args)
     rules = rules_of(args)  # a bad rules file fails at once, not after the broker answers
+    state_dir = settings.state_dir or default_state_dir(settings.topic_prefix)
+    claim = StateDirClaim(state_dir)  # for the life of the process: a second worker on it fails here
     bootstrap = resolve_bootstrap(settings)
     wait_for_broker(bootstrap)
     specs = (contract_topics(settings.topics, settings.partitions)
              + changelog_topics(settings.topics, settings.partitions))
     asyncio.run(ensure_topics(bootstrap, specs))
-    err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions"
+    err_console.print(f"axmon worker on {bootstrap} (topics {settings.topic_prefix}*, {settings.partitions} partitions, "
+                      f"state in {state_dir}"
                       f"{f', {len(rules.rules)} alert rules' if rules.rules else ''})")
-    run_worker(settings, bootstrap, rules=rules, loglevel=["warning", "info", "debug"][min(args.verbose, 2)],
-               metrics_at=args.metrics_port)
+    try:
+        run_worker(settings, bootstrap, rules=rules, loglevel=["warning", "info", "debug"][min(args.verbose, 2)],
+                   metrics_at=args.metrics_port)
+    finally:
+        claim.release()
     return 0
 
 

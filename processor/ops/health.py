@@ -34,7 +34,7 @@ from processor.ops.observations import (
     KafkaObservation,
     Observations,
 )
-from processor.runtime.worker_status import WorkerStatus
+from processor.runtime.worker_status import WorkerStatus, format_partitions, unheld_partitions
 
 
 class Status(Enum):
@@ -347,7 +347,40 @@ def worker_component(obs: Observations, lag: GroupLag | None, thresholds: Thresh
     gone = [w for w in seen.statuses if w not in live and w.state != "stopped"
             and age(w.heartbeat_at_ms) <= thresholds.restart_window_s]
     reasons.extend(f"{w.worker}: gone, no heartbeat for {format_age(age(w.heartbeat_at_ms))}" for w in gone)
+    status = worst([status, _coverage(obs, live, reasons, details)])
     return Component("worker", status, tuple(reasons), details)
+
+
+def _coverage(obs: Observations, live: list[WorkerStatus], reasons: list[str], details: dict[str, Any]) -> Status:
+    """Every partition of the worker group's topics held by a live worker (judged when the live
+    workers say what they hold): degraded if not, unless a live worker is still joining or
+    rebalancing (it holds nothing meanwhile)."""
+    if not any(w.partitions is not None for w in live):
+        return Status.HEALTHY
+    group = next((g for g in obs.groups if g.role == "worker"), None)
+    counts = {t: n for t, n in obs.kafka.partitions.items() if group is not None and t in group.topics}
+    unheld = unheld_partitions(live, counts)
+    details["unheld_partitions"] = {t: list(ps) for t, ps in unheld.items()}
+    if not unheld:
+        n = len({p for w in live for ps in (w.partitions or {}).values() for p in ps})
+        reasons.append(f"all {n} partitions held by {len(live)} live worker{'s' if len(live) != 1 else ''}")
+        return Status.HEALTHY
+    shown = "; ".join(f"{t} {format_partitions(ps)}" for t, ps in unheld.items())
+    if any(w.state in ("starting", "recovering") for w in live):
+        reasons.append(f"partitions no live worker holds yet (a rebalance is under way): {shown}")
+        return Status.HEALTHY
+    reasons.append(f"partitions no live worker holds: {shown}")
+    return Status.DEGRADED
+
+
+def _held_text(w: WorkerStatus) -> str:
+    """``, partitions 0-2`` (per topic when they differ), or nothing when it does not say."""
+    if w.partitions is None:
+        return ""
+    sets = {ps for ps in w.partitions.values()}
+    if len(sets) <= 1:
+        return f", partitions {format_partitions(next(iter(sets), ()))}"
+    return ", partitions " + "; ".join(f"{t} {format_partitions(ps)}" for t, ps in w.partitions.items())
 
 
 def _error_text(worker: WorkerStatus) -> str:
@@ -392,7 +425,9 @@ def _judge_worker(w: WorkerStatus, now_ms: int, thresholds: Thresholds) -> tuple
                        f"since it started {ago(w.run_started_at_ms)} ago")
     if status is Status.HEALTHY:
         reasons.append(f"{name}: {w.state}, heartbeat {ago(w.heartbeat_at_ms)} ago, up {ago(w.run_started_at_ms)}"
-                       + (f", {w.history.restarts} restarts" if w.history.restarts else ""))
+                       + (f", {w.history.restarts} restarts" if w.history.restarts else "") + _held_text(w))
+    elif w.partitions is not None:
+        reasons.append(f"{name}: holds{_held_text(w)[1:]}")
     letters = {r: n for r, n in sorted(w.dead_letters.items()) if n}
     if letters:
         reasons.append(f"{name}: dead letters since it started: " + ", ".join(f"{r} {n:,}" for r, n in letters.items()))
@@ -408,6 +443,8 @@ def _worker_details(w: WorkerStatus, age_s: float, live: bool) -> dict[str, Any]
         "restart_times": list(w.history.restart_times_ms),
         "last_error": None if error is None else error.to_json(), "waiting": w.waiting, "stalled_for_s": w.stalled_for_s,
         "processing_errors": w.processing_errors, "dead_letters": dict(w.dead_letters),
+        "partitions": None if w.partitions is None else {t: list(ps) for t, ps in w.partitions.items()},
+        "state_dir": w.state_dir,
     }
 
 

@@ -3,6 +3,10 @@ topics back. Thin I/O over aiokafka; nothing here decides what state is."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -246,3 +250,59 @@ async def topic_max_message_bytes(bootstrap: str, names: list[str]) -> dict[str,
                     if entry[0] == "max.message.bytes" and entry[1] is not None:
                         limits[name] = int(entry[1])
     return limits
+
+
+def wait_for_broker(bootstrap: str, *, log_every_s: float = 10.0) -> None:
+    """Block until the broker answers a metadata request."""
+    waited = 0.0
+    client_log = logging.getLogger("aiokafka")
+    while True:
+        level = client_log.level
+        client_log.setLevel(logging.CRITICAL)  # one line every 10 s below, not aiokafka's every second
+        try:
+            asyncio.run(partition_counts(bootstrap, []))
+            return
+        except BrokerError as exc:
+            if waited % log_every_s < 1.0:
+                sys.stderr.write(f"axmon: waiting for Kafka at {bootstrap} ({exc})\n")
+            time.sleep(1.0)
+            waited += 1.0
+        finally:
+            client_log.setLevel(level)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    member_id: str
+    client_id: str
+    host: str
+    assigned: tuple[tuple[str, int], ...]
+    """(topic, partition), sorted: what the group's leader assigned it in this generation."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    state: str
+    """The coordinator's word: ``Stable``, ``PreparingRebalance``, ``CompletingRebalance``,
+    ``Empty`` or ``Dead``."""
+    members: tuple[GroupMember, ...]
+
+
+async def describe_group(bootstrap: str, group: str) -> GroupDescription:
+    """The consumer group as its coordinator sees it: its state and each member's assignment."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    async with _admin(bootstrap) as admin:
+        responses = await admin.describe_consumer_groups([group])
+    for response in responses:
+        for described in response.to_object()["groups"]:
+            if described["group"] != group:
+                continue
+            members = []
+            for m in described["members"]:
+                raw = m["member_assignment"]
+                assigned = ConsumerProtocolMemberAssignment.decode(raw).assignment if raw else []
+                members.append(GroupMember(m["member_id"], m["client_id"], m["client_host"],
+                                           tuple(sorted((t, int(p)) for t, ps in assigned for p in ps))))
+            return GroupDescription(described["state"], tuple(sorted(members, key=lambda m: m.member_id)))
+    return GroupDescription("Dead", ())

@@ -43,6 +43,7 @@ from processor.runtime.metrics_export import (
     WORKER_FOLD_EVENTS,
     WORKER_FOLD_SECONDS,
     WORKER_LAST_ERROR,
+    WORKER_PARTITIONS,
     WORKER_PROCESSING_ERRORS,
     WORKER_PRODUCED,
     WORKER_RESTARTS,
@@ -126,6 +127,8 @@ class WorkerCollector(Collector):
             yield single(WORKER_RESTARTS, history.restarts)
             yield single(WORKER_LAST_ERROR, 0.0 if history.last_error is None else history.last_error.at_ms / 1000)
             yield family_of(WORKER_STATE, {s: float(s == status.state) for s in STATES})
+            held = status.partitions or {}
+            yield family_of(WORKER_PARTITIONS, {(topic, str(p)): 1.0 for topic, ps in held.items() for p in ps})
             if status.waiting is not None:
                 yield single(WORKER_WAITING, status.waiting)
             if status.stalled_for_s is not None:

@@ -87,6 +87,8 @@ WORKER_TABLE_ENTRIES = _g("worker_table_entries", "Entries in a worker table (th
 WORKER_RESTARTS = _c("worker_restarts_total", "Times the worker process started itself again since it was first started.")
 WORKER_LAST_ERROR = _g("worker_last_error_timestamp_seconds", "When the worker last recorded an error (epoch seconds; 0: never).")
 WORKER_STATE = _g("worker_state", "1 for the worker's current state (starting, recovering, running, stalled, restarting, stopped).", "state")
+WORKER_PARTITIONS = _g("worker_assigned_partition", "1 for each source partition this worker process holds (none during a rebalance).",
+                       "topic", "partition")
 WORKER_WAITING = _g("worker_waiting_records", "Records waiting for the worker's group, as the stall watchdog last saw them.")
 WORKER_STALLED = _g("worker_stalled_seconds", "Seconds records have waited with no committed offset of the group moving.")
 WORKER_FOLD_SECONDS = _h("worker_fold_duration_seconds", "Time to fold one batch and write its table entries, by agent.", "agent")

@@ -47,18 +47,21 @@ class Observed:
     waiting: int | None = None
     stalled_for_s: float | None = None
     counters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    partitions: Mapping[str, tuple[int, ...]] | None = None
+    """The partitions it holds per source topic (``None``: not known)."""
 
 
 class StatusReporter:
     """Publishes the worker's status every ``interval_s`` until :meth:`stop`."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, observe: Callable[[], Observed], *,
-                 stall_timeout_s: float, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+                 stall_timeout_s: float, interval_s: float = DEFAULT_INTERVAL_S, state_dir: str | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.group = group
         self.interval_s = interval_s
         self.stall_timeout_s = stall_timeout_s
+        self.state_dir = state_dir
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.worker = f"{self.host}:{self.pid}"
@@ -111,6 +114,7 @@ class StatusReporter:
             heartbeat_at_ms=now_ms(), run_started_at_ms=self.run_started_at_ms, history=history,
             interval_s=self.interval_s, stall_timeout_s=self.stall_timeout_s, waiting=seen.waiting,
             stalled_for_s=None if seen.stalled_for_s is None else round(seen.stalled_for_s, 1), counters=seen.counters,
+            partitions=seen.partitions, state_dir=self.state_dir,
         )
 
     # -- the thread ------------------------------------------------------------------------------
@@ -119,6 +123,10 @@ class StatusReporter:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="axmon-status", daemon=True)
         self._thread.start()
         return self
+
+    def beat(self) -> None:
+        """Publish soon, without waiting (from the event loop: the partitions it holds changed)."""
+        self._wake.set()
 
     def publish_now(self, timeout_s: float = 5.0) -> bool:
         """Publish a record now; wait until it is sent (or ``timeout_s``)."""

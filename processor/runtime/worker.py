@@ -58,7 +58,8 @@ from processor.folds.records import (
 from processor.folds.routing import Router
 from processor.folds.rules import RuleSet
 from processor.folds.stats_core import StatsCore
-from processor.runtime.admin import TopicSpec, group_offsets
+from processor.runtime.admin import TopicSpec, group_offsets, wait_for_broker
+from processor.runtime.assignment import Assignment
 from processor.runtime.coalesce import coalesce
 from processor.runtime.faust_patches import (
     consumer_bookkeeping,
@@ -69,6 +70,7 @@ from processor.runtime.faust_patches import (
 from processor.runtime.metrics_collectors import serve_worker_metrics
 from processor.runtime.metrics_export import MetricsAddress
 from processor.runtime.stall import Progress, StallState, observe, stalled_for
+from processor.runtime.state_dir import default_state_dir
 from processor.runtime.status_reporter import ErrorRecorder, Observed, StatusReporter
 from processor.runtime.table_store import TableStore
 from processor.runtime.worker_status import stall_state
@@ -111,8 +113,9 @@ class Worker:
         patch_faust_flow_control()
         self.errors = ErrorRecorder()
         """Logged exceptions -> the heartbeat's last error (Faust sets the root logger's handlers)."""
-        self.app = faust.App(f"{self.topics.prefix}worker", **app_options(bootstrap, n), loghandlers=[self.errors])
-        app = self.app
+        self.state_dir = settings.state_dir or default_state_dir(self.topics.prefix)
+        self.app = app = faust.App(f"{self.topics.prefix}worker", **app_options(bootstrap, n), datadir=str(self.state_dir),
+                                   loghandlers=[self.errors])
         source: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes, "internal": False}
         self.events_topic = app.topic(self.topics.workflow_events, **source)
         self.metrics_topic = app.topic(self.topics.metrics, **source)
@@ -171,6 +174,7 @@ class Worker:
             app.timer(interval=max(0.5, min(10.0, settings.stale_after_ms / 4000)), name="ticks")(self._tick_timer)
         app.timer(interval=settings.rollup_interval_s, name="rollups")(self._rollup_timer)
         app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
+        self.assignment = Assignment([*self.watched_topics, self.topics.liveness_ticks], self._beat).attach(app)
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -364,7 +368,11 @@ class Worker:
         busy = bool(getattr(self.app, "rebalancing", False) or getattr(self.app, "in_recovery", False))
         stuck, waiting = self.stall_seen or (0.0, None)
         state = stall_state(started=self.started, busy=busy, stalled_for_s=stuck, stall_timeout_s=self.settings.stall_timeout_s)
-        return Observed(state, waiting, stuck if self.stall_seen else None, self.counters())
+        return Observed(state, waiting, stuck if self.stall_seen else None, self.counters(), self.assignment.held)
+
+    def _beat(self) -> None:
+        if self.reporter is not None:  # the partitions it holds changed: say so now
+            self.reporter.beat()
 
 
 def app_options(bootstrap: str, partitions: int) -> dict[str, Any]:
@@ -439,7 +447,8 @@ def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet()
     worker = Worker(settings, bootstrap, rules=rules, hang_after=int(hang_after) if hang_after else None,
                     crash=os.environ.get(FAULT_CRASH_ENV) or None)
     reporter = worker.errors.reporter = worker.reporter = StatusReporter(bootstrap, settings.topics.worker_status, f"{settings.topics.prefix}worker",
-                                                worker.observed, stall_timeout_s=settings.stall_timeout_s)
+                                                worker.observed, stall_timeout_s=settings.stall_timeout_s,
+                                                state_dir=str(worker.state_dir.absolute()))
     reporter.start()
     if metrics_at is not None:  # from threads of its own, never the event loop
         serve_worker_metrics(worker, metrics_at)
@@ -475,25 +484,3 @@ def restart_process(reason: str, reporter: StatusReporter | None = None) -> None
     time.sleep(delay)
     os.environ[RESTARTS_ENV] = str(restarts)
     os.execv(sys.executable, [sys.executable, "-m", "processor.cli", *sys.argv[1:]])
-
-
-def wait_for_broker(bootstrap: str, *, log_every_s: float = 10.0) -> None:
-    """Block until the broker answers a metadata request."""
-    from processor.errors import BrokerError
-    from processor.runtime.admin import partition_counts
-
-    waited = 0.0
-    client_log = logging.getLogger("aiokafka")
-    while True:
-        level = client_log.level
-        client_log.setLevel(logging.CRITICAL)  # one line every 10 s below, not aiokafka's every second
-        try:
-            asyncio.run(partition_counts(bootstrap, []))
-            return
-        except BrokerError as exc:
-            if waited % log_every_s < 1.0:
-                sys.stderr.write(f"axmon: waiting for Kafka at {bootstrap} ({exc})\n")
-            time.sleep(1.0)
-            waited += 1.0
-        finally:
-            client_log.setLevel(level)

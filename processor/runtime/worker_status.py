@@ -14,7 +14,7 @@ environment variable :data:`HISTORY_ENV`, as :class:`History`'s JSON.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -110,6 +110,11 @@ class WorkerStatus:
     counters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     """Since this run started: per core (``lifecycle``, ``metrics``, ``alerts``) its counters,
     and ``dead_letters`` by reason."""
+    partitions: Mapping[str, tuple[int, ...]] | None = None
+    """The partitions Faust has assigned it, per source topic (``{}`` while it holds none, during
+    a rebalance); ``None``: a worker that does not say (an older version)."""
+    state_dir: str | None = None
+    """Its own directory on its machine (Faust's data directory)."""
 
     @property
     def dead_letters(self) -> Mapping[str, int]:
@@ -132,6 +137,8 @@ class WorkerStatus:
             "interval_s": self.interval_s, "stall_timeout_s": self.stall_timeout_s,
             "waiting": self.waiting, "stalled_for_s": self.stalled_for_s,
             "counters": {name: dict(c) for name, c in self.counters.items()},
+            "partitions": None if self.partitions is None else {t: list(ps) for t, ps in sorted(self.partitions.items())},
+            "state_dir": self.state_dir,
         }
 
     def to_bytes(self) -> bytes:
@@ -145,6 +152,9 @@ class WorkerStatus:
                           int(doc.get("restarts", 0)), None if error is None else LastError.from_json(error))
         waiting, stalled = doc.get("waiting"), doc.get("stalled_for_s")
         counters = {str(name): {str(k): int(v) for k, v in c.items()} for name, c in (doc.get("counters") or {}).items()}
+        held = doc.get("partitions")
+        partitions = None if held is None else {str(t): tuple(sorted(int(p) for p in ps)) for t, ps in held.items()}
+        state_dir = doc.get("state_dir")
         state = str(doc["state"])
         if state not in STATES:
             raise ValueError(f"unknown worker state {state!r}")
@@ -153,7 +163,7 @@ class WorkerStatus:
             heartbeat_at_ms=int(doc["heartbeat_at"]), run_started_at_ms=int(doc["run_started_at"]), history=history,
             interval_s=float(doc["interval_s"]), stall_timeout_s=float(doc["stall_timeout_s"]),
             waiting=None if waiting is None else int(waiting), stalled_for_s=None if stalled is None else float(stalled),
-            counters=counters,
+            counters=counters, partitions=partitions, state_dir=None if state_dir is None else str(state_dir),
         )
 
 
@@ -177,3 +187,30 @@ def stall_state(*, started: bool, busy: bool, stalled_for_s: float, stall_timeou
     if not started:
         return "starting"
     return "recovering" if busy else "running"
+
+
+def unheld_partitions(statuses: Iterable[WorkerStatus], counts: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
+    """Per topic of ``counts`` (topic -> partition count), the partitions none of ``statuses``
+    says it holds (topics where all are held are left out). Statuses that do not say what they
+    hold (``partitions`` ``None``) hold nothing here."""
+    held: dict[str, set[int]] = {}
+    for status in statuses:
+        for topic, partitions in (status.partitions or {}).items():
+            held.setdefault(topic, set()).update(partitions)
+    unheld = {topic: tuple(p for p in range(n) if p not in held.get(topic, set())) for topic, n in sorted(counts.items())}
+    return {topic: ps for topic, ps in unheld.items() if ps}
+
+
+def format_partitions(partitions: Iterable[int]) -> str:
+    """``0-2,5``: sorted, runs joined."""
+    ordered = sorted(set(partitions))
+    runs: list[str] = []
+    start = prev = None
+    for p in [*ordered, None]:
+        if p is not None and prev is not None and p == prev + 1:
+            prev = p
+            continue
+        if start is not None:
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = p
+    return ",".join(runs) or "none"

@@ -73,7 +73,7 @@ def test_the_worker_collector_reads_the_counters_and_the_heartbeat() -> None:
     history = History(1_000, (2_000,), 1, LastError(3_500, "RuntimeError", "boom"))
     worker = fake_worker()
     status = WorkerStatus("h:1", "h", 1, "g", "running", 4_000, 2_000, history, 5.0, 60.0, waiting=4,
-                          counters=worker.counters())
+                          counters=worker.counters(), partitions={"p.workflow-events": (0, 2)})
     worker.reporter = SimpleNamespace(status=lambda: status)
     exporter = Exporter()
     collector = WorkerCollector(worker, exporter.registry)
@@ -97,6 +97,8 @@ def test_the_worker_collector_reads_the_counters_and_the_heartbeat() -> None:
     assert v("axmon_worker_last_error_timestamp_seconds") == 3.5
     assert v("axmon_worker_state", state="running") == 1 and v("axmon_worker_state", state="stalled") == 0
     assert v("axmon_worker_waiting_records") == 4
+    assert v("axmon_worker_assigned_partition", topic="p.workflow-events", partition="2") == 1
+    assert ("axmon_worker_assigned_partition", frozenset({("topic", "p.workflow-events"), ("partition", "1")})) not in found
     assert v("axmon_worker_batch_records_sum", agent="lifecycle") == 8
     assert v("axmon_worker_fold_duration_seconds_count", agent="lifecycle") == 2
     assert not any(name.endswith("_created") for name, _ in found)
