@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from processor.serve.routes import DASHBOARD_METRICS
 from processor.serve.shape import camel_key
 from processor.store.queries import Monitor
 from producers import EventFactory
@@ -146,7 +147,11 @@ def test_executions_dashboard_and_timeline_equal_the_query_api(served: Served, t
         usage = dash["quotaUsage"]["usage"]
         assert sum(u["executions"] for u in usage) == len(recent)
         assert sum(u["tokensUsed"] for u in usage) == sum(r["tokens_used"] or 0 for r in recent)
-        assert [m is None or m["metricType"] for m in dash["performanceMetrics"]] is not None  # noqa: F632
+        # one aggregation per dashboard metric, in order: null where the last hour has no samples
+        now = int(time.time() * 1000)
+        present = {m for m in DASHBOARD_METRICS if monitor.get_aggregation(m, now - 3_600_000, now, tenant) is not None}
+        assert [m and m["metricType"] for m in dash["performanceMetrics"]] == [
+            m if m in present else None for m in DASHBOARD_METRICS]
         workflow = recent[0]["workflow_id"]
         mine = [r for r in recent if r["workflow_id"] == workflow][:100]
         timeline = served.get(f"/api/v1/workflows/{workflow}/timeline?x=1{q}")
