@@ -243,9 +243,7 @@ class LifecycleCore:
         elif everything or previous is None or _status_and_duration(previous) != (contribution.status, contribution.duration):
             emits.append(_stats_set(state.execution_id, state.tenant_id, contribution, p, o, seq=0))
         known = set() if everything or previous is None else derived_origins(previous)
-        for sample in derived_samples(state, skip=known):
-            emits.append(Emit(Stream.METRICS, series_key(sample.tenant_id, sample.metric_type, sample.labels), encode_event(sample)))
-        return emits
+        return emits + _derived_emits(state, known)
 
     @staticmethod
     def _state_emit(entry: dict[str, Any], view: dict[str, Any] | None = None) -> Emit:
@@ -264,6 +262,11 @@ class LifecycleCore:
             # origins must never run ahead of the offset being processed.
             tenant, (status, duration) = entry["tenant"], entry["c"]
             emits = [_contribution_op(eid, tenant, entry.get("re", []), Contribution(status, duration), p, o)]
+            if self.derive and "s" in entry:
+                # The crash may have lost this offset's derived samples after the eviction
+                # persisted: send them all again (the metrics fold counts each id once, and the
+                # derived lane keeps the windows of an evicted execution whole long enough).
+                emits += _derived_emits(state_from_json(entry["s"]), set())
         else:
             emits = self._publish(entry, p, o, everything=True)
         for marker_eid, marker in self._evicted_at(p).get(o, ()):
@@ -395,6 +398,12 @@ def _contribution_op(eid: str, tenant: str, generations: list[list[Any]], curren
     k = max(n for n, generation in enumerate(generations) if generation[2] <= o)
     now = Contribution(*generations[k + 1][3]) if k + 1 < len(generations) else current
     return _stats_set(eid, tenant, now, p, o, seq=0, absorbed=Contribution(*generations[k][3]))
+
+
+def _derived_emits(state: ExecutionState, known: set[str]) -> list[Emit]:
+    """The derived samples of ``state`` (but those of the origins in ``known``), as records."""
+    return [Emit(Stream.METRICS, series_key(sample.tenant_id, sample.metric_type, sample.labels), encode_event(sample))
+            for sample in derived_samples(state, skip=known)]
 
 
 def _alert_emit(record: dict[str, Any]) -> Emit:
