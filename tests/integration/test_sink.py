@@ -59,17 +59,20 @@ def test_sink_killed_mid_stream_ends_with_the_same_database(kafka_bootstrap: str
     try:
         chunks = 5
         size = math.ceil(len(events) / chunks)
+        behind: list[int] = []
         for n in range(chunks):
             asyncio.run(publish(kafka_bootstrap, topics, events[n * size:(n + 1) * size]))
             written = sum(stored_sink_offsets(tmp_path / "killed.db").values())
             wait_until(lambda: sum(stored_sink_offsets(tmp_path / "killed.db").values()) > written, 120, interval=0.1,
                        what="the sink to write something")
-            time.sleep(rng.uniform(0.0, 0.5))
+            time.sleep(rng.uniform(0.0, 0.2))
             killed.kill()
-            behind = asyncio.run(backlog(kafka_bootstrap, topics, tmp_path / "killed.db")).sink
-            assert behind > 0, "the kill landed after the sink had written everything: not mid-stream"
+            behind.append(asyncio.run(backlog(kafka_bootstrap, topics, tmp_path / "killed.db")).sink)
             killed.start()
         assert killed.starts == chunks + 1
+        # A small chunk can be written whole before the kill lands (the sink is fast): most
+        # kills, not each, must find records still to write.
+        assert sum(1 for waiting in behind if waiting > 0) >= 3, f"too few kills landed mid-stream: {behind}"
 
         settle(kafka_bootstrap, topics, [tmp_path / "steady.db", tmp_path / "killed.db"], [work, steady, killed], 240)
         diffs = compare(tmp_path / "steady.db", tmp_path / "killed.db")
