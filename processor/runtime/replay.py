@@ -43,11 +43,12 @@ from processor.folds.decode import decode_input
 from processor.folds.lifecycle_core import LifecycleCore
 from processor.folds.metrics_core import MetricsCore
 from processor.folds.raw_gate import RawSampleGate
-from processor.folds.records import Emit, Origin, dead_letter, origin_of
+from processor.folds.records import Emit, Origin, Stream, dead_letter, origin_of
 from processor.folds.routing import Router
 from processor.folds.rules import RuleSet
 from processor.folds.windows import window_start
 from processor.runtime.admin import partition_counts
+from processor.runtime.replay_state import SpillFile, lifecycle_cold, metrics_cold
 from processor.settings import Settings
 from processor.store.db import open_for_writing
 from processor.store.sinkdb import SinkBatch, write_batch
@@ -98,20 +99,24 @@ class ReplayResult:
 
 
 class _Rebuild:
-    """Cores with in-memory stores (dicts: what they hold is bounded by the folds' horizons, and
-    a deleted entry is gone), and the batch they fill."""
+    """Cores over spilling stores (:mod:`processor.runtime.replay_state`: in memory what the
+    folds work on, on disk what only a late record reads again), and the batch they fill."""
 
-    def __init__(self, settings: Settings, plan: ReplayPlan, conn: sqlite3.Connection) -> None:
+    def __init__(self, settings: Settings, plan: ReplayPlan, conn: sqlite3.Connection, spill: SpillFile) -> None:
         self.topics = settings.topics
         self.plan = plan
         self.conn = conn
+        self.spill = spill
         self.router = Router(None)
-        self.lifecycle = LifecycleCore({}, settings.fold, derive=False, router=self.router)  # type: ignore[arg-type]
+        self.lifecycle = LifecycleCore(spill.store(lifecycle_cold), settings.fold, derive=False, router=self.router)
         self.alerts = AlertCore({}, plan.rules)  # type: ignore[arg-type]
-        self.metrics = MetricsCore({}, settings.fold, self.alerts, router=self.router)  # type: ignore[arg-type]
+        self.metrics = MetricsCore(spill.store(metrics_cold), settings.fold, self.alerts, router=self.router)
         self.gate = RawSampleGate(settings.fold, {})
         self.window_ms = settings.window_ms
         self.batch = SinkBatch()
+        self.snapshots: dict[bytes | None, bytes] = {}
+        """The batch's execution-state records, still encoded: only the last of each execution
+        is decoded (at :meth:`flush`), as the batch keeps only that one."""
         self.counts = {"executions": 0, "samples": 0, "rollups": 0, "dead_letters": 0}
 
     def route(self, counts: dict[str, int]) -> None:
@@ -156,13 +161,20 @@ class _Rebuild:
 
     def _take(self, emits: list[Emit]) -> None:
         for emit in emits:
-            if emit.value is not None:
+            if emit.value is None:
+                continue
+            if emit.stream is Stream.EXECUTION_STATE:
+                self.snapshots[emit.key] = emit.value
+            else:
                 self.batch.add(emit.stream, orjson.loads(emit.value))
         self.batch.records += 1
         if self.batch.records >= FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
+        for value in self.snapshots.values():
+            self.batch.add_execution(orjson.loads(value))
+        self.snapshots.clear()
         self.counts["executions"] += len(self.batch.executions)
         self.counts["samples"] += len(self.batch.samples)
         self.counts["rollups"] += len(self.batch.rollups)
@@ -170,6 +182,7 @@ class _Rebuild:
         for skipped in write_batch(self.conn, self.batch):
             log.error("left out a record that cannot be stored: %s", skipped)
         self.batch = SinkBatch()
+        self.spill.commit()
 
     def finish(self, now_ms: int, derived_ends: dict[tuple[str, int], int]) -> None:
         self._take(self.metrics.finish(now_ms))
@@ -194,13 +207,18 @@ async def replay(
         leftover.unlink(missing_ok=True)
     began = time.monotonic()
     try:
-        conn = open_for_writing(partial)
+        conn = _open_partial(partial)
         try:
-            rebuild = _Rebuild(settings, plan, conn)
-            records = await _read_sources(settings, bootstrap, plan, rebuild, on_progress, began)
+            spill = SpillFile(partial.with_name(partial.name + "-state"))
+            try:
+                rebuild = _Rebuild(settings, plan, conn, spill)
+                records = await _read_sources(settings, bootstrap, plan, rebuild, on_progress, began)
+            finally:
+                spill.close()
             conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
         finally:
             conn.close()
+        _fsync(partial)
         os.replace(partial, target)
     except BaseException:
         for leftover in _sqlite_files(partial):
@@ -208,6 +226,24 @@ async def replay(
         raise
     c = rebuild.counts
     return ReplayResult(records, c["executions"], c["samples"], c["rollups"], c["dead_letters"], time.monotonic() - began)
+
+
+def _open_partial(path: Path) -> sqlite3.Connection:
+    """The database being built, set for a rebuild: no syncs and the rollback journal in memory
+    (a batch that fails is still rolled back). A crash loses nothing that matters: the partial
+    file is deleted and a replay starts again; the finished file is synced before it is renamed."""
+    conn = open_for_writing(path)
+    conn.execute("PRAGMA journal_mode = MEMORY")
+    conn.execute("PRAGMA synchronous = OFF")
+    return conn
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sqlite_files(path: Path) -> list[Path]:
