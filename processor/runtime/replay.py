@@ -13,6 +13,10 @@ code (:mod:`processor.store.sinkdb`). No Faust and no derived topics on this pat
 - Derived samples (``axmon.processor``) are read back from the metrics topic, not derived again.
 - A record on a partition its key does not hash to is skipped: the live worker forwarded it to
   its home partition, where replay folds the copy at the same offset (:mod:`processor.folds.routing`).
+- Memory holds what the folds work on; what only a late record reads again is spilled to
+  ``<db>.partial-state`` (:mod:`processor.runtime.replay_state`), deleted at the end. Source
+  records are read ``CHUNK_RECORDS`` at a time and written every ``FLUSH_EVERY``: nothing is
+  kept per event.
 - The new database is built as ``<db>.partial`` and renamed when complete; an interrupted replay
   leaves no broken file. ``swap_into`` then copies it into the live database with SQLite's
   backup API, in one transaction: readers see the old or the new database, never a mix.
