@@ -9,6 +9,15 @@
   in between are dropped unprocessed. Faust's commit rule then stalls behind them, or, when a
   single record was dropped, commits past it: a lost event. Resuming flow that is not
   suspended now clears nothing.
+- :func:`patch_faust_producer_buffer`: Faust's producer buffer (the table changelog records
+  wait there until a task hands them to the Kafka producer) "flushes" by waiting 0.1 s for the
+  next message to go, and returns when none went: with a slow or restarting broker it returns
+  with changelog records still waiting. Faust flushes so before every commit and before the
+  recovery of a rebalance: the source offsets were committed while their table writes were
+  not yet even sent, so a SIGKILL then lost them (a worker of a group lost executions that
+  way), and a rebalance recovered the table from a changelog without them (the in-memory
+  state went back; a CI run of the live-equals-replay proof published a window's count 1
+  after 2 so). The flush now returns when every buffered message is handed to the producer.
 - :func:`route_table_writes`: a table's writes go to the changelog partition the caller names
   (the partition of the batch record whose writes they are), not to the current event's.
 - :func:`task_stacks`: every task of an event loop with its whole chain of awaits, for the log
@@ -72,6 +81,42 @@ def patch_faust_flow_control() -> None:
     _require(FlowControlEvent, "resume", "clear")
     _require(FlowControlEvent, "_suspend", "_resume", instance=FlowControlEvent(initially_suspended=True))
     FlowControlEvent.resume = _resume_flow  # type: ignore[method-assign]
+
+
+async def _flush_buffer(self: Any) -> None:
+    """``ProducerBuffer.flush``, waiting until every buffered message (also the one being
+    handed over) is with the Kafka producer. A buffer that stops with messages in it cannot
+    flush them (Faust raises the same)."""
+    while self.size or getattr(self, "_axmon_sending", 0):
+        if self.state != "running" and self.size:
+            raise RuntimeError("Cannot flush: Producer not Running")
+        self.message_sent.clear()
+        try:
+            await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+        except TimeoutError:
+            continue  # a slow broker: go on waiting (a commit that waits is what the stall watchdog sees)
+
+
+def patch_faust_producer_buffer() -> None:
+    """Make Faust's producer buffer flush everything it holds. Idempotent; before the app starts
+    (the buffer's sending task looks up ``_send_pending`` once)."""
+    from faust.transport.producer import ProducerBuffer
+
+    _require(ProducerBuffer, "flush", "_send_pending", "_handle_pending", "size", "__post_init__")
+    if getattr(ProducerBuffer, "_axmon_patched", False):
+        return
+    send_pending = ProducerBuffer._send_pending
+
+    async def _send_pending_counted(self: Any, fut: Any) -> None:
+        self._axmon_sending = getattr(self, "_axmon_sending", 0) + 1
+        try:
+            await send_pending(self, fut)
+        finally:
+            self._axmon_sending -= 1
+
+    ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
+    ProducerBuffer.flush = _flush_buffer  # type: ignore[method-assign]
+    ProducerBuffer._axmon_patched = True  # type: ignore[attr-defined]
 
 
 def route_table_writes(table: Any, partition_for_key: Any) -> None:

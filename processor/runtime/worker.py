@@ -65,6 +65,7 @@ from processor.runtime.faust_patches import (
     consumer_bookkeeping,
     patch_faust_commit_offsets,
     patch_faust_flow_control,
+    patch_faust_producer_buffer,
     task_stacks,
 )
 from processor.runtime.metrics_collectors import serve_worker_metrics
@@ -111,6 +112,7 @@ class Worker:
         n = settings.partitions
         patch_faust_commit_offsets()
         patch_faust_flow_control()
+        patch_faust_producer_buffer()
         self.errors = ErrorRecorder()
         """Logged exceptions -> the heartbeat's last error (Faust sets the root logger's handlers)."""
         self.state_dir = settings.state_dir or default_state_dir(self.topics.prefix)

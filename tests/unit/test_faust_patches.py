@@ -155,3 +155,41 @@ def test_a_faust_that_no_longer_fits_is_a_clear_error():
     _require(Consumer, "_acked")
     with pytest.raises(AxmonError, match="has no _gap"):
         _require(Consumer, "_acked", "_gap")
+
+
+class _SlowChannel:
+    """A channel whose every publish takes a while (a slow or restarting broker)."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        await asyncio.sleep(0.25)
+        self.published.append(fut)
+
+
+def test_the_producer_buffer_flush_waits_for_every_message() -> None:
+    """Faust's own flush gives up when no message went within 0.1 s, with changelog records
+    still buffered; Faust then commits the offsets whose table writes those are."""
+    from faust.transport.producer import ProducerBuffer
+
+    from processor.runtime.faust_patches import patch_faust_producer_buffer
+
+    patch_faust_producer_buffer()
+    patch_faust_producer_buffer()  # idempotent
+
+    async def run() -> tuple[int, int]:
+        buffer = ProducerBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
+        await buffer.start()
+        channel = _SlowChannel()
+        try:
+            await buffer.flush()  # nothing buffered: at once
+            for _ in range(5):
+                buffer.put(SimpleNamespace(message=SimpleNamespace(channel=channel)))  # type: ignore[arg-type]
+            await buffer.flush()
+            return len(channel.published), buffer.size
+        finally:
+            await buffer.stop()
+
+    assert asyncio.run(run()) == (5, 0)
