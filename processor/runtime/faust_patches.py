@@ -9,6 +9,12 @@
   in between are dropped unprocessed. Faust's commit rule then stalls behind them, or, when a
   single record was dropped, commits past it: a lost event. Resuming flow that is not
   suspended now clears nothing.
+- :func:`patch_faust_seek_to_start`: with no committed offset, Faust's commit rule started at the
+  smallest offset done, and the seek at the end of a recovery left such a partition where
+  its fetcher was: records fetched and dropped during a rebalance (the flow suspended) were
+  skipped for good. A worker that took over a partition its killed owner had never committed
+  lost its first 177 records so (the three-worker test). Now such a partition is sought to
+  its first offset, and commits start there.
 - :func:`patch_faust_producer_buffer`: Faust's producer buffer (the table changelog records
   wait there until a task hands them to the Kafka producer) "flushes" by waiting 0.1 s for the
   next message to go, and returns when none went: with a slow or restarting broker it returns
@@ -42,6 +48,13 @@ def _new_offset(consumer: Any, tp: Any) -> int | None:
     commit then does not happen)."""
     acked: list[int] = consumer._acked[tp]
     committed: int | None = consumer._committed_offset[tp]
+    if committed is None:
+        # Nothing committed yet: the run starts where the partition starts (found when it was
+        # sought: _seek_to_committed_or_start), never at the smallest offset done, which is past
+        # any record dropped before it was processed.
+        committed = getattr(consumer, "_axmon_start", {}).get(tp)
+        if committed is None:
+            return None
     gap_tree = consumer._gap.get(tp)
     if committed is not None:
         if acked and min(acked) < committed:
@@ -62,6 +75,35 @@ def patch_faust_commit_offsets() -> None:
 
     _require(Consumer, "_new_offset", "_acked", "_acked_index", "_gap", "_committed_offset")
     Consumer._new_offset = _new_offset  # type: ignore[method-assign,assignment]
+
+
+async def _seek_to_committed_or_start(self: Any) -> Any:
+    """Faust's ``ThreadDelegateConsumer.seek_to_committed``, and a partition without a committed
+    offset is sought to its first offset (remembered in ``_axmon_start`` for the commit rule):
+    aiokafka leaves such a partition where its fetcher is, which after a rebalance is past the
+    records fetched and then dropped while the flow was suspended."""
+    committed = await self._thread.seek_to_committed()
+    missing = [tp for tp, offset in committed.items() if offset is None or offset < 0]
+    if missing:
+        starts = await self.earliest_offsets(*missing)
+        known = getattr(self, "_axmon_start", None)
+        if known is None:
+            known = self._axmon_start = {}
+        for tp in missing:
+            start = starts.get(tp)
+            if start is not None:
+                await self._seek(tp, start)
+                known[tp] = start
+    return committed
+
+
+def patch_faust_seek_to_start() -> None:
+    """Make Faust's consumer seek a partition nothing was committed for to its first offset, and
+    commit it only from there. Idempotent."""
+    from faust.transport.consumer import ThreadDelegateConsumer
+
+    _require(ThreadDelegateConsumer, "seek_to_committed", "earliest_offsets", "_seek")
+    ThreadDelegateConsumer.seek_to_committed = _seek_to_committed_or_start  # type: ignore[method-assign]
 
 
 def _resume_flow(self: Any) -> None:

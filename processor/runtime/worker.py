@@ -67,6 +67,7 @@ from processor.runtime.faust_patches import (
     patch_faust_commit_offsets,
     patch_faust_flow_control,
     patch_faust_producer_buffer,
+    patch_faust_seek_to_start,
     task_stacks,
 )
 from processor.runtime.metrics_collectors import serve_worker_metrics
@@ -114,6 +115,7 @@ class Worker:
         patch_faust_commit_offsets()
         patch_faust_flow_control()
         patch_faust_producer_buffer()
+        patch_faust_seek_to_start()
         self.errors = ErrorRecorder()
         """Logged exceptions -> the heartbeat's last error (Faust sets the root logger's handlers)."""
         self.state_dir = settings.state_dir or default_state_dir(self.topics.prefix)
