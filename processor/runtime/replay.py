@@ -28,11 +28,13 @@ before replay began (records after those are snapshots that only bring it up to 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,8 @@ FLUSH_EVERY = 20_000
 """Records per transaction while replaying."""
 CHUNK_RECORDS = 5_000
 """Records fetched from one partition at a time."""
+GC_THRESHOLDS = (50_000, 20, 1_000)
+"""The cyclic collector's thresholds while replay reads (see :func:`_fewer_collections`)."""
 FETCH_BYTES = 4 * 1024 * 1024
 """The consumer's fetch size per partition (at most two partitions are assigned at once)."""
 
@@ -216,7 +220,8 @@ async def replay(
             spill = SpillFile(partial.with_name(partial.name + "-state"))
             try:
                 rebuild = _Rebuild(settings, plan, conn, spill)
-                records = await _read_sources(settings, bootstrap, plan, rebuild, on_progress, began)
+                with _fewer_collections():
+                    records = await _read_sources(settings, bootstrap, plan, rebuild, on_progress, began)
             finally:
                 spill.close()
             conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
@@ -230,6 +235,19 @@ async def replay(
         raise
     c = rebuild.counts
     return ReplayResult(records, c["executions"], c["samples"], c["rollups"], c["dead_letters"], time.monotonic() - began)
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Folding allocates millions of short-lived objects and hardly any cycles: the cyclic
+    collector's default thresholds run it ~10,000 times per million records (about a tenth of
+    replay's CPU time, measured). Rarer collections for the duration, then the thresholds again."""
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def _open_partial(path: Path) -> sqlite3.Connection:

@@ -4,6 +4,7 @@ over a dict, with lateness, eviction, rehydration and reopened windows."""
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +120,13 @@ def test_the_derived_lane_reopens_the_same_windows_over_a_spill_store(spill: Spi
     assert _entries(over_dict) == _entries(over_spill)
     assert over_dict.counters == over_spill.counters
     assert over_spill.store.inner.spilled > 0  # type: ignore[attr-defined]
+
+
+def test_replay_collects_cycles_less_often_while_it_reads_and_restores_the_thresholds() -> None:
+    from processor.runtime.replay import GC_THRESHOLDS, _fewer_collections
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), _fewer_collections():
+        assert gc.get_threshold() == GC_THRESHOLDS
+        raise RuntimeError("a failed replay")
+    assert gc.get_threshold() == before
