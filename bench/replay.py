@@ -205,9 +205,12 @@ source topics from the beginning, `getmany` in a loop and `schemas.decode_event`
 until all N are decoded (connecting not counted).
 **Replay**: `processor.runtime.replay.replay(settings, bootstrap, ReplayPlan(fresh db))` in a
 spawned child process of its own, timed there from the call to its return (connecting, reading
-the partitions in bounded chunks, folding with the worker's cores, `write_batch` every 20,000 records, the
-final flush, switching the journal and renaming the file); its peak RSS is that child's
-`VmHWM`, so it is replay's alone. Each size is a separate run on fresh topics."""
+the partitions in bounded chunks, folding with the worker's cores over tables that spill what
+only a late record reads again to a scratch file, `write_batch` every 20,000 records, the final
+flush, switching the journal, syncing and renaming the file); its peak RSS is that child's
+`VmHWM`, so it is replay's alone. Each size is a separate run on fresh topics; if peak RSS
+does not grow from the smaller size to the larger, replay's memory does not depend on the
+length of the history."""
 
 
 # -- events ------------------------------------------------------------------------------------
