@@ -2,9 +2,9 @@
 as it stood at commit 1067c5a (``write_batch`` of raw samples, 60 s rollup windows and so the
 hourly tier), for the migration test (``tests/unit/test_migration.py``).
 
-Run with that version's code (``git worktree add /tmp/v5 1067c5a``, then
-``cd /tmp/v5 && .venv/bin/python tests/data/make_schema_v5_db.py OUT.db.gz``); with a newer
-checkout it writes a newer schema, which the migration test refuses.
+Run with that version's code first on the path (``git worktree add --detach /tmp/v5 1067c5a``,
+then ``PYTHONPATH=/tmp/v5 .venv/bin/python tests/data/make_schema_v5_db.py OUT.db.gz``); with
+newer code it writes a newer schema, which the migration test refuses.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ def main(out: Path) -> None:
         i = next(k for k, (t, ls) in enumerate(SERIES) if t == s.tenant_id and ls == s.labels)
         groups.setdefault((i, s.metric_type, s.occurred_at - s.occurred_at % W), []).append(s.value)
     final_before = D0 + 2 * DAY + 12 * 3_600_000
+    dropped = {D0 + k * W for k in rng.sample(range(3 * 1440), 40)}
     rollups = []
     for (i, metric_type, start), values in sorted(groups.items(), key=lambda kv: kv[0][2]):
-        if rng.random() < 0.02:
+        if start in dropped:
             continue  # windows no series has a row for: read raw
         tenant, labels = SERIES[i]
         final = start + W <= final_before
