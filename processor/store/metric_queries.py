@@ -213,8 +213,7 @@ class MetricQueries(Reader):
         while True:
             hours: dict[int, Block] = {}
             if self._hourly:
-                skip = [(d, d + DAY_MS) for d in days]
-                hours = tiered_hours(self._tuples, where, candidates(start, end, HOUR_MS, bucket_ms, skip),
+                hours = tiered_hours(self._tuples, where, candidates(start, end, HOUR_MS, bucket_ms, days.keys()),
                                      with_sketch=with_sketch)
             blocks = {**days, **hours}
             while True:

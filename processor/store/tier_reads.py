@@ -22,7 +22,7 @@ runs (adjacent windows joined) so that the planner can check that no other windo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,14 +131,14 @@ class Block:
     """The windows they merged (of every matching series), adjacent ones joined."""
 
 
-def candidates(start: int, end: int, length: int, bucket_ms: int | None, skip: Sequence[tuple[int, int]] = ()) -> list[int]:
-    """The starts of the blocks of ``length`` inside ``[start, end)`` (and inside one bucket),
-    leaving out those inside one of the ``skip`` intervals."""
+def candidates(start: int, end: int, length: int, bucket_ms: int | None, skip_days: Collection[int] = ()) -> list[int]:
+    """The starts of the blocks of ``length`` (a day, or an hour) inside ``[start, end)`` (and
+    inside one bucket), leaving out those inside one of the days starting at ``skip_days``."""
     first = -(-start // length) * length
     return [
         b for b in range(first, end - length + 1, length)
         if (bucket_ms is None or (b - start) // bucket_ms == (b + length - 1 - start) // bucket_ms)
-        and not any(lo <= b and b + length <= hi for lo, hi in skip)
+        and b - b % DAY_MS not in skip_days
     ]
 
 
