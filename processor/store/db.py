@@ -299,10 +299,14 @@ END;
 CREATE TRIGGER metric_rollups_uncounted AFTER DELETE ON metric_rollups BEGIN
   UPDATE metric_rollup_day_counts SET windows = windows - 1 WHERE metric_type = OLD.metric_type
   AND day_start = OLD.window_start - OLD.window_start % 86400000 AND series = OLD.series;
+  DELETE FROM metric_rollup_day_counts WHERE metric_type = OLD.metric_type
+  AND day_start = OLD.window_start - OLD.window_start % 86400000 AND series = OLD.series AND windows = 0;
 END;
 CREATE TRIGGER metric_rollups_recounted AFTER UPDATE OF metric_type, window_start, series ON metric_rollups BEGIN
   UPDATE metric_rollup_day_counts SET windows = windows - 1 WHERE metric_type = OLD.metric_type
   AND day_start = OLD.window_start - OLD.window_start % 86400000 AND series = OLD.series;
+  DELETE FROM metric_rollup_day_counts WHERE metric_type = OLD.metric_type
+  AND day_start = OLD.window_start - OLD.window_start % 86400000 AND series = OLD.series AND windows = 0;
   INSERT INTO metric_rollup_day_counts(metric_type, day_start, series, windows)
   VALUES (NEW.metric_type, NEW.window_start - NEW.window_start % 86400000, NEW.series, 1)
   ON CONFLICT(metric_type, day_start, series) DO UPDATE SET windows = windows + 1;
@@ -323,10 +327,14 @@ END;
 CREATE TRIGGER performance_metrics_uncounted AFTER DELETE ON performance_metrics BEGIN
   UPDATE metric_counts SET samples = samples - 1
   WHERE metric_type = OLD.metric_type AND tenant = COALESCE(OLD.tenant_id, '');
+  DELETE FROM metric_counts WHERE metric_type = OLD.metric_type AND tenant = COALESCE(OLD.tenant_id, '')
+  AND samples = 0;
 END;
 CREATE TRIGGER performance_metrics_recounted AFTER UPDATE OF metric_type, tenant_id ON performance_metrics BEGIN
   UPDATE metric_counts SET samples = samples - 1
   WHERE metric_type = OLD.metric_type AND tenant = COALESCE(OLD.tenant_id, '');
+  DELETE FROM metric_counts WHERE metric_type = OLD.metric_type AND tenant = COALESCE(OLD.tenant_id, '')
+  AND samples = 0;
   INSERT INTO metric_counts(metric_type, tenant, samples) VALUES (NEW.metric_type, COALESCE(NEW.tenant_id, ''), 1)
   ON CONFLICT(metric_type, tenant) DO UPDATE SET samples = samples + 1;
 END
@@ -338,7 +346,8 @@ UTC day (:func:`processor.store.daily.daily_row`), kept by the sink in the trans
 them, read only where it provably stands for exactly the windows stored (see
 :mod:`processor.store.metric_queries`). ``metric_rollup_day_counts`` and ``metric_counts`` are kept
 by triggers, so every writer (the sink, retention, replay, a test inserting rows) keeps them in
-its own transaction and an ignored ``INSERT OR IGNORE`` counts nothing: the window rows per
+its own transaction and an ignored ``INSERT OR IGNORE`` counts nothing; a count that reaches 0
+is deleted, so the tables are a function of the rows stored (as a replay needs): the window rows per
 (metric type, day, series), which the day tier's proof compares with the daily rows, and the raw
 samples per (metric type, tenant). The migration counts what is stored and builds the daily rows
 from the hourly rows (:func:`processor.store.daily.rebuild_daily`, run by :func:`migrate`)."""
