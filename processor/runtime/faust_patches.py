@@ -9,6 +9,21 @@
   in between are dropped unprocessed. Faust's commit rule then stalls behind them, or, when a
   single record was dropped, commits past it: a lost event. Resuming flow that is not
   suspended now clears nothing.
+- :func:`patch_faust_seek_to_start`: with no committed offset, Faust's commit rule started at the
+  smallest offset done, and the seek at the end of a recovery left such a partition where
+  its fetcher was: records fetched and dropped during a rebalance (the flow suspended) were
+  skipped for good. A worker that took over a partition its killed owner had never committed
+  lost its first 177 records so (the three-worker test). Now such a partition is sought to
+  its first offset, and commits start there.
+- :func:`patch_faust_producer_buffer`: Faust's producer buffer (the table changelog records
+  wait there until a task hands them to the Kafka producer) "flushes" by waiting 0.1 s for the
+  next message to go, and returns when none went: with a slow or restarting broker it returns
+  with changelog records still waiting. Faust flushes so before every commit and before the
+  recovery of a rebalance: the source offsets were committed while their table writes were
+  not yet even sent, so a SIGKILL then lost them (a worker of a group lost executions that
+  way), and a rebalance recovered the table from a changelog without them (the in-memory
+  state went back; a CI run of the live-equals-replay proof published a window's count 1
+  after 2 so). The flush now returns when every buffered message is handed to the producer.
 - :func:`route_table_writes`: a table's writes go to the changelog partition the caller names
   (the partition of the batch record whose writes they are), not to the current event's.
 - :func:`task_stacks`: every task of an event loop with its whole chain of awaits, for the log
@@ -33,6 +48,13 @@ def _new_offset(consumer: Any, tp: Any) -> int | None:
     commit then does not happen)."""
     acked: list[int] = consumer._acked[tp]
     committed: int | None = consumer._committed_offset[tp]
+    if committed is None:
+        # Nothing committed yet: the run starts where the partition starts (found when it was
+        # sought: _seek_to_committed_or_start), never at the smallest offset done, which is past
+        # any record dropped before it was processed.
+        committed = getattr(consumer, "_axmon_start", {}).get(tp)
+        if committed is None:
+            return None
     gap_tree = consumer._gap.get(tp)
     if committed is not None:
         if acked and min(acked) < committed:
@@ -55,6 +77,35 @@ def patch_faust_commit_offsets() -> None:
     Consumer._new_offset = _new_offset  # type: ignore[method-assign,assignment]
 
 
+async def _seek_to_committed_or_start(self: Any) -> Any:
+    """Faust's ``ThreadDelegateConsumer.seek_to_committed``, and a partition without a committed
+    offset is sought to its first offset (remembered in ``_axmon_start`` for the commit rule):
+    aiokafka leaves such a partition where its fetcher is, which after a rebalance is past the
+    records fetched and then dropped while the flow was suspended."""
+    committed = await self._thread.seek_to_committed()
+    missing = [tp for tp, offset in committed.items() if offset is None or offset < 0]
+    if missing:
+        starts = await self.earliest_offsets(*missing)
+        known = getattr(self, "_axmon_start", None)
+        if known is None:
+            known = self._axmon_start = {}
+        for tp in missing:
+            start = starts.get(tp)
+            if start is not None:
+                await self._seek(tp, start)
+                known[tp] = start
+    return committed
+
+
+def patch_faust_seek_to_start() -> None:
+    """Make Faust's consumer seek a partition nothing was committed for to its first offset, and
+    commit it only from there. Idempotent."""
+    from faust.transport.consumer import ThreadDelegateConsumer
+
+    _require(ThreadDelegateConsumer, "seek_to_committed", "earliest_offsets", "_seek")
+    ThreadDelegateConsumer.seek_to_committed = _seek_to_committed_or_start  # type: ignore[method-assign]
+
+
 def _resume_flow(self: Any) -> None:
     """``mode``'s ``FlowControlEvent.resume``, clearing the managed queues only when it was
     suspended (what they hold then is from before a rebalance; otherwise it is live work)."""
@@ -72,6 +123,42 @@ def patch_faust_flow_control() -> None:
     _require(FlowControlEvent, "resume", "clear")
     _require(FlowControlEvent, "_suspend", "_resume", instance=FlowControlEvent(initially_suspended=True))
     FlowControlEvent.resume = _resume_flow  # type: ignore[method-assign]
+
+
+async def _flush_buffer(self: Any) -> None:
+    """``ProducerBuffer.flush``, waiting until every buffered message (also the one being
+    handed over) is with the Kafka producer. A buffer that stops with messages in it cannot
+    flush them (Faust raises the same)."""
+    while self.size or getattr(self, "_axmon_sending", 0):
+        if self.state != "running" and self.size:
+            raise RuntimeError("Cannot flush: Producer not Running")
+        self.message_sent.clear()
+        try:
+            await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+        except TimeoutError:
+            continue  # a slow broker: go on waiting (a commit that waits is what the stall watchdog sees)
+
+
+def patch_faust_producer_buffer() -> None:
+    """Make Faust's producer buffer flush everything it holds. Idempotent; before the app starts
+    (the buffer's sending task looks up ``_send_pending`` once)."""
+    from faust.transport.producer import ProducerBuffer
+
+    _require(ProducerBuffer, "flush", "_send_pending", "_handle_pending", "size", "__post_init__")
+    if getattr(ProducerBuffer, "_axmon_patched", False):
+        return
+    send_pending = ProducerBuffer._send_pending
+
+    async def _send_pending_counted(self: Any, fut: Any) -> None:
+        self._axmon_sending = getattr(self, "_axmon_sending", 0) + 1
+        try:
+            await send_pending(self, fut)
+        finally:
+            self._axmon_sending -= 1
+
+    ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
+    ProducerBuffer.flush = _flush_buffer  # type: ignore[method-assign]
+    ProducerBuffer._axmon_patched = True  # type: ignore[attr-defined]
 
 
 def route_table_writes(table: Any, partition_for_key: Any) -> None:

@@ -22,9 +22,10 @@ Bad input goes to ``axmon.dead-letter``. Tables hold raw bytes (orjson) and are 
 assignment, inside the agents; every table is changelog-backed with the source's partitions.
 
 The commit protocol, in the order it happens (Faust's at-least-once): the agent folds a batch,
-assigns each changed table entry once (changelog records, framed per partition by a write-ahead
-record) and sends its derived records; Faust acknowledges the batch's events, flushes the
-producer, then commits the source offsets. A crash before the commit redelivers the event; the
+writes each changed table entry once and sends its changelog records (framed per partition by a
+write-ahead record; sent with the app's producer, not Faust's per-write path:
+:class:`~processor.runtime.table_store.TableStore`), then its derived records; Faust
+acknowledges the batch's events, flushes the producer, then commits the source offsets. A crash before the commit redelivers the event; the
 entry's stored offset marks it as applied, and the core publishes its current state again.
 """
 
@@ -65,6 +66,8 @@ from processor.runtime.faust_patches import (
     consumer_bookkeeping,
     patch_faust_commit_offsets,
     patch_faust_flow_control,
+    patch_faust_producer_buffer,
+    patch_faust_seek_to_start,
     task_stacks,
 )
 from processor.runtime.metrics_collectors import serve_worker_metrics
@@ -111,6 +114,8 @@ class Worker:
         n = settings.partitions
         patch_faust_commit_offsets()
         patch_faust_flow_control()
+        patch_faust_producer_buffer()
+        patch_faust_seek_to_start()
         self.errors = ErrorRecorder()
         """Logged exceptions -> the heartbeat's last error (Faust sets the root logger's handlers)."""
         self.state_dir = settings.state_dir or default_state_dir(self.topics.prefix)
@@ -127,9 +132,8 @@ class Worker:
         router = Router(n)  # one for both source topics (co-partitioned): one warning per source
         # Each table behind a write-back: the agents fold a batch of records, then write each
         # key once (a partition's writes all or nothing: processor.runtime.writeback).
-        self.execution_writes = WriteBack(TableStore(self.executions))
-        self.stats_writes = WriteBack(TableStore(self.tenant_stats))
-        self.window_writes = WriteBack(TableStore(self.windows))
+        self._stores = (TableStore(self.executions), TableStore(self.tenant_stats), TableStore(self.windows))
+        self.execution_writes, self.stats_writes, self.window_writes = (WriteBack(store) for store in self._stores)
         self.lifecycle = LifecycleCore(
             self.execution_writes, self.fold, clock=lambda: int(time.time() * 1000), stale_after_ms=settings.stale_after_ms,
             router=router,
@@ -258,6 +262,7 @@ class Worker:
         Nothing awaits between the first fold of a batch and here, so no other agent writes in
         between."""
         self.table_writes += writes.flush()
+        await self._send_changelogs()
         self.consumed[agent] = self.consumed.get(agent, 0) + records
         if self.on_batch is not None:
             self.on_batch(agent, records, time.perf_counter() - started)
@@ -334,6 +339,7 @@ class Worker:
                 )
 
     async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
+        await self._send_changelogs()  # nothing, unless a batch was cut short
         for writes in (self.execution_writes, self.stats_writes, self.window_writes):
             writes.forget()
         self.lifecycle.forget()
@@ -341,6 +347,16 @@ class Worker:
         self._recovered = False
 
     # -- transport -------------------------------------------------------------------------
+
+    async def _send_changelogs(self) -> None:
+        """Send the changelog records of the table writes made so far (each table's in the order
+        written, to the partition of the record that made the write: :class:`TableStore`)."""
+        producer = self.app.producer
+        for store in self._stores:
+            if store.changelog:
+                topic = store.changelog_topic
+                for partition, key, value in store.take_changelog():
+                    await producer.send(topic, key, value, partition, None, None)
 
     async def _send(self, emits: Iterable[Emit]) -> None:
         producer = self.app.producer

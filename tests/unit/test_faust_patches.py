@@ -101,6 +101,44 @@ def test_the_patched_consumer_uses_and_chops_gaps():
     assert not consumer._gap["tp"]
 
 
+def test_with_nothing_committed_the_run_starts_where_the_partition_starts():
+    """A partition nothing was committed for: Faust's rule (and ours before) committed from the
+    smallest offset done, here past the 177 records dropped during a rebalance."""
+    consumer = _consumer(None, list(range(177, 200)))
+    assert _new_offset(consumer, "tp") is None  # where it starts is not known: commit nothing
+    consumer._axmon_start = {"tp": 0}
+    assert _new_offset(consumer, "tp") is None  # 0..176 were never done
+    consumer._acked["tp"].extend(range(0, 177))
+    assert _new_offset(consumer, "tp") == 200
+    consumer = _consumer(None, [5, 6, 7])
+    consumer._axmon_start = {"tp": 5}  # a log whose first records were deleted
+    assert _new_offset(consumer, "tp") == 8
+
+
+def test_a_partition_with_no_committed_offset_is_sought_to_its_first_offset():
+    from processor.runtime.faust_patches import _seek_to_committed_or_start
+
+    sought: list[tuple[str, int]] = []
+
+    class Thread:
+        async def seek_to_committed(self) -> dict[str, int | None]:
+            return {"committed": 40, "never": None}
+
+    class Consumer:
+        _thread = Thread()
+
+        async def earliest_offsets(self, *partitions: str) -> dict[str, int]:
+            return {tp: 3 for tp in partitions}
+
+        async def _seek(self, tp: str, offset: int) -> None:
+            sought.append((tp, offset))
+
+    consumer = Consumer()
+    assert asyncio.run(_seek_to_committed_or_start(consumer)) == {"committed": 40, "never": None}
+    assert sought == [("never", 3)]
+    assert consumer._axmon_start == {"never": 3}  # type: ignore[attr-defined]
+
+
 def test_task_stacks_follow_the_chain_of_awaits():
     async def innermost() -> None:
         await asyncio.sleep(10)
@@ -155,3 +193,41 @@ def test_a_faust_that_no_longer_fits_is_a_clear_error():
     _require(Consumer, "_acked")
     with pytest.raises(AxmonError, match="has no _gap"):
         _require(Consumer, "_acked", "_gap")
+
+
+class _SlowChannel:
+    """A channel whose every publish takes a while (a slow or restarting broker)."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        await asyncio.sleep(0.25)
+        self.published.append(fut)
+
+
+def test_the_producer_buffer_flush_waits_for_every_message() -> None:
+    """Faust's own flush gives up when no message went within 0.1 s, with changelog records
+    still buffered; Faust then commits the offsets whose table writes those are."""
+    from faust.transport.producer import ProducerBuffer
+
+    from processor.runtime.faust_patches import patch_faust_producer_buffer
+
+    patch_faust_producer_buffer()
+    patch_faust_producer_buffer()  # idempotent
+
+    async def run() -> tuple[int, int]:
+        buffer = ProducerBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
+        await buffer.start()
+        channel = _SlowChannel()
+        try:
+            await buffer.flush()  # nothing buffered: at once
+            for _ in range(5):
+                buffer.put(SimpleNamespace(message=SimpleNamespace(channel=channel)))  # type: ignore[arg-type]
+            await buffer.flush()
+            return len(channel.published), buffer.size
+        finally:
+            await buffer.stop()
+
+    assert asyncio.run(run()) == (5, 0)
