@@ -5,10 +5,11 @@ A row of ``metric_rollups_daily`` is a pure function of the ``metric_rollups_hou
 series in its UTC day (:func:`daily_row`), so, the hourly rows being a pure function of the
 window rows, it is one of the window rows too: writing a batch again, or replaying the topics in
 other batches, gives the same row. After a refresh of the hourly tier the sink brings the day of
-every hourly row that changed up to date: when only the hours' ``windows`` moved (windows added
-or changed that are not final: what most batches of a live sink do), by adding the difference
-(an integer, so exactly what recomputing gives); otherwise by recomputing the day from its
-hourly rows.
+every hourly row that changed up to date: when the hours that changed were not complete before
+and are not now (windows opened, updated or made final while others of the hour are still
+open: what most batches of a live sink do), by adding the difference of their ``windows`` (an
+integer, so exactly what recomputing gives); otherwise by recomputing the day from its hourly
+rows.
 """
 
 from __future__ import annotations
@@ -48,15 +49,19 @@ def daily_row(series: str, day: int, hours: Sequence[Sequence[Any]]) -> tuple[An
     order) in ``hour_start`` order; ``None`` when there are none, or when the sketches of its
     hours cannot be merged (different accuracies: such a day is read hour by hour).
 
-    ``windows`` and ``final_windows`` add the hours'; the rest describes the hours' final
-    windows as the hourly rows do: ``count``, ``sum`` (the hours' sums added in time order),
+    ``windows`` adds the hours' windows; the rest describes the **complete** hours (those whose
+    windows are all final: ``windows == final_windows``), as the hourly rows describe their final
+    windows: ``final_windows`` (their windows), ``count``, ``sum`` (their sums added in time order),
     ``min``, ``max``, merged ``sketch`` (``{}`` when none), ``window_ms`` (their common size,
-    ``None`` when the hours with final windows differ or one has none), ``coverage`` (the hex bit
-    mask of their positions in the day, ``''`` without a ``window_ms``) and ``unit`` (of the
-    newest hour with final windows, ``''`` when there is none)."""
+    ``None`` when they differ or one has none), ``coverage`` (the hex bit mask of their windows'
+    positions in the day, ``''`` without a ``window_ms``) and ``unit`` (of the newest one, ``''``
+    when there is none). So ``final_windows == windows`` exactly when every hour is complete
+    (the only days ever read), and a day's row changes beyond ``windows`` only when an hour
+    becomes complete or a complete hour changes: about once an hour per series while windows
+    open and close in time order, as the worker publishes them."""
     if not hours:
         return None
-    finals = [h for h in hours if h[8]]
+    finals = [h for h in hours if h[8] and _complete(h)]
     try:
         merged = merge_json(orjson.loads(h[15]) for h in finals)
     except ValueError:
@@ -80,7 +85,7 @@ def daily_row(series: str, day: int, hours: Sequence[Sequence[Any]]) -> tuple[An
     newest = finals[-1] if finals else hours[-1]
     return (
         series, day, day + DAY_MS, newest[3], newest[4], newest[5], newest[6] if finals else "",
-        sum(h[7] for h in hours), sum(h[8] for h in hours), size, format(mask, "x") if size is not None else "",
+        sum(h[7] for h in hours), sum(h[8] for h in finals), size, format(mask, "x") if size is not None else "",
         count, total, low, high, "{}" if merged is None else orjson.dumps(merged.to_json()).decode(),
     )
 
@@ -133,14 +138,17 @@ def rebuild_daily(conn: sqlite3.Connection) -> None:
     rebuild_days(conn, [(str(series), int(day)) for series, day in keys])
 
 
+def _complete(hour: Sequence[Any]) -> bool:
+    """Whether every window of the hourly row is final."""
+    return bool(hour[7] == hour[8])
+
+
 def _windows_moved(changes: Iterable[HourlyChange]) -> int | None:
-    """How much the hours' ``windows`` moved in total, when nothing else about them did (then
-    the day's row only moves by as much); ``None`` when something else changed."""
+    """How much the hours' ``windows`` moved in total, when the hours were not complete before
+    and are not now (then only the day's ``windows`` moves, by as much); ``None`` otherwise."""
     moved = 0
     for before, after in changes:
-        if before is None or after is None:
-            return None
-        if before[:_WINDOWS] != after[:_WINDOWS] or before[_WINDOWS + 1:] != after[_WINDOWS + 1:]:
+        if before is None or after is None or _complete(before) or _complete(after):
             return None
         moved += after[_WINDOWS] - before[_WINDOWS]
     return moved

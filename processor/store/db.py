@@ -268,16 +268,16 @@ CREATE TABLE metric_rollups_daily (
   tenant_id TEXT,
   metric_type TEXT NOT NULL,
   labels TEXT NOT NULL,            -- JSON object
-  unit TEXT NOT NULL,              -- of the newest hour with final windows ('' when none)
+  unit TEXT NOT NULL,              -- of the newest complete hour ('' when none)
   windows INTEGER NOT NULL,        -- the sum of its hourly rows' windows
-  final_windows INTEGER NOT NULL,  -- the sum of their final_windows; the columns below merge those
-  window_ms INTEGER,               -- the common window_ms of its hours with final windows, else NULL
+  final_windows INTEGER NOT NULL,  -- those of its complete hours (all final); the columns below merge those hours
+  window_ms INTEGER,               -- the common window_ms of its complete hours, else NULL
   coverage TEXT NOT NULL,          -- hex bit mask: bit i = the window at day_start + i * window_ms
   count INTEGER NOT NULL,
-  sum REAL NOT NULL,               -- the hourly sums added in time order
+  sum REAL NOT NULL,               -- their hourly sums added in time order
   min REAL,
   max REAL,
-  sketch TEXT NOT NULL,            -- JSON, the hourly sketches merged ({} when none)
+  sketch TEXT NOT NULL,            -- JSON, their hourly sketches merged ({} when none)
   PRIMARY KEY (series, day_start)
 );
 CREATE INDEX idx_rollups_daily_type_day ON metric_rollups_daily(metric_type, day_start, windows);
