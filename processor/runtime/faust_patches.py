@@ -161,6 +161,14 @@ def patch_faust_producer_buffer() -> None:
     ProducerBuffer._axmon_patched = True  # type: ignore[attr-defined]
 
 
+def patch_faust() -> None:
+    """Every correction of this module that applies process-wide (idempotent; before the app starts)."""
+    patch_faust_commit_offsets()
+    patch_faust_flow_control()
+    patch_faust_producer_buffer()
+    patch_faust_seek_to_start()
+
+
 def route_table_writes(table: Any, partition_for_key: Any) -> None:
     """Send the changelog records of ``table``'s writes to the partition
     ``partition_for_key(key)`` names, instead of the partition of the current stream event

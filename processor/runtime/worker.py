@@ -62,14 +62,7 @@ from processor.folds.stats_core import StatsCore
 from processor.runtime.admin import TopicSpec, group_offsets, wait_for_broker
 from processor.runtime.assignment import Assignment
 from processor.runtime.coalesce import coalesce
-from processor.runtime.faust_patches import (
-    consumer_bookkeeping,
-    patch_faust_commit_offsets,
-    patch_faust_flow_control,
-    patch_faust_producer_buffer,
-    patch_faust_seek_to_start,
-    task_stacks,
-)
+from processor.runtime.faust_patches import consumer_bookkeeping, patch_faust, task_stacks
 from processor.runtime.metrics_collectors import serve_worker_metrics
 from processor.runtime.metrics_export import MetricsAddress
 from processor.runtime.stall import Progress, StallState, observe, stalled_for
@@ -112,10 +105,7 @@ class Worker:
         self.topics = settings.topics
         self.fold = fold or settings.fold
         n = settings.partitions
-        patch_faust_commit_offsets()
-        patch_faust_flow_control()
-        patch_faust_producer_buffer()
-        patch_faust_seek_to_start()
+        patch_faust()
         self.errors = ErrorRecorder()
         """Logged exceptions -> the heartbeat's last error (Faust sets the root logger's handlers)."""
         self.state_dir = settings.state_dir or default_state_dir(self.topics.prefix)
@@ -297,7 +287,9 @@ class Worker:
         if not self._recovered:
             self._recovered = True
             self.metrics.mark_all_dirty()
-        emits = self.metrics.flush() + self.metrics.close_idle(int(time.time() * 1000))
+        # Idle windows first: a changed window that is also due is published once, final (not
+        # as a non-final record the final one replaces at once: half the rollups of a backlog).
+        emits = self.metrics.close_idle(int(time.time() * 1000)) + self.metrics.flush()
         await self._send(emits)
 
     @property
