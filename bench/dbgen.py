@@ -48,15 +48,16 @@ from processor.folds.execution import ExecutionState, apply, snapshot
 from processor.folds.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_MAGNITUDE
 from processor.folds.windows import MetricWindow, series_id, series_of, window_start
 from processor.settings import default_cache_home
+from processor.store.daily import rebuild_daily
 from processor.store.db import SCHEMA_VERSION, open_for_writing
 from processor.store.hourly import HOURLY_COLUMNS, hour_of, hourly_row
 from producers.simulator import MODELS, WORKFLOWS, ScenarioConfig, generate_scenario
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7
 
-DBGEN_VERSION = 2
+DBGEN_VERSION = 3
 """Bumped whenever :func:`build_query_db` writes different data: part of the cache key.
-2: the hourly tier (``metric_rollups_hourly``)."""
+2: the hourly tier (``metric_rollups_hourly``); 3: the day tier and the kept counts."""
 ENV_BENCH_CACHE = "AXMON_BENCH_CACHE"
 """Where generated databases are cached (default ``~/.cache/axmon/bench``)."""
 WINDOW_MS = 60_000
@@ -104,6 +105,8 @@ class GenerationStats:
     rollups: int
     hourly: int
     """``metric_rollups_hourly`` rows."""
+    daily: int
+    """``metric_rollups_daily`` rows."""
     tenants: int
     series: int
     executions_s: float
@@ -112,6 +115,9 @@ class GenerationStats:
     hourly rows included."""
     hourly_s: float
     """Of ``samples_s``: merging the windows into hourly rows."""
+    daily_s: float
+    """Merging the hourly rows into daily rows and counting windows and samples (as the
+    migration to schema 6 does: :func:`processor.store.daily.rebuild_daily`)."""
     indexes_s: float
     total_s: float
     file_bytes: int
@@ -268,7 +274,9 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     ``running_recent_ms`` (and a few stale ones). Samples: ``SAMPLE_MIX`` over
     :func:`series_catalogue`, uniform in time; a final rollup row per (series, 60 s window)
     that has samples, with exactly their count, sum, min, max and sketch, and the hourly row of
-    every (series, hour) as the sink computes it from them (:func:`processor.store.hourly.hourly_row`).
+    every (series, hour) as the sink computes it from them (:func:`processor.store.hourly.hourly_row`),
+    the daily rows from those (:func:`processor.store.daily.rebuild_daily`), and the counts that the
+    triggers keep (computed after the load, with the triggers dropped during it, as the indexes are).
     """
     began = time.perf_counter()
     conn = open_for_writing(path)
@@ -282,20 +290,34 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     conn.execute("PRAGMA temp_store = MEMORY")
     for name, _ in indexes:
         conn.execute(f'DROP INDEX "{name}"')
+    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name").fetchall()
+    for name, _ in triggers:
+        conn.execute(f'DROP TRIGGER "{name}"')
     rng = random.Random(spec.seed)
     t0 = time.perf_counter()
     executions, steps = _load_executions(conn, spec, rng)
     t1 = time.perf_counter()
     samples, rollups, hourly, hourly_s, series = _load_samples(conn, spec, rng)
     t2 = time.perf_counter()
-    for _, sql in indexes:
+    conn.execute("BEGIN")
+    conn.execute(
+        "INSERT INTO metric_rollup_day_counts(metric_type, day_start, series, windows) SELECT metric_type, "
+        f"window_start - window_start % {DAY_MS}, series, COUNT(*) FROM metric_rollups GROUP BY 1, 2, 3")
+    conn.execute("INSERT INTO metric_counts(metric_type, tenant, samples) SELECT metric_type, COALESCE(tenant_id, ''), "
+                 "COUNT(*) FROM performance_metrics GROUP BY 1, 2")
+    rebuild_daily(conn)
+    conn.execute("COMMIT")
+    daily = int(conn.execute("SELECT COUNT(*) FROM metric_rollups_daily").fetchone()[0])
+    t2b = time.perf_counter()
+    for _, sql in [*indexes, *triggers]:
         conn.execute(sql)
     t3 = time.perf_counter()
     conn.execute("PRAGMA journal_mode = WAL")  # as the sink leaves it
     conn.close()
     return GenerationStats(
-        executions=executions, steps=steps, samples=samples, rollups=rollups, hourly=hourly, tenants=spec.tenants,
-        series=series, executions_s=t1 - t0, samples_s=t2 - t1, hourly_s=hourly_s, indexes_s=t3 - t2,
+        executions=executions, steps=steps, samples=samples, rollups=rollups, hourly=hourly, daily=daily,
+        tenants=spec.tenants, series=series, executions_s=t1 - t0, samples_s=t2 - t1, hourly_s=hourly_s,
+        daily_s=t2b - t2, indexes_s=t3 - t2b,
         total_s=time.perf_counter() - began,
         file_bytes=path.stat().st_size,
     )

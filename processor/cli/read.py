@@ -379,8 +379,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def aggregation_table(a: Mapping[str, Any], unit: str | None, width: int = 80) -> Table:
     note = "percentiles exact" if a["exact"] else "percentiles within 1% (merged rollup sketches)"
-    hourly = a.get("from_hourly", 0)
-    rollups = f"{a['from_rollups']:,} rollup rows ({hourly:,} hourly)" if hourly else f"{a['from_rollups']:,} rollup windows"
+    hourly, daily = a.get("from_hourly", 0), a.get("from_daily", 0)
+    tiers = ", ".join(f"{n:,} {name}" for n, name in ((daily, "daily"), (hourly, "hourly")) if n)
+    rollups = f"{a['from_rollups']:,} rollup rows ({tiers})" if tiers else f"{a['from_rollups']:,} rollup windows"
     names = ("count", "avg", "min", "p50", "p95", "p99", "max", "sum")
     keep = {"count": 9, "avg": 8, "max": 7, "p95": 6, "min": 5, "p50": 4, "p99": 3, "sum": 2}
     columns = [Column(n, keep=keep[n], right=True) for n in names]

@@ -25,8 +25,9 @@ The commit protocol, in the order it happens (Faust's at-least-once): the agent 
 writes each changed table entry once and sends its changelog records (framed per partition by a
 write-ahead record; sent with the app's producer, not Faust's per-write path:
 :class:`~processor.runtime.table_store.TableStore`), then its derived records; Faust
-acknowledges the batch's events, flushes the producer, then commits the source offsets. A crash before the commit redelivers the event; the
-entry's stored offset marks it as applied, and the core publishes its current state again.
+acknowledges the batch's events, flushes the producer, then commits the source offsets. A crash
+before the commit redelivers the event; the entry's stored offset marks it as applied, and the
+core publishes its current state again. A record the producer gives up on crashes the worker.
 """
 
 from __future__ import annotations
@@ -287,7 +288,8 @@ class Worker:
         if not self._recovered:
             self._recovered = True
             self.metrics.mark_all_dirty()
-        emits = self.metrics.flush() + self.metrics.close_idle(int(time.time() * 1000))
+        # Idle windows first: a changed window also due goes once, final (half the rollups of a backlog)
+        emits = self.metrics.close_idle(int(time.time() * 1000)) + self.metrics.flush()
         await self._send(emits)
 
     @property
@@ -339,17 +341,14 @@ class Worker:
     # -- transport -------------------------------------------------------------------------
 
     async def _send_changelogs(self) -> None:
-        """Send the changelog records of the table writes made so far (each table's in the order
-        written, to the partition of the record that made the write: :class:`TableStore`)."""
-        producer = self.app.producer
+        """Send the changelog records of the table writes so far, in order (:class:`TableStore`)."""
         for store in self._stores:
             if store.changelog:
                 topic = store.changelog_topic
                 for partition, key, value in store.take_changelog():
-                    await producer.send(topic, key, value, partition, None, None)
+                    await self._produce(topic, key, value, partition)
 
     async def _send(self, emits: Iterable[Emit]) -> None:
-        producer = self.app.producer
         for emit in emits:
             if emit.stream is Stream.DEAD_LETTER:
                 reason = orjson.loads(emit.value or b"{}").get("reason", "?")
@@ -357,7 +356,16 @@ class Worker:
                 log.warning("dead letter (%s): %s", reason, emit.key.decode() if emit.key else "")
             topic = self._destinations[emit.stream]
             self.produced[topic] = self.produced.get(topic, 0) + 1
-            await producer.send(topic, emit.key, emit.value, emit.partition, None, list(emit.headers) if emit.headers else None)
+            await self._produce(topic, emit.key, emit.value, emit.partition, list(emit.headers) if emit.headers else None)
+
+    async def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None, headers: Any = None) -> None:
+        """Send one record; should the producer give up on it, crash before anything commits past it."""
+        delivery = cast(asyncio.Future, await self.app.producer.send(topic, key, value, partition, None, headers))
+        delivery.add_done_callback(self._delivered)
+
+    def _delivered(self, delivery: asyncio.Future) -> None:
+        if not delivery.cancelled() and (error := delivery.exception()) is not None:
+            restart_process(f"a record could not be delivered ({error!r})", self.reporter)
 
     def counters(self) -> dict[str, Any]:
         return {

@@ -5,7 +5,9 @@ The tables of the original design keep their columns, so existing readers keep w
 ``workflow_executions_monitor``, ``workflow_step_executions`` and ``performance_metrics``.
 axmon adds ``metric_rollups`` (a window per series), ``metric_rollups_hourly`` (the windows of
 a series that lie inside one hour, merged: a coarser tier for long queries, kept by the sink in
-the same transaction as the windows), ``workflow_stats`` (per-tenant counters kept by the sink
+the same transaction as the windows), ``metric_rollups_daily`` (the hourly rows of a series in one
+UTC day, merged, kept the same way), the trigger-kept counts ``metric_rollup_day_counts`` (window
+rows per day and series) and ``metric_counts`` (raw samples per type and tenant), ``workflow_stats`` (per-tenant counters kept by the sink
 in the same transaction as the execution rows), ``dead_letters`` and the sink's own
 ``sink_offsets``. ``PRAGMA user_version`` holds the schema version; opening a
 database for writing migrates it.
@@ -18,15 +20,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from processor.errors import AxmonError, ConfigError
+from processor.store.daily import rebuild_daily
+from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
+from processor.store.sqltext import HOUR_MS as HOUR_MS
+from processor.store.sqltext import upsert_sql as upsert_sql
 
 
 class DatabaseError(AxmonError):
     """The database is missing, unreadable, or newer than this axmon."""
 
 
-SCHEMA_VERSION = 5
-HOUR_MS = 3_600_000
-"""The period of ``metric_rollups_hourly``."""
+SCHEMA_VERSION = 6
 
 _V1 = """
 CREATE TABLE workflow_executions_monitor (
@@ -256,7 +260,99 @@ LOG_COLUMNS = (
 )
 """``logs``' columns, in table order."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+_V6 = """
+CREATE TABLE metric_rollups_daily (
+  series TEXT NOT NULL,            -- as in metric_rollups
+  day_start INTEGER NOT NULL,      -- floor(hour_start / 86400000) * 86400000 (UTC)
+  day_end INTEGER NOT NULL,        -- day_start + 86400000
+  tenant_id TEXT,
+  metric_type TEXT NOT NULL,
+  labels TEXT NOT NULL,            -- JSON object
+  unit TEXT NOT NULL,              -- of the newest complete hour ('' when none)
+  windows INTEGER NOT NULL,        -- the sum of its hourly rows' windows
+  final_windows INTEGER NOT NULL,  -- those of its complete hours (all final); the columns below merge those hours
+  window_ms INTEGER,               -- the common window_ms of its complete hours, else NULL
+  coverage TEXT NOT NULL,          -- hex bit mask: bit i = the window at day_start + i * window_ms
+  count INTEGER NOT NULL,
+  sum REAL NOT NULL,               -- their hourly sums added in time order
+  min REAL,
+  max REAL,
+  sketch TEXT NOT NULL,            -- JSON, their hourly sketches merged ({} when none)
+  PRIMARY KEY (series, day_start)
+);
+CREATE INDEX idx_rollups_daily_type_day ON metric_rollups_daily(metric_type, day_start, windows);
+
+CREATE TABLE metric_rollup_day_counts (
+  metric_type TEXT NOT NULL,
+  day_start INTEGER NOT NULL,
+  series TEXT NOT NULL,
+  windows INTEGER NOT NULL,        -- metric_rollups rows of the series that start in the day
+  PRIMARY KEY (metric_type, day_start, series)
+) WITHOUT ROWID;
+INSERT INTO metric_rollup_day_counts(metric_type, day_start, series, windows)
+  SELECT metric_type, window_start - window_start % 86400000, series, COUNT(*) FROM metric_rollups GROUP BY 1, 2, 3;
+CREATE TRIGGER metric_rollups_counted AFTER INSERT ON metric_rollups BEGIN
+  INSERT INTO metric_rollup_day_counts(metric_type, day_start, series, windows)
+  VALUES (NEW.metric_type, NEW.window_start - NEW.window_start % 86400000, NEW.series, 1)
+  ON CONFLICT(metric_type, day_start, series) DO UPDATE SET windows = windows + 1;
+END;
+CREATE TRIGGER metric_rollups_uncounted AFTER DELETE ON metric_rollups BEGIN
+  UPDATE metric_rollup_day_counts SET windows = windows - 1 WHERE metric_type = OLD.metric_type
+  AND day_start = OLD.window_start - OLD.window_start % 86400000 AND series = OLD.series;
+  DELETE FROM metric_rollup_day_counts WHERE metric_type = OLD.metric_type
+  AND day_start = OLD.window_start - OLD.window_start % 86400000 AND series = OLD.series AND windows = 0;
+END;
+CREATE TRIGGER metric_rollups_recounted AFTER UPDATE OF metric_type, window_start, series ON metric_rollups BEGIN
+  UPDATE metric_rollup_day_counts SET windows = windows - 1 WHERE metric_type = OLD.metric_type
+  AND day_start = OLD.window_start - OLD.window_start % 86400000 AND series = OLD.series;
+  DELETE FROM metric_rollup_day_counts WHERE metric_type = OLD.metric_type
+  AND day_start = OLD.window_start - OLD.window_start % 86400000 AND series = OLD.series AND windows = 0;
+  INSERT INTO metric_rollup_day_counts(metric_type, day_start, series, windows)
+  VALUES (NEW.metric_type, NEW.window_start - NEW.window_start % 86400000, NEW.series, 1)
+  ON CONFLICT(metric_type, day_start, series) DO UPDATE SET windows = windows + 1;
+END;
+
+CREATE TABLE metric_counts (
+  metric_type TEXT NOT NULL,
+  tenant TEXT NOT NULL,            -- tenant_id, '' for samples without one
+  samples INTEGER NOT NULL,        -- performance_metrics rows of the type and tenant
+  PRIMARY KEY (metric_type, tenant)
+) WITHOUT ROWID;
+INSERT INTO metric_counts(metric_type, tenant, samples)
+  SELECT metric_type, COALESCE(tenant_id, ''), COUNT(*) FROM performance_metrics GROUP BY 1, 2;
+CREATE TRIGGER performance_metrics_counted AFTER INSERT ON performance_metrics BEGIN
+  INSERT INTO metric_counts(metric_type, tenant, samples) VALUES (NEW.metric_type, COALESCE(NEW.tenant_id, ''), 1)
+  ON CONFLICT(metric_type, tenant) DO UPDATE SET samples = samples + 1;
+END;
+CREATE TRIGGER performance_metrics_uncounted AFTER DELETE ON performance_metrics BEGIN
+  UPDATE metric_counts SET samples = samples - 1
+  WHERE metric_type = OLD.metric_type AND tenant = COALESCE(OLD.tenant_id, '');
+  DELETE FROM metric_counts WHERE metric_type = OLD.metric_type AND tenant = COALESCE(OLD.tenant_id, '')
+  AND samples = 0;
+END;
+CREATE TRIGGER performance_metrics_recounted AFTER UPDATE OF metric_type, tenant_id ON performance_metrics BEGIN
+  UPDATE metric_counts SET samples = samples - 1
+  WHERE metric_type = OLD.metric_type AND tenant = COALESCE(OLD.tenant_id, '');
+  DELETE FROM metric_counts WHERE metric_type = OLD.metric_type AND tenant = COALESCE(OLD.tenant_id, '')
+  AND samples = 0;
+  INSERT INTO metric_counts(metric_type, tenant, samples) VALUES (NEW.metric_type, COALESCE(NEW.tenant_id, ''), 1)
+  ON CONFLICT(metric_type, tenant) DO UPDATE SET samples = samples + 1;
+END
+"""
+"""The day tier and the counts that prove it and answer ``get_metric_count``.
+
+``metric_rollups_daily``: a pure function of the ``metric_rollups_hourly`` rows of its series and
+UTC day (:func:`processor.store.daily.daily_row`), kept by the sink in the transaction that writes
+them, read only where it provably stands for exactly the windows stored (see
+:mod:`processor.store.metric_queries`). ``metric_rollup_day_counts`` and ``metric_counts`` are kept
+by triggers, so every writer (the sink, retention, replay, a test inserting rows) keeps them in
+its own transaction and an ignored ``INSERT OR IGNORE`` counts nothing; a count that reaches 0
+is deleted, so the tables are a function of the rows stored (as a replay needs): the window rows per
+(metric type, day, series), which the day tier's proof compares with the daily rows, and the raw
+samples per (metric type, tenant). The migration counts what is stored and builds the daily rows
+from the hourly rows (:func:`processor.store.daily.rebuild_daily`, run by :func:`migrate`)."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
 """Version -> the SQL that brings version - 1 to it."""
 
 SINK_TABLES = frozenset({"sink_offsets", "sink_status", "sink_derived_times"})
@@ -335,6 +431,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         try:
             for statement in _statements(MIGRATIONS[target]):
                 conn.execute(statement)
+            if target == 6:
+                rebuild_daily(conn)
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
         except BaseException:
@@ -344,8 +442,19 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> list[str]:
+    """The statements of ``script``; a trigger's body (``BEGIN`` ... ``END``) stays whole."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending = f"{pending};{piece}" if pending else piece
+        head = pending.strip()
+        if head.upper().startswith("CREATE TRIGGER") and not head.upper().endswith("END"):
+            continue
+        if head:
+            out.append(head)
+        pending = ""
+    return out
 
 
 def transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], None]) -> None:
@@ -357,12 +466,3 @@ def transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], N
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def upsert_sql(table: str, names: tuple[str, ...], key: str) -> str:
-    """An upsert of every column of ``names`` on conflict with ``key`` (comma-separated)."""
-    keys = {k.strip() for k in key.split(",")}
-    columns = ", ".join(names)
-    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
-    marks = ", ".join("?" for _ in names)
-    return f"INSERT INTO {table}({columns}) VALUES ({marks}) ON CONFLICT({key}) DO UPDATE SET {updates}"

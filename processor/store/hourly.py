@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from processor.folds.sketch import merge_json
-from processor.store.db import HOUR_MS, upsert_sql
+from processor.store.sqltext import HOUR_MS, upsert_sql
 
 #
 # A row of metric_rollups_hourly is a pure function of the metric_rollups rows of its series that
@@ -51,7 +51,7 @@ def hour_of(at: int) -> int:
     return at - at % HOUR_MS
 
 
-def _by_key(conn: sqlite3.Connection, table: str, columns: Sequence[str], second: str,
+def by_key(conn: sqlite3.Connection, table: str, columns: Sequence[str], second: str,
             keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[Any, ...]]:
     """The rows of ``table`` whose ``(series, second)`` is one of ``keys`` (those that exist),
     as tuples of ``columns``: one primary-key lookup each, a statement per chunk."""
@@ -71,7 +71,7 @@ def _by_key(conn: sqlite3.Connection, table: str, columns: Sequence[str], second
 
 def stored_windows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> dict[tuple[str, int], Window]:
     """The stored version of each window row about to be written (those that exist)."""
-    return _by_key(conn, "metric_rollups", _WINDOW_COLUMNS, "window_start", sorted({(r[0], r[1]) for r in rows}))
+    return by_key(conn, "metric_rollups", _WINDOW_COLUMNS, "window_start", sorted({(r[0], r[1]) for r in rows}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +95,27 @@ class Written:
         return cls(changed)
 
 
+HourlyChange = tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]
+"""An hourly row before and after a refresh (``None``: there was none, there is none now)."""
+
+
 def refresh_hourly(
     conn: sqlite3.Connection, keys: Iterable[tuple[str, int]], *, written: Written | None = None
-) -> None:
+) -> dict[tuple[str, int], HourlyChange]:
     """Bring the ``metric_rollups_hourly`` row of each ``(series, hour_start)`` of ``keys``,
     and of each hour whose windows ``written`` changed, up to date with the ``metric_rollups``
     rows stored now: :func:`hourly_row` of them (deleted when there is none). A pure function of
     the window rows, so writing a batch again, or replaying it, gives the same row. The hours of
     ``keys`` are recomputed from their windows; the others are advanced from their stored row
-    when :func:`_advanced` can, and recomputed otherwise."""
+    when :func:`_advanced` can, and recomputed otherwise. Returns the rows that changed, by key,
+    as ``(before, after)``, for the day tier (:func:`processor.store.daily.refresh_daily`)."""
     full = set(keys)
     upserts: list[tuple[Any, ...]] = []
+    changes: dict[tuple[str, int], HourlyChange] = {}
+    stored: dict[tuple[str, int], tuple[Any, ...]] = {}
     if written is not None:
         changed = {k: v for k, v in written.changed.items() if k not in full}
-        stored = _by_key(conn, "metric_rollups_hourly", HOURLY_COLUMNS, "hour_start", sorted(changed))
+        stored = by_key(conn, "metric_rollups_hourly", HOURLY_COLUMNS, "hour_start", sorted(changed))
         for key, windows in changed.items():
             old = stored.get(key)
             row = None if old is None else _advanced(old, windows)
@@ -116,17 +123,24 @@ def refresh_hourly(
                 full.add(key)
             elif row != old:
                 upserts.append(row)
+                changes[key] = (old, row)
+    stored.update(by_key(conn, "metric_rollups_hourly", HOURLY_COLUMNS, "hour_start",
+                          sorted(k for k in full if k not in stored)))
     drop = []
     for series, hour in sorted(full):
         row = hourly_row(series, hour, conn.execute(_HOUR_WINDOWS, (series, hour, hour + HOUR_MS)).fetchall())
+        old = stored.get((series, hour))
         if row is None:
             drop.append((series, hour))
         else:
             upserts.append(row)
+        if row != old:
+            changes[(series, hour)] = (old, row)
     if drop:
         conn.executemany("DELETE FROM metric_rollups_hourly WHERE series = ? AND hour_start = ?", drop)
     if upserts:
         conn.executemany(_UPSERT_HOURLY, upserts)
+    return changes
 
 
 def _inside(hour: int, window: Sequence[Any]) -> bool:

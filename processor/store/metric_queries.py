@@ -43,6 +43,14 @@ runs), the raw segments are the same (a window that no series has is still read 
 hour whose windows another window overlaps goes back to its windows. Any other hour is planned
 window by window, as above. The results are those of the windows (the sketches merge exactly;
 sums may differ in the last bits).
+
+**The day tier.** ``metric_rollups_daily`` merges a series' hourly rows of one UTC day (kept by
+the sink right after them, see :mod:`processor.store.daily`), so a month is ~30 rows per series.
+A day that lies wholly inside the range (and inside one bucket) is read from its daily rows when
+they provably stand for exactly the windows stored, all final (the rule of the hours, with the
+window rows per day and series counted by triggers: :mod:`processor.store.tier_reads`); its hours
+are then not planned at all. Any other day is planned hour by hour as above, and a day whose
+windows another window overlaps goes back to its hours.
 """
 
 from __future__ import annotations
@@ -51,19 +59,16 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from processor.errors import ConfigError
 from processor.folds.aggregate import QUANTILES, Aggregate
 from processor.folds.sketch import merge_json
-from processor.store.db import (
-    HOUR_MS,
-    DatabaseError,
-)
-from processor.store.range_plan import Interval, complement, plan_range, runs
+from processor.store.db import DAY_MS, HOUR_MS, DatabaseError
+from processor.store.range_plan import Interval, complement, plan_range
 from processor.store.reader import Reader, Row, check_range
+from processor.store.tier_reads import Block, Filter, RollupRow, candidates, tiered_days, tiered_hours
 
 _SEGMENTS = (
     "WITH seg(lo, hi) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
@@ -71,31 +76,24 @@ _SEGMENTS = (
 )
 """The raw segments of a plan, bound as one JSON parameter ``[[lo, hi], ...]``; joined first
 (``CROSS JOIN``) so each segment is one index range scan."""
-_HOUR_TOTALS = (
-    "SELECT a.value, "
-    "(SELECT COUNT(*) FROM metric_rollups AS m WHERE m.metric_type = ? AND m.window_start >= a.value "
-    f"AND m.window_start < a.value + {HOUR_MS}), "
-    "(SELECT COALESCE(SUM(h.windows), 0) FROM metric_rollups_hourly AS h WHERE h.metric_type = ? "
-    "AND h.hour_start = a.value) "
-    "FROM json_each(?) AS a"
-)
-"""Per hour (a JSON list of hour starts): the window rows of the metric that start in it, and
-the windows its hourly rows merged, over every series (both counted from covering indexes)."""
-
 HOURLY_TIER = True
 """Whether :class:`Monitor` reads ``metric_rollups_hourly`` by default."""
+DAILY_TIER = True
+"""Whether :class:`Monitor` reads ``metric_rollups_daily`` by default (only with the hourly tier)."""
 
 
 class MetricQueries(Reader):
     """The original MetricsCollector queries over the metric tables."""
 
-    def __init__(self, db_path: Path, *, hourly: bool | None = None) -> None:
+    def __init__(self, db_path: Path, *, hourly: bool | None = None, daily: bool | None = None) -> None:
         """``hourly``: whether metric queries may read ``metric_rollups_hourly`` (default
-        :data:`HOURLY_TIER`; never on a database older than the table)."""
+        :data:`HOURLY_TIER`), ``daily``: ``metric_rollups_daily`` (default :data:`DAILY_TIER`,
+        never without the hourly tier); neither on a database older than the table."""
         super().__init__(db_path)
-        wanted = HOURLY_TIER if hourly is None else hourly
-        self._hourly = wanted and bool(self._tuples(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'metric_rollups_hourly'"))
+        tables = {str(r[0]) for r in self._tuples("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        self._hourly = (HOURLY_TIER if hourly is None else hourly) and "metric_rollups_hourly" in tables
+        self._daily = self._hourly and (DAILY_TIER if daily is None else daily) and "metric_rollups_daily" in tables
+        self._counted = "metric_counts" in tables
 
     def get_aggregation(
         self,
@@ -112,21 +110,23 @@ class MetricQueries(Reader):
         ``metric_type, start, end, count, sum, avg, min, max, p50, p95, p99`` (nearest rank: the
         value at index ``ceil(n p) - 1`` of the sorted values), ``exact`` (the percentiles are
         exact: only raw samples were read; else they are within a relative 1%), and
-        ``from_rollups`` / ``from_raw``: the rollup rows (series x window, hourly rows included)
-        and raw samples that were read, ``from_hourly``: how many of those rollup rows were
-        hourly. See the module docstring for how the range is split between them.
+        ``from_rollups`` / ``from_raw``: the rollup rows (series x window, hourly and daily rows
+        included) and raw samples that were read, ``from_hourly`` / ``from_daily``: how many of
+        those rollup rows were hourly / daily. See the module docstring for how the range is
+        split between them.
         """
         check_range(start, end)
-        where = _Filter.of(metric_type, tenant_id, labels)
+        where = Filter.of(metric_type, tenant_id, labels)
         plan = self._metric_plan(where, start, end, None, with_sketch=True)
         values = self._raw_values(where, plan.raw)
-        used = [*plan.hourly, *plan.minute]
+        used = [*plan.daily, *plan.hourly, *plan.minute]
         if not used:
             return _exact_summary(metric_type, start, end, values)
         merged = _merge_rollups(used).merge(Aggregate.of(values))
         return {
             "metric_type": metric_type, "start": start, "end": end, **merged.summary(),
-            "exact": False, "from_rollups": len(used), "from_hourly": len(plan.hourly), "from_raw": len(values),
+            "exact": False, "from_rollups": len(used), "from_hourly": len(plan.hourly), "from_daily": len(plan.daily),
+            "from_raw": len(values),
         }
 
     def get_time_series(
@@ -144,16 +144,17 @@ class MetricQueries(Reader):
         may be cut by ``end``). ``data_points`` holds only the buckets that have samples, in
         time order: ``{timestamp: bucket start, value: avg, count}``. Rollup windows are used
         when they lie wholly inside one bucket (align ``start`` and ``interval_ms`` to the window
-        size to get them all), hourly rows when their hour does; everything else is read from
-        raw samples, aggregated in SQL.
+        size to get them all), hourly rows when their hour does, daily rows when their UTC day
+        does (align to days to get them); everything else is read from raw samples, aggregated
+        in SQL.
         """
         check_range(start, end)
         if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) or interval_ms <= 0:
             raise ConfigError(f"the interval must be a positive number of ms, not {interval_ms!r}")
-        where = _Filter.of(metric_type, tenant_id, labels)
+        where = Filter.of(metric_type, tenant_id, labels)
         plan = self._metric_plan(where, start, end, interval_ms, with_sketch=False)
         buckets: dict[int, list[float]] = {}
-        for r in (*plan.hourly, *plan.minute):
+        for r in (*plan.daily, *plan.hourly, *plan.minute):
             _bump(buckets, (r.window_start - start) // interval_ms, r.count, r.sum)
         for k, count, total in self._raw_buckets(where, plan.raw, start, interval_ms):
             _bump(buckets, k, count, total)
@@ -168,16 +169,20 @@ class MetricQueries(Reader):
         }
 
     def get_metric_count(self, metric_type: str | None = None, tenant_id: str | None = None) -> int:
-        """The number of raw samples stored (of a type, of a tenant, or all)."""
+        """The number of raw samples stored (of a type, of a tenant, or all): from the counts
+        that triggers keep in ``metric_counts`` with every insert and delete of a raw sample (a
+        scan of the samples on a database older than the table)."""
+        table, tenant_column = ("metric_counts", "tenant") if self._counted and tenant_id != "" else (
+            "performance_metrics", "tenant_id")
         conditions: list[str] = []
         params: list[str] = []
         if tenant_id is not None:
-            conditions.append("tenant_id = ?")
+            conditions.append(f"{tenant_column} = ?")
             params.append(tenant_id)
         if metric_type is not None:
             conditions.append("metric_type = ?")
             params.append(metric_type)
-        sql = "SELECT COUNT(*) FROM performance_metrics"
+        sql = f"SELECT {'COALESCE(SUM(samples), 0)' if table == 'metric_counts' else 'COUNT(*)'} FROM {table}"
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         return int(self._tuples(sql, params)[0][0])
@@ -195,79 +200,45 @@ class MetricQueries(Reader):
         return None
 
     def _metric_plan(
-        self, where: _Filter, start: int, end: int, bucket_ms: int | None, *, with_sketch: bool
+        self, where: Filter, start: int, end: int, bucket_ms: int | None, *, with_sketch: bool
     ) -> _MetricPlan:
-        """Which hourly rows, window rows and raw segments make up ``[start, end)``: the hours
-        :meth:`_tiered_hours` vouches for stand in for their windows; the rest of the range is
-        planned window by window (:func:`plan_range`), with the hours' windows in the plan too,
-        so that an hour whose windows another window overlaps is read window by window again."""
-        hours = self._tiered_hours(where, start, end, bucket_ms, with_sketch=with_sketch)
+        """Which daily rows, hourly rows, window rows and raw segments make up ``[start, end)``:
+        the days and hours that :func:`tiered_days` and :func:`tiered_hours` vouch for stand in
+        for their windows (an hour only outside such a day); the rest of the range is planned
+        window by window (:func:`plan_range`), with the blocks' windows in the plan too, so that
+        a block whose windows another window overlaps is read finer again (a day hour by hour)."""
+        days: dict[int, Block] = {}
+        if self._daily:
+            days = tiered_days(self._tuples, where, candidates(start, end, DAY_MS, bucket_ms), with_sketch=with_sketch)
         while True:
-            segments = complement(sorted((h, h + HOUR_MS) for h in hours), start, end)
-            rollups = self._rollups(where, segments, with_sketch=with_sketch)
-            windows = [(r.window_start, r.window_end, bool(r.final)) for r in rollups]
-            windows += [(lo, hi, True) for hour in hours.values() for lo, hi in hour.runs]
-            plan = plan_range(windows, start, end, bucket_ms)
-            spoiled = [h for h, hour in hours.items() if any(run not in plan.covered for run in hour.runs)]
+            hours: dict[int, Block] = {}
+            if self._hourly:
+                hours = tiered_hours(self._tuples, where, candidates(start, end, HOUR_MS, bucket_ms, days.keys()),
+                                     with_sketch=with_sketch)
+            blocks = {**days, **hours}
+            while True:
+                segments = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
+                rollups = self._rollups(where, segments, with_sketch=with_sketch)
+                windows = [(r.window_start, r.window_end, bool(r.final)) for r in rollups]
+                windows += [(lo, hi, True) for block in blocks.values() for lo, hi in block.runs]
+                plan = plan_range(windows, start, end, bucket_ms)
+                spoiled = [b for b, block in blocks.items() if any(run not in plan.covered for run in block.runs)]
+                for b in spoiled:
+                    del blocks[b]
+                if not spoiled or any(b in days for b in spoiled):
+                    break
             if not spoiled:
                 break
-            for h in spoiled:
-                del hours[h]
+            for b in spoiled:
+                days.pop(b, None)  # and plan its hours again
         used = [r for r in rollups if (r.window_start, r.window_end) in plan.covered]
-        return _MetricPlan(tuple(r for hour in hours.values() for r in hour.rows), tuple(used), plan.raw)
-
-    def _tiered_hours(
-        self, where: _Filter, start: int, end: int, bucket_ms: int | None, *, with_sketch: bool
-    ) -> dict[int, _Hour]:
-        """The hours (by start) inside ``[start, end)`` (and inside one bucket) whose matching
-        window rows may be replaced by their hourly rows: every window row of the metric that
-        starts in the hour is accounted for by an hourly row (all series, so no matching series
-        lacks one), and every matching hourly row merged all of its series' window rows in the
-        hour (counted now), all final, all of one size, the same size for every matching series."""
-        if not self._hourly:
-            return {}
-        first = -(-start // HOUR_MS) * HOUR_MS
-        candidates = [
-            h for h in range(first, end - HOUR_MS + 1, HOUR_MS)
-            if bucket_ms is None or (h - start) // bucket_ms == (h + HOUR_MS - 1 - start) // bucket_ms
-        ]
-        if not candidates:
-            return {}
-        totals = self._tuples(_HOUR_TOTALS, [where.metric_type, where.metric_type, orjson.dumps(candidates).decode()])
-        accounted = [int(h) for h, windows, merged in totals if windows == merged]
-        if not accounted:
-            return {}
-        sketch = "h.sketch" if with_sketch else "NULL"
-        sql = (
-            "SELECT h.hour_start, h.windows, h.final_windows, h.window_ms, h.coverage, h.count, h.sum, h.min, h.max, "
-            f"{sketch}, CASE WHEN h.windows = h.final_windows THEN (SELECT COUNT(*) FROM metric_rollups AS m "
-            "WHERE m.series = h.series AND m.window_start >= h.hour_start AND m.window_start < h.hour_end) END "
-            "FROM json_each(?) AS a CROSS JOIN metric_rollups_hourly AS h "
-            f"WHERE h.metric_type = ? AND h.hour_start = a.value{where.sql_for('h')}"
+        return _MetricPlan(
+            tuple(r for block in blocks.values() if block.length == DAY_MS for r in block.rows),
+            tuple(r for block in blocks.values() if block.length == HOUR_MS for r in block.rows),
+            tuple(used), plan.raw,
         )
-        rows = self._tuples(sql, [orjson.dumps(accounted).decode(), where.metric_type, *where.params])
-        members: dict[int, list[tuple[Any, ...]]] = {h: [] for h in accounted}
-        refused: set[int] = set()
-        for row in rows:
-            hour, windows, final_windows, window_ms, stored = row[0], row[1], row[2], row[3], row[10]
-            if window_ms is None or not windows == final_windows == stored:
-                refused.add(hour)
-            members[hour].append(row)
-        out: dict[int, _Hour] = {}
-        for hour, found in members.items():
-            sizes = {row[3] for row in found}
-            if hour in refused or len(sizes) > 1:
-                continue
-            mask = 0
-            for row in found:
-                mask |= int(row[4], 16)
-            out[hour] = _Hour(
-                tuple(_Rollup(hour, hour + HOUR_MS, 1, *row[5:10]) for row in found),
-                runs(hour, sizes.pop(), mask) if found else (),
-            )
-        return out
 
-    def _rollups(self, where: _Filter, segments: Sequence[Interval], *, with_sketch: bool) -> list[_Rollup]:
+    def _rollups(self, where: Filter, segments: Sequence[Interval], *, with_sketch: bool) -> list[RollupRow]:
         """Every matching rollup row that starts in one of ``segments``, final or not (the plan
         needs the open ones to know which windows it cannot take from rollups)."""
         if not segments:
@@ -279,9 +250,9 @@ class MetricQueries(Reader):
             f"WHERE r.metric_type = ? AND r.window_start >= seg.lo AND r.window_start < seg.hi{where.sql_for('r')}"
         )
         params = [_segments_json(segments), where.metric_type, *where.params]
-        return [_Rollup(*row) for row in self._tuples(sql, params)]
+        return [RollupRow(*row) for row in self._tuples(sql, params)]
 
-    def _raw_values(self, where: _Filter, segments: Sequence[Interval]) -> list[float]:
+    def _raw_values(self, where: Filter, segments: Sequence[Interval]) -> list[float]:
         if not segments:
             return []
         sql = (
@@ -292,7 +263,7 @@ class MetricQueries(Reader):
         return [row[0] for row in self._tuples(sql, params)]
 
     def _raw_buckets(
-        self, where: _Filter, segments: Sequence[Interval], start: int, interval_ms: int
+        self, where: Filter, segments: Sequence[Interval], start: int, interval_ms: int
     ) -> list[tuple[int, int, float]]:
         """``(bucket, count, sum)`` of the raw samples in ``segments``, grouped in SQL."""
         if not segments:
@@ -312,70 +283,7 @@ def _segments_json(segments: Sequence[Interval]) -> str:
     return orjson.dumps([list(s) for s in segments]).decode()
 
 
-# -- filters and rows ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Filter:
-    """The tenant and label conditions shared by raw samples and rollup rows (both tables have
-    ``tenant_id`` and a ``labels`` JSON object). A label pair matches when the object has that
-    key with that string value."""
-
-    metric_type: str
-    tenant_id: str | None
-    labels: tuple[tuple[str, str], ...]
-
-    @classmethod
-    def of(cls, metric_type: str, tenant_id: str | None, labels: Mapping[str, str] | None) -> _Filter:
-        if not isinstance(metric_type, str) or not metric_type:
-            raise ConfigError(f"the metric type must be a non-empty string, not {metric_type!r}")
-        pairs = list((labels or {}).items())
-        for key, value in pairs:
-            if not isinstance(key, str) or not isinstance(value, str) or not key:
-                raise ConfigError(f"a label filter is a non-empty string key and a string value, not {key!r}={value!r}")
-        return cls(metric_type, tenant_id, tuple(sorted(pairs)))
-
-    def sql_for(self, table: str) -> str:
-        """`` AND ...`` conditions on ``table``'s columns (empty when there are none)."""
-        parts = []
-        if self.tenant_id is not None:
-            parts.append(f" AND {table}.tenant_id = ?")
-        for key, _ in self.labels:
-            if _plain_label(key):
-                parts.append(f" AND json_extract({table}.labels, ?) = ?")
-            else:
-                parts.append(
-                    f" AND EXISTS (SELECT 1 FROM json_each({table}.labels) AS l WHERE l.key = ? AND l.value = ?)"
-                )
-        return "".join(parts)
-
-    @property
-    def params(self) -> list[Any]:
-        out: list[Any] = [] if self.tenant_id is None else [self.tenant_id]
-        for key, value in self.labels:
-            out += (f'$."{key}"' if _plain_label(key) else key, value)
-        return out
-
-
-def _plain_label(key: str) -> bool:
-    """Whether ``key`` can be named in a JSON path (``$."key"``), which SQLite reads without
-    escapes; other keys are matched through ``json_each`` (about 1.5x slower)."""
-    return all(c not in '"\\' and c >= " " for c in key)
-
-
-@dataclass(frozen=True, slots=True)
-class _Rollup:
-    window_start: int
-    window_end: int
-    final: int
-    count: int
-    sum: float
-    min: float | None
-    max: float | None
-    sketch: str | None
-
-
-def _merge_rollups(rows: Iterable[_Rollup]) -> Aggregate:
+def _merge_rollups(rows: Iterable[RollupRow]) -> Aggregate:
     """One aggregate of many rollup rows (window or hourly); the sketches are merged in their
     JSON form (:func:`processor.folds.sketch.merge_json`)."""
     count, total = 0, 0.0
@@ -398,19 +306,10 @@ def _merge_rollups(rows: Iterable[_Rollup]) -> Aggregate:
 
 
 @dataclass(frozen=True, slots=True)
-class _Hour:
-    """An hour read from its hourly rows."""
-
-    rows: tuple[_Rollup, ...]
-    """The matching hourly rows, as rollup rows spanning the hour."""
-    runs: tuple[Interval, ...]
-    """The windows they merged (of every matching series), adjacent ones joined."""
-
-
-@dataclass(frozen=True, slots=True)
 class _MetricPlan:
-    hourly: tuple[_Rollup, ...]
-    minute: tuple[_Rollup, ...]
+    daily: tuple[RollupRow, ...]
+    hourly: tuple[RollupRow, ...]
+    minute: tuple[RollupRow, ...]
     raw: tuple[Interval, ...]
 
 
@@ -428,7 +327,7 @@ def _exact_summary(metric_type: str, start: int, end: int, values: list[float]) 
     }
     for name, q in QUANTILES:
         out[name] = nearest_rank(ordered, q)
-    return {**out, "exact": True, "from_rollups": 0, "from_hourly": 0, "from_raw": len(values)}
+    return {**out, "exact": True, "from_rollups": 0, "from_hourly": 0, "from_daily": 0, "from_raw": len(values)}
 
 
 def nearest_rank(ordered: Sequence[float], q: float) -> float:

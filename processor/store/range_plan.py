@@ -68,11 +68,11 @@ def complement(covered: Sequence[Interval], start: int, end: int) -> tuple[Inter
     return tuple(out)
 
 
-def runs(hour: int, window_ms: int, mask: int) -> tuple[Interval, ...]:
-    """The windows of ``mask`` (bit i: the window at ``hour + i window_ms``) as intervals,
-    adjacent ones joined."""
-    if mask == (1 << (HOUR_MS // window_ms)) - 1:
-        return ((hour, hour + HOUR_MS),)
+def runs(block: int, window_ms: int, mask: int, block_ms: int = HOUR_MS) -> tuple[Interval, ...]:
+    """The windows of ``mask`` (bit i: the window at ``block + i window_ms``) as intervals,
+    adjacent ones joined; ``block_ms``: the length of the block (an hour, or a day)."""
+    if mask == (1 << (block_ms // window_ms)) - 1:
+        return ((block, block + block_ms),)
     out: list[Interval] = []
     i = 0
     while mask:
@@ -81,7 +81,7 @@ def runs(hour: int, window_ms: int, mask: int) -> tuple[Interval, ...]:
             while mask & 1:
                 mask >>= 1
                 i += 1
-            out.append((hour + lo * window_ms, hour + i * window_ms))
+            out.append((block + lo * window_ms, block + i * window_ms))
         else:
             skip = (mask & -mask).bit_length() - 1
             mask >>= skip

@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from processor.store.daily import refresh_daily
 from processor.store.hourly import hour_of, refresh_hourly
 from processor.store.sinkdb import apply_stats_deltas, contribute
 
@@ -33,7 +34,7 @@ def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retent
     ``started_at`` (running ones stay), with their steps; the per-tenant counters lose what the
     deleted executions contributed. Raw samples go by ``timestamp``, rollups and dead letters by
     their end / timestamp; the hourly rows of the hours that lost windows are recomputed from
-    what is left (or deleted)."""
+    what is left (or deleted), and the daily rows of their days from those."""
     executions_before = now_ms - retention.executions_ms
     report: dict[str, int] = {}
     conn.execute("BEGIN IMMEDIATE")
@@ -61,7 +62,7 @@ def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retent
             )
         }
         report["rollups"] = conn.execute("DELETE FROM metric_rollups WHERE window_end < ?", (rollups_before,)).rowcount
-        refresh_hourly(conn, touched)  # an hourly row never claims a deleted window
+        refresh_daily(conn, refresh_hourly(conn, touched))  # a tier row never claims a deleted window
         report["dead_letters"] = conn.execute(
             "DELETE FROM dead_letters WHERE timestamp < ?", (now_ms - retention.samples_ms,)
         ).rowcount

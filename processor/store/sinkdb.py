@@ -6,7 +6,8 @@ same transaction, so the database and its offsets never disagree: replaying a ba
 same rows again. Per-tenant counters in ``workflow_stats`` move from each execution's old row to
 its new one inside that transaction, and the hourly rows of ``metric_rollups_hourly`` are
 recomputed from the window rows of every (series, hour) the batch touched
-(:mod:`processor.store.hourly`). Retention is :mod:`processor.store.retention`.
+(:mod:`processor.store.hourly`), and the daily rows of ``metric_rollups_daily`` from the hourly
+rows of every (series, day) whose hourly rows changed (:mod:`processor.store.daily`). Retention is :mod:`processor.store.retention`.
 
 Used by the live sink (:mod:`processor.runtime.sink`) and by replay alike.
 """
@@ -24,6 +25,7 @@ import orjson
 
 from processor.folds.decode import decode_input
 from processor.folds.records import Emit, Origin, Stream
+from processor.store.daily import refresh_daily
 from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS, upsert_sql
 from processor.store.hourly import Written, refresh_hourly, stored_windows
 from schemas.events import LogRecorded, MetricRecorded
@@ -323,7 +325,9 @@ _UPSERT_ROLLUP = (
 
 def write_rollups(conn: sqlite3.Connection, rollups: Iterable[Mapping[str, Any]]) -> None:
     """Upsert the window rows, then bring the hourly row of every (series, hour) whose windows
-    changed up to date (:func:`refresh_hourly`), in the caller's transaction."""
+    changed up to date (:func:`refresh_hourly`), and the daily row of every (series, day) whose
+    hourly rows changed (:func:`refresh_daily`), in the caller's transaction. The window rows
+    per day and the raw samples per type are counted by triggers (see :mod:`processor.store.db`)."""
     rows = [
         (
             r["series"], r["window_start"], r["window_end"], r["tenant_id"], r["metric_type"],
@@ -336,7 +340,7 @@ def write_rollups(conn: sqlite3.Connection, rollups: Iterable[Mapping[str, Any]]
         return
     stored = stored_windows(conn, rows)
     conn.executemany(_UPSERT_ROLLUP, rows)
-    refresh_hourly(conn, (), written=Written.of(rows, stored))
+    refresh_daily(conn, refresh_hourly(conn, (), written=Written.of(rows, stored)))
 
 
 def write_samples(conn: sqlite3.Connection, samples: Iterable[MetricRecorded]) -> None:

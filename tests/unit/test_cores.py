@@ -339,6 +339,18 @@ def test_a_window_published_final_stays_final_after_a_redelivery() -> None:
     assert published and published[-1]["final"]
 
 
+def test_the_rollup_timer_publishes_a_changed_idle_window_once_final() -> None:
+    """The worker's timer runs close_idle before flush: a window that changed and is already
+    idle on the wall clock (a backlog of old samples) is one final record, not a non-final one
+    the final one replaces at once; a window still open is one non-final record."""
+    f = EventFactory()
+    core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
+    feed_metrics(core, [sample(f, 100, 1), sample(f, 1_500, 2)])  # stream time 1,500: both windows open
+    published = values(core.close_idle(now_ms=3_500) + core.flush(), Stream.METRIC_ROLLUPS)
+    assert sorted((r["window_start"], r["final"]) for r in published) == [(0, True), (1_000, False)]
+    assert values(core.close_idle(now_ms=3_500) + core.flush(), Stream.METRIC_ROLLUPS) == []
+
+
 class MetricsPipeline:
     """The metrics core under the same failure model as :class:`Pipeline`; its outputs (rollups
     and dead letters) on one partition keep a prefix of what followed the last commit."""
