@@ -11,8 +11,8 @@ time; a :class:`SpillStore` keeps it on disk (``cold`` says which entries are of
 replay's memory holds the first kind only.
 
 It is a :class:`~processor.folds.records.Store` like a dict: the cores fold over it exactly as
-over one (same reads, same writes, same order of ``items``'s filters' results), only slower for
-a read of a spilled entry, which is decoded from its JSON (the bytes
+over one (the same entries; ``items`` yields the ones in memory first, and no core depends on
+that order), only slower for a read of a spilled entry, which is decoded from its JSON (the bytes
 :class:`~processor.folds.guard.StagedStore` made for its size check, so spilling costs no
 encoding). Keys starting with ``"\\x00"`` (late and partition records) are never spilled, and a
 miss on one costs no disk read: every record looks for its late record.
