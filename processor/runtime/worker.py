@@ -234,9 +234,8 @@ class Worker:
             await self._publish("liveness", self.execution_writes, self.lifecycle.check_stale(message.partition, now), 1, started)
 
     def _begin(self, writes: WriteBack, event: Any) -> Any:
-        """A record is about to be folded into ``writes``: roll its partition's interrupted
-        batch forward first (once after a start or a rebalance); its writes belong to its
-        partition. Returns its message."""
+        """A record is about to be folded into ``writes``: roll its partition's interrupted batch
+        forward first (once after a start or a rebalance); its writes are its partition's."""
         message = event.message
         if writes.recover((message.partition,)):
             log.warning("rolled forward a batch of partition %d interrupted by a crash", message.partition)
@@ -402,6 +401,7 @@ def app_options(bootstrap: str, partitions: int) -> dict[str, Any]:
         value_serializer="raw",
         processing_guarantee="at_least_once",
         producer_linger=0.01,
+        producer_max_batch_size=512 * 1024,  # (16 KiB) a full batch makes the agent await the broker
         producer_acks=-1,
         producer_compression_type="lz4",
         producer_partitioner=partition_for,  # Kafka's default, with recent keys' hashes cached
@@ -419,8 +419,8 @@ def app_options(bootstrap: str, partitions: int) -> dict[str, Any]:
 
 def _origin(message: Any) -> Origin:
     """Where a Faust message came from (its timestamp in epoch ms)."""
-    timestamp = message.timestamp
-    return origin_of(message.topic, message.partition, message.offset, None if timestamp is None else int(timestamp * 1000), message.headers)
+    at = None if message.timestamp is None else int(message.timestamp * 1000)
+    return origin_of(message.topic, message.partition, message.offset, at, message.headers)
 
 
 TABLES = ("executions", "tenant-stats", "windows")
