@@ -24,8 +24,6 @@
   way), and a rebalance recovered the table from a changelog without them (the in-memory
   state went back; a CI run of the live-equals-replay proof published a window's count 1
   after 2 so). The flush now returns when every buffered message is handed to the producer.
-- :func:`route_table_writes`: a table's writes go to the changelog partition the caller names
-  (the partition of the batch record whose writes they are), not to the current event's.
 - :func:`task_stacks`: every task of an event loop with its whole chain of awaits, for the log
   when the stall watchdog restarts a worker.
 """
@@ -56,13 +54,12 @@ def _new_offset(consumer: Any, tp: Any) -> int | None:
         if committed is None:
             return None
     gap_tree = consumer._gap.get(tp)
-    if committed is not None:
-        if acked and min(acked) < committed:
-            acked[:] = [offset for offset in acked if offset >= committed]
-            index = consumer._acked_index[tp]
-            index.difference_update([offset for offset in index if offset < committed])
-        if gap_tree:
-            gap_tree.chop(0, committed)
+    if acked and min(acked) < committed:
+        acked[:] = [offset for offset in acked if offset >= committed]
+        index = consumer._acked_index[tp]
+        index.difference_update([offset for offset in index if offset < committed])
+    if gap_tree:
+        gap_tree.chop(0, committed)
     if not acked:
         return None
     return next_commit_offset(committed, acked, [(span.begin, span.end) for span in gap_tree] if gap_tree else [])
@@ -167,18 +164,6 @@ def patch_faust() -> None:
     patch_faust_flow_control()
     patch_faust_producer_buffer()
     patch_faust_seek_to_start()
-
-
-def route_table_writes(table: Any, partition_for_key: Any) -> None:
-    """Send the changelog records of ``table``'s writes to the partition
-    ``partition_for_key(key)`` names, instead of the partition of the current stream event
-    (Faust's rule; a batch has no current event, and a key's home partition is the batch
-    record's partition, which the caller knows: :class:`processor.runtime.table_store.TableStore`). Faust
-    asks ``Table.partition_for_key`` on every set and delete; this sets it on the one table."""
-    from faust.tables.table import Table
-
-    _require(Table, "partition_for_key", "on_key_set", "on_key_del")
-    table.partition_for_key = partition_for_key
 
 
 def _require(cls: type, *names: str, instance: object = None) -> None:

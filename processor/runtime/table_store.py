@@ -13,12 +13,11 @@ like for any record sent (Faust flushes the producer before it commits)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
-
-from processor.runtime.faust_patches import route_table_writes
 
 DECODED_KEPT = 4_096
 """At most this many decoded values are kept per table (then forgotten at once): two batches' worth."""
@@ -39,14 +38,13 @@ class TableStore:
         self._decoded: dict[str, tuple[bytes, Any]] = {}
         """key -> (the stored bytes, their value): values are never mutated, so a read of the
         same bytes object returns the value without decoding it again."""
-        route_table_writes(table, self._partition_for_key)
 
     def _partition_for_key(self, key: Any) -> int:
         if self.partition is None:
             raise RuntimeError(f"a write to table {self._table.name} with no partition to write it to")
         return self.partition
 
-    @property
+    @functools.cached_property
     def changelog_topic(self) -> str:
         return str(self._table.changelog_topic.get_topic_name())
 

@@ -330,7 +330,8 @@ class Worker:
                 )
 
     async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
-        await self._send_changelogs()  # nothing, unless a batch was cut short
+        if await self._send_changelogs():  # only a batch cut short: delivered before a recovery reads them
+            await self.app.producer.flush()
         for writes in (self.execution_writes, self.stats_writes, self.window_writes):
             writes.forget()
         self.lifecycle.forget()
@@ -339,13 +340,12 @@ class Worker:
 
     # -- transport -------------------------------------------------------------------------
 
-    async def _send_changelogs(self) -> None:
+    async def _send_changelogs(self) -> int:
         """Send the changelog records of the table writes so far, in order (:class:`TableStore`)."""
-        for store in self._stores:
-            if store.changelog:
-                topic = store.changelog_topic
-                for partition, key, value in store.take_changelog():
-                    await self._produce(topic, key, value, partition)
+        records = [(store.changelog_topic, record) for store in self._stores for record in store.take_changelog()]
+        for topic, (partition, key, value) in records:
+            await self._produce(topic, key, value, partition)
+        return len(records)
 
     async def _send(self, emits: Iterable[Emit]) -> None:
         for emit in emits:
