@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from processor.folds.sketch import merge_json
-from processor.store.hourly import HOURLY_COLUMNS, HourlyChange, by_key
+from processor.store.hourly import HOURLY_COLUMNS, HourlyChange, by_key, summed
 from processor.store.sqltext import DAY_MS, upsert_sql
 
 DAILY_COLUMNS = (
@@ -66,16 +66,7 @@ def daily_row(series: str, day: int, hours: Sequence[Sequence[Any]]) -> tuple[An
         merged = merge_json(orjson.loads(h[15]) for h in finals)
     except ValueError:
         return None
-    count, total = 0, 0.0
-    low: float | None = None
-    high: float | None = None
-    for h in finals:
-        count += h[11]
-        total += h[12]
-        if h[13] is not None and (low is None or h[13] < low):
-            low = h[13]
-        if h[14] is not None and (high is None or h[14] > high):
-            high = h[14]
+    count, total, low, high = summed(finals, 0, 0.0, None, None, at=11)
     sizes = {h[9] for h in finals}
     size = sizes.pop() if len(sizes) == 1 else None
     mask = 0

@@ -176,7 +176,7 @@ def hourly_row(series: str, hour: int, windows: Sequence[Sequence[Any]]) -> tupl
         merged = merge_json(orjson.loads(w[10]) for w in finals)
     except ValueError:
         return None
-    count, total, low, high = _summed(finals, 0, 0.0, None, None)
+    count, total, low, high = summed(finals, 0, 0.0, None, None)
     sizes = {w[1] - w[0] for w in finals}
     size = sizes.pop() if len(sizes) == 1 and all(_tiered_size(hour, w) for w in finals) else None
     mask = 0
@@ -191,17 +191,19 @@ def hourly_row(series: str, hour: int, windows: Sequence[Sequence[Any]]) -> tupl
     )
 
 
-def _summed(windows: Iterable[Sequence[Any]], count: int, total: float, low: float | None,
-            high: float | None) -> tuple[int, float, float | None, float | None]:
-    """``count``, ``total``, ``low`` and ``high`` with ``windows``' count, sum, min and max
-    added (a window's min and max are ``None`` when it holds no sample)."""
-    for w in windows:
-        count += w[6]
-        total += w[7]
-        if w[8] is not None and (low is None or w[8] < low):
-            low = w[8]
-        if w[9] is not None and (high is None or w[9] > high):
-            high = w[9]
+def summed(rows: Iterable[Sequence[Any]], count: int, total: float, low: float | None,
+           high: float | None, *, at: int = 6) -> tuple[int, float, float | None, float | None]:
+    """``count``, ``total``, ``low`` and ``high`` with ``rows``' count, sum, min and max added
+    (columns ``at`` to ``at + 3``: 6 in a window row, 11 in an hourly row; a row's min and max
+    are ``None`` when it holds no sample)."""
+    c, t, lo, hi = at, at + 1, at + 2, at + 3
+    for r in rows:
+        count += r[c]
+        total += r[t]
+        if r[lo] is not None and (low is None or r[lo] < low):
+            low = r[lo]
+        if r[hi] is not None and (high is None or r[hi] > high):
+            high = r[hi]
     return count, total, low, high
 
 
@@ -239,7 +241,7 @@ def _advanced(old: tuple[Any, ...], changes: Sequence[tuple[Window | None, Windo
     except ValueError:
         return None
     assert merged is not None and size is not None
-    count, total, low, high = _summed(added, count, total, low, high)
+    count, total, low, high = summed(added, count, total, low, high)
     for w in added:
         mask |= 1 << ((w[0] - hour) // size)
     last = added[-1]
