@@ -5,7 +5,7 @@ worker's work.
 ``python -m bench.faust_floor --bootstrap B --topic T --partitions N --expected E --app-id ID
 [--tuned] [--set NAME=JSON ...]``
 
-One ``faust.App(ID, **processor.runtime.worker.app_options(B, N))`` (the worker's exact settings, and
+One ``faust.App(ID, **processor.runtime.faust_app.app_options(B, N))`` (the worker's exact settings, and
 its two corrections of Faust: :mod:`processor.runtime.faust_patches`) with one agent on ``T``
 (``key_type=bytes, value_type=bytes, internal=False``), reading batches as the worker's agents
 do (``stream.take_events(2000, within=0.02)``) and doing only
@@ -33,11 +33,13 @@ import faust
 from faust.sensors import Monitor
 from faust.types import TP, EventT, Message, StreamT
 
+from processor.runtime.faust_app import app_options
 from processor.runtime.faust_patches import (
     patch_faust_commit_offsets,
     patch_faust_flow_control,
+    patch_faust_inboxes,
 )
-from processor.runtime.worker import app_options
+from processor.runtime.inbox import Inbox
 from processor.settings import Settings
 from schemas.codec import decode_event
 
@@ -68,7 +70,7 @@ class LeanMonitor(Monitor):
 
 
 def tuned_options() -> dict[str, Any]:
-    """App settings on top of :func:`processor.runtime.worker.app_options` for ``--tuned``: none.
+    """App settings on top of :func:`processor.runtime.faust_app.app_options` for ``--tuned``: none.
 
     Measured here (2026-12-01; 50,000 lifecycle events on 4 partitions, 2 cores shared with the
     broker and with other test runs: run-to-run noise +-25%), events/s of the floor, median of
@@ -111,10 +113,14 @@ TUNED_SUMMARY = ("Faust's Monitor sensor without its per-message counters and ti
 
 
 def build_app(app_id: str, bootstrap: str, topic: str, partitions: int, expected: int, *,
-              tuned: bool = False, overrides: dict[str, Any] | None = None) -> faust.App:
-    """The app with its one decode-only agent, which ends the process after ``expected`` events."""
+              tuned: bool = False, inbox: bool = False, overrides: dict[str, Any] | None = None) -> faust.App:
+    """The app with its one decode-only agent, which ends the process after ``expected`` events.
+    ``inbox``: the agent takes its batches from an :class:`~processor.runtime.inbox.Inbox`, as
+    the worker's agents do, instead of Faust's ``take_events``."""
     patch_faust_commit_offsets()
     patch_faust_flow_control()
+    if inbox:
+        patch_faust_inboxes()
     options = app_options(bootstrap, partitions)
     if tuned:
         options.update(tuned_options())
@@ -128,11 +134,17 @@ def build_app(app_id: str, bootstrap: str, topic: str, partitions: int, expected
         count = 0
         first: float | None = None
         cpu_first = 0.0
-        async for events in stream.take_events(_BATCHES.batch_max, within=_BATCHES.batch_ms / 1000):
+        if inbox:
+            batches = Inbox.open(app, topic, high_water=app.conf.stream_buffer_maxsize).batches(
+                _BATCHES.batch_max, _BATCHES.batch_ms / 1000)
+            aiter(stream.channel)  # subscribes the topic
+        else:
+            batches = stream.take_events(_BATCHES.batch_max, within=_BATCHES.batch_ms / 1000)
+        async for events in batches:
             if first is None:
                 first, cpu_first = time.perf_counter(), time.process_time()
             for event in events:
-                decode_event(event.message.value or b"")
+                decode_event((event.value if inbox else event.message.value) or b"")
             count += len(events)
             if count >= expected:
                 seconds = time.perf_counter() - first
@@ -166,11 +178,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--expected", type=int, required=True, help="exit once this many events are decoded")
     parser.add_argument("--app-id", required=True, help="a fresh one per run (the consumer group)")
     parser.add_argument("--tuned", action="store_true", help="apply tuned_options() and tune_app()")
+    parser.add_argument("--inbox", action="store_true", help="take batches from an Inbox (the worker's way), not take_events")
     parser.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=JSON",
                         help="override one app setting (repeatable)")
     args = parser.parse_args(argv)
     app = build_app(args.app_id, args.bootstrap, args.topic, args.partitions, args.expected,
-                    tuned=args.tuned, overrides=dict(args.set))
+                    tuned=args.tuned, inbox=args.inbox, overrides=dict(args.set))
     runner = faust.Worker(app, loglevel="warning", quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG (processor.runtime.worker.run_worker).
     runner.spinner = None

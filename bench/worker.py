@@ -10,7 +10,7 @@ For each mix (``lifecycle``: only lifecycle events; ``metrics``: only metric sam
    the beginning, ``getmany`` in a loop, :func:`schemas.decode_event` on every value, until it
    has decoded all N;
 3. *Faust's floor* (:mod:`bench.faust_floor`, a subprocess per run): a Faust app with the
-   worker's settings (:func:`processor.runtime.worker.app_options`) and one agent on the source topic
+   worker's settings (:func:`processor.runtime.faust_app.app_options`) and one agent on the source topic
    that reads batches as the worker does and only decodes, from the beginning (a fresh app id)
    until all N are decoded; once as the worker is configured, once ``--tuned`` (the tunings of
    :func:`bench.faust_floor.tuned_options` and :func:`bench.faust_floor.tune_app`). What Faust
@@ -311,7 +311,7 @@ Per mix, fresh topics ({partitions} partitions) are filled through the SDK with 
 loop, `schemas.decode_event` on each value, until all N are decoded (connecting not counted);
 the median of {runs} such reads.
 **Faust floor**: `python -m bench.faust_floor`, a Faust app with the worker's settings
-(`processor.runtime.worker.app_options`, and its corrections of Faust) and one agent on the source topic
+(`processor.runtime.faust_app.app_options`, and its corrections of Faust) and one agent on the source topic
 that takes batches as the worker's agents do (`take_events`, with the worker's default
 `--batch-max` and `--batch-ms`) and only decodes
 each value; a fresh app id, so it reads from the beginning; timed from the first event the agent

@@ -28,13 +28,11 @@ before replay began (records after those are snapshots that only bring it up to 
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,7 @@ from processor.folds.routing import Router
 from processor.folds.rules import RuleSet
 from processor.folds.windows import window_start
 from processor.runtime.admin import partition_counts
+from processor.runtime.collector import fewer_collections
 from processor.runtime.replay_state import SpillFile, lifecycle_cold, metrics_cold
 from processor.settings import Settings
 from processor.store.db import open_for_writing
@@ -64,8 +63,6 @@ FLUSH_EVERY = 20_000
 """Records per transaction while replaying."""
 CHUNK_RECORDS = 5_000
 """Records fetched from one partition at a time."""
-GC_THRESHOLDS = (50_000, 20, 1_000)
-"""The cyclic collector's thresholds while replay reads (see :func:`_fewer_collections`)."""
 FETCH_BYTES = 4 * 1024 * 1024
 """The consumer's fetch size per partition (at most two partitions are assigned at once)."""
 
@@ -220,7 +217,7 @@ async def replay(
             spill = SpillFile(partial.with_name(partial.name + "-state"))
             try:
                 rebuild = _Rebuild(settings, plan, conn, spill)
-                with _fewer_collections():
+                with fewer_collections():
                     records = await _read_sources(settings, bootstrap, plan, rebuild, on_progress, began)
             finally:
                 spill.close()
@@ -235,19 +232,6 @@ async def replay(
         raise
     c = rebuild.counts
     return ReplayResult(records, c["executions"], c["samples"], c["rollups"], c["dead_letters"], time.monotonic() - began)
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Folding allocates millions of short-lived objects and hardly any cycles: the cyclic
-    collector's default thresholds run it ~10,000 times per million records (about a tenth of
-    replay's CPU time, measured). Rarer collections for the duration, then the thresholds again."""
-    before = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def _open_partial(path: Path) -> sqlite3.Connection:

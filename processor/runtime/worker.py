@@ -1,8 +1,8 @@
 """The Faust runtime around the processing cores: ``axmon worker``.
 
 Agents with concurrency 1 (Faust may commit past an in-flight message otherwise), each folding
-the records Faust hands it in batches (``take_events``: ``--batch-max`` records or what came
-within ``--batch-ms``) into a :class:`~processor.runtime.writeback.WriteBack` over its table, then
+the records of its topic in batches (``--batch-max`` records or what came within ``--batch-ms``,
+taken from an :class:`~processor.runtime.inbox.Inbox`, past Faust's per-record stream) into a :class:`~processor.runtime.writeback.WriteBack` over its table, then
 writing each changed key once and publishing the batch's records coalesced
 (:mod:`processor.runtime.coalesce`):
 
@@ -33,6 +33,7 @@ core publishes its current state again. A record the producer gives up on crashe
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -63,7 +64,10 @@ from processor.folds.stats_core import StatsCore
 from processor.runtime.admin import TopicSpec, group_offsets, wait_for_broker
 from processor.runtime.assignment import Assignment
 from processor.runtime.coalesce import coalesce
+from processor.runtime.collector import FOLDING_THRESHOLDS
+from processor.runtime.faust_app import app_options
 from processor.runtime.faust_patches import consumer_bookkeeping, patch_faust, task_stacks
+from processor.runtime.inbox import Inbox
 from processor.runtime.metrics_collectors import serve_worker_metrics
 from processor.runtime.metrics_export import MetricsAddress
 from processor.runtime.stall import Progress, StallState, observe, stalled_for
@@ -75,7 +79,6 @@ from processor.runtime.writeback import WriteBack
 from processor.settings import Settings
 from schemas.errors import AxmonError
 from schemas.events import Event, LifecycleEvent, MetricRecorded
-from schemas.partitioning import partition_for
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -173,14 +176,17 @@ class Worker:
 
     # -- agents ----------------------------------------------------------------------------
 
-    def _batches(self, stream: Any) -> Any:
-        return stream.take_events(self.batch_max, within=self.batch_within_s)
+    def _batches(self, stream: Any, topic: str) -> Any:
+        """The agent's batches of records, past Faust's per-record stream (:mod:`processor.runtime.inbox`)."""
+        aiter(stream.channel)  # Faust subscribes a topic once an agent's channel is iterated
+        return Inbox.open(self.app, topic, high_water=self.app.conf.stream_buffer_maxsize).batches(
+            self.batch_max, self.batch_within_s)
 
     async def _lifecycle_agent(self, stream: Any) -> None:
-        async for events in self._batches(stream):
+        async for messages in self._batches(stream, self.topics.workflow_events):
             started = time.perf_counter()
             emits: list[Emit] = []
-            for event in events:
+            for message in messages:
                 if self._hang_after is not None:
                     self._hang_after -= 1
                     if self._hang_after < 0:
@@ -188,32 +194,32 @@ class Worker:
                         await asyncio.Event().wait()
                 if self._crash == "agent":
                     raise InjectedFault(f"fault: the lifecycle agent crashes ({FAULT_CRASH_ENV})")
-                message = self._begin(self.execution_writes, event)
+                self._begin(self.execution_writes, message)
                 emits += self._decode_and(LifecycleEvent, message.key, message.value, _origin(message), self.lifecycle.process)
-            await self._publish("lifecycle", self.execution_writes, emits, len(events), started)
+            await self._publish("lifecycle", self.execution_writes, emits, len(messages), started)
 
     async def _metrics_agent(self, stream: Any) -> None:
-        async for events in self._batches(stream):
+        async for messages in self._batches(stream, self.topics.metrics):
             started = time.perf_counter()
             emits: list[Emit] = []
-            for event in events:
-                message = self._begin(self.window_writes, event)
+            for message in messages:
+                self._begin(self.window_writes, message)
                 emits += self._decode_and(MetricRecorded, message.key, message.value, _origin(message), self.metrics.process)
-            await self._publish("metrics", self.window_writes, emits, len(events), started)
+            await self._publish("metrics", self.window_writes, emits, len(messages), started)
 
     async def _stats_agent(self, stream: Any) -> None:
-        async for events in self._batches(stream):
+        async for messages in self._batches(stream, self.topics.stats_changes):
             started = time.perf_counter()
             emits: list[Emit] = []
-            for event in events:
-                message = self._begin(self.stats_writes, event)
+            for message in messages:
+                self._begin(self.stats_writes, message)
                 emits += self.stats.process(message.value or b"", _origin(message), message.key)
-            await self._publish("stats", self.stats_writes, emits, len(events), started)
+            await self._publish("stats", self.stats_writes, emits, len(messages), started)
 
     async def _acks_agent(self, stream: Any) -> None:
         async for event in stream.events():
             started = time.perf_counter()
-            message = self._begin(self.window_writes, event)
+            message = self._begin(self.window_writes, event.message)
             origin = _origin(message)
             try:
                 ack = Ack.from_json(orjson.loads(message.value or b""))
@@ -226,17 +232,16 @@ class Worker:
     async def _liveness_agent(self, stream: Any) -> None:
         async for event in stream.events():
             started = time.perf_counter()
-            message = self._begin(self.execution_writes, event)
+            message = self._begin(self.execution_writes, event.message)
             try:
                 now = int(message.value or b"")
             except ValueError:
                 continue  # not a tick of ours; ticks are internal
             await self._publish("liveness", self.execution_writes, self.lifecycle.check_stale(message.partition, now), 1, started)
 
-    def _begin(self, writes: WriteBack, event: Any) -> Any:
+    def _begin(self, writes: WriteBack, message: Any) -> Any:
         """A record is about to be folded into ``writes``: roll its partition's interrupted batch
         forward first (once after a start or a rebalance); its writes are its partition's."""
-        message = event.message
         if writes.recover((message.partition,)):
             log.warning("rolled forward a batch of partition %d interrupted by a crash", message.partition)
             if writes is self.window_writes:
@@ -388,35 +393,6 @@ class Worker:
             self.reporter.beat()
 
 
-def app_options(bootstrap: str, partitions: int) -> dict[str, Any]:
-    """The Faust app's settings of the worker (also those of the benchmark's Faust floor)."""
-    return dict(
-        broker=f"kafka://{bootstrap}",
-        store="memory://",
-        topic_partitions=partitions,
-        topic_replication_factor=1,
-        topic_disable_leader=True,
-        web_enabled=False,
-        key_serializer="raw",
-        value_serializer="raw",
-        processing_guarantee="at_least_once",
-        producer_linger=0.01,
-        producer_max_batch_size=512 * 1024,  # (16 KiB) a full batch makes the agent await the broker
-        producer_acks=-1,
-        producer_compression_type="lz4",
-        producer_partitioner=partition_for,  # Kafka's default, with recent keys' hashes cached
-        broker_commit_interval=1.0,
-        stream_buffer_maxsize=8192,
-        table_cleanup_interval=3600.0,
-        consumer_auto_offset_reset="earliest",
-        # A worker killed with SIGKILL never leaves its group: the broker notices only when
-        # its session expires, and partitions wait that long for a new worker.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=2.0,
-        broker_rebalance_timeout=20.0,
-    )
-
-
 def _origin(message: Any) -> Origin:
     """Where a Faust message came from (its timestamp in epoch ms)."""
     at = None if message.timestamp is None else int(message.timestamp * 1000)
@@ -456,6 +432,7 @@ def run_worker(settings: Settings, bootstrap: str, *, rules: RuleSet = RuleSet()
     tables recover from their changelogs and the stream resumes at the committed offsets.
     """
     wait_for_broker(bootstrap)
+    gc.set_threshold(*FOLDING_THRESHOLDS)  # the collector's full passes would walk every table entry
     first_run = os.environ.get(RESTARTS_ENV, "0") == "0"
     hang_after = os.environ.get(FAULT_HANG_ENV) if first_run else None
     worker = Worker(settings, bootstrap, rules=rules, hang_after=int(hang_after) if hang_after else None,

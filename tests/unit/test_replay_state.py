@@ -123,10 +123,10 @@ def test_the_derived_lane_reopens_the_same_windows_over_a_spill_store(spill: Spi
 
 
 def test_replay_collects_cycles_less_often_while_it_reads_and_restores_the_thresholds() -> None:
-    from processor.runtime.replay import GC_THRESHOLDS, _fewer_collections
+    from processor.runtime.collector import FOLDING_THRESHOLDS, fewer_collections
 
     before = gc.get_threshold()
-    with pytest.raises(RuntimeError), _fewer_collections():
-        assert gc.get_threshold() == GC_THRESHOLDS
+    with pytest.raises(RuntimeError), fewer_collections():
+        assert gc.get_threshold() == FOLDING_THRESHOLDS
         raise RuntimeError("a failed replay")
     assert gc.get_threshold() == before

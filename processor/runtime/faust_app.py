@@ -1,0 +1,36 @@
+"""The Faust app settings of the worker (and of the benchmark's Faust floor)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.partitioning import partition_for
+
+
+def app_options(bootstrap: str, partitions: int) -> dict[str, Any]:
+    """The Faust app's settings of the worker (also those of the benchmark's Faust floor)."""
+    return dict(
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        topic_disable_leader=True,
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee="at_least_once",
+        producer_linger=0.01,
+        producer_max_batch_size=512 * 1024,  # (16 KiB) a full batch makes the agent await the broker
+        producer_acks=-1,
+        producer_compression_type="lz4",
+        producer_partitioner=partition_for,  # Kafka's default, with recent keys' hashes cached
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=8192,
+        table_cleanup_interval=3600.0,
+        consumer_auto_offset_reset="earliest",
+        # A worker killed with SIGKILL never leaves its group: the broker notices only when
+        # its session expires, and partitions wait that long for a new worker.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        broker_rebalance_timeout=20.0,
+    )

@@ -1,0 +1,140 @@
+"""A source topic's records handed to its agent in batches, past Faust's per-message stream.
+
+Faust delivers every record through a chain that costs about 0.1 ms of CPU per record here
+(``../shared/FAUST.md``): the fetch loop waits on two tasks per record (``Service.wait_first``),
+the conductor takes a lock, awaits flow control and the producer buffer, wraps the record in an
+``Event`` and queues it, and the stream takes it back out with its sensors, processors and a
+``take_events`` buffer filled by a second task. The worker's agents need none of it: they fold
+raw bytes, write their tables themselves (:class:`~processor.runtime.table_store.TableStore`)
+and ack a batch at once.
+
+So for the topics an :class:`Inbox` is opened for, the consumer's fetch loop (patched by
+:func:`processor.runtime.faust_patches.patch_faust_inboxes`) appends each record here, and the
+agent takes them in batches. What Faust's path guaranteed is kept:
+
+- **Acks and commits.** A record is tracked as unacknowledged when its batch is taken and
+  acknowledged (``Consumer.ack``, Faust's commit bookkeeping) only after the agent's body has
+  finished with the batch; a body that raises acks nothing. A rebalance waits for the taken
+  batch (``Consumer.wait_empty``), as for a stream's event.
+- **Rebalances.** Faust's flow control clears the inbox when partitions are revoked (it is
+  managed like a stream's queue); a record is dropped, neither processed nor acked, when the
+  flow is suspended while it is fetched or taken, or when it was fetched in an earlier
+  consumer generation: the partition is sought to its committed offset and fetches it again.
+- **Back-pressure.** A partition with ``high_water`` records waiting stops being fetched until
+  fewer than half wait (Faust's ``on_buffer_full``/``on_buffer_drop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+INBOXES_ATTRIBUTE = "_axmon_inboxes"
+"""The app's attribute mapping a topic name to its :class:`Inbox` (read by the fetch loop)."""
+
+
+class Inbox:
+    """The records of one topic waiting for its agent (one agent, concurrency 1)."""
+
+    def __init__(self, app: Any, topic: str, *, high_water: int) -> None:
+        self.app = app
+        self.topic = topic
+        self.high_water = high_water
+        self._waiting: list[Any] = []
+        self._paused: set[Any] = set()
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._full_at = 1
+        self.dropped = 0
+        """Records dropped unprocessed (fetched before a rebalance): fetched again later."""
+
+    @classmethod
+    def open(cls, app: Any, topic: str, *, high_water: int) -> Inbox:
+        """The inbox of ``topic`` (the one already open, if any): the fetch loop hands it that
+        topic's records from now on."""
+        inboxes: dict[str, Inbox] = app.__dict__.setdefault(INBOXES_ATTRIBUTE, {})
+        if topic in inboxes:
+            return inboxes[topic]
+        inbox = inboxes[topic] = cls(app, topic, high_water=high_water)
+        app.flow_control.manage_queue(inbox)  # cleared with the streams' queues at a revocation
+        return inbox
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    # -- the fetch loop's side ----------------------------------------------------------------
+
+    def put(self, message: Any) -> None:
+        """A record fetched (called by the fetch loop, never awaits)."""
+        waiting = self._waiting
+        waiting.append(message)
+        self._arrived.set()
+        if len(waiting) >= self._full_at:
+            self._full.set()
+        if len(waiting) >= self.high_water and message.tp not in self._paused:
+            self._paused.add(message.tp)
+            self.app.consumer.on_buffer_full(message.tp)
+
+    def clear(self) -> None:
+        """Drop what waits (Faust's flow control, when partitions are revoked)."""
+        self.dropped += len(self._waiting)
+        self._waiting.clear()
+        self._resume_fetching()
+
+    # -- the agent's side ---------------------------------------------------------------------
+
+    async def batches(self, max_records: int, within_s: float) -> AsyncIterator[list[Any]]:
+        """Batches of up to ``max_records`` records, each once ``max_records`` wait or
+        ``within_s`` after the first of it arrived; each acked once the caller asks for the
+        next (a caller that raises acks nothing)."""
+        while True:
+            if not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+            if len(self._waiting) < max_records:
+                self._full_at = max_records
+                self._full.clear()
+                try:
+                    await asyncio.wait_for(self._full.wait(), within_s)
+                except TimeoutError:
+                    pass
+            batch = self._take(max_records)
+            if batch:
+                yield batch
+                self._ack(batch)
+
+    def _take(self, max_records: int) -> list[Any]:
+        waiting = self._waiting
+        taken, self._waiting = waiting[:max_records], waiting[max_records:]
+        if len(self._waiting) < self.high_water // 2:
+            self._resume_fetching()
+        app = self.app
+        if not app.flow_control.is_active():
+            self.dropped += len(taken)
+            return []
+        generation = app.consumer_generation_id
+        batch = [message for message in taken if message.generation_id == generation]
+        self.dropped += len(taken) - len(batch)
+        unacked = app.consumer.unacked
+        for message in batch:
+            message.tracked = True
+            unacked.add(message)
+        inbound = app.monitor.stream_inbound_time  # Faust's slow-processing check reads it
+        now = time.monotonic()
+        for tp in {message.tp for message in batch}:
+            inbound[tp] = now
+        return batch
+
+    def _ack(self, batch: list[Any]) -> None:
+        ack = self.app.consumer.ack
+        for message in batch:
+            ack(message)
+
+    def _resume_fetching(self) -> None:
+        if self._paused:
+            consumer = self.app.consumer
+            for tp in self._paused:
+                consumer.on_buffer_drop(tp)
+            self._paused.clear()

@@ -1,0 +1,175 @@
+"""The worker's inboxes (processor.runtime.inbox): what Faust's stream guaranteed about acks,
+rebalances and back-pressure, on a stand-in for the app's consumer and flow control."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from processor.runtime.inbox import INBOXES_ATTRIBUTE, Inbox
+
+
+@dataclass
+class Message:
+    tp: tuple[str, int]
+    offset: int
+    generation_id: int = 1
+    tracked: bool = False
+
+
+@dataclass
+class Consumer:
+    unacked: set[int] = field(default_factory=set)
+    acked: list[int] = field(default_factory=list)
+    paused: set[Any] = field(default_factory=set)
+
+    def ack(self, message: Message) -> None:
+        self.unacked.discard(id(message))
+        self.acked.append(message.offset)
+
+    def on_buffer_full(self, tp: Any) -> None:
+        self.paused.add(tp)
+
+    def on_buffer_drop(self, tp: Any) -> None:
+        self.paused.discard(tp)
+
+
+class Unacked(set):  # type: ignore[type-arg]
+    def add(self, message: Any) -> None:  # holds ids: the stand-in messages are not hashable
+        super().add(id(message))
+
+
+class Flow:
+    def __init__(self) -> None:
+        self.active = True
+        self.queues: list[Any] = []
+
+    def is_active(self) -> bool:
+        return self.active
+
+    def manage_queue(self, queue: Any) -> None:
+        self.queues.append(queue)
+
+    def clear(self) -> None:
+        for queue in self.queues:
+            queue.clear()
+
+
+class Monitor:
+    def __init__(self) -> None:
+        self.stream_inbound_time: dict[Any, float] = {}
+
+
+class App:
+    def __init__(self) -> None:
+        self.consumer = Consumer(unacked=Unacked())
+        self.flow_control = Flow()
+        self.consumer_generation_id = 1
+        self.monitor = Monitor()
+
+
+TP = ("t", 0)
+
+
+def messages(offsets: range, generation: int = 1) -> list[Message]:
+    return [Message(TP, offset, generation) for offset in offsets]
+
+
+async def _first(inbox: Inbox, max_records: int = 10, within_s: float = 0.01) -> tuple[list[Any], Any]:
+    batches = inbox.batches(max_records, within_s)
+    return await asyncio.wait_for(anext(batches), 5), batches
+
+
+def test_a_batch_is_tracked_when_taken_and_acked_only_when_the_next_is_asked_for() -> None:
+    async def run() -> None:
+        app = App()
+        inbox = Inbox.open(app, "t", high_water=100)
+        for message in messages(range(5)):
+            inbox.put(message)
+        batch, batches = await _first(inbox)
+        assert [m.offset for m in batch] == [0, 1, 2, 3, 4]
+        assert all(m.tracked for m in batch) and len(app.consumer.unacked) == 5
+        assert app.consumer.acked == []  # the agent still works on it: a rebalance waits for it
+        assert app.monitor.stream_inbound_time.keys() == {TP}
+        inbox.put(Message(TP, 5))
+        second = await asyncio.wait_for(anext(batches), 5)
+        assert app.consumer.acked == [0, 1, 2, 3, 4] and not app.consumer.unacked - {id(m) for m in second}
+        await batches.aclose()  # the agent stops (or raises) with the second batch: never acked
+        assert app.consumer.acked == [0, 1, 2, 3, 4]
+
+    asyncio.run(run())
+
+
+def test_a_batch_is_at_most_max_records_and_waits_within_for_more() -> None:
+    async def run() -> None:
+        app = App()
+        inbox = Inbox.open(app, "t", high_water=100)
+        for message in messages(range(25)):
+            inbox.put(message)
+        batch, batches = await _first(inbox, max_records=10)
+        assert len(batch) == 10 and len(inbox) == 15
+        second = await asyncio.wait_for(anext(batches), 5)
+        assert [m.offset for m in second] == list(range(10, 20))
+
+        late = Inbox.open(App(), "t", high_water=100)
+        late.put(Message(TP, 0))
+        waiting = asyncio.ensure_future(_first(late, max_records=3, within_s=2.0))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # one record, far from full: waits for more within 2 s
+        late.put(Message(TP, 1))
+        late.put(Message(TP, 2))
+        batch, _ = await asyncio.wait_for(waiting, 1.0)  # full: at once
+        assert [m.offset for m in batch] == [0, 1, 2]
+
+    asyncio.run(run())
+
+
+def test_a_revocation_clears_what_waits_and_records_of_a_suspended_flow_or_an_old_generation_are_dropped() -> None:
+    async def run() -> None:
+        app = App()
+        inbox = Inbox.open(app, "t", high_water=100)
+        for message in messages(range(3)):
+            inbox.put(message)
+        app.flow_control.clear()  # Faust's revocation
+        assert len(inbox) == 0 and inbox.dropped == 3
+
+        app.flow_control.active = False
+        inbox.put(Message(TP, 3))
+        app.consumer_generation_id = 2
+        app.flow_control.active = True
+        for message in messages(range(4, 6), generation=1) + messages(range(6, 8), generation=2):
+            inbox.put(message)
+        batch, _ = await _first(inbox)
+        # 3, 4, 5 were fetched in the old generation (3 while the flow was suspended): dropped, fetched again
+        assert [m.offset for m in batch] == [6, 7]
+        assert inbox.dropped == 3 + 3
+        assert app.consumer.acked == [] and len(app.consumer.unacked) == 2
+
+    asyncio.run(run())
+
+
+def test_a_partition_with_high_water_records_waiting_is_paused_until_half_drain() -> None:
+    async def run() -> None:
+        app = App()
+        inbox = Inbox.open(app, "t", high_water=8)
+        for message in messages(range(7)):
+            inbox.put(message)
+        assert not app.consumer.paused
+        inbox.put(Message(TP, 7))
+        assert app.consumer.paused == {TP}
+        batch, _ = await _first(inbox, max_records=4)
+        assert len(inbox) == 4 and app.consumer.paused == {TP}  # 4 wait: not below half yet
+        inbox.put(Message(TP, 8))
+        await _first(inbox, max_records=2)
+        assert len(inbox) == 3 and not app.consumer.paused
+
+    asyncio.run(run())
+
+
+def test_open_registers_the_inbox_once_per_topic_with_the_app_and_its_flow_control() -> None:
+    app = App()
+    inbox = Inbox.open(app, "t", high_water=8)
+    assert Inbox.open(app, "t", high_water=8) is inbox
+    assert getattr(app, INBOXES_ATTRIBUTE) == {"t": inbox}
+    assert app.flow_control.queues == [inbox]
