@@ -14,9 +14,10 @@ published (``axmon.execution-state``) and stored (the original design's columns)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+from processor.folds.frozen import replacer
 from schemas.events import (
     ExecutionCancelled,
     ExecutionCompleted,
@@ -138,20 +139,24 @@ class ExecutionState:
         return str(self.tenant.value) if self.tenant else ""
 
 
+_replace_state = replacer(ExecutionState)
+_replace_step = replacer(StepState)
+
+
 def apply(state: ExecutionState | None, event: LifecycleEvent) -> ExecutionState:
     """The state after ``event``. ``state`` is ``None`` for an execution not seen yet."""
     s = state if state is not None else ExecutionState(event.execution_id)
     at, eid = event.occurred_at, event.event_id
-    s = replace(
+    s = _replace_state(
         s,
         tenant=_lww(s.tenant, at, eid, event.tenant_id),
         last_event_at=max(s.last_event_at, at),
     )
     if isinstance(event, StepEvent):
         return _apply_step(s, event)
-    s = replace(s, trace=_trace(s.trace, event))
+    s = _replace_state(s, trace=_trace(s.trace, event))
     if isinstance(event, ExecutionStarted):
-        return replace(
+        return _replace_state(
             s,
             start=_lww(s.start, at, eid, [event.workflow_id, event.workflow_name, event.user_id]),
             steps_total=_lww(s.steps_total, at, eid, event.steps_total),
@@ -159,20 +164,20 @@ def apply(state: ExecutionState | None, event: LifecycleEvent) -> ExecutionState
         )
     if isinstance(event, ExecutionUpdated):
         if event.steps_total is not None:
-            s = replace(s, steps_total=_lww(s.steps_total, at, eid, event.steps_total))
+            s = _replace_state(s, steps_total=_lww(s.steps_total, at, eid, event.steps_total))
         if event.metadata is not None:
-            s = replace(s, metadata=_lww(s.metadata, at, eid, event.metadata))
+            s = _replace_state(s, metadata=_lww(s.metadata, at, eid, event.metadata))
         if event.current_step is not None:
-            s = replace(s, current_step=_lww(s.current_step, at, eid, event.current_step))
+            s = _replace_state(s, current_step=_lww(s.current_step, at, eid, event.current_step))
         return s
     if isinstance(event, ExecutionCompleted):
-        return replace(s, end=_lww(s.end, at, eid, ["completed", None]), endings=s.endings | {(at, eid, "completed")})
+        return _replace_state(s, end=_lww(s.end, at, eid, ["completed", None]), endings=s.endings | {(at, eid, "completed")})
     if isinstance(event, ExecutionFailed):
-        return replace(
+        return _replace_state(
             s, end=_lww(s.end, at, eid, ["failed", event.error_message]), endings=s.endings | {(at, eid, "failed")}
         )
     if isinstance(event, ExecutionCancelled):
-        return replace(
+        return _replace_state(
             s, end=_lww(s.end, at, eid, ["cancelled", event.reason]), endings=s.endings | {(at, eid, "cancelled")}
         )
     raise TypeError(f"not a lifecycle event: {type(event).__name__}")  # pragma: no cover
@@ -182,12 +187,12 @@ def _apply_step(s: ExecutionState, event: StepEvent) -> ExecutionState:
     at, eid = event.occurred_at, event.event_id
     step = s.steps.get(event.step_id) or StepState(event.step_id)
     if event.trace_id is not None:
-        step = replace(step, trace=_trace(step.trace, event))
+        step = _replace_step(step, trace=_trace(step.trace, event))
     if isinstance(event, StepStarted):
-        step = replace(step, start=_lww(step.start, at, eid, [event.step_key, event.step_name]))
-        s = replace(s, current_step=_lww(s.current_step, at, eid, event.step_key))
+        step = _replace_step(step, start=_lww(step.start, at, eid, [event.step_key, event.step_name]))
+        s = _replace_state(s, current_step=_lww(s.current_step, at, eid, event.step_key))
     elif isinstance(event, StepCompleted):
-        step = replace(
+        step = _replace_step(
             step,
             outcome=_lww(step.outcome, at, eid, "completed"),
             attempts=step.attempts | {(at, eid, "completed")},
@@ -199,18 +204,18 @@ def _apply_step(s: ExecutionState, event: StepEvent) -> ExecutionState:
             ),
         )
     elif isinstance(event, StepFailed):
-        step = replace(
+        step = _replace_step(
             step,
             outcome=_lww(step.outcome, at, eid, "failed"),
             attempts=step.attempts | {(at, eid, "failed")},
             failure=_lww(step.failure, at, eid, event.error_message),
         )
     elif isinstance(event, StepRetried):
-        step = replace(step, outcome=_lww(step.outcome, at, eid, "retried"), retries=step.retries | {eid},
+        step = _replace_step(step, outcome=_lww(step.outcome, at, eid, "retried"), retries=step.retries | {eid},
                        retry_times=step.retry_times | {(at, eid)})
     steps = dict(s.steps)
     steps[event.step_id] = step
-    return replace(s, steps=steps)
+    return _replace_state(s, steps=steps)
 
 
 # -- views -----------------------------------------------------------------------------------
