@@ -38,6 +38,10 @@ def default_cache_home() -> Path:
     return Path(base) / "axmon"
 
 
+COMPRESSIONS = ("none", "lz4", "gzip")
+"""What the worker's producer may compress with (``Settings.compression``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     bootstrap: str | None = None
@@ -66,6 +70,10 @@ class Settings:
     """The most records a worker agent folds in one batch (each key is written once per batch)."""
     batch_ms: int = 50
     """How long a worker agent waits for its batch to fill: the latency a batch adds at most."""
+    compression: str = "none"
+    """How the worker's producer compresses what it writes: ``none``, ``lz4`` or ``gzip``. None by
+    default: its records are small and its batches many (10 ms linger per partition), so lz4
+    cost 6% of a busy worker's CPU here, per batch more than per byte (BENCHMARKS.md)."""
     state_dir: Path | None = None
     """The worker's own directory on its machine (Faust's data directory); ``None``:
     ``./<prefix>worker-data``. Each worker process on one machine needs its own."""
@@ -122,6 +130,8 @@ class Settings:
             raise ConfigError(f"stall_timeout_s must not be negative, not {self.stall_timeout_s}")
         if self.batch_max < 1 or self.batch_ms < 1:
             raise ConfigError(f"batch_max and batch_ms must be positive, not {self.batch_max} and {self.batch_ms}")
+        if self.compression not in COMPRESSIONS:
+            raise ConfigError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {self.compression!r}")
         if self.grace_ms < 0:
             raise ConfigError(f"grace_ms must not be negative, not {self.grace_ms}")
         if self.partitions < 1:

@@ -49,6 +49,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
         "stale_after_ms": getattr(args, "stale_after_ms", None),
         "batch_max": getattr(args, "batch_max", None),
         "batch_ms": getattr(args, "batch_ms", None),
+        "compression": getattr(args, "compression", None),
         "state_dir": getattr(args, "state_dir", None),
     }
     return Settings.load(overrides)

@@ -25,6 +25,7 @@ from processor.cli.options import (
 )
 from processor.cli.render import err_console, out_console
 from processor.errors import ConfigError
+from processor.settings import COMPRESSIONS
 
 if TYPE_CHECKING:
     from processor.store.retention import Retention
@@ -64,6 +65,8 @@ def register(subparsers: Subparsers) -> None:
                         help="fold at most N records per batch; each table key is written once per batch (default 2000)")
     worker.add_argument("--batch-ms", type=positive, metavar="MS",
                         help="wait at most MS milliseconds for a batch to fill: the latency batching adds (default 50)")
+    worker.add_argument("--compression", choices=COMPRESSIONS,
+                        help="how the worker compresses what it writes to Kafka (default none: lz4 costs CPU per batch)")
     worker.add_argument("--state-dir", type=Path, metavar="DIR",
                         help="this worker's own directory (default ./<prefix>worker-data); several workers "
                         "of one group on one machine each need their own (and their own --metrics-port)")

@@ -7,8 +7,9 @@ from typing import Any
 from schemas.partitioning import partition_for
 
 
-def app_options(bootstrap: str, partitions: int) -> dict[str, Any]:
-    """The Faust app's settings of the worker (also those of the benchmark's Faust floor)."""
+def app_options(bootstrap: str, partitions: int, compression: str = "none") -> dict[str, Any]:
+    """The Faust app's settings of the worker (also those of the benchmark's Faust floor);
+    ``compression`` is :attr:`processor.settings.Settings.compression`."""
     return dict(
         broker=f"kafka://{bootstrap}",
         store="memory://",
@@ -22,7 +23,7 @@ def app_options(bootstrap: str, partitions: int) -> dict[str, Any]:
         producer_linger=0.01,
         producer_max_batch_size=512 * 1024,  # (16 KiB) a full batch makes the agent await the broker
         producer_acks=-1,
-        producer_compression_type="lz4",
+        producer_compression_type=None if compression == "none" else compression,
         producer_partitioner=partition_for,  # Kafka's default, with recent keys' hashes cached
         broker_commit_interval=1.0,
         stream_buffer_maxsize=8192,

@@ -24,8 +24,9 @@ assignment, inside the agents; every table is changelog-backed with the source's
 The commit protocol, in the order it happens (Faust's at-least-once): the agent folds a batch,
 writes each changed table entry once and sends its changelog records (framed per partition by a
 write-ahead record; sent with the app's producer, not Faust's per-write path:
-:class:`~processor.runtime.table_store.TableStore`), then its derived records; Faust
-acknowledges the batch's events, flushes the producer, then commits the source offsets. A crash
+:class:`~processor.runtime.table_store.TableStore`), then its derived records; its inbox
+acknowledges the batch's records when the agent asks for the next batch; Faust's commit loop
+flushes the producer, then commits the source offsets. A crash
 before the commit redelivers the event; the entry's stored offset marks it as applied, and the
 core publishes its current state again. A record the producer gives up on crashes the worker.
 """
@@ -113,7 +114,7 @@ class Worker:
         self.errors = ErrorRecorder()
         """Logged exceptions -> the heartbeat's last error (Faust sets the root logger's handlers)."""
         self.state_dir = settings.state_dir or default_state_dir(self.topics.prefix)
-        self.app = app = faust.App(f"{self.topics.prefix}worker", **app_options(bootstrap, n), datadir=str(self.state_dir),
+        self.app = app = faust.App(f"{self.topics.prefix}worker", **app_options(bootstrap, n, settings.compression), datadir=str(self.state_dir),
                                    loghandlers=[self.errors])
         source: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes, "internal": False}
         self.events_topic = app.topic(self.topics.workflow_events, **source)
