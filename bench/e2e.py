@@ -615,6 +615,8 @@ def _check(children: Sequence[AxmonChild]) -> None:
         if not child.alive():
             code = None if child.proc is None else child.proc.returncode
             raise BenchError(f"the {child.name} exited with code {code}:\n{child.tail(30)}")
+        if child.restarts():  # a crash it recovered from: its figures would measure the recovery
+            raise BenchError(f"the {child.name} restarted itself:\n{child.tail(30)}")
 
 
 async def wait_visible(watcher: DbWatcher, events: Sequence[Event], timeout_s: float, children: Sequence[AxmonChild],

@@ -66,6 +66,7 @@ from bench.common import (
 )
 from bench.faust_floor import TUNED_SUMMARY
 from bench.profiling import start_profiler, stop_profiler, summarize
+from processor.ops.children import RESTART_NOTICE
 from producers import AxmonProducer, ProducerConfig
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas.codec import decode_event
@@ -170,6 +171,9 @@ class FloorResult(_TimedRuns):
     app's startup is not counted)."""
     cpu_per_event_us: tuple[float, ...] = ()
     """Of each run: the process's CPU time over those seconds, per event."""
+    inbox: bool = False
+    """The agent took its batches from the worker's inbox (:mod:`processor.runtime.inbox`),
+    not from Faust's ``take_events``."""
 
     @property
     def cpu_us(self) -> float:
@@ -226,6 +230,7 @@ class MixResult:
     baseline: BaselineResult
     floor: FloorResult
     floor_tuned: FloorResult
+    floor_inbox: FloorResult
     worker: WorkerRunResult
 
     @property
@@ -241,6 +246,12 @@ class MixResult:
     def floor_ratio(self) -> float:
         """Worker (excluding startup) / Faust's floor (as the worker is configured) events per second."""
         return self.worker.processing_events_per_s / self.floor.events_per_s if self.floor.events_per_s else 0.0
+
+    @property
+    def inbox_floor_ratio(self) -> float:
+        """Worker (excluding startup) / the floor through the worker's inbox."""
+        inbox = self.floor_inbox.events_per_s
+        return self.worker.processing_events_per_s / inbox if inbox else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,11 +273,14 @@ class WorkerBenchResult:
                 Figure(m.mix, "Faust floor, tuned", m.floor_tuned.events_per_s, "events/s"),
                 Figure(m.mix, "Faust floor CPU per event", m.floor.cpu_us, "us", 0),
                 Figure(m.mix, "Faust floor, tuned: CPU per event", m.floor_tuned.cpu_us, "us", 0),
+                Figure(m.mix, "floor through the worker's inbox", m.floor_inbox.events_per_s, "events/s"),
+                Figure(m.mix, "floor through the inbox: CPU per event", m.floor_inbox.cpu_us, "us", 0),
                 Figure(m.mix, "worker, excluding startup", w.processing_events_per_s, "events/s"),
                 Figure(m.mix, "worker, including startup", w.events_per_s, "events/s"),
                 Figure(m.mix, "worker / baseline (excl. startup)", m.ratio, "x", 3),
                 Figure(m.mix, "worker / baseline (incl. startup)", m.ratio_with_startup, "x", 3),
                 Figure(m.mix, "worker / Faust floor", m.floor_ratio, "x", 3),
+                Figure(m.mix, "worker / floor through the inbox", m.inbox_floor_ratio, "x", 3),
                 Figure(m.mix, "worker startup", w.startup_s, "s", 2),
                 Figure(m.mix, "worker caught up (source committed)", w.caught_up_s, "s", 2),
                 Figure(m.mix, "worker drained (all consumed topics)", w.drained_s, "s", 2),
@@ -319,6 +333,10 @@ gets to the last one decoded (the app's startup not counted); the median of {flo
 what Faust itself costs per message, below which no change in the worker's own code can go.
 *Tuned* changes only what is safe for the worker:
 {tuned}.
+**Floor through the worker's inbox**: the same app and agent, with the batches taken as the worker
+takes them (`--inbox`: `processor.runtime.inbox`, the consumer's fetch loop hands each record to
+the agent's inbox without Faust's per-record tasks, events and stream): what consuming costs
+the worker now; the rest of its cost is its own work (folds, table writes, sends).
 **Worker**: `python -m processor.cli worker --partitions {partitions} --grace-ms {grace}` started
 after the events are in, watched from outside: *caught up* when its consumer group's committed
 offsets equal the source topic's end offsets; *startup* is the time to the first committed
@@ -405,16 +423,16 @@ def _tail(text: str | bytes | None, lines: int = 30) -> str:
 
 
 async def faust_floor(bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float, runs: int,
-                      workdir: Path, *, tuned: bool) -> FloorResult:
+                      workdir: Path, *, tuned: bool, inbox: bool = False) -> FloorResult:
     """:func:`faust_floor_run` ``runs`` times."""
-    results = [await faust_floor_run(bootstrap, topic, partitions, expected, timeout_s, workdir, tuned=tuned)
+    results = [await faust_floor_run(bootstrap, topic, partitions, expected, timeout_s, workdir, tuned=tuned, inbox=inbox)
                for _ in range(max(1, runs))]
     return FloorResult(expected, tuned, tuple(seconds for seconds, _ in results),
-                       tuple(cpu for _, cpu in results))
+                       tuple(cpu for _, cpu in results), inbox=inbox)
 
 
 async def faust_floor_run(bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float,
-                          workdir: Path, *, tuned: bool) -> tuple[float, float]:
+                          workdir: Path, *, tuned: bool, inbox: bool = False) -> tuple[float, float]:
     """One ``python -m bench.faust_floor`` (a fresh app id, so from the beginning) until it has
     decoded ``expected`` events: (its seconds from first event to last, its CPU us per event).
     It runs in ``workdir`` (Faust makes an ``<app id>-data`` directory there)."""
@@ -424,7 +442,9 @@ async def faust_floor_run(bootstrap: str, topic: str, partitions: int, expected:
            "--partitions", str(partitions), "--expected", str(expected), "--app-id", app_id]
     if tuned:
         cmd.append("--tuned")
-    label = "Faust floor" + (", tuned" if tuned else "")
+    if inbox:
+        cmd.append("--inbox")
+    label = "Faust floor" + (", tuned" if tuned else "") + (", inbox" if inbox else "")
     try:
         proc = await asyncio.to_thread(subprocess.run, cmd, cwd=workdir, env=subprocess_env(), capture_output=True,
                                        timeout=timeout_s)
@@ -546,8 +566,11 @@ async def run_worker(
         proc = _launch(cmd, workdir, log)
         spy = start_profiler(proc.pid, profile) if profile is not None else None
         try:
-            return await _watch(probe, proc, began, log, config, target, consumed, written, before, changelogs,
-                                profile)
+            result = await _watch(probe, proc, began, log, config, target, consumed, written, before, changelogs,
+                                  profile)
+            if RESTART_NOTICE in log.read_text(errors="replace"):  # its figures would measure a recovery
+                raise BenchError(f"the worker restarted itself:\n{_log_tail(log)}")
+            return result
         finally:
             _stop(proc)
             if spy is not None:
@@ -655,12 +678,13 @@ async def run_mix(bootstrap: str, mix: str, n: int, config: WorkerBenchConfig, w
         mixdir = workdir / mix
         mixdir.mkdir(parents=True, exist_ok=True)
         floors = [await faust_floor(bootstrap, source, config.partitions, len(events), config.deadline_s(len(events)),
-                                    config.floor_run_count, mixdir / "floor", tuned=tuned) for tuned in (False, True)]
+                                    config.floor_run_count, mixdir / "floor", tuned=tuned, inbox=inbox)
+                  for tuned, inbox in ((False, False), (True, False), (False, True))]
         profile = config.profile_dir / f"worker-{mix}.collapsed.txt" if config.profile_dir is not None else None
         worker = await run_worker(bootstrap, topics, source, config, mixdir, profile)
         if profile is not None and profile.exists():
             profile.with_name(f"worker-{mix}.top.txt").write_text(summarize(profile).text())
-        return MixResult(mix, len(events), executions, produce_s, base, floors[0], floors[1], worker)
+        return MixResult(mix, len(events), executions, produce_s, base, floors[0], floors[1], floors[2], worker)
     finally:
         await delete_topics_with_prefix(bootstrap, prefix)
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from processor.errors import AxmonError
 
+RESTART_NOTICE = ", starting again in "
+"""What a worker writes to its log each time it restarts itself (``restart_process``)."""
+
 
 class ChildError(AxmonError):
     """A child process that should be running is not."""
@@ -67,6 +70,14 @@ class AxmonChild:
                 self.proc.kill()
                 self.proc.wait(30)
         return self.proc.returncode
+
+    def restarts(self) -> int:
+        """How often the process restarted itself (in place, same pid) since it was started."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return 0
+        return text.rpartition(f"--- start {self.starts} ---")[2].count(RESTART_NOTICE)
 
     def tail(self, lines: int = 40) -> str:
         try:

@@ -31,6 +31,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from faust.types import TP
+
 INBOXES_ATTRIBUTE = "_axmon_inboxes"
 """The app's attribute mapping a topic name to its :class:`Inbox` (read by the fetch loop)."""
 
@@ -73,9 +75,11 @@ class Inbox:
         self._arrived.set()
         if len(waiting) >= self._full_at:
             self._full.set()
-        if len(waiting) >= self.high_water and message.tp not in self._paused:
-            self._paused.add(message.tp)
-            self.app.consumer.on_buffer_full(message.tp)
+        if len(waiting) >= self.high_water:
+            tp = TP(message.topic, message.partition)  # Faust's own type: its consumer asserts it (message.tp is aiokafka's)
+            if tp not in self._paused:
+                self._paused.add(tp)
+                self.app.consumer.on_buffer_full(tp)
 
     def clear(self) -> None:
         """Drop what waits (Faust's flow control, when partitions are revoked)."""
@@ -123,8 +127,8 @@ class Inbox:
             unacked.add(message)
         inbound = app.monitor.stream_inbound_time  # Faust's slow-processing check reads it
         now = time.monotonic()
-        for tp in {message.tp for message in batch}:
-            inbound[tp] = now
+        for topic, partition in {(message.topic, message.partition) for message in batch}:
+            inbound[TP(topic, partition)] = now
         return batch
 
     def _ack(self, batch: list[Any]) -> None:

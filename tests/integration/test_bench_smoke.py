@@ -21,8 +21,8 @@ def test_worker_benchmark_completes_with_positive_figures(kafka_bootstrap: str, 
     for m in result.mixes:
         assert m.events == EVENTS
         assert m.baseline.events == EVENTS and m.baseline.events_per_s > 0
-        for floor, tuned in ((m.floor, False), (m.floor_tuned, True)):
-            assert floor.tuned is tuned and floor.events == EVENTS and len(floor.runs) == 1
+        for floor, tuned, inbox in ((m.floor, False, False), (m.floor_tuned, True, False), (m.floor_inbox, False, True)):
+            assert floor.tuned is tuned and floor.inbox is inbox and floor.events == EVENTS and len(floor.runs) == 1
             assert floor.events_per_s > 0 and floor.cpu_us > 0
         w = m.worker
         assert w.events == EVENTS
@@ -40,6 +40,7 @@ def test_worker_benchmark_completes_with_positive_figures(kafka_bootstrap: str, 
     for m in result.mixes:
         assert values[(m.mix, "Faust floor: decode-only agent (worker's settings)")] > 0
         assert values[(m.mix, "Faust floor, tuned")] > 0
+        assert values[(m.mix, "floor through the worker's inbox")] > 0
         # 0 exactly when the worker's processing rate is (see above)
         assert (values[(m.mix, "worker / Faust floor")] > 0) == (m.worker.processing_events_per_s > 0)
     assert "Faust floor" in report.method and "{" not in report.method

@@ -7,15 +7,25 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from faust.types import TP
+
 from processor.runtime.inbox import INBOXES_ATTRIBUTE, Inbox
 
 
 @dataclass
 class Message:
-    tp: tuple[str, int]
+    tp: tuple[str, int]  # aiokafka's TopicPartition in a real message: equal to Faust's TP, not one
     offset: int
     generation_id: int = 1
     tracked: bool = False
+
+    @property
+    def topic(self) -> str:
+        return self.tp[0]
+
+    @property
+    def partition(self) -> int:
+        return self.tp[1]
 
 
 @dataclass
@@ -29,9 +39,11 @@ class Consumer:
         self.acked.append(message.offset)
 
     def on_buffer_full(self, tp: Any) -> None:
+        assert type(tp) is TP, "Faust's consumer asserts its own TP type (a crash of the fetch loop)"
         self.paused.add(tp)
 
     def on_buffer_drop(self, tp: Any) -> None:
+        assert type(tp) is TP
         self.paused.discard(tp)
 
 
@@ -69,11 +81,11 @@ class App:
         self.monitor = Monitor()
 
 
-TP = ("t", 0)
+PARTITION = ("t", 0)
 
 
 def messages(offsets: range, generation: int = 1) -> list[Message]:
-    return [Message(TP, offset, generation) for offset in offsets]
+    return [Message(PARTITION, offset, generation) for offset in offsets]
 
 
 async def _first(inbox: Inbox, max_records: int = 10, within_s: float = 0.01) -> tuple[list[Any], Any]:
@@ -91,8 +103,9 @@ def test_a_batch_is_tracked_when_taken_and_acked_only_when_the_next_is_asked_for
         assert [m.offset for m in batch] == [0, 1, 2, 3, 4]
         assert all(m.tracked for m in batch) and len(app.consumer.unacked) == 5
         assert app.consumer.acked == []  # the agent still works on it: a rebalance waits for it
-        assert app.monitor.stream_inbound_time.keys() == {TP}
-        inbox.put(Message(TP, 5))
+        assert app.monitor.stream_inbound_time.keys() == {TP("t", 0)}
+        assert all(type(tp) is TP for tp in app.monitor.stream_inbound_time)
+        inbox.put(Message(PARTITION, 5))
         second = await asyncio.wait_for(anext(batches), 5)
         assert app.consumer.acked == [0, 1, 2, 3, 4] and not app.consumer.unacked - {id(m) for m in second}
         await batches.aclose()  # the agent stops (or raises) with the second batch: never acked
@@ -113,12 +126,12 @@ def test_a_batch_is_at_most_max_records_and_waits_within_for_more() -> None:
         assert [m.offset for m in second] == list(range(10, 20))
 
         late = Inbox.open(App(), "t", high_water=100)
-        late.put(Message(TP, 0))
+        late.put(Message(PARTITION, 0))
         waiting = asyncio.ensure_future(_first(late, max_records=3, within_s=2.0))
         await asyncio.sleep(0.05)
         assert not waiting.done()  # one record, far from full: waits for more within 2 s
-        late.put(Message(TP, 1))
-        late.put(Message(TP, 2))
+        late.put(Message(PARTITION, 1))
+        late.put(Message(PARTITION, 2))
         batch, _ = await asyncio.wait_for(waiting, 1.0)  # full: at once
         assert [m.offset for m in batch] == [0, 1, 2]
 
@@ -135,7 +148,7 @@ def test_a_revocation_clears_what_waits_and_records_of_a_suspended_flow_or_an_ol
         assert len(inbox) == 0 and inbox.dropped == 3
 
         app.flow_control.active = False
-        inbox.put(Message(TP, 3))
+        inbox.put(Message(PARTITION, 3))
         app.consumer_generation_id = 2
         app.flow_control.active = True
         for message in messages(range(4, 6), generation=1) + messages(range(6, 8), generation=2):
@@ -156,11 +169,11 @@ def test_a_partition_with_high_water_records_waiting_is_paused_until_half_drain(
         for message in messages(range(7)):
             inbox.put(message)
         assert not app.consumer.paused
-        inbox.put(Message(TP, 7))
-        assert app.consumer.paused == {TP}
+        inbox.put(Message(PARTITION, 7))
+        assert app.consumer.paused == {TP("t", 0)}
         batch, _ = await _first(inbox, max_records=4)
-        assert len(inbox) == 4 and app.consumer.paused == {TP}  # 4 wait: not below half yet
-        inbox.put(Message(TP, 8))
+        assert len(inbox) == 4 and app.consumer.paused == {TP("t", 0)}  # 4 wait: not below half yet
+        inbox.put(Message(PARTITION, 8))
         await _first(inbox, max_records=2)
         assert len(inbox) == 3 and not app.consumer.paused
 
