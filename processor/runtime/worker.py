@@ -180,8 +180,8 @@ class Worker:
     def _batches(self, stream: Any, topic: str) -> Any:
         """The agent's batches of records, past Faust's per-record stream (:mod:`processor.runtime.inbox`)."""
         aiter(stream.channel)  # Faust subscribes a topic once an agent's channel is iterated
-        return Inbox.open(self.app, topic, high_water=self.app.conf.stream_buffer_maxsize).batches(
-            self.batch_max, self.batch_within_s)
+        high_water = int(os.environ.get(INBOX_HIGH_WATER_ENV) or self.app.conf.stream_buffer_maxsize)
+        return Inbox.open(self.app, topic, high_water=high_water).batches(self.batch_max, self.batch_within_s)
 
     async def _lifecycle_agent(self, stream: Any) -> None:
         async for messages in self._batches(stream, self.topics.workflow_events):
@@ -415,6 +415,9 @@ def changelog_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
 RESTARTS_ENV = "AXMON_WORKER_RESTARTS"
 FAULT_HANG_ENV = "AXMON_FAULT_HANG_AFTER"
 """Tests only: the first run of the worker's lifecycle agent hangs after this many events."""
+INBOX_HIGH_WATER_ENV = "AXMON_INBOX_HIGH_WATER"
+"""Tests only: records waiting in an inbox before its partitions pause (default Faust's
+``stream_buffer_maxsize``, 8192), small to pause and resume them often."""
 FAULT_CRASH_ENV = "AXMON_FAULT_CRASH"
 """Tests only, in every run: ``agent``: the lifecycle agent raises on every event; ``timer``: the
 rollup timer raises."""
