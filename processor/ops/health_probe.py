@@ -34,6 +34,7 @@ from processor.ops.observations import (
 from processor.ops.settle import sink_topics
 from processor.runtime.admin import contract_topics
 from processor.runtime.worker_status import WorkerStatus, decode_status
+from processor.store.conn import Connection
 from processor.store.db import SCHEMA_VERSION, open_read_only
 from schemas.topics import Topics
 
@@ -183,7 +184,7 @@ def _database_error(exc: Exception, path: str) -> str:
     return text[len(path) + 2:] if text.startswith(f"{path}: ") else text or describe(exc)
 
 
-def _optional_table(conn: sqlite3.Connection, sql: str) -> list[Any] | None:
+def _optional_table(conn: Connection, sql: str) -> list[Any] | None:
     """The rows, or ``None`` when the table does not exist."""
     try:
         return conn.execute(sql).fetchall()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from processor.folds.records import Origin, Stream
 from processor.runtime.admin import partition_counts
 from processor.runtime.supervise import Restarts, run_restarting
 from processor.settings import Settings
+from processor.store.conn import Connection
 from processor.store.db import open_for_writing
 from processor.store.retention import Retention, cleanup
 from processor.store.sinkdb import (
@@ -221,7 +221,7 @@ class SinkRunner:
 
     async def _loop(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         consumer: AIOKafkaConsumer,
         builder: BatchBuilder,
         until_idle_s: float | None,

@@ -6,11 +6,11 @@ killed mid-stream ends where an uninterrupted one does.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processor.store.conn import Connection
 from processor.store.db import SINK_TABLES, open_read_only
 
 
@@ -30,7 +30,7 @@ class TableDiff:
         return "\n".join(lines)
 
 
-def tables(conn: sqlite3.Connection) -> list[str]:
+def tables(conn: Connection) -> list[str]:
     names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
     return [n for n in names if n not in SINK_TABLES and not n.startswith("sqlite_")]
 
@@ -42,7 +42,7 @@ WALL_CLOCK_ROWS = {
 """Rows judged on the wall clock (stale-execution alerts), which a replay does not reproduce."""
 
 
-def rows(conn: sqlite3.Connection, table: str) -> list[tuple[Any, ...]]:
+def rows(conn: Connection, table: str) -> list[tuple[Any, ...]]:
     where = WALL_CLOCK_ROWS.get(table, "")
     return sorted((tuple(r) for r in conn.execute(f'SELECT * FROM "{table}" {where}')), key=repr)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
 from processor.store.hourly import hour_of, refresh_hourly
 from processor.store.sinkdb import apply_stats_deltas, contribute
@@ -29,7 +29,7 @@ class CleanupReport:
     """Log records older than the samples' retention (log records are kept like raw samples)."""
 
 
-def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retention()) -> CleanupReport:
+def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -> CleanupReport:
     """Delete what is older than its retention, in one transaction. Finished executions go by
     ``started_at`` (running ones stay), with their steps; the per-tenant counters lose what the
     deleted executions contributed. Raw samples go by ``timestamp``, rollups and dead letters by
@@ -74,7 +74,7 @@ def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retent
     return CleanupReport(**report)
 
 
-def _deleted(conn: sqlite3.Connection, sql: str, params: list[tuple[Any, ...]]) -> int:
+def _deleted(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> int:
     before = conn.total_changes
     conn.executemany(sql, params)
     return conn.total_changes - before

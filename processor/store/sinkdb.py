@@ -25,6 +25,7 @@ import orjson
 
 from processor.folds.decode import decode_input
 from processor.folds.records import Emit, Origin, Stream
+from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
 from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS, upsert_sql
 from processor.store.hourly import Written, refresh_hourly, stored_windows
@@ -109,7 +110,7 @@ UNWRITABLE = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.Programmin
 helps); a busy or failing database raises something else, and the batch is tried again."""
 
 
-def write_batch(conn: sqlite3.Connection, batch: SinkBatch, *, written_at_ms: int | None = None) -> list[str]:
+def write_batch(conn: Connection, batch: SinkBatch, *, written_at_ms: int | None = None) -> list[str]:
     """Write ``batch`` and its offsets in one transaction (all or nothing), and the wall-clock
     time of the write (``written_at_ms``, default now) in ``sink_status``.
 
@@ -127,8 +128,8 @@ def write_batch(conn: sqlite3.Connection, batch: SinkBatch, *, written_at_ms: in
     return skipped
 
 
-def _transaction(conn: sqlite3.Connection, batch: SinkBatch, written_at: int,
-                 write: Callable[[sqlite3.Connection, SinkBatch], object]) -> None:
+def _transaction(conn: Connection, batch: SinkBatch, written_at: int,
+                 write: Callable[[Connection, SinkBatch], object]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         write(conn, batch)
@@ -154,7 +155,7 @@ def _transaction(conn: sqlite3.Connection, batch: SinkBatch, written_at: int,
     conn.execute("COMMIT")
 
 
-def _write_all(conn: sqlite3.Connection, batch: SinkBatch) -> None:
+def _write_all(conn: Connection, batch: SinkBatch) -> None:
     write_executions(conn, batch.executions.values())
     write_rollups(conn, batch.rollups.values())
     write_samples(conn, batch.samples.values())
@@ -163,10 +164,10 @@ def _write_all(conn: sqlite3.Connection, batch: SinkBatch) -> None:
     write_alerts(conn, batch.alerts)
 
 
-def _write_each(conn: sqlite3.Connection, batch: SinkBatch) -> list[str]:
+def _write_each(conn: Connection, batch: SinkBatch) -> list[str]:
     """:func:`_write_all` one record at a time, in the same order; the descriptions of the
     records that could not be written."""
-    items: list[tuple[str, Callable[[sqlite3.Connection, Any], None], Any]] = [
+    items: list[tuple[str, Callable[[Connection, Any], None], Any]] = [
         *((f"execution {k[:80]!r}", write_executions, v) for k, v in batch.executions.items()),
         *((f"rollup {k[0][:80]}@{k[1]}", write_rollups, v) for k, v in batch.rollups.items()),
         *((f"sample {k[:80]!r}", write_samples, v) for k, v in batch.samples.items()),
@@ -186,14 +187,14 @@ def _write_each(conn: sqlite3.Connection, batch: SinkBatch) -> list[str]:
     return skipped
 
 
-def stored_offsets(conn: sqlite3.Connection) -> dict[tuple[str, int], tuple[int, int]]:
+def stored_offsets(conn: Connection) -> dict[tuple[str, int], tuple[int, int]]:
     return {
         (row[0], row[1]): (row[2], row[3])
         for row in conn.execute("SELECT topic, partition, next_offset, stream_time FROM sink_offsets")
     }
 
 
-def stored_derived_times(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+def stored_derived_times(conn: Connection) -> dict[tuple[str, int], int]:
     """The derived lane's stream time of each metrics partition, as the sink stored it."""
     return {(row[0], row[1]): row[2] for row in conn.execute("SELECT topic, partition, stream_time FROM sink_derived_times")}
 
@@ -260,7 +261,7 @@ _UPSERT_EXECUTION = upsert_sql("workflow_executions_monitor", EXECUTION_COLUMNS,
 _UPSERT_STEP = upsert_sql("workflow_step_executions", STEP_COLUMNS, "id")
 
 
-def write_executions(conn: sqlite3.Connection, snapshots: Iterable[Mapping[str, Any]]) -> None:
+def write_executions(conn: Connection, snapshots: Iterable[Mapping[str, Any]]) -> None:
     snapshots = list(snapshots)
     if not snapshots:
         return
@@ -276,7 +277,7 @@ def write_executions(conn: sqlite3.Connection, snapshots: Iterable[Mapping[str, 
     apply_stats_deltas(conn, deltas)
 
 
-def _old_contributions(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str, int | None]]:
+def _old_contributions(conn: Connection, ids: list[str]) -> dict[str, tuple[str, str, int | None]]:
     out: dict[str, tuple[str, str, int | None]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
@@ -298,7 +299,7 @@ def contribute(deltas: dict[str, list[int]], tenant: str, status: str, duration:
         d[7] += sign
 
 
-def apply_stats_deltas(conn: sqlite3.Connection, deltas: Mapping[str, list[int]]) -> None:
+def apply_stats_deltas(conn: Connection, deltas: Mapping[str, list[int]]) -> None:
     conn.executemany(
         "INSERT INTO workflow_stats(tenant_id, total, pending, running, completed, failed, cancelled, "
         "duration_sum, duration_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(tenant_id) DO UPDATE SET "
@@ -323,7 +324,7 @@ _UPSERT_ROLLUP = (
 )
 
 
-def write_rollups(conn: sqlite3.Connection, rollups: Iterable[Mapping[str, Any]]) -> None:
+def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> None:
     """Upsert the window rows, then bring the hourly row of every (series, hour) whose windows
     changed up to date (:func:`refresh_hourly`), and the daily row of every (series, day) whose
     hourly rows changed (:func:`refresh_daily`), in the caller's transaction. The window rows
@@ -343,7 +344,7 @@ def write_rollups(conn: sqlite3.Connection, rollups: Iterable[Mapping[str, Any]]
     refresh_daily(conn, refresh_hourly(conn, (), written=Written.of(rows, stored)))
 
 
-def write_samples(conn: sqlite3.Connection, samples: Iterable[MetricRecorded]) -> None:
+def write_samples(conn: Connection, samples: Iterable[MetricRecorded]) -> None:
     """Raw samples, insert-or-ignore by event id: a resent sample is stored once."""
     conn.executemany(
         "INSERT OR IGNORE INTO performance_metrics(id, timestamp, metric_type, value, unit, labels, tenant_id) "
@@ -362,7 +363,7 @@ _INSERT_LOG = (f"INSERT OR IGNORE INTO logs({', '.join(LOG_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in LOG_COLUMNS)})")
 
 
-def write_logs(conn: sqlite3.Connection, records: Iterable[LogRecorded]) -> None:
+def write_logs(conn: Connection, records: Iterable[LogRecorded]) -> None:
     """Log records, insert-or-ignore by event id: a resent record is stored once."""
     conn.executemany(_INSERT_LOG, [
         (
@@ -374,7 +375,7 @@ def write_logs(conn: sqlite3.Connection, records: Iterable[LogRecorded]) -> None
     ])
 
 
-def write_dead_letters(conn: sqlite3.Connection, records: Iterable[Mapping[str, Any]]) -> None:
+def write_dead_letters(conn: Connection, records: Iterable[Mapping[str, Any]]) -> None:
     conn.executemany(
         'INSERT OR IGNORE INTO dead_letters(topic, partition, "offset", reason, detail, timestamp, key, value) '
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -395,7 +396,7 @@ _ALERT_STATUSES = ("pending", "firing", "acknowledged", "resolved")
 _ALERT_TIMES = (("pending", "pending_at"), ("firing", "fired_at"), ("acknowledged", "acknowledged_at"), ("resolved", "resolved_at"))
 
 
-def write_alerts(conn: sqlite3.Connection, records: Iterable[dict[str, Any]]) -> None:
+def write_alerts(conn: Connection, records: Iterable[dict[str, Any]]) -> None:
     """Upsert each alert (a row only moves forward through its statuses, so a record seen
     again or out of order changes nothing) and its history: one row per status reached."""
     rows = []
