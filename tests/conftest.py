@@ -46,3 +46,9 @@ def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> DbAt:
         return made[name]
 
     return at
+
+
+@pytest.fixture
+def db_at(db: DbAt) -> DbAt:
+    """``db`` by another name, for a test that calls its database ``db``."""
+    return db

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 
+from processor.store.pgconn import PgConnection
 from processor.urls import DbLocation
 
 DbAt = Callable[[str], DbLocation]
@@ -83,3 +85,10 @@ def start_postgres() -> PgServer:
             server.stop()
             raise RuntimeError(f"PostgreSQL did not start ({step[0]}): {done.stderr.strip()[-2000:]}\n{log}")
     return server
+
+
+def connect(location: DbLocation) -> sqlite3.Connection | PgConnection:
+    """A plain read-write connection to a test's database (tuples for rows), on either backend."""
+    if isinstance(location, str):
+        return PgConnection(location, read_only=False)
+    return sqlite3.connect(location)

@@ -79,7 +79,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if from_ms is not None and until_ms is not None and from_ms >= until_ms:
         raise ConfigError("--from must be before --until")
     target: Path = args.target
-    if args.swap and target.resolve() == settings.db_path.resolve():
+    if args.swap and isinstance(settings.db_path, str):
+        raise ConfigError("--swap copies the new SQLite file over the live one: the live database must be a file too")
+    if args.swap and isinstance(settings.db_path, Path) and target.resolve() == settings.db_path.resolve():
         raise ConfigError("--db names the new database; with --swap it must differ from the live one (AXMON_DB / --live-db)")
     with Progress(
         TextColumn("replaying"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[rate]} records/s"),
@@ -97,7 +99,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{result.executions:,} execution writes, {result.samples:,} samples, {result.rollups:,} rollup writes, "
         f"{result.dead_letters:,} dead letters"
     )
-    if args.swap:
+    if args.swap and isinstance(settings.db_path, Path):
         swap_into(target, settings.db_path)
         err_console.print(f"swapped into {settings.db_path}")
     return 0

@@ -27,7 +27,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
@@ -50,6 +49,7 @@ from processor.store.sinkdb import (
     stored_offsets,
     write_batch,
 )
+from processor.urls import DbLocation
 from schemas.codec import decode_event
 from schemas.errors import InvalidEvent
 from schemas.events import MetricRecorded
@@ -149,7 +149,7 @@ class SinkConfig:
 class SinkRunner:
     """Consumes, batches and writes; see the module docstring for the protocol."""
 
-    def __init__(self, settings: Settings, bootstrap: str, db_path: Path, config: SinkConfig = SinkConfig()) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, db_path: DbLocation, config: SinkConfig = SinkConfig()) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.db_path = db_path
@@ -276,7 +276,7 @@ class SinkRunner:
             log.debug("could not commit offsets to Kafka: %r", exc)
 
 
-def run_sink(settings: Settings, bootstrap: str, db_path: Path, config: SinkConfig, *, report: Callable[[SinkCounters], None] | None = None,
+def run_sink(settings: Settings, bootstrap: str, db_path: DbLocation, config: SinkConfig, *, report: Callable[[SinkCounters], None] | None = None,
              metrics_at: MetricsAddress | None = None) -> SinkCounters:
     """Run until SIGTERM/SIGINT; the batch in progress is written before exiting. With
     ``metrics_at``, serve its metrics and the consumer lag of every axmon group there."""

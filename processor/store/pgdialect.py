@@ -69,7 +69,9 @@ def _qualified_increments(sql: str) -> str:
 
 
 def _json(sql: str) -> str:
-    out = sql.replace("json_each(?)", "sq_each(?)")
+    # the segments are computed once, not per row of the join (there are no statistics yet)
+    out = re.sub(r"\bWITH (\w+)\((\w+), (\w+)\) AS \(", r"WITH \1(\2, \3) AS MATERIALIZED (", sql)
+    out = out.replace("json_each(?)", "sq_each(?)")
     out = re.sub(r"series = json_extract\((\w+)\.value, '\$\[(\d+)\]'\)", r"series = (\1.item ->> \2)", out)
     out = re.sub(r"json_extract\((\w+\.)?value, '\$\[(\d+)\]'\)", r"((\1item ->> \2)::bigint)", out)
     out = re.sub(r"json_extract\((\w+)\.labels, \?\)", r"sq_label(\1.labels, ?)", out)
