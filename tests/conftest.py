@@ -1,6 +1,6 @@
 """Fixtures every test folder shares: the store on both of its databases.
 
-``db`` runs a test once on SQLite and once on PostgreSQL: ``db("t.db")`` is where that test's
+``db`` (or ``db_at``) runs a test once on SQLite and once on PostgreSQL: ``db("t.db")`` is where that test's
 database is (a file in ``tmp_path``, or a fresh schema on the session's PostgreSQL server, which
 :mod:`tests.pg` starts on first use and stops at the end; it fails the session, never skips,
 when it cannot).
@@ -34,7 +34,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> DbAt:
+def db_at(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> DbAt:
     if backend == "sqlite":
         return lambda name: tmp_path / name
     server: PgServer = request.getfixturevalue("postgres")
@@ -49,6 +49,6 @@ def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> DbAt:
 
 
 @pytest.fixture
-def db_at(db: DbAt) -> DbAt:
-    """``db`` by another name, for a test that calls its database ``db``."""
-    return db
+def db(db_at: DbAt) -> DbAt:
+    """``db_at`` by a shorter name (a module may define its own ``db`` over ``db_at``)."""
+    return db_at

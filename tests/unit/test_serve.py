@@ -27,6 +27,7 @@ from processor.serve.sse import Journal, snapshot
 from processor.settings import Settings
 from processor.store.db import open_for_writing
 from processor.store.queries import Monitor
+from tests.pg import DbAt, DbLocation
 from tests.unit.test_queries import (
     insert_execution,
     insert_row,
@@ -178,10 +179,10 @@ def test_a_scoped_key_never_sees_another_tenants_rows(executions: list[Execution
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
+def db(db_at: DbAt) -> DbLocation:
     runs = [("acme", "wf1", "completed", 10), ("acme", "wf1", "failed", 10), ("acme", "wf1", "running", 30),
             ("acme", "wf2", "completed", 20), ("beta", "wf1", "completed", 15)]
-    return build(tmp_path / "t.db", runs, ["acme", None])
+    return build(db_at("t.db"), runs, ["acme", None])
 
 
 def test_no_key_or_a_bad_key_is_401_as_json(db: Path, tmp_path: Path) -> None:
