@@ -70,8 +70,15 @@ _OPERATIONAL = frozenset({"08", "25", "40", "42", "53", "55", "57"})
 object, resources, lock not available, operator intervention."""
 
 
+class TransientError(sqlite3.OperationalError):
+    """A transaction PostgreSQL ended as deadlocked or unserializable: it was rolled back, and
+    the same transaction may simply be tried again."""
+
+
 def _sqlite_error(exc: psycopg.Error) -> sqlite3.Error:
     message = str(exc).strip()
+    if (exc.sqlstate or "").startswith("40"):
+        return TransientError(message)
     if isinstance(exc, pg_errors.IntegrityError):
         return sqlite3.IntegrityError(message)
     if isinstance(exc, psycopg.DataError):
@@ -136,6 +143,13 @@ class PgCursor:
         if self._cursor.description is None and self.rowcount > 0:
             self._conn.total_changes += self.rowcount
 
+    @property
+    def description(self) -> list[tuple[str, ...]] | None:
+        """As DB-API's: a tuple per result column, its name first (``None`` for a statement
+        without a result)."""
+        found = self._cursor.description
+        return None if found is None else [(d.name,) for d in found]
+
     def fetchone(self) -> Any:
         if self._rows is not None:
             return self._rows.pop(0) if self._rows else None
@@ -192,6 +206,12 @@ class PgConnection:
         raw = getattr(self, "raw", None)
         if raw is not None and not raw.closed:
             raw.close()
+
+    def lock_partitions(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Lock each (topic, partition) until the transaction ends (advisory locks, taken in
+        the order given: sorted, so that sinks never wait on each other in a circle)."""
+        for topic, partition in keys:
+            self.raw.execute("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (topic, partition))
 
     def pragma(self, name: str) -> list[Any]:
         """SQLite's pragmas the store reads: ``user_version`` (from ``schema_version``),

@@ -23,12 +23,14 @@ from typing import Any
 
 import orjson
 
+from processor.errors import AxmonError
 from processor.folds.decode import decode_input
 from processor.folds.records import Emit, Origin, Stream
 from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
 from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS, upsert_sql
 from processor.store.hourly import Written, refresh_hourly, stored_windows
+from processor.store.pgconn import PgConnection
 from schemas.events import LogRecorded, MetricRecorded
 
 _STATUS_COLUMNS = ("pending", "running", "completed", "failed", "cancelled")
@@ -49,6 +51,8 @@ class SinkBatch:
     """(topic, partition) -> (next offset, stream time)"""
     derived_times: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> the derived lane's stream time (metrics partitions)"""
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> the first offset of the batch (what a fenced write checks)"""
     records: int = 0
 
     def add_execution(self, snapshot: dict[str, Any]) -> None:
@@ -96,6 +100,7 @@ class SinkBatch:
 
     def consumed(self, topic: str, partition: int, next_offset: int, stream_time: int, derived_time: int | None = None) -> None:
         self.offsets[(topic, partition)] = (next_offset, stream_time)
+        self.first_offsets.setdefault((topic, partition), next_offset - 1)
         if derived_time is not None:
             self.derived_times[(topic, partition)] = derived_time
 
@@ -110,28 +115,41 @@ UNWRITABLE = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.Programmin
 helps); a busy or failing database raises something else, and the batch is tried again."""
 
 
-def write_batch(conn: Connection, batch: SinkBatch, *, written_at_ms: int | None = None) -> list[str]:
+class OffsetConflict(AxmonError):
+    """Another sink has written past the start of this batch on one of its partitions (the
+    partition moved to it in a rebalance): nothing was written; consume again from the stored
+    offsets."""
+
+
+def write_batch(conn: Connection, batch: SinkBatch, *, written_at_ms: int | None = None, fenced: bool = False) -> list[str]:
     """Write ``batch`` and its offsets in one transaction (all or nothing), and the wall-clock
     time of the write (``written_at_ms``, default now) in ``sink_status``.
+
+    ``fenced`` (several sinks sharing the database): the transaction first locks the batch's
+    partitions and checks that the offsets stored for them are not past the batch's first
+    offsets; when one is, it writes nothing and raises :class:`OffsetConflict`. So each
+    partition's records are written once, in order, whichever sink consumed them.
 
     When a record of the batch cannot be written (:data:`UNWRITABLE`), the batch is written
     again record by record, each in a savepoint, leaving out those that fail: one record never
     stops the sink. Returns what was left out (normally nothing) for the caller to count."""
     written_at = int(time.time() * 1000) if written_at_ms is None else written_at_ms
     try:
-        _transaction(conn, batch, written_at, _write_all)
+        _transaction(conn, batch, written_at, _write_all, fenced)
         return []
     except UNWRITABLE:
         pass
     skipped: list[str] = []
-    _transaction(conn, batch, written_at, lambda c, b: skipped.extend(_write_each(c, b)))
+    _transaction(conn, batch, written_at, lambda c, b: skipped.extend(_write_each(c, b)), fenced)
     return skipped
 
 
 def _transaction(conn: Connection, batch: SinkBatch, written_at: int,
-                 write: Callable[[Connection, SinkBatch], object]) -> None:
+                 write: Callable[[Connection, SinkBatch], object], fenced: bool = False) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if fenced:
+            _fence(conn, batch)
         write(conn, batch)
         conn.executemany(
             "INSERT INTO sink_offsets(topic, partition, next_offset, stream_time) VALUES (?, ?, ?, ?) "
@@ -153,6 +171,16 @@ def _transaction(conn: Connection, batch: SinkBatch, written_at: int,
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _fence(conn: Connection, batch: SinkBatch) -> None:
+    keys = sorted(batch.first_offsets)
+    if isinstance(conn, PgConnection):
+        conn.lock_partitions(keys)  # held to the commit: one writer per partition at a time
+    stored = stored_offsets(conn)
+    behind = [f"{t}/{p}" for t, p in keys if stored.get((t, p), (0, 0))[0] > batch.first_offsets[(t, p)]]
+    if behind:
+        raise OffsetConflict(f"another sink wrote past this batch's start on {', '.join(behind)}")
 
 
 def _write_all(conn: Connection, batch: SinkBatch) -> None:
@@ -308,7 +336,7 @@ def apply_stats_deltas(conn: Connection, deltas: Mapping[str, list[int]]) -> Non
         "failed = failed + excluded.failed, cancelled = cancelled + excluded.cancelled, "
         "duration_sum = duration_sum + excluded.duration_sum, "
         "duration_count = duration_count + excluded.duration_count",
-        [(tenant, *d) for tenant, d in deltas.items() if any(d)],
+        [(tenant, *d) for tenant, d in sorted(deltas.items()) if any(d)],  # sorted: sinks lock tenants in one order
     )
 
 
