@@ -124,7 +124,7 @@ def _null_ordered(term: str) -> str:
     if re.search(r"\bNULLS\s+(FIRST|LAST)$", body, re.I):
         return term
     nulls = " NULLS LAST" if re.search(r"\bDESC$", body, re.I) else " NULLS FIRST"
-    return body + nulls + (tail or " ")
+    return body + nulls + tail
 
 
 def _placeholders(sql: str) -> str:
