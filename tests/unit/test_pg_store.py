@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from processor.folds.execution import ExecutionState, apply, snapshot
+from processor.ops.health_probe import observe_database
 from processor.store.db import SCHEMA_VERSION, DatabaseError, open_for_writing, open_read_only
 from processor.store.dbdiff import compare
 from processor.store.pgcopy import copy_into
@@ -145,3 +146,15 @@ def test_a_sqlite_file_copied_into_postgresql_compares_equal(tmp_path: Path, pos
     copied = copy_into(source, url)
     assert copied["metric_rollups"] == len(rollups) and copied["performance_metrics"] == len(samples)
     assert compare(source, url) == []  # the counts tables too, counted again by the triggers
+
+
+def test_health_observes_a_postgresql_store(postgres: PgServer) -> None:
+    url = postgres.fresh()
+    conn = open_for_writing(url)
+    write_batch(conn, _batch("axmon.execution-state", 0, _snapshots(3)), written_at_ms=1_234)
+    conn.close()
+    seen = observe_database(url)
+    assert seen.error is None and seen.exists and seen.schema_version == SCHEMA_VERSION
+    assert seen.quick_check == ("ok",) and seen.last_write_ms == 1_234 and seen.last_write_source == "sink_status"
+    assert seen.sink_offsets == {("axmon.execution-state", 0): 3}
+    assert observe_database("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2").error
