@@ -25,7 +25,7 @@ from processor.store.pgconn import open_pg_for_writing, open_pg_read_only
 from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
 from processor.store.sqltext import HOUR_MS as HOUR_MS
 from processor.store.sqltext import upsert_sql as upsert_sql
-from processor.urls import DbLocation, display_url, is_postgres
+from processor.urls import DbLocation, display_url
 
 
 class DatabaseError(AxmonError):
@@ -429,22 +429,12 @@ def open_read_only(path: DbLocation) -> Connection:
 
 
 def _open_pg(url: str, *, for_writing: bool) -> Connection:
-    if not is_postgres(url):
-        raise ConfigError(f"{url!r} is neither a path nor a postgresql:// URL")
     try:
         if for_writing:
             return open_pg_for_writing(url, MIGRATIONS, SCHEMA_VERSION, (SINK_STATUS, SINK_DERIVED_TIMES))
-        conn = open_pg_read_only(url)
-        version = conn.version()
+        return open_pg_read_only(url, SCHEMA_VERSION)
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{display_url(url)}: {exc}") from exc
-    if version == 0:
-        conn.close()
-        raise DatabaseError(f"{display_url(url)} is not an axmon database (run 'axmon sink --db URL' first)")
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise DatabaseError(f"{display_url(url)} has schema version {version}; this axmon knows up to {SCHEMA_VERSION}")
-    return conn
 
 
 def migrate(conn: sqlite3.Connection) -> int:

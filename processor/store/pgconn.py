@@ -262,6 +262,12 @@ def open_pg_for_writing(url: str, migrations: Mapping[int, str], version: int, a
     return conn
 
 
-def open_pg_read_only(url: str) -> PgConnection:
-    """A session whose transactions are read-only."""
-    return PgConnection(url, read_only=True)
+def open_pg_read_only(url: str, version: int) -> PgConnection:
+    """A session whose transactions are read-only, on a database of schema ``version`` or older."""
+    conn = PgConnection(url, read_only=True)
+    found = conn.version()
+    if found == 0 or found > version:
+        conn.close()
+        raise sqlite3.DatabaseError("not an axmon database (run 'axmon sink --db URL' first)" if found == 0 else
+                                    f"schema version {found}; this axmon knows up to {version}")
+    return conn
