@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from processor.runtime.metrics_export import MetricsAddress
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _ATTEMPTS = 10
 """Writes of one batch tried at most when PostgreSQL ends them as deadlocked or unserializable."""
@@ -284,20 +286,23 @@ class SinkRunner:
             elif until_idle_s is not None and time.monotonic() - last_record >= until_idle_s:
                 return
             if time.monotonic() - last_cleanup >= cfg.cleanup_every_s:
-                report = cleanup(conn, int(time.time() * 1000), cfg.retention)
+                report = self._retried(lambda: cleanup(conn, int(time.time() * 1000), cfg.retention))
                 log.info("retention: %s", report)
                 last_cleanup = time.monotonic()
 
     def _write(self, conn: Connection, batch: SinkBatch) -> list[str]:
-        """:func:`write_batch` (fenced when sinks share the database), again after a deadlock."""
-        for attempt in range(_ATTEMPTS):
+        """:func:`write_batch`, fenced when sinks share the database."""
+        return self._retried(lambda: write_batch(conn, batch, fenced=self._resync is not None))
+
+    @staticmethod
+    def _retried(transaction: Callable[[], T]) -> T:
+        """``transaction()``, again when PostgreSQL ended it as deadlocked (it was rolled back)."""
+        for attempt in range(_ATTEMPTS - 1):
             try:
-                return write_batch(conn, batch, fenced=self._resync is not None)
+                return transaction()
             except TransientError:
-                if attempt == _ATTEMPTS - 1:
-                    raise
                 time.sleep(0.05 * (attempt + 1))
-        return []
+        return transaction()
 
     def _count_transaction(self, batch: SinkBatch, seconds: float) -> None:
         counters = self.counters

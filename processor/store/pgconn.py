@@ -207,6 +207,10 @@ class PgConnection:
         if raw is not None and not raw.closed:
             raw.close()
 
+    def lock(self, name: str) -> None:
+        """Lock ``name`` until the transaction ends (an advisory lock)."""
+        self.raw.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+
     def lock_partitions(self, keys: Iterable[tuple[str, int]]) -> None:
         """Lock each (topic, partition) until the transaction ends (advisory locks, taken in
         the order given: sorted, so that sinks never wait on each other in a circle)."""

@@ -8,6 +8,7 @@ from typing import Any
 from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
 from processor.store.hourly import hour_of, refresh_hourly
+from processor.store.pgconn import PgConnection
 from processor.store.sinkdb import apply_stats_deltas, contribute
 
 
@@ -39,6 +40,8 @@ def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -
     report: dict[str, int] = {}
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if isinstance(conn, PgConnection):  # sinks sharing the database clean up one at a time
+            conn.lock("axmon cleanup")
         doomed = conn.execute(
             "SELECT id, tenant_id, status, duration FROM workflow_executions_monitor "
             "WHERE started_at < ? AND status NOT IN ('pending', 'running')",

@@ -5,6 +5,7 @@ file into PostgreSQL (replay's --swap)."""
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from processor.store.dbdiff import compare
 from processor.store.pgcopy import copy_into
 from processor.store.pgdialect import Untranslatable, translate
 from processor.store.queries import Monitor
+from processor.store.retention import Retention, cleanup
 from processor.store.sinkdb import OffsetConflict, SinkBatch, write_batch
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas.events import LifecycleEvent
@@ -158,3 +160,24 @@ def test_health_observes_a_postgresql_store(postgres: PgServer) -> None:
     assert seen.quick_check == ("ok",) and seen.last_write_ms == 1_234 and seen.last_write_source == "sink_status"
     assert seen.sink_offsets == {("axmon.execution-state", 0): 3}
     assert observe_database("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2").error
+
+
+def test_sinks_cleaning_up_together_take_each_execution_off_the_counters_once(postgres: PgServer) -> None:
+    url = postgres.fresh()
+    snapshots = _snapshots(30)
+    conn = open_for_writing(url)
+    write_batch(conn, _batch("axmon.execution-state", 0, snapshots))
+    conn.close()
+    now = max(s["last_event_at"] for s in snapshots) + Retention().executions_ms + 1
+    conns = [open_for_writing(url) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(len(conns)) as pool:
+            reports = list(pool.map(lambda c: cleanup(c, now), conns))
+    finally:
+        for c in conns:
+            c.close()
+    finished = [s for s in snapshots if s["status"] not in ("pending", "running")]
+    assert sum(r.executions for r in reports) == len(finished)
+    with Monitor(url) as monitor:
+        assert monitor.get_workflow_stats()["total"] == len(snapshots) - len(finished)
+        assert len(monitor.get_recent_executions(limit=100)) == len(snapshots) - len(finished)
