@@ -26,7 +26,7 @@ from psycopg import errors as pg_errors
 from psycopg.adapt import Loader
 from psycopg.rows import RowMaker, tuple_row
 
-from processor.store.pgdialect import FUNCTIONS, PG_EXTRAS, schema_statements, translate
+from processor.store.pgdialect import FUNCTIONS, PG_EXTRAS, PG_REPLACED, schema_statements, translate
 from processor.urls import display_url
 
 _LOCK = 0x61786D6F6E  # "axmon": the advisory lock around schema changes
@@ -251,7 +251,8 @@ def open_pg_for_writing(url: str, migrations: Mapping[int, str], version: int, a
             if found > version:
                 raise sqlite3.DatabaseError(f"schema version {found} is newer than this axmon ({version})")
             for target in range(found + 1, version + 1):
-                for statement in (*schema_statements(migrations[target]), *PG_EXTRAS.get(target, ())):
+                steps = PG_REPLACED[target] if target in PG_REPLACED else schema_statements(migrations[target])
+                for statement in (*steps, *PG_EXTRAS.get(target, ())):
                     conn.raw.execute(statement)  # type: ignore[call-overload]
             for statement in (*(s for script in always for s in schema_statements(script)), *FUNCTIONS):
                 conn.raw.execute(statement)  # type: ignore[call-overload]

@@ -216,6 +216,22 @@ PG_EXTRAS: dict[int, tuple[str, ...]] = {
 implicit row id, which ``get_logs`` follows) and the triggers that keep the counts tables."""
 
 
+_SKETCH_TABLES = ("metric_rollups", "metric_rollups_hourly", "metric_rollups_daily")
+
+PG_REPLACED: dict[int, tuple[str, ...]] = {
+    7: (
+        "DO $$ BEGIN IF " + " OR ".join(f"EXISTS (SELECT 1 FROM {t})" for t in _SKETCH_TABLES) + " THEN "
+        "RAISE EXCEPTION 'its sketches are stored as JSON: rebuild it (axmon replay --swap --live-db URL)'; "
+        "END IF; END $$",
+        *(f"ALTER TABLE {t} ALTER COLUMN sketch TYPE BYTEA USING convert_to(sketch, 'UTF8')" for t in _SKETCH_TABLES),
+    ),
+}
+"""Versions whose SQLite migration PostgreSQL does not run, and what it runs instead. Version 7
+(sketches as bytes, converted by a Python function SQLite calls) declares the sketch columns
+``BYTEA`` (SQLite keeps bytes in a ``TEXT`` column; PostgreSQL does not); a PostgreSQL database
+is made at the newest version, so its tables are empty here, and one that is not is refused."""
+
+
 def schema_statements(script: str) -> list[str]:
     """A migration script (SQLite DDL) as PostgreSQL statements; its triggers must be among
     :data:`REPLACED_TRIGGERS`."""
