@@ -44,11 +44,13 @@ lock:
 system-deps:
 	@./scripts/ensure-java.sh
 
-# The tests also drive the dashboard in Debian's headless Chromium, and lint the Prometheus
-# exposition with promtool (Debian's prometheus package).
+# The tests also drive the dashboard in Debian's headless Chromium, lint the Prometheus
+# exposition with promtool (Debian's prometheus package), and run the store on PostgreSQL 15
+# (Debian's postgresql package).
 test-deps: system-deps
 	@./scripts/ensure-chromium.sh
 	@./scripts/ensure-promtool.sh
+	@./scripts/ensure-postgres.sh
 
 # ends by leaving axmon serve running over ./axmon.db in the background: it prints the URL and how to stop it
 demo: install system-deps
@@ -62,6 +64,7 @@ test: install test-deps
 	$(BIN)/python -m pytest
 
 test-unit: install
+	@./scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest tests/unit
 
 test-integration: install test-deps

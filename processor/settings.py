@@ -12,7 +12,7 @@ from pathlib import Path
 
 from processor.errors import ConfigError
 from processor.folds.config import FoldConfig
-from processor.urls import check_webhook_url
+from processor.urls import DbLocation, check_webhook_url, db_location
 from schemas.topics import Topics
 
 ENV_BOOTSTRAP = "AXMON_BOOTSTRAP"
@@ -51,7 +51,8 @@ class Settings:
     topic_prefix: str = "axmon."
     partitions: int = 4
     """Partition count of the source topics (and so of every co-partitioned table)."""
-    db_path: Path = Path("axmon.db")
+    db_path: DbLocation = Path("axmon.db")
+    """The database: a SQLite file, or a ``postgresql://`` URL (see :mod:`processor.urls`)."""
     window_ms: int = _FOLD_DEFAULTS.window_ms
     """Tumbling window of metric rollups (event time)."""
     grace_ms: int = _FOLD_DEFAULTS.grace_ms
@@ -110,12 +111,14 @@ class Settings:
         if env.get(ENV_PARTITIONS):
             values["partitions"] = _positive_int(ENV_PARTITIONS, env[ENV_PARTITIONS])
         if env.get(ENV_DB):
-            values["db_path"] = Path(env[ENV_DB])
+            values["db_path"] = db_location(env[ENV_DB])
         if env.get(ENV_WEBHOOKS):
             values["webhooks"] = tuple(env[ENV_WEBHOOKS].split())
         for key, value in (overrides or {}).items():
             if value is not None:
                 values[key] = value
+        if isinstance(values.get("db_path"), str):
+            values["db_path"] = db_location(str(values["db_path"]))
         settings = replace(cls(), **values)  # type: ignore[arg-type]
         settings.validate()
         return settings

@@ -1,8 +1,10 @@
 """Webhook URLs: which strings can be one, and how to show one in logs. Pure; used by the
-settings (to validate ``--webhook``) and by notify (to deliver and to log)."""
+settings (to validate ``--webhook``) and by notify (to deliver and to log). And the database's
+location: a SQLite file's path or a PostgreSQL URL (``--db``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from processor.errors import ConfigError
@@ -30,3 +32,23 @@ def display_url(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+DbLocation = Path | str
+"""Where the database is: a SQLite file (a ``Path``) or a PostgreSQL URL (a ``str`` starting
+with one of :data:`POSTGRES_SCHEMES`), as :func:`db_location` makes them."""
+
+
+def db_location(value: str | Path) -> DbLocation:
+    """``value`` (a ``--db`` flag or ``AXMON_DB``) as a :data:`DbLocation`: a PostgreSQL URL
+    stays a string, anything else is a path."""
+    if isinstance(value, str) and value.startswith(POSTGRES_SCHEMES):
+        return value
+    return Path(value)
+
+
+def is_postgres(location: DbLocation) -> bool:
+    """Whether ``location`` names a PostgreSQL database (else it is a SQLite file)."""
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import logging
 from collections import defaultdict
-from pathlib import Path
 
 import orjson
 from rich import box
@@ -33,6 +32,7 @@ from processor.errors import ConfigError
 from processor.ops.health import Report, Status, Thresholds, evaluate
 from processor.ops.health_probe import DEFAULT_TIMEOUT_S, describe, observe
 from processor.ops.observations import Observations
+from processor.urls import DbLocation
 from schemas.topics import Topics
 
 STYLES = {Status.HEALTHY: "green", Status.DEGRADED: "yellow", Status.UNKNOWN: "magenta", Status.UNHEALTHY: "bold red"}
@@ -71,7 +71,7 @@ def register(subparsers: Subparsers) -> None:
     health.set_defaults(handler=cmd_health)
 
 
-def gather(topics: Topics, bootstrap: str | None, db_path: Path, *, timeout_s: float, bootstrap_error: str | None) -> Observations:
+def gather(topics: Topics, bootstrap: str | None, db_path: DbLocation, *, timeout_s: float, bootstrap_error: str | None) -> Observations:
     """The observations (the seam the unit tests replace)."""
     return asyncio.run(observe(topics, bootstrap, db_path, timeout_s=timeout_s, bootstrap_error=bootstrap_error))
 

@@ -22,6 +22,7 @@ from processor.folds.timeparse import parse_duration_ms
 from processor.ops import localbroker
 from processor.runtime.metrics_export import MetricsAddress
 from processor.settings import ENV_BOOTSTRAP, ENV_DB, ENV_KAFKA_DIR, Settings
+from processor.urls import db_location
 
 FOLD_DEFAULTS = FoldConfig()
 """The folds' defaults, shown in the help as the folds have them."""
@@ -203,12 +204,14 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
 
 def add_db(parser: argparse.ArgumentParser) -> None:
     """``--db``: the database a command writes (or serves)."""
-    parser.add_argument("--db", type=Path, metavar="PATH", help="the SQLite database (env AXMON_DB; default ./axmon.db)")
+    parser.add_argument("--db", type=db_location, metavar="PATH|URL",
+                        help="the SQLite database, or a postgresql:// URL (env AXMON_DB; default ./axmon.db)")
 
 
 def add_read_options(parser: argparse.ArgumentParser) -> None:
     """``--db`` and ``--json``: what every command that reads the database takes."""
-    parser.add_argument("--db", type=Path, metavar="PATH", help=f"the database (env {ENV_DB}; default ./axmon.db)")
+    parser.add_argument("--db", type=db_location, metavar="PATH|URL",
+                        help=f"the database: a SQLite file or a postgresql:// URL (env {ENV_DB}; default ./axmon.db)")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout (stable keys, epoch ms)")
 
 

@@ -169,7 +169,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     from processor.store.retention import cleanup
 
     settings = settings_of(args)
-    if not settings.db_path.exists():
+    if isinstance(settings.db_path, Path) and not settings.db_path.exists():
         raise ConfigError(f"no database at {settings.db_path}")
     conn = open_for_writing(settings.db_path)
     try:

@@ -13,6 +13,7 @@ from processor.cli.options import (
     Subparsers,
     add_broker_options,
     add_fold_options,
+    db_location,
     positive,
     resolve_bootstrap,
     rules_of,
@@ -21,6 +22,7 @@ from processor.cli.options import (
 from processor.cli.render import err_console, out_console
 from processor.errors import ConfigError
 from processor.ops import localbroker
+from processor.urls import display_url
 
 
 def register(subparsers: Subparsers) -> None:
@@ -32,7 +34,8 @@ def register(subparsers: Subparsers) -> None:
         "Faust, no derived topics). Execution state is always rebuilt from the whole history (a "
         "state needs all its events); --from only limits the metric samples and windows. An "
         "interrupted replay leaves no file behind. With --swap the new database replaces the "
-        "live one (--live-db / AXMON_DB) atomically when complete: stop the sink first.",
+        "live one (--live-db / AXMON_DB) atomically when complete: stop the sink first. A live "
+        "PostgreSQL store gets the new file's rows in one transaction.",
     )
     rep.add_argument("--db", dest="target", type=Path, required=True, metavar="NEW.db",
                      help="the database to build (must not exist)")
@@ -40,8 +43,9 @@ def register(subparsers: Subparsers) -> None:
                      help="keep metric samples from TIME (1h, 7d, ISO-8601, epoch ms)")
     rep.add_argument("--until", metavar="TIME", help="read the topics as they stood at TIME")
     rep.add_argument("--swap", action="store_true", help="then replace the live database with the new one")
-    rep.add_argument("--live-db", dest="db", type=Path, metavar="PATH",
-                     help="the live database for --swap (env AXMON_DB; default ./axmon.db)")
+    rep.add_argument("--live-db", dest="db", type=db_location, metavar="PATH|URL",
+                     help="the live database for --swap, a file or a postgresql:// URL: then the new file's rows "
+                     "are copied into it in one transaction (env AXMON_DB; default ./axmon.db)")
     add_fold_options(rep, same_as_worker=True)
     rep.add_argument("--rules", type=Path, metavar="PATH", help="the worker's alert rules: alerts are rebuilt too")
     add_broker_options(rep)
@@ -79,7 +83,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if from_ms is not None and until_ms is not None and from_ms >= until_ms:
         raise ConfigError("--from must be before --until")
     target: Path = args.target
-    if args.swap and target.resolve() == settings.db_path.resolve():
+    if args.swap and isinstance(settings.db_path, Path) and target.resolve() == settings.db_path.resolve():
         raise ConfigError("--db names the new database; with --swap it must differ from the live one (AXMON_DB / --live-db)")
     with Progress(
         TextColumn("replaying"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[rate]} records/s"),
@@ -97,7 +101,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{result.executions:,} execution writes, {result.samples:,} samples, {result.rollups:,} rollup writes, "
         f"{result.dead_letters:,} dead letters"
     )
-    if args.swap:
+    if args.swap and isinstance(settings.db_path, str):
+        from processor.store.pgcopy import copy_into
+
+        copy_into(target, settings.db_path)
+        err_console.print(f"copied into {display_url(settings.db_path)}")
+    elif args.swap and isinstance(settings.db_path, Path):
         swap_into(target, settings.db_path)
         err_console.print(f"swapped into {settings.db_path}")
     return 0

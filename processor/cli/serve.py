@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from processor.cli.options import Subparsers, add_kafka_options, settings_of
+from processor.cli.options import Subparsers, add_kafka_options, db_location, settings_of
 from processor.cli.render import err_console
 from processor.serve.bind import DEFAULT_HOST, DEFAULT_PORT, check_bind
 
@@ -19,7 +19,8 @@ def register(subparsers: Subparsers) -> None:
         "127.0.0.1 unless --host is given; any other address needs --keys. --bootstrap enables "
         "acks and the Kafka part of health.",
     )
-    serve.add_argument("--db", type=Path, metavar="PATH", help="the SQLite database (env AXMON_DB; default ./axmon.db)")
+    serve.add_argument("--db", type=db_location, metavar="PATH|URL",
+                       help="the SQLite database, or a postgresql:// URL (env AXMON_DB; default ./axmon.db)")
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--keys", type=Path, metavar="PATH",

@@ -10,12 +10,12 @@ import argparse
 import asyncio
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 from processor.cli.options import Subparsers, add_broker_options, add_db, resolve_bootstrap, settings_of
 from processor.cli.render import err_console, out_console
 from processor.errors import ConfigError
+from processor.urls import DbLocation
 
 
 def register(subparsers: Subparsers) -> None:
@@ -90,7 +90,7 @@ def cmd_traces_export(args: argparse.Namespace) -> int:
         raise ConfigError("--page must be within 1..10000")
     settings = settings_of(args)
     since = parse_time_ms(args.since, int(time.time() * 1000)) if args.since else None
-    db_path: Path = settings.db_path
+    db_path: DbLocation = settings.db_path
 
     async def run() -> int:
         async with OtlpClient(_otlp(args), headers=_headers(args.header), timeout_s=args.timeout) as client:

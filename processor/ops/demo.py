@@ -31,7 +31,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from processor.errors import AxmonError
+from processor.errors import AxmonError, ConfigError
 from processor.folds.config import FoldConfig
 from processor.ops.children import AxmonChild
 from processor.ops.demo_dashboard import start_dashboard
@@ -108,6 +108,8 @@ class DemoOptions:
 async def run_demo(settings: Settings, bootstrap: str, options: DemoOptions, console: Console) -> int:
     topics = settings.topics
     await ensure_topics(bootstrap, contract_topics(topics, settings.partitions))
+    if isinstance(settings.db_path, str):
+        raise ConfigError("the demo writes a SQLite file: --db must be a path")
     db = settings.db_path.resolve()
     if not options.keep_db:
         set_aside(db, console)

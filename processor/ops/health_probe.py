@@ -34,7 +34,9 @@ from processor.ops.observations import (
 from processor.ops.settle import sink_topics
 from processor.runtime.admin import contract_topics
 from processor.runtime.worker_status import WorkerStatus, decode_status
+from processor.store.conn import Connection
 from processor.store.db import SCHEMA_VERSION, open_read_only
+from processor.urls import DbLocation, display_url
 from schemas.topics import Topics
 
 T = TypeVar("T")
@@ -145,13 +147,17 @@ async def _close(closing: Awaitable[Any] | None, timeout_s: float) -> None:
         pass
 
 
-def observe_database(path: Path) -> DatabaseObservation:
+def observe_database(path: DbLocation) -> DatabaseObservation:
     """Read-only: existence, size, schema version, ``PRAGMA quick_check``, the sink's stored
-    offsets and its last write."""
-    shown = str(path)
-    if not path.exists():
-        return DatabaseObservation(shown, exists=False)
-    size, wal = _size(path), _size(path.with_name(path.name + "-wal"))
+    offsets and its last write. On PostgreSQL (a URL) there is no file: its size is unknown and
+    the check is that the server answers."""
+    shown = display_url(path) if isinstance(path, str) else str(path)
+    size: int | None = None
+    wal: int | None = None
+    if isinstance(path, Path):
+        if not path.exists():
+            return DatabaseObservation(shown, exists=False)
+        size, wal = _size(path), _size(path.with_name(path.name + "-wal"))
     try:
         conn = open_read_only(path)
     except Exception as exc:
@@ -167,7 +173,7 @@ def observe_database(path: Path) -> DatabaseObservation:
         conn.close()
     last_write: int | None = None
     source: str | None = None
-    if status is None:  # written before the sink recorded its writes
+    if status is None and isinstance(path, Path):  # written before the sink recorded its writes
         last_write, source = _mtime_ms(path), "file mtime"
     elif status:
         last_write, source = int(status[0][0]), "sink_status"
@@ -183,7 +189,7 @@ def _database_error(exc: Exception, path: str) -> str:
     return text[len(path) + 2:] if text.startswith(f"{path}: ") else text or describe(exc)
 
 
-def _optional_table(conn: sqlite3.Connection, sql: str) -> list[Any] | None:
+def _optional_table(conn: Connection, sql: str) -> list[Any] | None:
     """The rows, or ``None`` when the table does not exist."""
     try:
         return conn.execute(sql).fetchall()
@@ -213,7 +219,7 @@ def _mtime_ms(path: Path) -> int | None:
 async def observe(
     topics: Topics,
     bootstrap: str | None,
-    db_path: Path,
+    db_path: DbLocation,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     bootstrap_error: str | None = None,

@@ -174,7 +174,7 @@ def run_proof(
     # up by itself; the watchdog is there for anything else, and its log says if it acted.
     worker = AxmonChild("worker", ["worker", *common, "--rules", str(rules_file),
                                    "--stall-timeout", str(options.stall_timeout_s)], workdir)
-    sink = AxmonChild("sink", ["sink", *common, "--db", str(settings.db_path), "--batch-size", "300"], workdir)
+    sink = AxmonChild("sink", ["sink", *common, "--db", str(_live(settings)), "--batch-size", "300"], workdir)
     rng = random.Random(options.seed)
     broker_restarts = 0
     kills: list[tuple[str, int]] = []
@@ -197,7 +197,7 @@ def run_proof(
             asyncio.run(_publish(bootstrap, settings, parts[0], junk if n == 1 else [], options.misrouted_every))
             time.sleep(rng.uniform(0.5, 2.0))
             if n < options.sink_kills:
-                _await(sink, lambda: sum(stored_sink_offsets(settings.db_path).values()) > written, "write something")
+                _await(sink, lambda: sum(stored_sink_offsets(_live(settings)).values()) > written, "write something")
             asyncio.run(_publish(bootstrap, settings, parts[1], [], options.misrouted_every))
             if n < options.sink_kills:
                 kills.append(_kill_and_restart(sink, lambda: _backlog_after_kill(bootstrap, settings).sink, say))
@@ -218,8 +218,8 @@ def run_proof(
         while True:
             worker.check()
             sink.check()
-            done, previous = asyncio.run(settled(bootstrap, topics, settings.db_path, previous))
-            if done and _all_windows_final(settings.db_path):
+            done, previous = asyncio.run(settled(bootstrap, topics, _live(settings), previous))
+            if done and _all_windows_final(_live(settings)):
                 break
             if time.monotonic() > deadline:
                 raise ProofError(f"the pipeline did not catch up in {options.catch_up_s:.0f} s (last backlog {previous})")
@@ -231,15 +231,22 @@ def run_proof(
     say("replaying the source topics from the earliest offset")
     result = asyncio.run(replay(settings, bootstrap, ReplayPlan(replay_db, rules=rules)))
     say(f"replayed {result.records:,} records in {result.seconds:.1f} s ({result.rate:,.0f} records/s)")
-    diffs = tuple(compare(settings.db_path, replay_db))
+    diffs = tuple(compare(_live(settings), replay_db))
     conn = sqlite3.connect(f"file:{replay_db}?mode=ro", uri=True)
     try:
         rows = {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
                 for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     finally:
         conn.close()
-    return ProofResult(settings.db_path, replay_db, len(events), len(junk), worker.starts, sink.starts,
+    return ProofResult(_live(settings), replay_db, len(events), len(junk), worker.starts, sink.starts,
                        broker_restarts, diffs, rows, tuple(kills))
+
+
+def _live(settings: Settings) -> Path:
+    """The proof's live database (a file in its work directory)."""
+    if not isinstance(settings.db_path, Path):
+        raise ProofError("the proof runs on a SQLite file")
+    return settings.db_path
 
 
 def _progress(bootstrap: str, settings: Settings) -> tuple[int, int]:
@@ -248,7 +255,7 @@ def _progress(bootstrap: str, settings: Settings) -> tuple[int, int]:
     for _ in range(30):
         try:
             committed, _ = asyncio.run(group_offsets(bootstrap, f"{settings.topic_prefix}worker", list(settings.topics.sources)))
-            return sum(committed.values()), sum(stored_sink_offsets(settings.db_path).values())
+            return sum(committed.values()), sum(stored_sink_offsets(_live(settings)).values())
         except BrokerError:
             time.sleep(1.0)
     raise ProofError("the broker did not say what the worker group committed")
@@ -278,7 +285,7 @@ def _backlog_after_kill(bootstrap: str, settings: Settings) -> Backlog:
     coordinator yet, as on a fresh broker)."""
     for _ in range(30):
         try:
-            return asyncio.run(backlog(bootstrap, settings.topics, settings.db_path))
+            return asyncio.run(backlog(bootstrap, settings.topics, _live(settings)))
         except BrokerError:
             time.sleep(1.0)
     raise ProofError("the broker did not say what the killed process left to do")

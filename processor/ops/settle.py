@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from processor.runtime.admin import end_offsets, group_lag
+from processor.store.db import DatabaseError, open_read_only
+from processor.urls import DbLocation
 from schemas.topics import Topics
 
 
@@ -29,10 +31,13 @@ def sink_topics(topics: Topics) -> list[str]:
     return [topics.execution_state, topics.metric_rollups, topics.dead_letter, topics.metrics, topics.alerts, topics.logs]
 
 
-def stored_sink_offsets(db: Path) -> dict[tuple[str, int], int]:
-    if not db.exists():
+def stored_sink_offsets(db: DbLocation) -> dict[tuple[str, int], int]:
+    if isinstance(db, Path) and not db.exists():
         return {}
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        conn = open_read_only(db)
+    except DatabaseError:  # not written yet
+        return {}
     try:
         return {(r[0], r[1]): r[2] for r in conn.execute("SELECT topic, partition, next_offset FROM sink_offsets")}
     except sqlite3.OperationalError:
@@ -41,7 +46,7 @@ def stored_sink_offsets(db: Path) -> dict[tuple[str, int], int]:
         conn.close()
 
 
-async def backlog(bootstrap: str, topics: Topics, db: Path) -> Backlog:
+async def backlog(bootstrap: str, topics: Topics, db: DbLocation) -> Backlog:
     worker = await group_lag(bootstrap, f"{topics.prefix}worker", [*topics.sources, topics.stats_changes])
     ends: dict[tuple[str, int], int] = {}
     for topic in sink_topics(topics):
@@ -52,7 +57,7 @@ async def backlog(bootstrap: str, topics: Topics, db: Path) -> Backlog:
     return Backlog(sum(worker.values()), behind, tuple(sorted(ends.items())))
 
 
-async def settled(bootstrap: str, topics: Topics, db: Path, previous: Backlog | None) -> tuple[bool, Backlog]:
+async def settled(bootstrap: str, topics: Topics, db: DbLocation, previous: Backlog | None) -> tuple[bool, Backlog]:
     """Whether nothing is left to do and the topics have not grown since ``previous`` (the
     worker publishes the last rollups of a window up to a second after its input)."""
     now = await backlog(bootstrap, topics, db)

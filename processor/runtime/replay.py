@@ -239,6 +239,8 @@ def _open_partial(path: Path) -> sqlite3.Connection:
     (a batch that fails is still rolled back). A crash loses nothing that matters: the partial
     file is deleted and a replay starts again; the finished file is synced before it is renamed."""
     conn = open_for_writing(path)
+    if not isinstance(conn, sqlite3.Connection):
+        raise TypeError("replay builds a SQLite file")
     conn.execute("PRAGMA journal_mode = MEMORY")
     conn.execute("PRAGMA synchronous = OFF")
     return conn
@@ -373,6 +375,8 @@ def swap_into(new_db: Path, live_db: Path) -> None:
     try:
         dest = open_for_writing(live_db)
         try:
+            if not isinstance(dest, sqlite3.Connection):
+                raise TypeError("a replay swaps into a SQLite file")
             source.backup(dest)
         finally:
             dest.close()

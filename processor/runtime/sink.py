@@ -18,18 +18,19 @@ Raw samples get the same lateness rule as the worker's windows
 (:func:`processor.folds.metrics_core.admission_limit`), judged by the stream time of the sample's lane of its
 metrics partition (stored with the offsets: the raw lane's in ``sink_offsets``, the derived
 lane's in ``sink_derived_times``), so the raw table holds exactly the samples the rollups count.
+
+On PostgreSQL several sinks may share the database: they split the partitions through the
+consumer group, and step 1 happens on every assignment (:mod:`processor.runtime.sink_group`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -40,16 +41,21 @@ from processor.errors import BrokerError
 from processor.folds.raw_gate import RawSampleGate
 from processor.folds.records import Origin, Stream
 from processor.runtime.admin import partition_counts
+from processor.runtime.sink_group import Resync
 from processor.runtime.supervise import Restarts, run_restarting
 from processor.settings import Settings
+from processor.store.conn import Connection
 from processor.store.db import open_for_writing
+from processor.store.pgconn import TransientError
 from processor.store.retention import Retention, cleanup
 from processor.store.sinkdb import (
+    OffsetConflict,
     SinkBatch,
     stored_derived_times,
     stored_offsets,
     write_batch,
 )
+from processor.urls import DbLocation, is_postgres
 from schemas.codec import decode_event
 from schemas.errors import InvalidEvent
 from schemas.events import MetricRecorded
@@ -59,6 +65,11 @@ if TYPE_CHECKING:
     from processor.runtime.metrics_export import MetricsAddress
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_ATTEMPTS = 10
+"""Writes of one batch tried at most when PostgreSQL ends them as deadlocked or unserializable."""
 
 TABLE_OF_BATCH = {
     "executions": "workflow_executions_monitor", "rollups": "metric_rollups", "samples": "performance_metrics",
@@ -149,7 +160,7 @@ class SinkConfig:
 class SinkRunner:
     """Consumes, batches and writes; see the module docstring for the protocol."""
 
-    def __init__(self, settings: Settings, bootstrap: str, db_path: Path, config: SinkConfig = SinkConfig()) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, db_path: DbLocation, config: SinkConfig = SinkConfig()) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.db_path = db_path
@@ -159,6 +170,8 @@ class SinkRunner:
         self.on_transaction: Callable[[int, float], None] | None = None
         """Called after each transaction with (records, seconds it took): the metrics."""
         self._stopping = asyncio.Event()
+        self._resync: Resync | None = None
+        """Set while the sink shares a PostgreSQL database with others (group membership)."""
 
     @property
     def source_topics(self) -> list[str]:
@@ -183,7 +196,11 @@ class SinkRunner:
                 {p: st for (t, p), st in stored_derived_times(conn).items() if t == self.topics.metrics},
             )
             builder = BatchBuilder(self.topics, gate, self.counters)
-            consumer = await self._consumer(offsets)
+            shared = is_postgres(self.db_path)
+            consumer = await self._consumer(offsets, assign=not shared)
+            if shared:
+                self._resync = Resync(conn, consumer, gate, self.topics.metrics)
+                consumer.subscribe(self.source_topics, listener=self._resync)
             gate.partitions = (await partition_counts(self.bootstrap, [self.topics.metrics]))[self.topics.metrics]
             try:
                 await self._loop(conn, consumer, builder, until_idle_s, on_batch)
@@ -193,7 +210,8 @@ class SinkRunner:
             conn.close()
         return self.counters
 
-    async def _consumer(self, offsets: dict[tuple[str, int], tuple[int, int]]) -> AIOKafkaConsumer:
+    async def _consumer(self, offsets: dict[tuple[str, int], tuple[int, int]], *, assign: bool = True) -> AIOKafkaConsumer:
+        """Started; with ``assign``, given every partition at its stored offset."""
         counts = await partition_counts(self.bootstrap, self.source_topics)
         missing = [t for t in self.source_topics if t not in counts]
         if missing:
@@ -209,6 +227,8 @@ class SinkRunner:
             await consumer.start()
         except KafkaConnectionError as exc:
             raise BrokerError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+        if not assign:
+            return consumer
         tps = [TopicPartition(t, p) for t in self.source_topics for p in range(counts[t])]
         consumer.assign(tps)
         for tp in tps:
@@ -221,7 +241,7 @@ class SinkRunner:
 
     async def _loop(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         consumer: AIOKafkaConsumer,
         builder: BatchBuilder,
         until_idle_s: float | None,
@@ -238,14 +258,26 @@ class SinkRunner:
                 if remaining <= 0:
                     break
                 fetched = await consumer.getmany(timeout_ms=max(1, int(remaining * 1000)), max_records=cfg.batch_size - batch.records)
+                if self._resync is not None and self._resync.changed:  # a rebalance: start again from the database
+                    self._resync.changed = False
+                    self._resync.resync()
+                    batch = SinkBatch()
+                    continue
                 for tp, messages in fetched.items():
                     for m in messages:
                         builder.add(batch, tp.topic, tp.partition, m.offset, m.value, m.key, m.timestamp)
             if batch.records:
                 started = time.perf_counter()
-                for skipped in write_batch(conn, batch):
+                try:
+                    skipped = self._write(conn, batch)
+                except OffsetConflict as exc:
+                    log.info("%s: consuming again from the stored offsets", exc)
+                    if self._resync is not None:
+                        self._resync.resync()
+                    continue
+                for what in skipped:
                     self.counters.unwritable += 1
-                    log.error("left out a record that cannot be stored: %s", skipped)
+                    log.error("left out a record that cannot be stored: %s", what)
                 self._count_transaction(batch, time.perf_counter() - started)
                 last_record = time.monotonic()
                 await self._commit_to_kafka(consumer, batch)
@@ -254,9 +286,23 @@ class SinkRunner:
             elif until_idle_s is not None and time.monotonic() - last_record >= until_idle_s:
                 return
             if time.monotonic() - last_cleanup >= cfg.cleanup_every_s:
-                report = cleanup(conn, int(time.time() * 1000), cfg.retention)
+                report = self._retried(lambda: cleanup(conn, int(time.time() * 1000), cfg.retention))
                 log.info("retention: %s", report)
                 last_cleanup = time.monotonic()
+
+    def _write(self, conn: Connection, batch: SinkBatch) -> list[str]:
+        """:func:`write_batch`, fenced when sinks share the database."""
+        return self._retried(lambda: write_batch(conn, batch, fenced=self._resync is not None))
+
+    @staticmethod
+    def _retried(transaction: Callable[[], T]) -> T:
+        """``transaction()``, again when PostgreSQL ended it as deadlocked (it was rolled back)."""
+        for attempt in range(_ATTEMPTS - 1):
+            try:
+                return transaction()
+            except TransientError:
+                time.sleep(0.05 * (attempt + 1))
+        return transaction()
 
     def _count_transaction(self, batch: SinkBatch, seconds: float) -> None:
         counters = self.counters
@@ -276,7 +322,7 @@ class SinkRunner:
             log.debug("could not commit offsets to Kafka: %r", exc)
 
 
-def run_sink(settings: Settings, bootstrap: str, db_path: Path, config: SinkConfig, *, report: Callable[[SinkCounters], None] | None = None,
+def run_sink(settings: Settings, bootstrap: str, db_path: DbLocation, config: SinkConfig, *, report: Callable[[SinkCounters], None] | None = None,
              metrics_at: MetricsAddress | None = None) -> SinkCounters:
     """Run until SIGTERM/SIGINT; the batch in progress is written before exiting. With
     ``metrics_at``, serve its metrics and the consumer lag of every axmon group there."""

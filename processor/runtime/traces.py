@@ -15,7 +15,6 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,6 +25,7 @@ from processor.errors import BrokerError
 from processor.folds.spans import Span, execution_spans, is_finished
 from processor.runtime.otlp import OtlpClient, encode_traces
 from processor.store.queries import Monitor
+from processor.urls import DbLocation
 
 DEFAULT_GROUP = "axmon-traces"
 """The consumer group of ``axmon traces``: its committed offsets are how far it has exported."""
@@ -41,7 +41,7 @@ class ExportCounts:
 
 
 async def export_database(
-    db_path: Path,
+    db_path: DbLocation,
     client: OtlpClient,
     *,
     since_ms: int | None = None,

@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
 from processor.serve.auth import ADMIN, KeyRing, Principal, presented_key
+from processor.urls import DbLocation
 from schemas.topics import Topics
 
 
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
-    db_path: Path
+    db_path: DbLocation
     topics: Topics
     keys: KeyRing | None = None
     """``None``: no keys, every caller is an admin (loopback only)."""

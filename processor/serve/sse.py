@@ -10,7 +10,6 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,6 +17,7 @@ import orjson
 from processor.serve.auth import Principal
 from processor.serve.shape import camel
 from processor.store.browse import Browser
+from processor.urls import DbLocation
 
 JOURNAL = 2_000
 """Changes kept for clients that reconnect."""
@@ -36,7 +36,7 @@ def _fingerprint(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(sorted((k, repr(v)) for k, v in row.items()))
 
 
-def snapshot(db_path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+def snapshot(db_path: DbLocation) -> dict[tuple[str, str], dict[str, Any]]:
     """What the stream watches, by (kind, id)."""
     with Browser(db_path) as db:
         rows = {("execution", r["id"]): r for r in db.get_recent_executions(200)}
@@ -46,8 +46,8 @@ def snapshot(db_path: Path) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 class Journal:
-    def __init__(self, db_path: Path, interval_s: float = 1.0, size: int = JOURNAL,
-                 source: Callable[[Path], dict[tuple[str, str], dict[str, Any]]] = snapshot) -> None:
+    def __init__(self, db_path: DbLocation, interval_s: float = 1.0, size: int = JOURNAL,
+                 source: Callable[[DbLocation], dict[tuple[str, str], dict[str, Any]]] = snapshot) -> None:
         self.db_path, self.interval_s, self.source = db_path, interval_s, source
         self.changes: deque[Change] = deque(maxlen=size)
         self.seq = 0

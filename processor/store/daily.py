@@ -14,13 +14,13 @@ rows.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from processor.folds.sketch import merge_json
+from processor.store.conn import Connection
 from processor.store.hourly import HOURLY_COLUMNS, HourlyChange, by_key, summed
 from processor.store.sqltext import DAY_MS, upsert_sql
 
@@ -81,7 +81,7 @@ def daily_row(series: str, day: int, hours: Sequence[Sequence[Any]]) -> tuple[An
     )
 
 
-def refresh_daily(conn: sqlite3.Connection, changes: Mapping[tuple[str, int], HourlyChange]) -> None:
+def refresh_daily(conn: Connection, changes: Mapping[tuple[str, int], HourlyChange]) -> None:
     """Bring the daily row of every day whose hourly rows ``changes`` names up to date with the
     hourly rows stored now (:func:`daily_row` of them; deleted when there is none)."""
     by_day: dict[tuple[str, int], list[HourlyChange]] = {}
@@ -102,7 +102,7 @@ def refresh_daily(conn: sqlite3.Connection, changes: Mapping[tuple[str, int], Ho
     rebuild_days(conn, full, upserts)
 
 
-def rebuild_days(conn: sqlite3.Connection, keys: Iterable[tuple[str, int]],
+def rebuild_days(conn: Connection, keys: Iterable[tuple[str, int]],
                  upserts: list[tuple[Any, ...]] | None = None) -> None:
     """Recompute the daily row of each ``(series, day_start)`` of ``keys`` from its hourly rows
     (and write ``upserts`` too)."""
@@ -120,7 +120,7 @@ def rebuild_days(conn: sqlite3.Connection, keys: Iterable[tuple[str, int]],
         conn.executemany(_UPSERT_DAILY, rows)
 
 
-def rebuild_daily(conn: sqlite3.Connection) -> None:
+def rebuild_daily(conn: Connection) -> None:
     """Every daily row from the hourly rows stored (the migration that adds the tier), in the
     caller's transaction."""
     keys = conn.execute(

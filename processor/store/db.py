@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 
 from processor.errors import AxmonError, ConfigError
+from processor.store.conn import Connection
 from processor.store.daily import rebuild_daily
+from processor.store.pgconn import open_pg_for_writing, open_pg_read_only
 from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
 from processor.store.sqltext import HOUR_MS as HOUR_MS
 from processor.store.sqltext import upsert_sql as upsert_sql
+from processor.urls import DbLocation, display_url
 
 
 class DatabaseError(AxmonError):
@@ -386,9 +388,12 @@ def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
     return conn
 
 
-def open_for_writing(path: Path) -> sqlite3.Connection:
+def open_for_writing(path: DbLocation) -> Connection:
     """Open (creating if needed) and migrate; WAL mode, ``synchronous=NORMAL``. Transactions
-    are explicit (``BEGIN`` ... ``COMMIT``)."""
+    are explicit (``BEGIN`` ... ``COMMIT``). A PostgreSQL URL opens that database instead
+    (:mod:`processor.store.pgconn`), its schema created or brought up to date."""
+    if isinstance(path, str):
+        return _open_pg(path, for_writing=True)
     if path.parent and not path.parent.exists():
         raise ConfigError(f"cannot create {path}: the folder {path.parent} does not exist")
     try:
@@ -404,8 +409,10 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
     return _configure(conn)
 
 
-def open_read_only(path: Path) -> sqlite3.Connection:
+def open_read_only(path: DbLocation) -> Connection:
     """A read-only connection; a missing database is an error, not a new empty file."""
+    if isinstance(path, str):
+        return _open_pg(path, for_writing=False)
     if not path.exists():
         raise DatabaseError(f"no database at {path} (run 'axmon sink --db {path}' first, or pass --db)")
     try:
@@ -419,6 +426,15 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     if version > SCHEMA_VERSION:
         raise DatabaseError(f"{path} has schema version {version}; this axmon knows up to {SCHEMA_VERSION}")
     return _configure(conn)
+
+
+def _open_pg(url: str, *, for_writing: bool) -> Connection:
+    try:
+        if for_writing:
+            return open_pg_for_writing(url, MIGRATIONS, SCHEMA_VERSION, (SINK_STATUS, SINK_DERIVED_TIMES))
+        return open_pg_read_only(url, SCHEMA_VERSION)
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"{display_url(url)}: {exc}") from exc
 
 
 def migrate(conn: sqlite3.Connection) -> int:

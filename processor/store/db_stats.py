@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 
 from processor.store.db import open_read_only
+from processor.urls import DbLocation
 
 COUNTED_TABLES = (
     "workflow_executions_monitor", "workflow_step_executions", "performance_metrics", "metric_rollups",
@@ -33,7 +33,7 @@ class DbStats:
     executions: tuple[TenantExecutions, ...]
 
 
-def read_db_stats(path: Path) -> DbStats:
+def read_db_stats(path: DbLocation) -> DbStats:
     """One read of the database (a full count of each table: callers cache it)."""
     conn = open_read_only(path)
     try:

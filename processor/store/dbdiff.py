@@ -6,12 +6,12 @@ killed mid-stream ends where an uninterrupted one does.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from processor.store.conn import Connection
 from processor.store.db import SINK_TABLES, open_read_only
+from processor.urls import DbLocation
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +30,9 @@ class TableDiff:
         return "\n".join(lines)
 
 
-def tables(conn: sqlite3.Connection) -> list[str]:
+def tables(conn: Connection) -> list[str]:
     names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-    return [n for n in names if n not in SINK_TABLES and not n.startswith("sqlite_")]
+    return [n for n in names if n not in SINK_TABLES and n != "schema_version" and not n.startswith("sqlite_")]
 
 
 WALL_CLOCK_ROWS = {
@@ -42,12 +42,16 @@ WALL_CLOCK_ROWS = {
 """Rows judged on the wall clock (stale-execution alerts), which a replay does not reproduce."""
 
 
-def rows(conn: sqlite3.Connection, table: str) -> list[tuple[Any, ...]]:
+def rows(conn: Connection, table: str) -> list[tuple[Any, ...]]:
+    """The table's rows, sorted; on PostgreSQL without ``logs.rowid`` (SQLite's hidden row id
+    made a column), so that a SQLite and a PostgreSQL database compare."""
     where = WALL_CLOCK_ROWS.get(table, "")
-    return sorted((tuple(r) for r in conn.execute(f'SELECT * FROM "{table}" {where}')), key=repr)
+    names = [d[0] for d in conn.execute(f'SELECT * FROM "{table}" LIMIT 0').description or ()]
+    columns = ", ".join(f'"{n}"' for n in names if n != "rowid")
+    return sorted((tuple(r) for r in conn.execute(f'SELECT {columns} FROM "{table}" {where}')), key=repr)
 
 
-def compare(left: Path, right: Path) -> list[TableDiff]:
+def compare(left: DbLocation, right: DbLocation) -> list[TableDiff]:
     """The tables that differ ([] when the databases hold the same rows)."""
     a, b = open_read_only(left), open_read_only(right)
     try:

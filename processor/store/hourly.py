@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import orjson
 
 from processor.folds.sketch import merge_json
+from processor.store.conn import Connection
 from processor.store.sqltext import HOUR_MS, upsert_sql
 
 #
@@ -51,7 +51,7 @@ def hour_of(at: int) -> int:
     return at - at % HOUR_MS
 
 
-def by_key(conn: sqlite3.Connection, table: str, columns: Sequence[str], second: str,
+def by_key(conn: Connection, table: str, columns: Sequence[str], second: str,
             keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[Any, ...]]:
     """The rows of ``table`` whose ``(series, second)`` is one of ``keys`` (those that exist),
     as tuples of ``columns``: one primary-key lookup each, a statement per chunk."""
@@ -69,7 +69,7 @@ def by_key(conn: sqlite3.Connection, table: str, columns: Sequence[str], second:
     return out
 
 
-def stored_windows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> dict[tuple[str, int], Window]:
+def stored_windows(conn: Connection, rows: Sequence[Sequence[Any]]) -> dict[tuple[str, int], Window]:
     """The stored version of each window row about to be written (those that exist)."""
     return by_key(conn, "metric_rollups", _WINDOW_COLUMNS, "window_start", sorted({(r[0], r[1]) for r in rows}))
 
@@ -100,7 +100,7 @@ HourlyChange = tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]
 
 
 def refresh_hourly(
-    conn: sqlite3.Connection, keys: Iterable[tuple[str, int]], *, written: Written | None = None
+    conn: Connection, keys: Iterable[tuple[str, int]], *, written: Written | None = None
 ) -> dict[tuple[str, int], HourlyChange]:
     """Bring the ``metric_rollups_hourly`` row of each ``(series, hour_start)`` of ``keys``,
     and of each hour whose windows ``written`` changed, up to date with the ``metric_rollups``

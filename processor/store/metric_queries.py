@@ -58,7 +58,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 
@@ -69,6 +68,7 @@ from processor.store.db import DAY_MS, HOUR_MS, DatabaseError
 from processor.store.range_plan import Interval, complement, plan_range
 from processor.store.reader import Reader, Row, check_range
 from processor.store.tier_reads import Block, Filter, RollupRow, candidates, tiered_days, tiered_hours
+from processor.urls import DbLocation
 
 _SEGMENTS = (
     "WITH seg(lo, hi) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
@@ -85,7 +85,7 @@ DAILY_TIER = True
 class MetricQueries(Reader):
     """The original MetricsCollector queries over the metric tables."""
 
-    def __init__(self, db_path: Path, *, hourly: bool | None = None, daily: bool | None = None) -> None:
+    def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None) -> None:
         """``hourly``: whether metric queries may read ``metric_rollups_hourly`` (default
         :data:`HOURLY_TIER`), ``daily``: ``metric_rollups_daily`` (default :data:`DAILY_TIER`,
         never without the hourly tier); neither on a database older than the table."""

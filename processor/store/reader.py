@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -13,6 +12,7 @@ from processor.store.db import (
     DatabaseError,
     open_read_only,
 )
+from processor.urls import DbLocation, db_location, display_url
 
 Row = dict[str, Any]
 
@@ -22,8 +22,8 @@ class Reader:
     when the database is missing or not an axmon database. Use as a context manager, or call
     :meth:`close`."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.path = Path(db_path)
+    def __init__(self, db_path: DbLocation) -> None:
+        self.path = db_location(db_path)
         self._conn = open_read_only(self.path)
 
     def close(self) -> None:
@@ -46,7 +46,7 @@ class Reader:
                 cursor.row_factory = None
             return cursor.execute(sql, params).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise DatabaseError(f"{self.path}: {exc}") from exc
+            raise DatabaseError(f"{display_url(str(self.path))}: {exc}") from exc
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return [dict(row) for row in self._query(sql, params)]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
 from processor.store.hourly import hour_of, refresh_hourly
+from processor.store.pgconn import PgConnection
 from processor.store.sinkdb import apply_stats_deltas, contribute
 
 
@@ -29,7 +30,7 @@ class CleanupReport:
     """Log records older than the samples' retention (log records are kept like raw samples)."""
 
 
-def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retention()) -> CleanupReport:
+def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -> CleanupReport:
     """Delete what is older than its retention, in one transaction. Finished executions go by
     ``started_at`` (running ones stay), with their steps; the per-tenant counters lose what the
     deleted executions contributed. Raw samples go by ``timestamp``, rollups and dead letters by
@@ -39,6 +40,8 @@ def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retent
     report: dict[str, int] = {}
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if isinstance(conn, PgConnection):  # sinks sharing the database clean up one at a time
+            conn.lock("axmon cleanup")
         doomed = conn.execute(
             "SELECT id, tenant_id, status, duration FROM workflow_executions_monitor "
             "WHERE started_at < ? AND status NOT IN ('pending', 'running')",
@@ -74,7 +77,7 @@ def cleanup(conn: sqlite3.Connection, now_ms: int, retention: Retention = Retent
     return CleanupReport(**report)
 
 
-def _deleted(conn: sqlite3.Connection, sql: str, params: list[tuple[Any, ...]]) -> int:
+def _deleted(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> int:
     before = conn.total_changes
     conn.executemany(sql, params)
     return conn.total_changes - before

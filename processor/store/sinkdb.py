@@ -23,11 +23,14 @@ from typing import Any
 
 import orjson
 
+from processor.errors import AxmonError
 from processor.folds.decode import decode_input
 from processor.folds.records import Emit, Origin, Stream
+from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
 from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS, upsert_sql
 from processor.store.hourly import Written, refresh_hourly, stored_windows
+from processor.store.pgconn import PgConnection
 from schemas.events import LogRecorded, MetricRecorded
 
 _STATUS_COLUMNS = ("pending", "running", "completed", "failed", "cancelled")
@@ -48,6 +51,8 @@ class SinkBatch:
     """(topic, partition) -> (next offset, stream time)"""
     derived_times: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> the derived lane's stream time (metrics partitions)"""
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> the first offset of the batch (what a fenced write checks)"""
     records: int = 0
 
     def add_execution(self, snapshot: dict[str, Any]) -> None:
@@ -95,6 +100,7 @@ class SinkBatch:
 
     def consumed(self, topic: str, partition: int, next_offset: int, stream_time: int, derived_time: int | None = None) -> None:
         self.offsets[(topic, partition)] = (next_offset, stream_time)
+        self.first_offsets.setdefault((topic, partition), next_offset - 1)
         if derived_time is not None:
             self.derived_times[(topic, partition)] = derived_time
 
@@ -109,28 +115,41 @@ UNWRITABLE = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.Programmin
 helps); a busy or failing database raises something else, and the batch is tried again."""
 
 
-def write_batch(conn: sqlite3.Connection, batch: SinkBatch, *, written_at_ms: int | None = None) -> list[str]:
+class OffsetConflict(AxmonError):
+    """Another sink has written past the start of this batch on one of its partitions (the
+    partition moved to it in a rebalance): nothing was written; consume again from the stored
+    offsets."""
+
+
+def write_batch(conn: Connection, batch: SinkBatch, *, written_at_ms: int | None = None, fenced: bool = False) -> list[str]:
     """Write ``batch`` and its offsets in one transaction (all or nothing), and the wall-clock
     time of the write (``written_at_ms``, default now) in ``sink_status``.
+
+    ``fenced`` (several sinks sharing the database): the transaction first locks the batch's
+    partitions and checks that the offsets stored for them are not past the batch's first
+    offsets; when one is, it writes nothing and raises :class:`OffsetConflict`. So each
+    partition's records are written once, in order, whichever sink consumed them.
 
     When a record of the batch cannot be written (:data:`UNWRITABLE`), the batch is written
     again record by record, each in a savepoint, leaving out those that fail: one record never
     stops the sink. Returns what was left out (normally nothing) for the caller to count."""
     written_at = int(time.time() * 1000) if written_at_ms is None else written_at_ms
     try:
-        _transaction(conn, batch, written_at, _write_all)
+        _transaction(conn, batch, written_at, _write_all, fenced)
         return []
     except UNWRITABLE:
         pass
     skipped: list[str] = []
-    _transaction(conn, batch, written_at, lambda c, b: skipped.extend(_write_each(c, b)))
+    _transaction(conn, batch, written_at, lambda c, b: skipped.extend(_write_each(c, b)), fenced)
     return skipped
 
 
-def _transaction(conn: sqlite3.Connection, batch: SinkBatch, written_at: int,
-                 write: Callable[[sqlite3.Connection, SinkBatch], object]) -> None:
+def _transaction(conn: Connection, batch: SinkBatch, written_at: int,
+                 write: Callable[[Connection, SinkBatch], object], fenced: bool = False) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if fenced:
+            _fence(conn, batch)
         write(conn, batch)
         conn.executemany(
             "INSERT INTO sink_offsets(topic, partition, next_offset, stream_time) VALUES (?, ?, ?, ?) "
@@ -154,7 +173,17 @@ def _transaction(conn: sqlite3.Connection, batch: SinkBatch, written_at: int,
     conn.execute("COMMIT")
 
 
-def _write_all(conn: sqlite3.Connection, batch: SinkBatch) -> None:
+def _fence(conn: Connection, batch: SinkBatch) -> None:
+    keys = sorted(batch.first_offsets)
+    if isinstance(conn, PgConnection):
+        conn.lock_partitions(keys)  # held to the commit: one writer per partition at a time
+    stored = stored_offsets(conn)
+    behind = [f"{t}/{p}" for t, p in keys if stored.get((t, p), (0, 0))[0] > batch.first_offsets[(t, p)]]
+    if behind:
+        raise OffsetConflict(f"another sink wrote past this batch's start on {', '.join(behind)}")
+
+
+def _write_all(conn: Connection, batch: SinkBatch) -> None:
     write_executions(conn, batch.executions.values())
     write_rollups(conn, batch.rollups.values())
     write_samples(conn, batch.samples.values())
@@ -163,10 +192,10 @@ def _write_all(conn: sqlite3.Connection, batch: SinkBatch) -> None:
     write_alerts(conn, batch.alerts)
 
 
-def _write_each(conn: sqlite3.Connection, batch: SinkBatch) -> list[str]:
+def _write_each(conn: Connection, batch: SinkBatch) -> list[str]:
     """:func:`_write_all` one record at a time, in the same order; the descriptions of the
     records that could not be written."""
-    items: list[tuple[str, Callable[[sqlite3.Connection, Any], None], Any]] = [
+    items: list[tuple[str, Callable[[Connection, Any], None], Any]] = [
         *((f"execution {k[:80]!r}", write_executions, v) for k, v in batch.executions.items()),
         *((f"rollup {k[0][:80]}@{k[1]}", write_rollups, v) for k, v in batch.rollups.items()),
         *((f"sample {k[:80]!r}", write_samples, v) for k, v in batch.samples.items()),
@@ -186,14 +215,14 @@ def _write_each(conn: sqlite3.Connection, batch: SinkBatch) -> list[str]:
     return skipped
 
 
-def stored_offsets(conn: sqlite3.Connection) -> dict[tuple[str, int], tuple[int, int]]:
+def stored_offsets(conn: Connection) -> dict[tuple[str, int], tuple[int, int]]:
     return {
         (row[0], row[1]): (row[2], row[3])
         for row in conn.execute("SELECT topic, partition, next_offset, stream_time FROM sink_offsets")
     }
 
 
-def stored_derived_times(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+def stored_derived_times(conn: Connection) -> dict[tuple[str, int], int]:
     """The derived lane's stream time of each metrics partition, as the sink stored it."""
     return {(row[0], row[1]): row[2] for row in conn.execute("SELECT topic, partition, stream_time FROM sink_derived_times")}
 
@@ -260,7 +289,7 @@ _UPSERT_EXECUTION = upsert_sql("workflow_executions_monitor", EXECUTION_COLUMNS,
 _UPSERT_STEP = upsert_sql("workflow_step_executions", STEP_COLUMNS, "id")
 
 
-def write_executions(conn: sqlite3.Connection, snapshots: Iterable[Mapping[str, Any]]) -> None:
+def write_executions(conn: Connection, snapshots: Iterable[Mapping[str, Any]]) -> None:
     snapshots = list(snapshots)
     if not snapshots:
         return
@@ -276,7 +305,7 @@ def write_executions(conn: sqlite3.Connection, snapshots: Iterable[Mapping[str, 
     apply_stats_deltas(conn, deltas)
 
 
-def _old_contributions(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str, int | None]]:
+def _old_contributions(conn: Connection, ids: list[str]) -> dict[str, tuple[str, str, int | None]]:
     out: dict[str, tuple[str, str, int | None]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
@@ -298,7 +327,7 @@ def contribute(deltas: dict[str, list[int]], tenant: str, status: str, duration:
         d[7] += sign
 
 
-def apply_stats_deltas(conn: sqlite3.Connection, deltas: Mapping[str, list[int]]) -> None:
+def apply_stats_deltas(conn: Connection, deltas: Mapping[str, list[int]]) -> None:
     conn.executemany(
         "INSERT INTO workflow_stats(tenant_id, total, pending, running, completed, failed, cancelled, "
         "duration_sum, duration_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(tenant_id) DO UPDATE SET "
@@ -307,7 +336,7 @@ def apply_stats_deltas(conn: sqlite3.Connection, deltas: Mapping[str, list[int]]
         "failed = failed + excluded.failed, cancelled = cancelled + excluded.cancelled, "
         "duration_sum = duration_sum + excluded.duration_sum, "
         "duration_count = duration_count + excluded.duration_count",
-        [(tenant, *d) for tenant, d in deltas.items() if any(d)],
+        [(tenant, *d) for tenant, d in sorted(deltas.items()) if any(d)],  # sorted: sinks lock tenants in one order
     )
 
 
@@ -323,7 +352,7 @@ _UPSERT_ROLLUP = (
 )
 
 
-def write_rollups(conn: sqlite3.Connection, rollups: Iterable[Mapping[str, Any]]) -> None:
+def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> None:
     """Upsert the window rows, then bring the hourly row of every (series, hour) whose windows
     changed up to date (:func:`refresh_hourly`), and the daily row of every (series, day) whose
     hourly rows changed (:func:`refresh_daily`), in the caller's transaction. The window rows
@@ -343,7 +372,7 @@ def write_rollups(conn: sqlite3.Connection, rollups: Iterable[Mapping[str, Any]]
     refresh_daily(conn, refresh_hourly(conn, (), written=Written.of(rows, stored)))
 
 
-def write_samples(conn: sqlite3.Connection, samples: Iterable[MetricRecorded]) -> None:
+def write_samples(conn: Connection, samples: Iterable[MetricRecorded]) -> None:
     """Raw samples, insert-or-ignore by event id: a resent sample is stored once."""
     conn.executemany(
         "INSERT OR IGNORE INTO performance_metrics(id, timestamp, metric_type, value, unit, labels, tenant_id) "
@@ -362,7 +391,7 @@ _INSERT_LOG = (f"INSERT OR IGNORE INTO logs({', '.join(LOG_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in LOG_COLUMNS)})")
 
 
-def write_logs(conn: sqlite3.Connection, records: Iterable[LogRecorded]) -> None:
+def write_logs(conn: Connection, records: Iterable[LogRecorded]) -> None:
     """Log records, insert-or-ignore by event id: a resent record is stored once."""
     conn.executemany(_INSERT_LOG, [
         (
@@ -374,7 +403,7 @@ def write_logs(conn: sqlite3.Connection, records: Iterable[LogRecorded]) -> None
     ])
 
 
-def write_dead_letters(conn: sqlite3.Connection, records: Iterable[Mapping[str, Any]]) -> None:
+def write_dead_letters(conn: Connection, records: Iterable[Mapping[str, Any]]) -> None:
     conn.executemany(
         'INSERT OR IGNORE INTO dead_letters(topic, partition, "offset", reason, detail, timestamp, key, value) '
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -395,7 +424,7 @@ _ALERT_STATUSES = ("pending", "firing", "acknowledged", "resolved")
 _ALERT_TIMES = (("pending", "pending_at"), ("firing", "fired_at"), ("acknowledged", "acknowledged_at"), ("resolved", "resolved_at"))
 
 
-def write_alerts(conn: sqlite3.Connection, records: Iterable[dict[str, Any]]) -> None:
+def write_alerts(conn: Connection, records: Iterable[dict[str, Any]]) -> None:
     """Upsert each alert (a row only moves forward through its statuses, so a record seen
     again or out of order changes nothing) and its history: one row per status reached."""
     rows = []

@@ -19,6 +19,7 @@ from processor.cli.render import Column, fit, table_width
 from processor.store.db import open_for_writing
 from processor.store.queries import Monitor
 from processor.store.reader import prefix_end
+from tests.pg import DbAt
 from tests.unit.test_queries import (
     MT,
     T0,
@@ -37,7 +38,8 @@ WORDS = ("Synthesise", "Findings", "Research", "Quality", "Analysis")
 
 @pytest.fixture
 def odd_db(tmp_path: Path) -> Path:
-    """Executions, steps, samples and stats holding the extremes a column can hold."""
+    """Executions, steps, samples and stats holding the extremes a SQLite column can hold
+    (infinities in integer columns: SQLite only)."""
     samples = [Sample(f"s{i}", T0 + i * 1_000, v, tenant_id="tenant_a") for i, v in enumerate(ODD)]
     samples += [Sample(f"c{i}", T0 + i * 1_000, v, metric_type="cache.hit_rate") for i, v in enumerate(ODD)]
     path = build_db(tmp_path / "odd.db", samples, final_before=T0)
@@ -131,20 +133,20 @@ def _boom(args: object) -> int:
 
 
 def test_an_unexpected_error_is_one_line_naming_the_command_and_exit_70(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db: DbAt
 ) -> None:
     monkeypatch.setattr(cli_read, "cmd_stats", _boom)
-    assert main(["stats", "--db", str(tmp_path / "x.db")]) == EXIT_SOFTWARE == 70
+    assert main(["stats", "--db", str(db("x.db"))]) == EXIT_SOFTWARE == 70
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "axmon stats" in err and "RuntimeError: a bug" in err and "axmon -v stats" in err
-    assert main(["-v", "stats", "--db", str(tmp_path / "x.db")]) == 70
+    assert main(["-v", "stats", "--db", str(db("x.db"))]) == 70
     verbose = capsys.readouterr().err
     assert "Traceback" in verbose and "a bug" in verbose
 
 
-def test_typed_errors_keep_their_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["stats", "--db", str(tmp_path / "missing.db")]) == 1
+def test_typed_errors_keep_their_exit_codes(capsys: pytest.CaptureFixture[str], db: DbAt) -> None:
+    assert main(["stats", "--db", str(db("missing.db"))]) == 1
     assert "unexpected" not in capsys.readouterr().err
 
 

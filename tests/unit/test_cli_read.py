@@ -25,6 +25,7 @@ from processor.cli.render import human_duration, human_number, human_time
 from processor.errors import AxmonError, ConfigError
 from processor.folds.timeparse import parse_duration_ms, parse_label, parse_time_ms
 from processor.store.db import DatabaseError, open_for_writing
+from tests.pg import DbAt, DbLocation
 from tests.unit.test_queries import (
     MT,
     T0,
@@ -62,12 +63,12 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
+def db(db_at: DbAt) -> DbLocation:
     now = int(time.time() * 1000)
     recent = [Sample(f"r{i:03d}", now - 50 * 60_000 + i * 30_000, float(i % 7) * 100 + 5, tenant_id="tenant_a",
                      labels={"model": "large" if i % 2 else "small"}) for i in range(90)]
     old = [Sample(f"o{i:03d}", T0 + i * 1_000, float(i), tenant_id="tenant_b") for i in range(120)]
-    path = build_db(tmp_path / "cli.db", recent + old, final_before=T0 + W)
+    path = build_db(db_at("cli.db"), recent + old, final_before=T0 + W)
     conn = open_for_writing(path)
     conn.execute("BEGIN")
     insert_execution(conn, "e1", started_at=T0, completed_at=T0 + 2_500, duration=2_500, metadata='{"pr": "#1"}',

@@ -6,7 +6,6 @@ oracle's (percentiles within the sketch's 1%), across day, hour and window bound
 from __future__ import annotations
 
 import random
-import sqlite3
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from processor.store.db import DAY_MS, HOUR_MS, open_for_writing
 from processor.store.queries import Monitor
 from processor.store.retention import Retention, cleanup
 from processor.store.sinkdb import SinkBatch, write_batch
+from tests.pg import DbAt, connect
 from tests.unit.test_hourly import SERIES, build, rollup, same, same_series
 from tests.unit.test_queries import MT, Sample, check_aggregation, check_series, selected
 
@@ -68,7 +68,7 @@ def scenario(seed: int, *, odd: bool) -> tuple[list[Sample], list[dict[str, Any]
 
 
 def table(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
+    conn = connect(path)
     try:
         return conn.execute(sql).fetchall()
     finally:
@@ -134,9 +134,9 @@ def test_the_day_tier_gives_the_hourly_path_the_window_path_and_the_oracle(tmp_p
     assert used_daily > 0
 
 
-def test_whole_final_days_come_from_daily_rows(tmp_path: Path) -> None:
+def test_whole_final_days_come_from_daily_rows(db: DbAt) -> None:
     samples, rollups = scenario(5, odd=False)
-    db = build(tmp_path / "d.db", samples, rollups)
+    db = build(db("d.db"), samples, rollups)
     with Monitor(db) as monitor:
         # day 0: every series final, one size; day 1: two open windows; day 2: open from noon
         result = monitor.get_aggregation(MT, D0, D0 + DAYS * DAY_MS)
@@ -157,16 +157,16 @@ def test_whole_final_days_come_from_daily_rows(tmp_path: Path) -> None:
         assert changed is not None and changed["from_daily"] == 0
 
 
-def test_the_daily_rows_and_counts_do_not_depend_on_batching(tmp_path: Path) -> None:
+def test_the_daily_rows_and_counts_do_not_depend_on_batching(db: DbAt) -> None:
     """Open snapshots first (shuffled, small batches), then the windows as they end up, resent
     in part; or all at once: after every batch the daily rows are the merge of the hourly rows,
     and the counts count the rows; the same rows either way; cleanup keeps them so."""
     samples, rollups = scenario(9, odd=True)
-    one = build(tmp_path / "one.db", samples, rollups, batch=len(rollups))
+    one = build(db("one.db"), samples, rollups, batch=len(rollups))
     rng = random.Random(2)
     early = [dict(r, final=False, count=1) for r in rollups if rng.random() < 0.5]
     rng.shuffle(early)
-    db = tmp_path / "two.db"
+    db = db("two.db")
     conn = open_for_writing(db)
     events = [*early, *rollups, *rng.sample(rollups, 200)]
     at = 0
@@ -191,9 +191,9 @@ def test_the_daily_rows_and_counts_do_not_depend_on_batching(tmp_path: Path) -> 
     counts_are_the_rows(one)
 
 
-def test_metric_counts_are_kept_by_every_write_and_ignore_redelivery(tmp_path: Path) -> None:
+def test_metric_counts_are_kept_by_every_write_and_ignore_redelivery(db: DbAt) -> None:
     samples, _ = scenario(3, odd=False)
-    db = build(tmp_path / "c.db", samples[:500], [])
+    db = build(db("c.db"), samples[:500], [])
     conn = open_for_writing(db)
     from schemas.events import MetricRecorded
 

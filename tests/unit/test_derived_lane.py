@@ -6,7 +6,6 @@ exactly once whatever the lag; the sink's raw gate decides the same."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ from processor.folds.raw_gate import RawSampleGate
 from processor.folds.records import Emit, Origin, Stream
 from schemas.codec import encode_event
 from schemas.events import MetricRecorded
+from tests.pg import DbAt
 from tests.unit.test_cores import MetricsPipeline
 
 CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000, evicted_keep_ms=10_000)
@@ -154,13 +154,13 @@ def test_the_sinks_raw_gate_admits_exactly_what_the_worker_counts(drawn: list[tu
         assert gate.admit(0, s) is not refused
 
 
-def test_the_sink_replaces_a_reopened_final_and_its_hourly_row(tmp_path: Path) -> None:
+def test_the_sink_replaces_a_reopened_final_and_its_hourly_row(db: DbAt) -> None:
     from processor.store.db import open_for_writing
     from processor.store.hourly import hourly_row
     from processor.store.sinkdb import SinkBatch, write_batch
 
     core = MetricsCore({}, CONFIG)  # type: ignore[arg-type]
-    conn = open_for_writing(tmp_path / "a.db")
+    conn = open_for_writing(db("a.db"))
     conn.row_factory = None
     hourly = "SELECT count, windows, final_windows FROM metric_rollups_hourly WHERE metric_type = 'workflow.execution.count'"
     for o, s in enumerate([derived("a", 100), derived("b", 200), derived("c", 5_000), derived("d", 300)]):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,6 +35,7 @@ from schemas import (
 )
 from schemas.events import LifecycleEvent
 from schemas.limits import MAX_ABS_VALUE, MAX_EVENT_BYTES, MAX_RECORD_BYTES
+from tests.pg import DbAt
 
 CONFIG = FoldConfig(window_ms=1000, grace_ms=2000, execution_horizon_ms=10_000, sweep_interval_ms=500, marker_ms=10_000, evicted_keep_ms=10_000)
 MAX_FLOAT = 1.7976931348623157e308
@@ -302,7 +302,7 @@ def test_a_broken_stats_message_and_a_broken_ack_are_dead_letters() -> None:
 # -- the sink ----------------------------------------------------------------------------------
 
 
-def test_the_sink_stores_every_accepted_extreme_and_leaves_out_a_poison_record(tmp_path: Path) -> None:
+def test_the_sink_stores_every_accepted_extreme_and_leaves_out_a_poison_record(db: DbAt) -> None:
     core, emits = _fold_samples([sample_bytes(f"s{n}", v) for n, v in enumerate(EXTREMES)])
     batch = SinkBatch()
     for emit in emits:
@@ -312,7 +312,7 @@ def test_the_sink_stores_every_accepted_extreme_and_leaves_out_a_poison_record(t
     poison = {**next(iter(good.values())), "series": "poison", "sum": None}
     batch.add_rollup(poison)
     batch.add_execution({"id": "broken"})  # a snapshot without its fields
-    conn = open_for_writing(tmp_path / "a.db")
+    conn = open_for_writing(db("a.db"))
     skipped = write_batch(conn, batch)
     assert len(skipped) == 2 and skipped[0].startswith("execution 'broken': KeyError")
     rows = conn.execute("SELECT series, count, sum, min, max FROM metric_rollups").fetchall()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import random
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from processor.store.queries import Monitor
 from processor.store.retention import Retention, cleanup
 from processor.store.sinkdb import SinkBatch, write_batch, write_rollups
 from processor.store.tier_reads import Filter as _Filter
+from tests.pg import DbAt, connect
 from tests.unit.test_queries import (
     MT,
     Sample,
@@ -124,7 +124,7 @@ def build(path: Path, samples: Iterable[Sample], rollups: Sequence[dict[str, Any
 
 
 def hourly_rows(path: Path) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
+    conn = connect(path)
     try:
         return conn.execute("SELECT * FROM metric_rollups_hourly ORDER BY series, hour_start").fetchall()
     finally:
@@ -167,11 +167,11 @@ def same_series(tiered: Mapping[str, Any], plain: Mapping[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_the_tier_gives_the_window_path_results_and_the_oracle(tmp_path: Path, seed: int) -> None:
+def test_the_tier_gives_the_window_path_results_and_the_oracle(db: DbAt, seed: int) -> None:
     odd = seed % 2 == 1
     samples, rollups = scenario(seed, odd_sizes=odd)
     mixed = range(H0 + 2 * HOUR_MS, H0 + 3 * HOUR_MS)
-    db = build(tmp_path / "h.db", samples, rollups)
+    db = build(db("h.db"), samples, rollups)
     rng = random.Random(seed)
     used_hourly = 0
     with Monitor(db) as tiered, Monitor(db, hourly=False) as plain:
@@ -194,11 +194,11 @@ def test_the_tier_gives_the_window_path_results_and_the_oracle(tmp_path: Path, s
     assert used_hourly > 0
 
 
-def test_hourly_rows_must_each_match_their_series_windows(tmp_path: Path) -> None:
+def test_hourly_rows_must_each_match_their_series_windows(db: DbAt) -> None:
     """A window row moved from one series to another behind the tier's back: the counts per
     hour still agree, the counts per series do not, so the hour is read window by window."""
     samples, rollups = scenario(8, odd_sizes=False)
-    db = build(tmp_path / "h.db", samples, rollups)
+    db = build(db("h.db"), samples, rollups)
     (a, _), (b, b_tenant, b_labels) = [
         (r["series"], r["window_start"]) for r in rollups if r["tenant_id"] == "tenant_a"
         and r["labels"] == {"model": "small"} and H0 + 3 * HOUR_MS <= r["window_start"] < H0 + 4 * HOUR_MS][:1] + [
@@ -220,9 +220,9 @@ def test_hourly_rows_must_each_match_their_series_windows(tmp_path: Path) -> Non
                             plain.get_time_series(MT, lo, hi, HOUR_MS, labels, tenant))
 
 
-def test_whole_final_hours_come_from_hourly_rows(tmp_path: Path) -> None:
+def test_whole_final_hours_come_from_hourly_rows(db: DbAt) -> None:
     samples, rollups = scenario(11, odd_sizes=False)
-    db = build(tmp_path / "h.db", samples, rollups)
+    db = build(db("h.db"), samples, rollups)
     with Monitor(db) as monitor:
         # hours 0, 3: every series final, uniform; 1: not final; 2: 60 s and 120 s windows; 4: open
         result = monitor.get_aggregation(MT, H0, H0 + HOURS * HOUR_MS)
@@ -239,9 +239,9 @@ def test_whole_final_hours_come_from_hourly_rows(tmp_path: Path) -> None:
     check_series(daily, selected(samples, H0, H0 + HOURS * HOUR_MS), H0, HOURS * HOUR_MS)
 
 
-def test_hours_whose_hourly_rows_do_not_match_the_windows_are_read_window_by_window(tmp_path: Path) -> None:
+def test_hours_whose_hourly_rows_do_not_match_the_windows_are_read_window_by_window(db: DbAt) -> None:
     samples, rollups = scenario(5, odd_sizes=False)
-    db = build(tmp_path / "h.db", samples, rollups)
+    db = build(db("h.db"), samples, rollups)
     conn = open_for_writing(db)
     # hour 0 as a database migrated from version 2 has it: windows, no hourly rows
     conn.execute("DELETE FROM metric_rollups_hourly WHERE hour_start = ?", (H0,))
@@ -263,7 +263,7 @@ def test_hours_whose_hourly_rows_do_not_match_the_windows_are_read_window_by_win
     assert everything is not None and everything["from_hourly"] == 0  # hour 2 mixed, 4 open, 0, 1, 3 refused
 
 
-def test_an_hour_that_a_longer_window_reaches_into_is_read_window_by_window(tmp_path: Path) -> None:
+def test_an_hour_that_a_longer_window_reaches_into_is_read_window_by_window(db: DbAt) -> None:
     rng = random.Random(3)
     a = [Sample(f"a{k}", H0 + k * W + rng.randrange(W), float(rng.randrange(1, 500)), labels={"w": "1"})
          for k in range(3 * 60)]
@@ -271,7 +271,7 @@ def test_an_hour_that_a_longer_window_reaches_into_is_read_window_by_window(tmp_
     b = [Sample(f"b{k}", b_start + rng.randrange(7 * W), float(rng.randrange(1, 500)), labels={"w": "7"}) for k in range(9)]
     rollups = [rollup(None, {"w": "1"}, s.timestamp - s.timestamp % W, W, [s.value], True) for s in a]
     rollups.append(rollup(None, {"w": "7"}, b_start, 7 * W, [s.value for s in b], True))
-    db = build(tmp_path / "h.db", a + b, rollups)
+    db = build(db("h.db"), a + b, rollups)
     with Monitor(db) as tiered, Monitor(db, hourly=False) as plain:
         result = tiered.get_aggregation(MT, H0, H0 + 3 * HOUR_MS)
         same(result, plain.get_aggregation(MT, H0, H0 + 3 * HOUR_MS))
@@ -284,9 +284,9 @@ def test_an_hour_that_a_longer_window_reaches_into_is_read_window_by_window(tmp_
         check_aggregation(only_a, a)
 
 
-def test_a_database_without_the_table_is_read_from_windows(tmp_path: Path) -> None:
+def test_a_database_without_the_table_is_read_from_windows(db: DbAt) -> None:
     samples, rollups = scenario(3, odd_sizes=False)
-    db = build(tmp_path / "h.db", samples, rollups)
+    db = build(db("h.db"), samples, rollups)
     conn = open_for_writing(db)
     expected = Monitor(db, hourly=False).get_aggregation(MT, H0, H0 + 4 * HOUR_MS)
     conn.execute("DROP TABLE metric_rollups_hourly")
@@ -298,14 +298,14 @@ def test_a_database_without_the_table_is_read_from_windows(tmp_path: Path) -> No
 # -- the sink: a pure function of the window rows ------------------------------------------------
 
 
-def test_the_hourly_rows_do_not_depend_on_batching_order_or_rewrites(tmp_path: Path) -> None:
+def test_the_hourly_rows_do_not_depend_on_batching_order_or_rewrites(db: DbAt) -> None:
     _, rollups = scenario(7, odd_sizes=True)
-    first = build(tmp_path / "one.db", [], rollups, batch=len(rollups))
+    first = build(db("one.db"), [], rollups, batch=len(rollups))
     # the open snapshots first, shuffled, in small batches, then everything again as it ends up
     rng = random.Random(1)
     early = [dict(r, final=False) for r in rollups]
     rng.shuffle(early)
-    second = build(tmp_path / "two.db", [], [*early, *rollups], batch=13)
+    second = build(db("two.db"), [], [*early, *rollups], batch=13)
     assert hourly_rows(first) == hourly_rows(second)
     assert len(hourly_rows(first)) > 0
     conn = open_for_writing(second)
@@ -317,10 +317,10 @@ def test_the_hourly_rows_do_not_depend_on_batching_order_or_rewrites(tmp_path: P
     assert hourly_rows(second) == before
 
 
-def test_an_hourly_row_is_the_merge_of_its_windows(tmp_path: Path) -> None:
+def test_an_hourly_row_is_the_merge_of_its_windows(db: DbAt) -> None:
     _, rollups = scenario(2, odd_sizes=True)
-    db = build(tmp_path / "h.db", [], rollups)
-    conn = sqlite3.connect(db)
+    db = build(db("h.db"), [], rollups)
+    conn = connect(db)
     windows = conn.execute("SELECT series, window_start, window_end, count, sum, min, max, sketch, final "
                            "FROM metric_rollups").fetchall()
     rows = conn.execute("SELECT series, hour_start, hour_end, windows, final_windows, window_ms, coverage, count, "
@@ -377,7 +377,7 @@ def test_hourly_row_edge_cases() -> None:
 
 def recomputed(path: Path) -> list[tuple[Any, ...]]:
     """The hourly rows computed from scratch from the window rows stored (the oracle)."""
-    conn = sqlite3.connect(path)
+    conn = connect(path)
     try:
         windows = conn.execute("SELECT series, window_start, window_end, tenant_id, metric_type, labels, unit, count, "
                                "sum, min, max, sketch, final FROM metric_rollups ORDER BY series, window_start").fetchall()
@@ -407,7 +407,7 @@ def plain_hour(windows: list[tuple[Any, ...]], hour: int) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_the_table_is_always_what_the_windows_give(tmp_path: Path, seed: int) -> None:
+def test_the_table_is_always_what_the_windows_give(db: DbAt, seed: int) -> None:
     """Batches as the worker publishes them (each window open, updated, then final, in time
     order, cut at random points; or, as a replay or a sink catching up sees them, only the
     final ones; sometimes late, resent, changed, resized or with another accuracy): after every
@@ -432,7 +432,7 @@ def test_the_table_is_always_what_the_windows_give(tmp_path: Path, seed: int) ->
             r = dict(r, sketch={**r["sketch"], "a": 0.02})  # another accuracy
         events.append((when + rng.randrange(-5 * W, 5 * W), r))
     events.sort(key=lambda e: e[0])
-    db = tmp_path / "t.db"
+    db = db("t.db")
     conn = open_for_writing(db)
     at = 0
     while at < len(events):
@@ -448,11 +448,11 @@ def test_the_table_is_always_what_the_windows_give(tmp_path: Path, seed: int) ->
     assert len(hourly_rows(db)) > 0
 
 
-def test_adding_windows_to_a_complete_hour_gives_what_recomputing_gives(tmp_path: Path) -> None:
+def test_adding_windows_to_a_complete_hour_gives_what_recomputing_gives(db: DbAt) -> None:
     def final(start: int, value: float, size: int = W, **changes: Any) -> dict[str, Any]:
         return {**rollup("tenant_a", {"m": "x"}, start, size, [value, value / 3], True), **changes}
 
-    db = tmp_path / "a.db"
+    db = db("a.db")
     conn = open_for_writing(db)
     steps: list[list[dict[str, Any]]] = [
         [final(H0 + 5 * W, 1.1), final(H0 + 9 * W, 2.2)],  # a new hour
@@ -494,9 +494,9 @@ def test_adding_windows_to_a_complete_hour_gives_what_recomputing_gives(tmp_path
     conn.close()
 
 
-def test_cleanup_keeps_hourly_rows_equal_to_what_is_left(tmp_path: Path) -> None:
+def test_cleanup_keeps_hourly_rows_equal_to_what_is_left(db_at: DbAt) -> None:
     _, rollups = scenario(4, odd_sizes=True)
-    db = build(tmp_path / "h.db", [], rollups)
+    db = build(db_at("h.db"), [], rollups)
     cut = H0 + 2 * HOUR_MS + 17 * W  # inside hour 2: part of it goes
     now = cut + Retention().rollups_ms
     conn = open_for_writing(db)
@@ -504,10 +504,10 @@ def test_cleanup_keeps_hourly_rows_equal_to_what_is_left(tmp_path: Path) -> None
     conn.close()
     assert report.rollups > 0
     kept = [r for r in rollups if r["window_end"] >= cut]
-    assert hourly_rows(db) == hourly_rows(build(tmp_path / "kept.db", [], kept))
+    assert hourly_rows(db) == hourly_rows(build(db_at("kept.db"), [], kept))
     conn = open_for_writing(db)
     conn.execute("BEGIN")
     refresh_hourly(conn, {(r["series"], r["window_start"] - r["window_start"] % HOUR_MS) for r in rollups})
     conn.execute("COMMIT")
     conn.close()
-    assert hourly_rows(db) == hourly_rows(tmp_path / "kept.db")
+    assert hourly_rows(db) == hourly_rows(db_at("kept.db"))

@@ -5,7 +5,6 @@ batch (a bad record becomes a dead letter), queried as the original LogQuery and
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import orjson
 import pytest
@@ -22,6 +21,7 @@ from schemas import Topics
 from schemas.codec import encode_event, event_from_dict
 from schemas.errors import InvalidEvent
 from schemas.events import LOG_LEVELS, LogRecorded
+from tests.pg import DbAt, DbLocation
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -51,7 +51,7 @@ def test_the_sdk_builds_log_records_that_know_their_execution_and_tenant() -> No
         f.log("loud", "no such level")
 
 
-def _db(tmp_path: Path) -> tuple[Path, list[LogRecorded]]:
+def _db(db: DbAt) -> tuple[DbLocation, list[LogRecorded]]:
     f = EventFactory(trace_context=lambda: None)
     records = [
         f.log("debug", "cache warm", occurred_at=1_000, tenant_id="t1"),
@@ -60,7 +60,7 @@ def _db(tmp_path: Path) -> tuple[Path, list[LogRecorded]]:
               tenant_id="t1", attributes={"attempt": 2}),
         f.log("error", "model timed out", execution_id="e-2", occurred_at=4_000, tenant_id="t2"),
     ]
-    path = tmp_path / "axmon.db"
+    path = db("axmon.db")
     conn = open_for_writing(path)
     batch = SinkBatch()
     for offset, r in enumerate(records):
@@ -74,8 +74,8 @@ def _db(tmp_path: Path) -> tuple[Path, list[LogRecorded]]:
     return path, records
 
 
-def test_the_sink_stores_log_records_once_and_dead_letters_the_rest(tmp_path: Path) -> None:
-    path, records = _db(tmp_path)
+def test_the_sink_stores_log_records_once_and_dead_letters_the_rest(db: DbAt) -> None:
+    path, records = _db(db)
     with Monitor(path) as monitor:
         rows = monitor.get_logs()
         assert [r["id"] for r in rows] == [r.event_id for r in records]  # oldest first, the resend once
@@ -97,8 +97,8 @@ def test_the_sink_stores_log_records_once_and_dead_letters_the_rest(tmp_path: Pa
     assert report.logs == 3  # kept like raw samples
 
 
-def test_axmon_logs_filters_and_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path, records = _db(tmp_path)
+def test_axmon_logs_filters_and_prints_json(db: DbAt, capsys: pytest.CaptureFixture[str]) -> None:
+    path, records = _db(db)
     assert main(["logs", "--db", str(path), "--level", "warn", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["level"], r["message"], r["execution_id"]) for r in lines] == [

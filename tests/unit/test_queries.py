@@ -25,6 +25,7 @@ from processor.store.db import DatabaseError, open_for_writing
 from processor.store.metric_queries import nearest_rank
 from processor.store.queries import Monitor
 from processor.store.range_plan import plan_range
+from tests.pg import DbAt
 
 W = 60_000
 """Window size of the test rollups."""
@@ -232,9 +233,9 @@ def dense_samples(windows: int, per_window: int, seed: int = 1, **fields: Any) -
     ]
 
 
-def test_whole_final_windows_come_from_rollups_and_only_the_cut_edges_from_raw(tmp_path: Path) -> None:
+def test_whole_final_windows_come_from_rollups_and_only_the_cut_edges_from_raw(db: DbAt) -> None:
     samples = dense_samples(10, 50)
-    db = build_db(tmp_path / "t.db", samples, final_before=T0 + 10 * W)
+    db = build_db(db("t.db"), samples, final_before=T0 + 10 * W)
     start, end = T0 + W // 3, T0 + 9 * W + W // 2
     with Monitor(db) as monitor:
         result = monitor.get_aggregation(MT, start, end)
@@ -246,9 +247,9 @@ def test_whole_final_windows_come_from_rollups_and_only_the_cut_edges_from_raw(t
     assert result["from_raw"] == len(edge)
 
 
-def test_a_range_inside_one_window_reads_raw_samples_exactly(tmp_path: Path) -> None:
+def test_a_range_inside_one_window_reads_raw_samples_exactly(db: DbAt) -> None:
     samples = dense_samples(3, 200)
-    db = build_db(tmp_path / "t.db", samples, final_before=T0 + 3 * W)
+    db = build_db(db("t.db"), samples, final_before=T0 + 3 * W)
     start, end = T0 + W + 1_000, T0 + W + 40_000
     with Monitor(db) as monitor:
         result = monitor.get_aggregation(MT, start, end)
@@ -256,34 +257,34 @@ def test_a_range_inside_one_window_reads_raw_samples_exactly(tmp_path: Path) -> 
     assert result is not None and result["exact"] and result["from_rollups"] == 0
 
 
-def test_a_range_that_is_exactly_one_window_uses_its_rollup(tmp_path: Path) -> None:
+def test_a_range_that_is_exactly_one_window_uses_its_rollup(db: DbAt) -> None:
     samples = dense_samples(3, 200)
-    db = build_db(tmp_path / "t.db", samples, final_before=T0 + 3 * W)
+    db = build_db(db("t.db"), samples, final_before=T0 + 3 * W)
     with Monitor(db) as monitor:
         result = monitor.get_aggregation(MT, T0 + W, T0 + 2 * W)
     check_aggregation(result, selected(samples, T0 + W, T0 + 2 * W))
     assert result is not None and (result["from_rollups"], result["from_raw"]) == (1, 0)
 
 
-def test_open_windows_are_read_from_raw_samples(tmp_path: Path) -> None:
+def test_open_windows_are_read_from_raw_samples(db: DbAt) -> None:
     samples = dense_samples(6, 40)
-    db = build_db(tmp_path / "t.db", samples, final_before=T0 + 4 * W)  # windows 4 and 5 still open
+    db = build_db(db("t.db"), samples, final_before=T0 + 4 * W)  # windows 4 and 5 still open
     with Monitor(db) as monitor:
         result = monitor.get_aggregation(MT, T0, T0 + 6 * W)
     check_aggregation(result, samples)
     assert result is not None and result["from_rollups"] == 4 and result["from_raw"] == 80
 
 
-def test_a_window_final_for_one_series_and_open_for_another_is_read_from_raw(tmp_path: Path) -> None:
+def test_a_window_final_for_one_series_and_open_for_another_is_read_from_raw(db: DbAt) -> None:
     a = dense_samples(3, 30, seed=1, labels={"model": "large"})
     b = dense_samples(3, 30, seed=2, labels={"model": "small"})
-    conn = open_for_writing(tmp_path / "t.db")
+    conn = open_for_writing(db("t.db"))
     conn.execute("BEGIN")
     insert_samples(conn, a + b)
     insert_rollups(conn, a, final_before=T0 + 3 * W)
     insert_rollups(conn, b, final_before=T0 + 1 * W)  # b's windows 1 and 2 are open
     conn.execute("COMMIT")
-    with Monitor(tmp_path / "t.db") as monitor:
+    with Monitor(db("t.db")) as monitor:
         both = monitor.get_aggregation(MT, T0, T0 + 3 * W)
         only_a = monitor.get_aggregation(MT, T0, T0 + 3 * W, labels={"model": "large"})
     check_aggregation(both, a + b)
@@ -292,9 +293,9 @@ def test_a_window_final_for_one_series_and_open_for_another_is_read_from_raw(tmp
     assert only_a is not None and only_a["from_rollups"] == 3 and only_a["from_raw"] == 0
 
 
-def test_rollups_stand_in_for_raw_samples_removed_by_retention(tmp_path: Path) -> None:
+def test_rollups_stand_in_for_raw_samples_removed_by_retention(db: DbAt) -> None:
     samples = dense_samples(4, 25)
-    db = build_db(tmp_path / "t.db", samples, final_before=T0 + 4 * W)
+    db = build_db(db("t.db"), samples, final_before=T0 + 4 * W)
     conn = open_for_writing(db)
     conn.execute("DELETE FROM performance_metrics WHERE timestamp < ?", (T0 + 2 * W,))
     conn.close()
@@ -303,27 +304,27 @@ def test_rollups_stand_in_for_raw_samples_removed_by_retention(tmp_path: Path) -
     check_aggregation(result, samples)
 
 
-def test_windows_of_two_sizes_that_overlap_are_read_from_raw(tmp_path: Path) -> None:
+def test_windows_of_two_sizes_that_overlap_are_read_from_raw(db: DbAt) -> None:
     small = dense_samples(4, 10, seed=3, labels={"w": "1"})
     large = dense_samples(4, 10, seed=4, labels={"w": "2"})
-    conn = open_for_writing(tmp_path / "t.db")
+    conn = open_for_writing(db("t.db"))
     conn.execute("BEGIN")
     insert_samples(conn, small + large)
     insert_rollups(conn, small, final_before=T0 + 4 * W)
     insert_rollups(conn, large, final_before=T0 + 4 * W, window_ms=2 * W)
     conn.execute("COMMIT")
-    with Monitor(tmp_path / "t.db") as monitor:
+    with Monitor(db("t.db")) as monitor:
         result = monitor.get_aggregation(MT, T0, T0 + 4 * W)
     check_aggregation(result, small + large)
     assert result is not None and result["from_rollups"] == 0
 
 
-def test_tenant_and_labels_select_series_and_isolate_tenants(tmp_path: Path) -> None:
+def test_tenant_and_labels_select_series_and_isolate_tenants(db: DbAt) -> None:
     mine = dense_samples(5, 20, seed=1, tenant_id="tenant_a", labels={"model": "large", "region": "eu"})
     theirs = dense_samples(5, 20, seed=2, tenant_id="tenant_b", labels={"model": "large", "region": "eu"})
     other = dense_samples(5, 20, seed=3, tenant_id="tenant_a", labels={"model": "small"})
     samples = mine + theirs + other
-    db = build_db(tmp_path / "t.db", samples, final_before=T0 + 5 * W)
+    db = build_db(db("t.db"), samples, final_before=T0 + 5 * W)
     start, end = T0 + 1_234, T0 + 5 * W - 1_234
     with Monitor(db) as monitor:
         for tenant, labels in (("tenant_a", {"model": "large"}), ("tenant_a", None), ("tenant_b", None),
@@ -337,19 +338,19 @@ def test_tenant_and_labels_select_series_and_isolate_tenants(tmp_path: Path) -> 
     assert only_b is not None and only_b["count"] == len(theirs)
 
 
-def test_label_keys_that_a_json_path_cannot_name_still_filter(tmp_path: Path) -> None:
+def test_label_keys_that_a_json_path_cannot_name_still_filter(db: DbAt) -> None:
     odd = {'say "hi"': "yes", "back\\slash": "1", "dot.ted": "x"}
     samples = [Sample("a", T0 + 1, 1.0, labels=odd), Sample("b", T0 + 2, 2.0, labels={"dot.ted": "x"}),
                Sample("c", T0 + 3, 3.0, labels={"dot": "x"})]
-    db = build_db(tmp_path / "t.db", samples)
+    db = build_db(db("t.db"), samples)
     with Monitor(db) as monitor:
         for labels in ({'say "hi"': "yes"}, {"back\\slash": "1"}, {"dot.ted": "x"}, {"dot": "x"}, {"dot.ted": "y"}):
             check_aggregation(monitor.get_aggregation(MT, T0, T0 + W, labels=labels),
                               selected(samples, T0, T0 + W, labels=labels))
 
 
-def test_no_samples_is_none_and_an_empty_series(tmp_path: Path) -> None:
-    db = build_db(tmp_path / "t.db", [Sample("a", T0, 1.0)])
+def test_no_samples_is_none_and_an_empty_series(db: DbAt) -> None:
+    db = build_db(db("t.db"), [Sample("a", T0, 1.0)])
     with Monitor(db) as monitor:
         assert monitor.get_aggregation(MT, T0 + 1, T0 + W) is None
         assert monitor.get_aggregation("cpu.usage", T0, T0 + W) is None
@@ -357,9 +358,9 @@ def test_no_samples_is_none_and_an_empty_series(tmp_path: Path) -> None:
     assert series == {"metric_type": MT, "start": T0 + 1, "end": T0 + W, "interval_ms": 60_000, "data_points": []}
 
 
-def test_the_original_percentile_definition(tmp_path: Path) -> None:
+def test_the_original_percentile_definition(db: DbAt) -> None:
     values = [float(v) for v in range(1, 101)]
-    db = build_db(tmp_path / "t.db", [Sample(f"s{i}", T0 + i, v) for i, v in enumerate(values)])
+    db = build_db(db("t.db"), [Sample(f"s{i}", T0 + i, v) for i, v in enumerate(values)])
     with Monitor(db) as monitor:
         result = monitor.get_aggregation(MT, T0, T0 + W)
     assert result is not None
@@ -373,9 +374,9 @@ def test_the_original_percentile_definition(tmp_path: Path) -> None:
 # -- time series ---------------------------------------------------------------------------------
 
 
-def test_a_long_series_is_a_handful_of_queries_and_uses_rollups(tmp_path: Path) -> None:
+def test_a_long_series_is_a_handful_of_queries_and_uses_rollups(db: DbAt) -> None:
     samples = dense_samples(120, 20)
-    db = build_db(tmp_path / "t.db", samples, final_before=T0 + 110 * W)
+    db = build_db(db("t.db"), samples, final_before=T0 + 110 * W)
     statements: list[str] = []
     with Monitor(db) as monitor:
         monitor._conn.set_trace_callback(statements.append)
@@ -387,18 +388,18 @@ def test_a_long_series_is_a_handful_of_queries_and_uses_rollups(tmp_path: Path) 
     assert f"[[{T0 + 110 * W},{T0 + 120 * W}]]" in raw_query  # only the open windows are read raw
 
 
-def test_windows_straddling_bucket_edges_are_read_raw(tmp_path: Path) -> None:
+def test_windows_straddling_bucket_edges_are_read_raw(db: DbAt) -> None:
     samples = dense_samples(6, 30)
-    db = build_db(tmp_path / "t.db", samples, final_before=T0 + 6 * W)
+    db = build_db(db("t.db"), samples, final_before=T0 + 6 * W)
     start = T0 + W // 2
     with Monitor(db) as monitor:
         check_series(monitor.get_time_series(MT, start, T0 + 6 * W, W), selected(samples, start, T0 + 6 * W), start, W)
         check_series(monitor.get_time_series(MT, T0, T0 + 6 * W, 90_000), samples, T0, 90_000)
 
 
-def test_only_buckets_with_samples_are_returned_in_time_order(tmp_path: Path) -> None:
+def test_only_buckets_with_samples_are_returned_in_time_order(db: DbAt) -> None:
     samples = [Sample("a", T0 + 5 * W + 1, 4.0), Sample("b", T0 + 1, 1.0), Sample("c", T0 + 2, 3.0)]
-    db = build_db(tmp_path / "t.db", samples, final_before=T0 + W)
+    db = build_db(db("t.db"), samples, final_before=T0 + W)
     with Monitor(db) as monitor:
         series = monitor.get_time_series(MT, T0, T0 + 10 * W, W)
     assert series["data_points"] == [
@@ -431,8 +432,8 @@ def test_plan_rejects_mixed_finality_overlaps_and_bucket_straddlers() -> None:
 
 
 @pytest.fixture
-def executions_db(tmp_path: Path) -> Path:
-    conn = open_for_writing(tmp_path / "e.db")
+def executions_db(db: DbAt) -> Path:
+    conn = open_for_writing(db("e.db"))
     conn.execute("BEGIN")
     insert_execution(conn, "e1", started_at=T0, status="completed", duration=2_500, completed_at=T0 + 2_500,
                      metadata='{"pr": "#123", "n": [1, 2]}')
@@ -447,7 +448,7 @@ def executions_db(tmp_path: Path) -> Path:
     insert_step(conn, "x-0", "e2", started_at=T0)
     conn.execute("COMMIT")
     conn.close()
-    return tmp_path / "e.db"
+    return db("e.db")
 
 
 def ids(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -494,13 +495,13 @@ def test_steps_are_ordered_by_start_then_id(executions_db: Path) -> None:
 # -- stats ---------------------------------------------------------------------------------------
 
 
-def test_stats_sum_over_tenants_or_pick_one(tmp_path: Path) -> None:
-    conn = open_for_writing(tmp_path / "s.db")
+def test_stats_sum_over_tenants_or_pick_one(db: DbAt) -> None:
+    conn = open_for_writing(db("s.db"))
     insert_stats(conn, "tenant_a", total=150, pending=1, running=2, completed=130, failed=15, cancelled=2,
                  duration_sum=325_000, duration_count=130)
     insert_stats(conn, "tenant_b", total=3, completed=1, failed=2, duration_sum=300, duration_count=3)
     conn.close()
-    with Monitor(tmp_path / "s.db") as monitor:
+    with Monitor(db("s.db")) as monitor:
         a = monitor.get_workflow_stats("tenant_a")
         everyone = monitor.get_workflow_stats()
         nobody = monitor.get_workflow_stats("tenant_z")
@@ -518,10 +519,10 @@ def test_stats_sum_over_tenants_or_pick_one(tmp_path: Path) -> None:
 # -- counts, dead letters, units -----------------------------------------------------------------
 
 
-def test_metric_count_unit_dead_letters_and_table_counts(tmp_path: Path) -> None:
+def test_metric_count_unit_dead_letters_and_table_counts(db: DbAt) -> None:
     samples = [Sample("a", T0, 1.0, tenant_id="tenant_a"), Sample("b", T0 + 1, 2.0),
                Sample("c", T0 + 2, 3.0, metric_type="cache.hit_rate", tenant_id="tenant_a")]
-    db = build_db(tmp_path / "t.db", samples)
+    db = build_db(db("t.db"), samples)
     conn = open_for_writing(db)
     for offset, (reason, ts) in enumerate((("late", T0), ("undecodable", T0 + 5), ("late", None), ("late", T0 + 9))):
         insert_row(conn, "dead_letters", {"topic": "axmon.metrics", "partition": 0, "offset": offset, "reason": reason,
@@ -547,8 +548,8 @@ def test_metric_count_unit_dead_letters_and_table_counts(tmp_path: Path) -> None
 # -- errors --------------------------------------------------------------------------------------
 
 
-def test_bad_arguments_are_config_errors(tmp_path: Path) -> None:
-    db = build_db(tmp_path / "t.db")
+def test_bad_arguments_are_config_errors(db: DbAt) -> None:
+    db = build_db(db("t.db"))
     with Monitor(db) as monitor:
         bad_calls: list[Callable[[], object]] = [
             lambda: monitor.get_aggregation(MT, T0, T0),
@@ -579,6 +580,6 @@ def test_a_missing_or_foreign_database_is_a_database_error(tmp_path: Path) -> No
         Monitor(foreign)
 
 
-def test_the_connection_is_read_only(tmp_path: Path) -> None:
-    with Monitor(build_db(tmp_path / "t.db")) as monitor, pytest.raises(sqlite3.OperationalError):
+def test_the_connection_is_read_only(db: DbAt) -> None:
+    with Monitor(build_db(db("t.db"))) as monitor, pytest.raises(sqlite3.OperationalError):
         monitor._conn.execute("DELETE FROM performance_metrics")

@@ -27,6 +27,7 @@ from processor.serve.sse import Journal, snapshot
 from processor.settings import Settings
 from processor.store.db import open_for_writing
 from processor.store.queries import Monitor
+from tests.pg import DbAt, DbLocation
 from tests.unit.test_queries import (
     insert_execution,
     insert_row,
@@ -178,10 +179,10 @@ def test_a_scoped_key_never_sees_another_tenants_rows(executions: list[Execution
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
+def db(db_at: DbAt) -> DbLocation:
     runs = [("acme", "wf1", "completed", 10), ("acme", "wf1", "failed", 10), ("acme", "wf1", "running", 30),
             ("acme", "wf2", "completed", 20), ("beta", "wf1", "completed", 15)]
-    return build(tmp_path / "t.db", runs, ["acme", None])
+    return build(db_at("t.db"), runs, ["acme", None])
 
 
 def test_no_key_or_a_bad_key_is_401_as_json(db: Path, tmp_path: Path) -> None:
@@ -301,9 +302,9 @@ def test_a_bad_keys_file_is_refused(text: str, tmp_path: Path) -> None:
         KeyRing.load(path)
 
 
-def test_the_charts_are_the_query_apis_series_per_bucket_of_the_range(tmp_path: Path) -> None:
+def test_the_charts_are_the_query_apis_series_per_bucket_of_the_range(db_at: DbAt) -> None:
     now = int(time.time() * 1000)
-    conn = open_for_writing(tmp_path / "c.db")
+    conn = open_for_writing(db_at("c.db"))
     conn.execute("BEGIN")
     durations = {"acme": [100.0, 200.0, 300.0, 4000.0], "beta": [50.0]}
     n = 0
@@ -320,14 +321,14 @@ def test_the_charts_are_the_query_apis_series_per_bucket_of_the_range(tmp_path: 
             n += 1
     conn.execute("COMMIT")
     conn.close()
-    api = client(tmp_path / "c.db")
+    api = client(db_at("c.db"))
     body = api.get("/api/v1/charts", params={"tenant": "acme", "range": "1h"}).json()
     assert body["intervalMs"] == 300_000 and len(body["points"]) == 12 and body["end"] - body["start"] == 3_600_000
     assert body["end"] % 300_000 == 0 and body["start"] <= now < body["end"]
     busy = [p for p in body["points"] if p["executions"]]
     assert len(busy) == 1 and busy[0]["timestamp"] == (now - 30 * 60_000) // 300_000 * 300_000
     t = busy[0]["timestamp"]
-    with Monitor(tmp_path / "c.db") as monitor:
+    with Monitor(db_at("c.db")) as monitor:
         agg = monitor.get_aggregation("workflow.execution.duration", t, t + 300_000, "acme")
     assert agg is not None and (agg["p50"], agg["p99"]) == (200.0, 4000.0)
     assert {k: busy[0][k] for k in ("p50", "p95", "p99", "durationCount")} == {

@@ -1,0 +1,51 @@
+"""A SQLite database copied into PostgreSQL in one transaction: how ``axmon replay --swap``
+puts a rebuilt database in place when the live store is PostgreSQL.
+
+Readers see the old rows or the new ones, never a mix (one transaction). The tables are emptied
+with ``TRUNCATE`` and filled from the file; the counts that PostgreSQL's triggers keep
+(``metric_rollup_day_counts``, ``metric_counts``) are not copied but counted again by those
+triggers as the rows go in, and ``logs.rowid`` is numbered afresh in the file's order. The sink's
+offsets come with the rows: a live sink, stopped first, resumes from them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from processor.store.db import open_for_writing
+from processor.store.pgconn import PgConnection
+
+TRIGGER_KEPT = frozenset({"metric_rollup_day_counts", "metric_counts"})
+_CHUNK = 2_000
+
+
+def copy_into(source: Path, url: str) -> dict[str, int]:
+    """Replace every table of the PostgreSQL database at ``url`` by the rows of the SQLite file
+    ``source`` (same schema version); the rows copied per table."""
+    lite = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    pg = open_for_writing(url)
+    if not isinstance(pg, PgConnection):
+        raise TypeError(f"{url} is not a PostgreSQL database")
+    try:
+        tables = [r[0] for r in lite.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")]
+        copied: dict[str, int] = {}
+        with pg.raw.transaction():
+            pg.raw.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))  # type: ignore[call-overload]
+            for table in tables:
+                if table in TRIGGER_KEPT:
+                    continue
+                columns = [r[1] for r in lite.execute(f'PRAGMA table_info("{table}")')]
+                names = ", ".join(f'"{c}"' for c in columns)
+                insert = f'INSERT INTO "{table}"({names}) VALUES ({", ".join("%s" for _ in columns)})'
+                cursor = lite.execute(f'SELECT {names} FROM "{table}" ORDER BY rowid')
+                copied[table] = 0
+                while rows := cursor.fetchmany(_CHUNK):
+                    with pg.raw.cursor() as out:
+                        out.executemany(insert, rows)  # type: ignore[arg-type]
+                    copied[table] += len(rows)
+        return copied
+    finally:
+        pg.close()
+        lite.close()
