@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -279,7 +279,7 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     triggers keep (computed after the load, with the triggers dropped during it, as the indexes are).
     """
     began = time.perf_counter()
-    conn = open_for_writing(path)
+    conn = cast(sqlite3.Connection, open_for_writing(path))  # a file: the bench's databases are SQLite
     conn.row_factory = None
     indexes = conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"

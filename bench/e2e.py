@@ -41,7 +41,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -283,7 +283,7 @@ class DbWatcher(threading.Thread):
                 began = now()
                 if conn is None:
                     try:
-                        conn = open_read_only(self.db)
+                        conn = cast(sqlite3.Connection, open_read_only(self.db))  # a file
                         conn.row_factory = None
                     except DatabaseError:  # the sink has not created it yet
                         time.sleep(self.interval_s)

@@ -100,6 +100,9 @@ class SinkBenchConfig:
     partitions: int = 4
     live_timeout_s: float = 900.0
     profile_dir: Path | None = None
+    postgres: bool = True
+    """Also time ``write_batch`` on a PostgreSQL 15 the benchmark starts (Debian's binaries,
+    ``scripts/ensure-postgres.sh``; skipped with a note when they are missing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +186,8 @@ class SinkBenchResult:
     row_building_s: float
     live: LiveResult | None
     live_skipped: str | None = None
+    postgres: WriteResult | None = None
+    postgres_skipped: str | None = None
     profile: Path | None = None
     live_profile: Path | None = None
 
@@ -202,6 +207,13 @@ class SinkBenchResult:
             Figure("sink: rewrite (all upserts)", "sink / baseline (rate ratio)", r.rows_per_s / b.rows_per_s if b.rows_per_s else 0, "x", 3),
             Figure("sink: write_batch", "of which row building (no SQL)", self.row_building_s, "s", 2),
         ]
+        if self.postgres is not None:
+            pg = self.postgres
+            figures += [
+                Figure("sink: write_batch on PostgreSQL", "rows/s", pg.rows_per_s, "rows/s"),
+                Figure("sink: write_batch on PostgreSQL", "records/s", pg.records_per_s, "records/s"),
+                Figure("sink: write_batch on PostgreSQL", "seconds", pg.seconds, "s", 2),
+            ]
         live = self.live
         if live is not None:
             figures += [
@@ -231,6 +243,13 @@ class SinkBenchResult:
             f"{self.row_building_s:.2f} s of the sink's {s.seconds:.2f} s "
             f"({self.row_building_s / s.seconds:.0%}).",
         ]
+        if self.postgres is not None:
+            notes.append("PostgreSQL: the same batches through the same write_batch on a fresh PostgreSQL 15 the benchmark "
+                         "starts in a temporary directory on this machine (fsync, synchronous_commit and "
+                         "full_page_writes off, as the tests run it: an upper bound for a durable server), one "
+                         "connection, the rows checked after.")
+        elif self.postgres_skipped:
+            notes.append(f"PostgreSQL: not timed ({self.postgres_skipped}).")
         if live is not None:
             topics = ", ".join(f"{t.rpartition('.')[2]} {n:,}" for t, n in live.by_topic)
             notes.append(f"Live: {live.records:,} records ({topics}) published in {live.produce_s:.1f} s; the sink wrote "
@@ -391,7 +410,7 @@ def write_baseline(path: Path, prepared: Prepared) -> float:
         conn.close()
 
 
-def write_sink(path: Path, prepared: Prepared) -> float:
+def write_sink(path: Path | str, prepared: Prepared) -> float:
     """``write_batch`` per batch; returns seconds."""
     conn = open_for_writing(path)
     try:
@@ -410,7 +429,7 @@ def time_row_building(prepared: Prepared) -> float:
     return now() - began
 
 
-def _check_rows(path: Path, prepared: Prepared) -> None:
+def _check_rows(path: Path | str, prepared: Prepared) -> None:
     conn = open_for_writing(path)
     try:
         counts = [int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _PLAIN]
@@ -418,7 +437,7 @@ def _check_rows(path: Path, prepared: Prepared) -> None:
         conn.close()
     expected = [prepared.executions, prepared.steps, prepared.samples, prepared.rollups]
     if counts != expected:
-        raise BenchError(f"{path.name}: rows {counts} per table, expected {expected}")
+        raise BenchError(f"{path.name if isinstance(path, Path) else 'PostgreSQL'}: rows {counts} per table, expected {expected}")
 
 
 # -- the live sink ---------------------------------------------------------------------------------
@@ -606,6 +625,7 @@ def run_sink_bench(bootstrap: str | None, config: SinkBenchConfig, workdir: Path
                 rewrite_s = write_sink(sink_db, prepared)
                 _check_rows(sink_db, prepared)
     row_building_s = time_row_building(prepared)
+    postgres, postgres_skipped = (_on_postgres(prepared) if config.postgres else (None, "disabled"))
     live: LiveResult | None = None
     skipped: str | None = None
     live_profile = config.profile_dir / "sink-live.collapsed.txt" if config.profile_dir else None
@@ -622,12 +642,30 @@ def run_sink_bench(bootstrap: str | None, config: SinkBenchConfig, workdir: Path
         sink=WriteResult(prepared.rows, prepared.records, tuple(sink_runs)),
         rewrite=WriteResult(prepared.rows, prepared.records, (rewrite_s,)),
         row_building_s=row_building_s, live=live, live_skipped=skipped,
+        postgres=postgres, postgres_skipped=postgres_skipped,
         profile=profile, live_profile=live_profile if live is not None else None,
     )
     for path in (profile, result.live_profile):
         if path is not None and path.exists():
             path.with_name(path.name.replace(".collapsed.txt", ".top.txt")).write_text(summarize(path).text())
     return result
+
+
+def _on_postgres(prepared: Prepared) -> tuple[WriteResult | None, str | None]:
+    """``write_batch`` of every batch into a fresh PostgreSQL (started here, stopped after)."""
+    from tests.pg import start_postgres  # the test suite's server: Debian's binaries, a temporary cluster
+
+    try:
+        server = start_postgres()
+    except RuntimeError as exc:
+        return None, str(exc).splitlines()[0]
+    try:
+        url = server.fresh()
+        seconds = write_sink(url, prepared)
+        _check_rows(url, prepared)
+        return WriteResult(prepared.rows, prepared.records, (seconds,)), None
+    finally:
+        server.stop()
 
 
 FULL = SinkBenchConfig(runs=2)
