@@ -70,6 +70,14 @@ class StagedStore:
         self._pending[key] = value
         self._log.append((key, (value, encoded)))
 
+    def encoded_size(self, key: str) -> int | None:
+        """The JSON size of ``key``'s value written in this record's fold (0 if it was deleted;
+        ``None`` if it was not written)."""
+        for written, change in reversed(self._log):
+            if written == key:
+                return 0 if change is _GONE else len(change[1])
+        return None
+
     def __delitem__(self, key: str) -> None:
         if not self.staging:
             del self.inner[key]

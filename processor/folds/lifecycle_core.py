@@ -30,6 +30,8 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from processor.folds.alerting import stale_alert
 from processor.folds.config import FoldConfig
 from processor.folds.derived import derived_origins, derived_samples
@@ -100,6 +102,7 @@ class LifecycleCore:
         clock: Callable[[], int] | None = None,
         stale_after_ms: int = 0,
         router: Router | None = None,
+        defer_states: bool = False,
     ) -> None:
         self.store = store = StagedStore(store)
         self.config = config
@@ -119,6 +122,14 @@ class LifecycleCore:
         self._states: dict[str, tuple[Any, ExecutionState]] = {}
         """eid -> (the fold state as stored last, the state it encodes)."""
         self.guard = Guard([store], self.forget, self.counters)
+        self.defer_states = defer_states
+        """Batches (the worker): an execution's state record is made once per batch, by
+        :meth:`take_states` at its end, not at each of its events (a compacted topic keeps only
+        the last one anyway); its eviction's tombstone still comes after it."""
+        self._dirty: dict[str, None] = {}
+        """Executions whose state changed since :meth:`take_states` (``defer_states``), in order."""
+        self._made_at: dict[str, int] = {}
+        """Of those, the ones whose record was made at once (large), by the offset of that state."""
 
     def _state_of(self, eid: str, stored: Any) -> ExecutionState:
         """:func:`state_from_json` of a stored fold state, without decoding it again when it is
@@ -233,17 +244,46 @@ class LifecycleCore:
         everything: bool = False,
     ) -> list[Emit]:
         state = current if current is not None else state_from_json(entry["s"])
-        view = snapshot(state)
-        emits = [self._state_emit(entry, view)]
+        if self.defer_states and self._entry_size(state.execution_id, entry) <= _DEFERRABLE_BYTES:
+            self._dirty[state.execution_id] = None
+            emits: list[Emit] = []
+            status, duration = _status_and_duration(state)
+        else:  # a large state's record is made now, where the guard checks that it fits a Kafka record
+            if self.defer_states:
+                self._dirty[state.execution_id] = None
+                self._made_at[state.execution_id] = o
+            view = snapshot(state)
+            emits = [self._state_emit(entry, view)]
+            status, duration = view["status"], view["duration"]
         if not self.derive:
             return emits
-        contribution = Contribution(view["status"], view["duration"])
+        contribution = Contribution(status, duration)
         if "re" in entry:  # rehydrated: see _contribution_op
             emits.append(_contribution_op(state.execution_id, state.tenant_id, entry["re"], contribution, p, o))
         elif everything or previous is None or _status_and_duration(previous) != (contribution.status, contribution.duration):
             emits.append(_stats_set(state.execution_id, state.tenant_id, contribution, p, o, seq=0))
         known = set() if everything or previous is None else derived_origins(previous)
         return emits + _derived_emits(state, known)
+
+    def _entry_size(self, eid: str, entry: dict[str, Any]) -> int:
+        """The JSON size of ``entry`` (as written by this fold, else encoded now: a redelivery)."""
+        size = self.store.encoded_size(eid)
+        return len(orjson.dumps(entry)) if size is None else size
+
+    def take_states(self) -> list[Emit]:
+        """The state records of the executions changed since the last call (``defer_states``),
+        from their entries as they are now: an event whose fold failed (its writes dropped)
+        leaves its execution's state as it was, published again. Executions evicted since made
+        their record before their tombstone (:meth:`sweep`)."""
+        emits = []
+        for eid in self._dirty:
+            entry = self.store.get(eid)
+            if entry is None or "s" not in entry or "evicted" in entry or self._made_at.get(eid) == entry["o"]:
+                continue  # gone, evicted (its record came before its tombstone), or made already
+            emits.append(self._state_emit(entry, snapshot(self._state_of(eid, entry["s"]))))
+        self._dirty.clear()
+        self._made_at.clear()
+        return emits
 
     @staticmethod
     def _state_emit(entry: dict[str, Any], view: dict[str, Any] | None = None) -> Emit:
@@ -356,7 +396,9 @@ class LifecycleCore:
                 del self.store[eid]
                 continue
             if entry["ts"] is not None:
-                view = snapshot(state_from_json(entry["s"]))
+                view = snapshot(self._state_of(eid, entry["s"]))
+                if eid in self._dirty:  # its last state, before the tombstone
+                    emits.append(self._state_emit(entry, view))
                 marker = {
                     "p": p, "o": entry["o"], "t": entry["t"], "evicted": stream_time, "eo": o, "es": seq,
                     "tenant": view["tenant_id"], "c": [view["status"], view["duration"]], "s": entry["s"],
@@ -372,6 +414,10 @@ class LifecycleCore:
         return emits
 
 
+_DEFERRABLE_BYTES = 256 * 1024
+"""An execution whose table entry is larger than this makes its state record at once, where the
+guard checks its size (the record, the entry's fields without their register stamps, is smaller
+than the entry; a quarter of Kafka's record limit leaves room for any doubt)."""
 _STATES_KEPT = 4_096
 """At most this many executions' decoded fold states are kept (then forgotten at once)."""
 _FIRST_SWEEP_SEQ = 1

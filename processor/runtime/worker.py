@@ -131,7 +131,7 @@ class Worker:
         self.execution_writes, self.stats_writes, self.window_writes = (WriteBack(store) for store in self._stores)
         self.lifecycle = LifecycleCore(
             self.execution_writes, self.fold, clock=lambda: int(time.time() * 1000), stale_after_ms=settings.stale_after_ms,
-            router=router,
+            router=router, defer_states=True,
         )
         self.stats = StatsCore(self.stats_writes)
         # Alert states live in the windows table, under their own keys: a window's closing and
@@ -197,6 +197,7 @@ class Worker:
                     raise InjectedFault(f"fault: the lifecycle agent crashes ({FAULT_CRASH_ENV})")
                 self._begin(self.execution_writes, message)
                 emits += self._decode_and(LifecycleEvent, message.key, message.value, _origin(message), self.lifecycle.process)
+            emits += self.lifecycle.take_states()  # each changed execution's state record, once a batch
             await self._publish("lifecycle", self.execution_writes, emits, len(messages), started)
 
     async def _metrics_agent(self, stream: Any) -> None:
