@@ -59,12 +59,13 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from processor.errors import ConfigError
 from processor.folds.aggregate import QUANTILES, Aggregate
-from processor.folds.sketch import merge_json
+from processor.folds.sketch_codec import encode_json, merge_encoded
 from processor.store.db import DAY_MS, HOUR_MS, DatabaseError
 from processor.store.range_plan import Interval, complement, plan_range
 from processor.store.reader import Reader, Row, check_range
@@ -94,6 +95,9 @@ class MetricQueries(Reader):
         self._hourly = (HOURLY_TIER if hourly is None else hourly) and "metric_rollups_hourly" in tables
         self._daily = self._hourly and (DAILY_TIER if daily is None else daily) and "metric_rollups_daily" in tables
         self._counted = "metric_counts" in tables
+        self._json_sketches = int(self._tuples("PRAGMA user_version")[0][0]) < 7
+        """Whether the rollup sketches are stored in their JSON form (a database not yet migrated
+        to schema 7, read as it is)."""
 
     def get_aggregation(
         self,
@@ -122,7 +126,7 @@ class MetricQueries(Reader):
         used = [*plan.daily, *plan.hourly, *plan.minute]
         if not used:
             return _exact_summary(metric_type, start, end, values)
-        merged = _merge_rollups(used).merge(Aggregate.of(values))
+        merged = _merge_rollups(used, json_sketches=self._json_sketches).merge(Aggregate.of(values))
         return {
             "metric_type": metric_type, "start": start, "end": end, **merged.summary(),
             "exact": False, "from_rollups": len(used), "from_hourly": len(plan.hourly), "from_daily": len(plan.daily),
@@ -283,21 +287,24 @@ def _segments_json(segments: Sequence[Interval]) -> str:
     return orjson.dumps([list(s) for s in segments]).decode()
 
 
-def _merge_rollups(rows: Iterable[RollupRow]) -> Aggregate:
-    """One aggregate of many rollup rows (window or hourly); the sketches are merged in their
-    JSON form (:func:`processor.folds.sketch.merge_json`)."""
+def _merge_rollups(rows: Iterable[RollupRow], *, json_sketches: bool = False) -> Aggregate:
+    """One aggregate of many rollup rows (window, hourly or daily); the sketches are merged in
+    their stored form (:func:`processor.folds.sketch_codec.merge_encoded`), converted first when
+    they are stored as JSON (``json_sketches``: a database older than schema 7)."""
     count, total = 0, 0.0
     low: float | None = None
     high: float | None = None
-    sketches = []
+    sketches: list[Any] = []
     for row in rows:
         count += row.count
         total += row.sum
         low = row.min if low is None or (row.min is not None and row.min < low) else low
         high = row.max if high is None or (row.max is not None and row.max > high) else high
-        sketches.append(row.sketch or "{}")
+        sketches.append(row.sketch)
+    if json_sketches:
+        sketches = [encode_json(orjson.loads(s or "{}")) for s in sketches]
     try:
-        sketch = merge_json(map(orjson.loads, sketches))
+        sketch = merge_encoded(sketches)
     except ValueError as exc:
         raise DatabaseError(f"rollup {exc}") from exc
     if sketch is None:

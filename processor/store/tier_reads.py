@@ -116,7 +116,7 @@ class RollupRow:
     sum: float
     min: float | None
     max: float | None
-    sketch: str | None
+    sketch: bytes | None
 
 
 @dataclass(frozen=True, slots=True)

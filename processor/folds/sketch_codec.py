@@ -1,0 +1,266 @@
+"""The stored form of a :class:`~processor.folds.sketch.QuantileSketch`: compact bytes, decoded
+and merged in one pass (the published form stays :meth:`QuantileSketch.to_json`). Pure.
+
+Layout (integers are LEB128 varints; keys are zig-zag varints)::
+
+    tag          1 byte: 0x01 (alpha is DEFAULT_RELATIVE_ACCURACY) or 0x02 (an 8-byte
+                 little-endian double follows: alpha)
+    zero         varint
+    positive     store
+    negative     store (magnitudes, as in the sketch)
+
+    store        varint h: 0 = no buckets; else h >> 1 entries, h & 1 = dense
+                 dense:  zig-zag varint: the first key; 1 byte w (1, 2, 4 or 8); then entries x w
+                         bytes: the counts of the keys first .. first + entries - 1, unsigned
+                         little-endian (zeros included)
+                 sparse: 1 byte: key width (2 or 4) << 4 | count width (1, 2, 4 or 8); then the
+                         entries' keys, increasing, signed little-endian; then their counts,
+                         unsigned little-endian
+
+Encoding picks the smaller of dense and sparse per store, so a minute window of a few samples
+takes ~10 bytes and a day of a busy series a byte or two per bucket. :func:`merge_encoded` adds
+dense stores as 64-bit lanes of one Python integer (the additions run in C), sparse ones into a
+dict: the result is exactly :meth:`QuantileSketch.merge` folded over :func:`decode` (buckets left
+empty are dropped). An empty byte string stands for an empty sketch of the default accuracy
+(a tier row that merged nothing).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections.abc import Iterable, Mapping
+
+from processor.folds.sketch import DEFAULT_RELATIVE_ACCURACY, QuantileSketch
+
+_DEFAULT = 0x01
+_EXPLICIT = 0x02
+_LANE = 64
+_WIDTH_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_KEY_CODES = {2: "h", 4: "i"}
+if any(array(code).itemsize != width for width, code in (*_WIDTH_CODES.items(), *_KEY_CODES.items())):  # pragma: no cover
+    raise ImportError("the sketch codec needs array typecodes B, H, I, Q of 1, 2, 4, 8 bytes")
+_SWAP = sys.byteorder == "big"
+
+
+class SketchDecodeError(ValueError):
+    """Bytes that are not an encoded sketch."""
+
+
+def encode(sketch: QuantileSketch) -> bytes:
+    """The compact bytes of ``sketch`` (see the module docstring)."""
+    out = bytearray()
+    if sketch.alpha == DEFAULT_RELATIVE_ACCURACY:
+        out.append(_DEFAULT)
+    else:
+        out.append(_EXPLICIT)
+        out += struct.pack("<d", sketch.alpha)
+    _put_varint(out, sketch.zero)
+    _put_store(out, sketch.positive)
+    _put_store(out, sketch.negative)
+    return bytes(out)
+
+
+def decode(blob: bytes) -> QuantileSketch:
+    """The sketch of :func:`encode`'s bytes (``b""``: an empty sketch)."""
+    if not blob:
+        return QuantileSketch()
+    alpha, zero, at = _head(blob)
+    positive: dict[int, int] = {}
+    negative: dict[int, int] = {}
+    at = _read_store(blob, at, positive, None)
+    at = _read_store(blob, at, negative, None)
+    if at != len(blob):
+        raise SketchDecodeError(f"{len(blob) - at} bytes after the sketch")
+    return QuantileSketch(alpha, positive, negative, zero)
+
+
+def merge_encoded(blobs: Iterable[bytes | None]) -> QuantileSketch | None:
+    """The merge of encoded sketches (``None`` or ``b""`` count as empty sketches of the default
+    accuracy), ``None`` when there are none. Raises ``ValueError`` when their accuracies differ."""
+    alpha: float | None = None
+    zero = 0
+    positive = _Lanes()
+    negative = _Lanes()
+    for blob in blobs:
+        if blob:
+            row_alpha, row_zero, at = _head(blob)
+        else:
+            row_alpha, row_zero, at = DEFAULT_RELATIVE_ACCURACY, 0, -1
+        if row_alpha != alpha:
+            if alpha is not None:
+                raise ValueError(f"sketches of different accuracy ({alpha}, {row_alpha}) cannot be merged")
+            alpha = row_alpha
+        if blob:
+            zero += row_zero
+            at = _read_store(blob, at, positive.sparse, positive)
+            at = _read_store(blob, at, negative.sparse, negative)
+            if at != len(blob):
+                raise SketchDecodeError(f"{len(blob) - at} bytes after the sketch")
+    if alpha is None:
+        return None
+    return QuantileSketch(alpha, positive.buckets(), negative.buckets(), zero)
+
+
+class _Lanes:
+    """Bucket counts being summed: dense runs as ``(first key, integer of 64-bit lanes)``
+    pieces, sparse buckets in a dict."""
+
+    __slots__ = ("pieces", "sparse")
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[int, int, int]] = []
+        self.sparse: dict[int, int] = {}
+
+    def add_dense(self, first: int, entries: int, lanes: int) -> None:
+        self.pieces.append((first, entries, lanes))
+
+    def buckets(self) -> dict[int, int]:
+        out = self.sparse
+        if not self.pieces:
+            return out
+        base = min(p[0] for p in self.pieces)
+        top = max(p[0] + p[1] for p in self.pieces)
+        by_first: dict[int, int] = {}
+        for first, _, lanes in self.pieces:
+            by_first[first] = by_first.get(first, 0) + lanes
+        total = 0
+        for first, lanes in by_first.items():
+            total += lanes << (_LANE * (first - base))
+        counts = array("Q", total.to_bytes(8 * (top - base), "little"))
+        if _SWAP:  # pragma: no cover - little-endian machines
+            counts.byteswap()
+        for i, count in enumerate(counts):
+            if count:
+                key = base + i
+                out[key] = out.get(key, 0) + count
+        return out
+
+
+def _head(blob: bytes) -> tuple[float, int, int]:
+    """``(alpha, zero, offset of the positive store)``."""
+    if not isinstance(blob, bytes):
+        raise SketchDecodeError(f"an encoded sketch is bytes, not {type(blob).__name__}")
+    tag = blob[0]
+    if tag == _DEFAULT:
+        alpha, at = DEFAULT_RELATIVE_ACCURACY, 1
+    elif tag == _EXPLICIT:
+        if len(blob) < 9:
+            raise SketchDecodeError("a sketch cut short in its accuracy")
+        alpha, at = struct.unpack_from("<d", blob, 1)[0], 9
+    else:
+        raise SketchDecodeError(f"not an encoded sketch (tag {tag:#x})")
+    zero, at = _get_varint(blob, at)
+    return alpha, zero, at
+
+
+def _read_store(blob: bytes, at: int, into: dict[int, int], lanes: _Lanes | None) -> int:
+    """Read the store at ``at``: its buckets added to ``into`` (dense ones to ``lanes`` when
+    given); returns the offset after it."""
+    h, at = _get_varint(blob, at)
+    if not h:
+        return at
+    entries = h >> 1
+    if h & 1:
+        z, at = _get_varint(blob, at)
+        key = (z >> 1) ^ -(z & 1)
+        width = blob[at] if at < len(blob) else 0
+        code = _WIDTH_CODES.get(width)
+        end = at + 1 + entries * width
+        if code is None or end > len(blob):
+            raise SketchDecodeError(f"a dense store of width {width} and {entries} entries does not fit")
+        payload = blob[at + 1:end]
+        if lanes is not None:
+            if width != 8 or _SWAP:
+                wide = array(code, payload)
+                if _SWAP:  # pragma: no cover - little-endian machines
+                    wide.byteswap()
+                payload = array("Q", wide.tolist()).tobytes()
+            lanes.add_dense(key, entries, int.from_bytes(payload, "little"))
+            return end
+        counts = array(code, payload)
+        if _SWAP:  # pragma: no cover
+            counts.byteswap()
+        for i, count in enumerate(counts):
+            if count:
+                into[key + i] = into.get(key + i, 0) + count
+        return end
+    widths = blob[at] if at < len(blob) else 0
+    key_code, count_code = _KEY_CODES.get(widths >> 4), _WIDTH_CODES.get(widths & 0xF)
+    middle = at + 1 + entries * (widths >> 4)
+    end = middle + entries * (widths & 0xF)
+    if key_code is None or count_code is None or end > len(blob):
+        raise SketchDecodeError(f"a sparse store of widths {widths:#x} and {entries} entries does not fit")
+    keys = array(key_code, blob[at + 1:middle])
+    counts = array(count_code, blob[middle:end])
+    if _SWAP:  # pragma: no cover
+        keys.byteswap()
+        counts.byteswap()
+    get = into.get
+    for key, count in zip(keys, counts):
+        into[key] = get(key, 0) + count
+    return end
+
+
+def _put_store(out: bytearray, buckets: Mapping[int, int]) -> None:
+    keys = sorted(k for k, c in buckets.items() if c)
+    if not keys:
+        out.append(0)
+        return
+    first, last = keys[0], keys[-1]
+    if not -(1 << 31) <= first <= last < 1 << 31:
+        raise ValueError(f"a sketch key out of range: {first}, {last}")
+    top = max(buckets[k] for k in keys)
+    width = next((w for w in (1, 2, 4, 8) if top < 1 << (8 * w)), None)
+    if width is None:
+        raise ValueError(f"a sketch count out of range: {top}")
+    key_width = 2 if -(1 << 15) <= first <= last < 1 << 15 else 4
+    span = last - first + 1
+    if 2 + span * width < 1 + len(keys) * (key_width + width):
+        _put_varint(out, span << 1 | 1)
+        _put_varint(out, (first << 1) ^ (first >> 63))
+        out.append(width)
+        parts = [array(_WIDTH_CODES[width], (buckets.get(k, 0) for k in range(first, last + 1)))]
+    else:
+        _put_varint(out, len(keys) << 1)
+        out.append(key_width << 4 | width)
+        parts = [array(_KEY_CODES[key_width], keys), array(_WIDTH_CODES[width], (buckets[k] for k in keys))]
+    for part in parts:
+        if _SWAP:  # pragma: no cover
+            part.byteswap()
+        out += part.tobytes()
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"a sketch count must not be negative: {value}")
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _get_varint(blob: bytes, at: int) -> tuple[int, int]:
+    try:
+        byte = blob[at]
+        if byte < 0x80:
+            return byte, at + 1
+        value, shift = byte & 0x7F, 7
+        while True:
+            at += 1
+            byte = blob[at]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value, at + 1
+            shift += 7
+            if shift > 70:
+                raise SketchDecodeError("a varint longer than 10 bytes")
+    except IndexError:
+        raise SketchDecodeError("a sketch cut short") from None
+
+
+def encode_json(data: Mapping[str, object]) -> bytes:
+    """The stored bytes of a sketch given in its published JSON form
+    (:meth:`QuantileSketch.to_json`; ``{}`` is an empty sketch of the default accuracy)."""
+    return encode(QuantileSketch.from_json(data))
