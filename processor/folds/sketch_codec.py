@@ -37,6 +37,10 @@ from processor.folds.sketch import DEFAULT_RELATIVE_ACCURACY, QuantileSketch
 _DEFAULT = 0x01
 _EXPLICIT = 0x02
 _LANE = 64
+_MAX_SPAN = 1 << 16
+"""Keys a merge sums as lanes of one integer (real sketches span at most ~36,000: the keys of
+values from 1e-9 to the float maximum at 1%); sketches whose keys lie further apart are added
+piece by piece."""
 _WIDTH_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _KEY_CODES = {2: "h", 4: "i"}
 if any(array(code).itemsize != width for width, code in (*_WIDTH_CODES.items(), *_KEY_CODES.items())):  # pragma: no cover
@@ -107,14 +111,17 @@ class _Lanes:
     """Bucket counts being summed: dense runs as ``(first key, integer of 64-bit lanes)``
     pieces, sparse buckets in a dict."""
 
-    __slots__ = ("pieces", "sparse")
+    __slots__ = ("bound", "pieces", "sparse")
 
     def __init__(self) -> None:
         self.pieces: list[tuple[int, int, int]] = []
         self.sparse: dict[int, int] = {}
+        self.bound = 0
+        """The largest sum a lane can reach (a lane must stay below 2^64)."""
 
-    def add_dense(self, first: int, entries: int, lanes: int) -> None:
+    def add_dense(self, first: int, entries: int, lanes: int, width: int) -> None:
         self.pieces.append((first, entries, lanes))
+        self.bound += (1 << (8 * width)) - 1
 
     def buckets(self) -> dict[int, int]:
         out = self.sparse
@@ -122,20 +129,29 @@ class _Lanes:
             return out
         base = min(p[0] for p in self.pieces)
         top = max(p[0] + p[1] for p in self.pieces)
+        if self.bound >= 1 << _LANE or top - base > max(_MAX_SPAN, 4 * sum(p[1] for p in self.pieces)):
+            for first, entries, lanes in self.pieces:  # counts that could carry, or keys far apart
+                _add_lanes(out, first, entries, lanes)
+            return out
         by_first: dict[int, int] = {}
         for first, _, lanes in self.pieces:
             by_first[first] = by_first.get(first, 0) + lanes
         total = 0
         for first, lanes in by_first.items():
             total += lanes << (_LANE * (first - base))
-        counts = array("Q", total.to_bytes(8 * (top - base), "little"))
-        if _SWAP:  # pragma: no cover - little-endian machines
-            counts.byteswap()
-        for i, count in enumerate(counts):
-            if count:
-                key = base + i
-                out[key] = out.get(key, 0) + count
+        _add_lanes(out, base, top - base, total)
         return out
+
+
+def _add_lanes(out: dict[int, int], base: int, entries: int, lanes: int) -> None:
+    """Add the ``entries`` 64-bit lanes of ``lanes`` (lane i: the count of key ``base + i``)."""
+    counts = array("Q", lanes.to_bytes(8 * entries, "little"))
+    if _SWAP:  # pragma: no cover - little-endian machines
+        counts.byteswap()
+    for i, count in enumerate(counts):
+        if count:
+            key = base + i
+            out[key] = out.get(key, 0) + count
 
 
 def _head(blob: bytes) -> tuple[float, int, int]:
@@ -177,7 +193,7 @@ def _read_store(blob: bytes, at: int, into: dict[int, int], lanes: _Lanes | None
                 if _SWAP:  # pragma: no cover - little-endian machines
                     wide.byteswap()
                 payload = array("Q", wide.tolist()).tobytes()
-            lanes.add_dense(key, entries, int.from_bytes(payload, "little"))
+            lanes.add_dense(key, entries, int.from_bytes(payload, "little"), width)
             return end
         counts = array(code, payload)
         if _SWAP:  # pragma: no cover
@@ -213,7 +229,7 @@ def _put_store(out: bytearray, buckets: Mapping[int, int]) -> None:
         raise ValueError(f"a sketch key out of range: {first}, {last}")
     top = max(buckets[k] for k in keys)
     width = next((w for w in (1, 2, 4, 8) if top < 1 << (8 * w)), None)
-    if width is None:
+    if width is None or min(buckets[k] for k in keys) < 0:
         raise ValueError(f"a sketch count out of range: {top}")
     key_width = 2 if -(1 << 15) <= first <= last < 1 << 15 else 4
     span = last - first + 1
