@@ -4,6 +4,8 @@ bytes refused with a typed error."""
 
 from __future__ import annotations
 
+import random
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -111,3 +113,21 @@ def test_negative_counts_and_keys_out_of_range_cannot_be_encoded() -> None:
         encode(QuantileSketch(positive={1 << 40: 1}))
     with pytest.raises(ValueError):
         encode(QuantileSketch(positive={5: 1 << 64}))
+
+
+def test_windows_of_a_few_samples_merge_as_folding_merge() -> None:
+    """Thousands of small window sketches (the shape merged inline), mixed with busy, negative
+    and zero-heavy ones (merged store by store)."""
+    rng = random.Random(3)
+    parts = [QuantileSketch().add_all([rng.lognormvariate(5, 1) for _ in range(rng.randrange(1, 4))])
+             for _ in range(3_000)]
+    parts += [QuantileSketch().add_all([rng.lognormvariate(5, 1) for _ in range(2_000)]),
+              QuantileSketch().add_all([-3.5, 1e-12, 7.0]), QuantileSketch(zero=500).add(1e300),
+              QuantileSketch().add(2.0, 300)]
+    rng.shuffle(parts)
+    expected = QuantileSketch()
+    for s in parts:
+        expected = expected.merge(s)
+    assert merge_encoded([encode(s) for s in parts]) == expected
+    with pytest.raises(ValueError, match="different accuracy"):
+        merge_encoded([encode(QuantileSketch(0.02).add(3.0)), *(encode(s) for s in parts[:5])])
