@@ -84,48 +84,48 @@ def merge_encoded(blobs: Iterable[bytes | None]) -> QuantileSketch | None:
     """The merge of encoded sketches (``None`` or ``b""`` count as empty sketches of the default
     accuracy), ``None`` when there are none. Raises ``ValueError`` when their accuracies differ.
 
-    The shape a window of a few positive samples has (the default accuracy, a zero count below
-    128, a sparse positive store of fewer than 64 entries, no negative store) is read inline and
-    its keys and counts gathered into one array per width, summed in one loop at the end; every
-    other sketch is read store by store."""
+    Sketches of the default accuracy with a zero count below 128 (nearly all) are read without
+    the general header parse; the shape of a window of a few positive samples (a sparse positive
+    store of fewer than 64 entries, no negative store) is read inline, its keys and counts
+    gathered into one array per width and summed in one loop at the end."""
     alpha: float | None = None
     zero = 0
     positive = _Lanes()
     negative = _Lanes()
     gathered: dict[int, tuple[array[int], array[int]]] = {}
     for blob in blobs:
-        if blob and len(blob) > 4 and blob[0] == _DEFAULT and blob[1] < 0x80 and blob[-1] == 0:
+        if blob and blob[0] == _DEFAULT and len(blob) > 3 and blob[1] < 0x80:
+            if alpha != DEFAULT_RELATIVE_ACCURACY:
+                alpha = _agreed(alpha, DEFAULT_RELATIVE_ACCURACY)
             h = blob[2]
-            widths = blob[3]
-            middle = 4 + (h >> 1) * (widths >> 4)
-            if 0 < h < 0x80 and not h & 1 and middle + (h >> 1) * (widths & 0xF) + 1 == len(blob):
+            if 0 < h < 0x80 and not h & 1 and blob[-1] == 0:
+                widths = blob[3]
+                middle = 4 + (h >> 1) * (widths >> 4)
                 pair = gathered.get(widths)
                 if pair is None and widths >> 4 in _KEY_CODES and widths & 0xF in _WIDTH_CODES:
                     pair = gathered[widths] = (array(_KEY_CODES[widths >> 4]), array(_WIDTH_CODES[widths & 0xF]))
-                if pair is not None:
-                    if alpha != DEFAULT_RELATIVE_ACCURACY:
-                        if alpha is not None:
-                            raise ValueError(f"sketches of different accuracy ({alpha}, "
-                                             f"{DEFAULT_RELATIVE_ACCURACY}) cannot be merged")
-                        alpha = DEFAULT_RELATIVE_ACCURACY
+                if pair is not None and middle + (h >> 1) * (widths & 0xF) + 1 == len(blob):
                     zero += blob[1]
                     pair[0].frombytes(blob[4:middle])
                     pair[1].frombytes(blob[middle:-1])
                     continue
-        if blob:
+            zero += blob[1]
+            at = _read_store(blob, 2, positive.sparse, positive)
+        elif blob:
             row_alpha, row_zero, at = _head(blob)
-        else:
-            row_alpha, row_zero, at = DEFAULT_RELATIVE_ACCURACY, 0, -1
-        if row_alpha != alpha:
-            if alpha is not None:
-                raise ValueError(f"sketches of different accuracy ({alpha}, {row_alpha}) cannot be merged")
-            alpha = row_alpha
-        if blob:
+            if row_alpha != alpha:
+                alpha = _agreed(alpha, row_alpha)
             zero += row_zero
             at = _read_store(blob, at, positive.sparse, positive)
-            at = _read_store(blob, at, negative.sparse, negative)
-            if at != len(blob):
-                raise SketchDecodeError(f"{len(blob) - at} bytes after the sketch")
+        else:
+            if alpha != DEFAULT_RELATIVE_ACCURACY:
+                alpha = _agreed(alpha, DEFAULT_RELATIVE_ACCURACY)
+            continue
+        if at == len(blob) - 1 and blob[at] == 0:  # no negative buckets
+            continue
+        at = _read_store(blob, at, negative.sparse, negative)
+        if at != len(blob):
+            raise SketchDecodeError(f"{len(blob) - at} bytes after the sketch")
     if alpha is None:
         return None
     into = positive.sparse
@@ -139,39 +139,63 @@ def merge_encoded(blobs: Iterable[bytes | None]) -> QuantileSketch | None:
     return QuantileSketch(alpha, positive.buckets(), negative.buckets(), zero)
 
 
+def _agreed(alpha: float | None, row_alpha: float) -> float:
+    """``row_alpha``, when it is the first accuracy seen (``alpha`` is ``None``)."""
+    if alpha is not None and alpha != row_alpha:
+        raise ValueError(f"sketches of different accuracy ({alpha}, {row_alpha}) cannot be merged")
+    return row_alpha
+
+
 class _Lanes:
-    """Bucket counts being summed: dense runs as ``(first key, integer of 64-bit lanes)``
-    pieces, sparse buckets in a dict."""
+    """Bucket counts being summed: dense runs kept as they are stored (summed at the end as
+    64-bit lanes of one integer), sparse buckets in a dict."""
 
     __slots__ = ("bound", "pieces", "sparse")
 
     def __init__(self) -> None:
-        self.pieces: list[tuple[int, int, int]] = []
+        self.pieces: list[tuple[int, int, int, bytes]] = []
+        """``(first key, entries, width, counts as stored)``"""
         self.sparse: dict[int, int] = {}
         self.bound = 0
         """The largest sum a lane can reach (a lane must stay below 2^64)."""
 
-    def add_dense(self, first: int, entries: int, lanes: int, width: int) -> None:
-        self.pieces.append((first, entries, lanes))
+    def add_dense(self, first: int, entries: int, width: int, payload: bytes) -> None:
+        self.pieces.append((first, entries, width, payload))
         self.bound += (1 << (8 * width)) - 1
 
     def buckets(self) -> dict[int, int]:
         out = self.sparse
         if not self.pieces:
             return out
-        base = min(p[0] for p in self.pieces)
-        top = max(p[0] + p[1] for p in self.pieces)
-        if self.bound >= 1 << _LANE or top - base > max(_MAX_SPAN, 4 * sum(p[1] for p in self.pieces)):
-            for first, entries, lanes in self.pieces:  # counts that could carry, or keys far apart
-                _add_lanes(out, first, entries, lanes)
+        runs: list[tuple[int, int, int]] = []
+        by_width: dict[int, list[tuple[int, int, int, bytes]]] = {}
+        for piece in self.pieces:
+            by_width.setdefault(piece[2], []).append(piece)
+        for width, group in by_width.items():  # widened to 8 bytes a count, once per width
+            wide = array(_WIDTH_CODES[width], b"".join(p[3] for p in group))
+            if _SWAP:  # pragma: no cover - little-endian machines
+                wide.byteswap()
+            lanes = array("Q", wide.tolist()) if width != 8 else wide
+            if _SWAP:  # pragma: no cover
+                lanes.byteswap()
+            raw = lanes.tobytes()
+            at = 0
+            for first, entries, _, _ in group:
+                runs.append((first, entries, int.from_bytes(raw[at:at + 8 * entries], "little")))
+                at += 8 * entries
+        base = min(r[0] for r in runs)
+        top = max(r[0] + r[1] for r in runs)
+        if self.bound >= 1 << _LANE or top - base > max(_MAX_SPAN, 4 * sum(r[1] for r in runs)):
+            for first, entries, total in runs:  # counts that could carry, or keys far apart
+                _add_lanes(out, first, entries, total)
             return out
         by_first: dict[int, int] = {}
-        for first, _, lanes in self.pieces:
-            by_first[first] = by_first.get(first, 0) + lanes
-        total = 0
-        for first, lanes in by_first.items():
-            total += lanes << (_LANE * (first - base))
-        _add_lanes(out, base, top - base, total)
+        for first, _, total in runs:
+            by_first[first] = by_first.get(first, 0) + total
+        summed = 0
+        for first, total in by_first.items():
+            summed += total << (_LANE * (first - base))
+        _add_lanes(out, base, top - base, summed)
         return out
 
 
@@ -220,12 +244,7 @@ def _read_store(blob: bytes, at: int, into: dict[int, int], lanes: _Lanes | None
             raise SketchDecodeError(f"a dense store of width {width} and {entries} entries does not fit")
         payload = blob[at + 1:end]
         if lanes is not None:
-            if width != 8 or _SWAP:
-                wide = array(code, payload)
-                if _SWAP:  # pragma: no cover - little-endian machines
-                    wide.byteswap()
-                payload = array("Q", wide.tolist()).tobytes()
-            lanes.add_dense(key, entries, int.from_bytes(payload, "little"), width)
+            lanes.add_dense(key, entries, width, payload)
             return end
         counts = array(code, payload)
         if _SWAP:  # pragma: no cover
