@@ -235,7 +235,7 @@ class MetricQueries(Reader):
             hours: dict[int, Block] = {}
             wanted = candidates(start, end, HOUR_MS, bucket_ms, days.keys()) if self._hourly else []
             proven: dict[int, Block] = {}
-            if self._daily:
+            if self._daily and (wanted or not with_sketch):  # proofs for hours, or for a series' windows
                 touched = range(start - start % DAY_MS, end, DAY_MS)
                 proven = tiered_days(self._tuples, where, [d for d in touched if d not in days], with_sketch=False)
                 hours = hours_of_days(self._tuples, where, proven, wanted, with_sketch=with_sketch)
