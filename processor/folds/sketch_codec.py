@@ -27,10 +27,12 @@ empty are dropped). An empty byte string stands for an empty sketch of the defau
 
 from __future__ import annotations
 
+import operator
 import struct
 import sys
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from processor.folds.sketch import DEFAULT_RELATIVE_ACCURACY, QuantileSketch
 
@@ -272,27 +274,35 @@ def _read_store(blob: bytes, at: int, into: dict[int, int], lanes: _Lanes | None
 
 def _put_store(out: bytearray, buckets: Mapping[int, int]) -> None:
     keys = sorted(k for k, c in buckets.items() if c)
+    _put_sorted(out, keys, [buckets[k] for k in keys])
+
+
+def _put_sorted(out: bytearray, keys: Sequence[int], counts: Sequence[int]) -> None:
+    """A store of ``keys`` (increasing) and their non-zero ``counts``."""
     if not keys:
         out.append(0)
         return
     first, last = keys[0], keys[-1]
     if not -(1 << 31) <= first <= last < 1 << 31:
         raise ValueError(f"a sketch key out of range: {first}, {last}")
-    top = max(buckets[k] for k in keys)
-    width = next((w for w in (1, 2, 4, 8) if top < 1 << (8 * w)), None)
-    if width is None or min(buckets[k] for k in keys) < 0:
+    top = max(counts)
+    if min(counts) < 0 or top >= 1 << 64:
         raise ValueError(f"a sketch count out of range: {top}")
-    key_width = 2 if -(1 << 15) <= first <= last < 1 << 15 else 4
+    width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
+    key_width = 2 if -(1 << 15) <= first and last < 1 << 15 else 4
     span = last - first + 1
     if 2 + span * width < 1 + len(keys) * (key_width + width):
+        dense = [0] * span
+        for key, count in zip(keys, counts):
+            dense[key - first] = count
         _put_varint(out, span << 1 | 1)
         _put_varint(out, (first << 1) ^ (first >> 63))
         out.append(width)
-        parts = [array(_WIDTH_CODES[width], (buckets.get(k, 0) for k in range(first, last + 1)))]
+        parts = [array(_WIDTH_CODES[width], dense)]
     else:
         _put_varint(out, len(keys) << 1)
         out.append(key_width << 4 | width)
-        parts = [array(_KEY_CODES[key_width], keys), array(_WIDTH_CODES[width], (buckets[k] for k in keys))]
+        parts = [array(_KEY_CODES[key_width], keys), array(_WIDTH_CODES[width], counts)]
     for part in parts:
         if _SWAP:  # pragma: no cover
             part.byteswap()
@@ -327,7 +337,30 @@ def _get_varint(blob: bytes, at: int) -> tuple[int, int]:
         raise SketchDecodeError("a sketch cut short") from None
 
 
-def encode_json(data: Mapping[str, object]) -> bytes:
+def encode_json(data: Mapping[str, Any]) -> bytes:
     """The stored bytes of a sketch given in its published JSON form
-    (:meth:`QuantileSketch.to_json`; ``{}`` is an empty sketch of the default accuracy)."""
-    return encode(QuantileSketch.from_json(data))
+    (:meth:`QuantileSketch.to_json`; ``{}`` is an empty sketch of the default accuracy): what
+    ``encode(QuantileSketch.from_json(data))`` gives, read straight from the flat lists when
+    their keys increase and their counts are positive integers (as the worker writes them)."""
+    alpha = data.get("a", DEFAULT_RELATIVE_ACCURACY)
+    zero = data.get("z", 0)
+    stores = [data.get("p", ()), data.get("n", ())]
+    if not (alpha == DEFAULT_RELATIVE_ACCURACY and type(zero) is int and zero >= 0
+            and all(_plain_flat(flat) for flat in stores)):
+        return encode(QuantileSketch.from_json(data))
+    out = bytearray((_DEFAULT,))
+    _put_varint(out, zero)
+    for flat in stores:
+        _put_sorted(out, flat[0::2], flat[1::2])
+    return bytes(out)
+
+
+def _plain_flat(flat: Any) -> bool:
+    """Whether ``flat`` is a ``[key, count, ...]`` list of ints with increasing keys and positive
+    counts (checked in C where it can be)."""
+    if type(flat) is not list or len(flat) % 2:
+        return flat == ()
+    if not all(type(v) is int for v in flat):
+        return False
+    keys, counts = flat[0::2], flat[1::2]
+    return (not counts or min(counts) > 0) and all(map(operator.lt, keys, keys[1:]))
