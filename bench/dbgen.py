@@ -8,7 +8,7 @@ Three kinds of data, from the cheapest per row to the most realistic:
   ``journal_mode=OFF`` while loading, the secondary indexes dropped during the load and created
   again from their own SQL afterwards). Rows look like the sink's: the same id format (UUIDv7),
   column encodings (:func:`processor.store.sinkdb.execution_row`, sorted-key label JSON, the sketch
-  JSON of :meth:`processor.folds.sketch.QuantileSketch.to_json`) and per-tenant ``workflow_stats``
+  bytes of :func:`processor.folds.sketch_codec.encode`) and per-tenant ``workflow_stats``
   counters that agree with the execution rows. :func:`cached_query_db` keeps it between runs.
 - :func:`simulate`: a :func:`producers.simulator.generate_scenario` folded with
   :func:`processor.folds.execution.apply` into execution snapshots (final, or one after every event as
@@ -45,7 +45,8 @@ from bench.profiling import py_spy
 from processor.folds.aggregate import Aggregate
 from processor.folds.derived import derived_samples
 from processor.folds.execution import ExecutionState, apply, snapshot
-from processor.folds.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_MAGNITUDE
+from processor.folds.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_MAGNITUDE, QuantileSketch
+from processor.folds.sketch_codec import encode
 from processor.folds.windows import MetricWindow, series_id, series_of, window_start
 from processor.settings import default_cache_home
 from processor.store.daily import rebuild_daily
@@ -518,10 +519,7 @@ def _load_samples(conn: sqlite3.Connection, spec: QueryDbSpec, rng: random.Rando
                 b[sketch_key] = b.get(sketch_key, 0) + 1
         for (i, start), (count, total, low, high, buckets) in sorted(windows.items(), key=lambda kv: kv[0][1]):
             zero = buckets.pop(None, 0)
-            flat: list[int] = []
-            for k in sorted(buckets):
-                flat += (k, buckets[k])
-            sketch = orjson.dumps({"a": DEFAULT_RELATIVE_ACCURACY, "z": zero, "p": flat, "n": []}).decode()
+            sketch = encode(QuantileSketch(DEFAULT_RELATIVE_ACCURACY, buckets, {}, zero))
             metric_type, unit, labels, tenant = statics[i]
             row = (series_text[i], start, start + WINDOW_MS, tenant, metric_type, labels, unit, count, total, low, high,
                    sketch, 1)

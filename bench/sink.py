@@ -63,6 +63,7 @@ from bench.common import (
 from bench.dbgen import SelfProfile, Simulation, chunks, replicate, rollups_of, simulate
 from bench.profiling import summarize
 from processor.folds.aggregate import Aggregate
+from processor.folds.sketch_codec import encode_json
 from processor.folds.windows import MetricWindow, rollup_key, series_of, window_start
 from processor.ops.children import AxmonChild
 from processor.ops.settle import sink_topics, stored_sink_offsets
@@ -331,7 +332,7 @@ def rollup_tuple(r: dict[str, Any]) -> tuple[Any, ...]:
     """A rollup record as :func:`processor.store.sinkdb.write_rollups` binds it."""
     return (r["series"], r["window_start"], r["window_end"], r["tenant_id"], r["metric_type"],
             orjson.dumps(r["labels"], option=orjson.OPT_SORT_KEYS).decode(), r["unit"], r["count"],
-            r["sum"], r["min"], r["max"], orjson.dumps(r["sketch"]).decode(), int(bool(r["final"])))
+            r["sum"], r["min"], r["max"], encode_json(r["sketch"]), int(bool(r["final"])))
 
 
 def batch_tuples(batch: SinkBatch) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:

@@ -17,9 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
-from processor.folds.sketch import merge_json
+from processor.folds.sketch_codec import encode, merge_encoded
 from processor.store.conn import Connection
 from processor.store.hourly import HOURLY_COLUMNS, HourlyChange, by_key, summed
 from processor.store.sqltext import DAY_MS, upsert_sql
@@ -52,7 +50,7 @@ def daily_row(series: str, day: int, hours: Sequence[Sequence[Any]]) -> tuple[An
     ``windows`` adds the hours' windows; the rest describes the **complete** hours (those whose
     windows are all final: ``windows == final_windows``), as the hourly rows describe their final
     windows: ``final_windows`` (their windows), ``count``, ``sum`` (their sums added in time order),
-    ``min``, ``max``, merged ``sketch`` (``{}`` when none), ``window_ms`` (their common size,
+    ``min``, ``max``, merged ``sketch`` (``b""`` when none), ``window_ms`` (their common size,
     ``None`` when they differ or one has none), ``coverage`` (the hex bit mask of their windows'
     positions in the day, ``''`` without a ``window_ms``) and ``unit`` (of the newest one, ``''``
     when there is none). So ``final_windows == windows`` exactly when every hour is complete
@@ -63,7 +61,7 @@ def daily_row(series: str, day: int, hours: Sequence[Sequence[Any]]) -> tuple[An
         return None
     finals = [h for h in hours if h[8] and _complete(h)]
     try:
-        merged = merge_json(orjson.loads(h[15]) for h in finals)
+        merged = merge_encoded(h[15] for h in finals)
     except ValueError:
         return None
     count, total, low, high = summed(finals, 0, 0.0, None, None, at=11)
@@ -77,7 +75,7 @@ def daily_row(series: str, day: int, hours: Sequence[Sequence[Any]]) -> tuple[An
     return (
         series, day, day + DAY_MS, newest[3], newest[4], newest[5], newest[6] if finals else "",
         sum(h[7] for h in hours), sum(h[8] for h in finals), size, format(mask, "x") if size is not None else "",
-        count, total, low, high, "{}" if merged is None else orjson.dumps(merged.to_json()).decode(),
+        count, total, low, high, b"" if merged is None else encode(merged),
     )
 
 

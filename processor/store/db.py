@@ -18,7 +18,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+import orjson
+
 from processor.errors import AxmonError, ConfigError
+from processor.folds.sketch_codec import encode_json
 from processor.store.conn import Connection
 from processor.store.daily import rebuild_daily
 from processor.store.pgconn import open_pg_for_writing, open_pg_read_only
@@ -32,7 +35,7 @@ class DatabaseError(AxmonError):
     """The database is missing, unreadable, or newer than this axmon."""
 
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _V1 = """
 CREATE TABLE workflow_executions_monitor (
@@ -354,7 +357,20 @@ is deleted, so the tables are a function of the rows stored (as a replay needs):
 samples per (metric type, tenant). The migration counts what is stored and builds the daily rows
 from the hourly rows (:func:`processor.store.daily.rebuild_daily`, run by :func:`migrate`)."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
+_V7 = """
+UPDATE metric_rollups SET sketch = axmon_sketch_bytes(sketch);
+UPDATE metric_rollups_hourly SET sketch = axmon_sketch_bytes(sketch);
+UPDATE metric_rollups_daily SET sketch = axmon_sketch_bytes(sketch)
+"""
+"""Sketches stored as compact bytes (:mod:`processor.folds.sketch_codec`) instead of their JSON
+form, in the ``sketch`` column of ``metric_rollups``, ``metric_rollups_hourly`` and
+``metric_rollups_daily`` (declared ``TEXT`` by the steps that made them; SQLite keeps the bytes
+as a ``BLOB`` whatever the declared type). An empty tier sketch (``{}``) becomes ``b""``. The
+published form (the ``axmon.metric-rollups`` topic) stays JSON. The step converts every stored
+sketch, once (:func:`_sketch_bytes`); rows keep their other columns, so the tiers' proofs hold as
+before."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
 """Version -> the SQL that brings version - 1 to it."""
 
 SINK_TABLES = frozenset({"sink_offsets", "sink_status", "sink_derived_times"})
@@ -443,11 +459,14 @@ def migrate(conn: sqlite3.Connection) -> int:
     if version > SCHEMA_VERSION:
         raise DatabaseError(f"schema version {version} is newer than this axmon ({SCHEMA_VERSION})")
     for target in range(version + 1, SCHEMA_VERSION + 1):
+        if target >= 6:
+            conn.create_function("axmon_sketch_bytes", 1, _sketch_bytes, deterministic=True)
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _statements(MIGRATIONS[target]):
                 conn.execute(statement)
-            if target == 6:
+            if target == 6:  # the daily rows are built in this code's form: from bytes, as bytes
+                conn.execute("UPDATE metric_rollups_hourly SET sketch = axmon_sketch_bytes(sketch)")
                 rebuild_daily(conn)
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
@@ -455,6 +474,17 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
             raise
     return SCHEMA_VERSION
+
+
+def _sketch_bytes(stored: str | bytes) -> bytes:
+    """A stored sketch in its JSON form as its bytes (bytes are left as they are)."""
+    if isinstance(stored, bytes):
+        return stored
+    try:
+        data = orjson.loads(stored)
+        return b"" if not data else encode_json(data)
+    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+        raise DatabaseError(f"a stored rollup sketch is not a sketch: {stored[:80]!r} ({exc})") from exc
 
 
 def _statements(script: str) -> list[str]:

@@ -11,8 +11,10 @@ from processor.urls import DbLocation
 
 COUNTED_TABLES = (
     "workflow_executions_monitor", "workflow_step_executions", "performance_metrics", "metric_rollups",
-    "metric_rollups_hourly", "workflow_stats", "dead_letters", "alerts", "alert_history",
+    "metric_rollups_hourly", "metric_rollups_daily", "metric_rollup_day_counts", "metric_counts", "workflow_stats",
+    "dead_letters", "alerts", "alert_history",
 )
+"""The tables whose rows are exported (those a database has: an older schema lacks some)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,8 @@ def read_db_stats(path: DbLocation) -> DbStats:
     """One read of the database (a full count of each table: callers cache it)."""
     conn = open_read_only(path)
     try:
-        rows = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in COUNTED_TABLES}
+        present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        rows = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in COUNTED_TABLES if t in present}
         try:
             written = conn.execute("SELECT last_write_at FROM sink_status WHERE id = 1").fetchone()
         except sqlite3.OperationalError:  # an older database with no sink_status yet

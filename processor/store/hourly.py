@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from processor.folds.sketch import merge_json
+from processor.folds.sketch_codec import encode, merge_encoded
 from processor.store.conn import Connection
 from processor.store.sqltext import HOUR_MS, upsert_sql
 
@@ -162,7 +162,7 @@ def hourly_row(series: str, hour: int, windows: Sequence[Sequence[Any]]) -> tupl
     ``windows`` counts the windows inside the hour, ``final_windows`` the final ones; the rest
     describes the final ones (only an hour whose windows are all final is ever read): their
     ``count``, ``sum`` (their sums added in time order), ``min``, ``max``, merged ``sketch``
-    (``{}`` when there are none), ``window_ms`` (their common size when it divides the hour,
+    (:mod:`processor.folds.sketch_codec` bytes, ``b""`` when there are none), ``window_ms`` (their common size when it divides the hour,
     else ``None``), ``coverage`` (the hex bit mask of their positions, ``''`` without a
     ``window_ms``) and ``unit`` (the newest one's; ``''`` when there are none). ``None`` also
     when their sketches cannot be merged (different accuracies): such an hour is read from its
@@ -173,7 +173,7 @@ def hourly_row(series: str, hour: int, windows: Sequence[Sequence[Any]]) -> tupl
         return None
     finals = [w for w in inside if w[11]]
     try:
-        merged = merge_json(orjson.loads(w[10]) for w in finals)
+        merged = merge_encoded(w[10] for w in finals)
     except ValueError:
         return None
     count, total, low, high = summed(finals, 0, 0.0, None, None)
@@ -187,7 +187,7 @@ def hourly_row(series: str, hour: int, windows: Sequence[Sequence[Any]]) -> tupl
     return (
         series, hour, end, newest[2], newest[3], newest[4], newest[5] if finals else "", len(inside), len(finals),
         size, format(mask, "x") if size is not None else "", count, total, low, high,
-        "{}" if merged is None else orjson.dumps(merged.to_json()).decode(),
+        b"" if merged is None else encode(merged),
     )
 
 
@@ -237,7 +237,7 @@ def _advanced(old: tuple[Any, ...], changes: Sequence[tuple[Window | None, Windo
     if not added:
         return (*old[:7], windows, *old[8:])
     try:
-        merged = merge_json([*([orjson.loads(sketch)] if finals else []), *(orjson.loads(w[10]) for w in added)])
+        merged = merge_encoded([*([sketch] if finals else []), *(w[10] for w in added)])
     except ValueError:
         return None
     assert merged is not None and size is not None
@@ -247,5 +247,5 @@ def _advanced(old: tuple[Any, ...], changes: Sequence[tuple[Window | None, Windo
     last = added[-1]
     return (
         series, hour, end, last[2], last[3], last[4], last[5], windows, finals + len(added), size,
-        format(mask, "x"), count, total, low, high, orjson.dumps(merged.to_json()).decode(),
+        format(mask, "x"), count, total, low, high, encode(merged),
     )

@@ -51,6 +51,13 @@ they provably stand for exactly the windows stored, all final (the rule of the h
 window rows per day and series counted by triggers: :mod:`processor.store.tier_reads`); its hours
 are then not planned at all. Any other day is planned hour by hour as above, and a day whose
 windows another window overlaps goes back to its hours.
+
+**Days only partly in the range.** The proof of a day covers its hours and windows too (see
+:func:`processor.store.tier_reads.hours_of_days`): the hours of a vouched-for day that lie in the
+range (and in one bucket) are read from their hourly rows without counting their windows again,
+and a time series sums the rest of such a day's whole windows in SQL, one row per stretch inside
+one hour and bucket (:func:`processor.store.tier_reads.spans_of_days`). Their windows go into the
+plan like a block's, so an overlapping window sends them back to the window-by-window plan.
 """
 
 from __future__ import annotations
@@ -58,16 +65,27 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from processor.errors import ConfigError
 from processor.folds.aggregate import QUANTILES, Aggregate
-from processor.folds.sketch import merge_json
+from processor.folds.sketch_codec import encode_json, merge_encoded
 from processor.store.db import DAY_MS, HOUR_MS, DatabaseError
 from processor.store.range_plan import Interval, complement, plan_range
 from processor.store.reader import Reader, Row, check_range
-from processor.store.tier_reads import Block, Filter, RollupRow, candidates, tiered_days, tiered_hours
+from processor.store.tier_reads import (
+    Block,
+    Filter,
+    RollupRow,
+    candidates,
+    hours_of_days,
+    span_pieces,
+    spans_of_days,
+    tiered_days,
+    tiered_hours,
+)
 from processor.urls import DbLocation
 
 _SEGMENTS = (
@@ -94,6 +112,9 @@ class MetricQueries(Reader):
         self._hourly = (HOURLY_TIER if hourly is None else hourly) and "metric_rollups_hourly" in tables
         self._daily = self._hourly and (DAILY_TIER if daily is None else daily) and "metric_rollups_daily" in tables
         self._counted = "metric_counts" in tables
+        self._json_sketches = int(self._tuples("PRAGMA user_version")[0][0]) < 7
+        """Whether the rollup sketches are stored in their JSON form (a database not yet migrated
+        to schema 7, read as it is)."""
 
     def get_aggregation(
         self,
@@ -122,7 +143,7 @@ class MetricQueries(Reader):
         used = [*plan.daily, *plan.hourly, *plan.minute]
         if not used:
             return _exact_summary(metric_type, start, end, values)
-        merged = _merge_rollups(used).merge(Aggregate.of(values))
+        merged = _merge_rollups(used, json_sketches=self._json_sketches).merge(Aggregate.of(values))
         return {
             "metric_type": metric_type, "start": start, "end": end, **merged.summary(),
             "exact": False, "from_rollups": len(used), "from_hourly": len(plan.hourly), "from_daily": len(plan.daily),
@@ -212,10 +233,20 @@ class MetricQueries(Reader):
             days = tiered_days(self._tuples, where, candidates(start, end, DAY_MS, bucket_ms), with_sketch=with_sketch)
         while True:
             hours: dict[int, Block] = {}
+            wanted = candidates(start, end, HOUR_MS, bucket_ms, days.keys()) if self._hourly else []
+            proven: dict[int, Block] = {}
+            if self._daily and (wanted or not with_sketch):  # proofs for hours, or for a series' windows
+                touched = range(start - start % DAY_MS, end, DAY_MS)
+                proven = tiered_days(self._tuples, where, [d for d in touched if d not in days], with_sketch=False)
+                hours = hours_of_days(self._tuples, where, proven, wanted, with_sketch=with_sketch)
             if self._hourly:
-                hours = tiered_hours(self._tuples, where, candidates(start, end, HOUR_MS, bucket_ms, days.keys()),
-                                     with_sketch=with_sketch)
+                hours.update(tiered_hours(self._tuples, where, [h for h in wanted if h not in hours],
+                                          with_sketch=with_sketch))
             blocks = {**days, **hours}
+            if not with_sketch:  # a series sums the windows of vouched-for days in SQL (an aggregation
+                # merges their sketches one by one either way: planned window by window, as before)
+                rest = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
+                blocks.update(spans_of_days(self._tuples, where, proven, span_pieces(proven, rest, start, bucket_ms)))
             while True:
                 segments = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
                 rollups = self._rollups(where, segments, with_sketch=with_sketch)
@@ -232,9 +263,10 @@ class MetricQueries(Reader):
             for b in spoiled:
                 days.pop(b, None)  # and plan its hours again
         used = [r for r in rollups if (r.window_start, r.window_end) in plan.covered]
+        used += [r for block in blocks.values() if block.span for r in block.rows]
         return _MetricPlan(
-            tuple(r for block in blocks.values() if block.length == DAY_MS for r in block.rows),
-            tuple(r for block in blocks.values() if block.length == HOUR_MS for r in block.rows),
+            tuple(r for block in blocks.values() if not block.span and block.length == DAY_MS for r in block.rows),
+            tuple(r for block in blocks.values() if not block.span and block.length == HOUR_MS for r in block.rows),
             tuple(used), plan.raw,
         )
 
@@ -283,21 +315,24 @@ def _segments_json(segments: Sequence[Interval]) -> str:
     return orjson.dumps([list(s) for s in segments]).decode()
 
 
-def _merge_rollups(rows: Iterable[RollupRow]) -> Aggregate:
-    """One aggregate of many rollup rows (window or hourly); the sketches are merged in their
-    JSON form (:func:`processor.folds.sketch.merge_json`)."""
+def _merge_rollups(rows: Iterable[RollupRow], *, json_sketches: bool = False) -> Aggregate:
+    """One aggregate of many rollup rows (window, hourly or daily); the sketches are merged in
+    their stored form (:func:`processor.folds.sketch_codec.merge_encoded`), converted first when
+    they are stored as JSON (``json_sketches``: a database older than schema 7)."""
     count, total = 0, 0.0
     low: float | None = None
     high: float | None = None
-    sketches = []
+    sketches: list[Any] = []
     for row in rows:
         count += row.count
         total += row.sum
         low = row.min if low is None or (row.min is not None and row.min < low) else low
         high = row.max if high is None or (row.max is not None and row.max > high) else high
-        sketches.append(row.sketch or "{}")
+        sketches.append(row.sketch)
+    if json_sketches:
+        sketches = [encode_json(orjson.loads(s or "{}")) for s in sketches]
     try:
-        sketch = merge_json(map(orjson.loads, sketches))
+        sketch = merge_encoded(sketches)
     except ValueError as exc:
         raise DatabaseError(f"rollup {exc}") from exc
     if sketch is None:

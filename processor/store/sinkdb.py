@@ -26,6 +26,7 @@ import orjson
 from processor.errors import AxmonError
 from processor.folds.decode import decode_input
 from processor.folds.records import Emit, Origin, Stream
+from processor.folds.sketch_codec import encode_json
 from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
 from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS, upsert_sql
@@ -361,7 +362,7 @@ def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> Non
         (
             r["series"], r["window_start"], r["window_end"], r["tenant_id"], r["metric_type"],
             orjson.dumps(r["labels"], option=orjson.OPT_SORT_KEYS).decode(), r["unit"], r["count"],
-            r["sum"], r["min"], r["max"], orjson.dumps(r["sketch"]).decode(), int(bool(r["final"])),
+            r["sum"], r["min"], r["max"], encode_json(r["sketch"]), int(bool(r["final"])),
         )
         for r in rollups
     ]

@@ -22,6 +22,7 @@ runs (adjacent windows joined) so that the planner can check that no other windo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,19 +117,25 @@ class RollupRow:
     sum: float
     min: float | None
     max: float | None
-    sketch: str | None
+    sketch: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """An hour or a day read from its tier rows."""
+    """An hour or a day read from its tier rows, or a span of windows of a vouched-for day read
+    from its window rows."""
 
     length: int
-    """``HOUR_MS`` or ``DAY_MS``."""
+    """``HOUR_MS`` or ``DAY_MS`` (a span: its length)."""
     rows: tuple[RollupRow, ...]
-    """The matching tier rows, as rollup rows spanning the block."""
+    """The matching tier rows, as rollup rows spanning the block (a span: its window rows, or
+    their sums in one row)."""
     runs: tuple[Interval, ...]
     """The windows they merged (of every matching series), adjacent ones joined."""
+    window_ms: int | None = None
+    """The one size of those windows (``None`` when there are none)."""
+    span: bool = False
+    """Whether the rows are window rows (:func:`spans_of_days`)."""
 
 
 def candidates(start: int, end: int, length: int, bucket_ms: int | None, skip_days: Collection[int] = ()) -> list[int]:
@@ -184,6 +191,118 @@ def tiered_days(tuples: Tuples, where: Filter, days: Sequence[int], *, with_sket
     return _blocks(accounted, rows, DAY_MS)
 
 
+def hours_of_days(tuples: Tuples, where: Filter, days: Mapping[int, Block], hours: Sequence[int], *,
+                  with_sketch: bool) -> dict[int, Block]:
+    """Of ``hours``, those inside one of ``days`` (blocks that :func:`tiered_days` vouched for,
+    whether or not the whole day is in the range) read from their hourly rows, by start.
+
+    A vouched-for day's proof covers its hours: its matching daily rows merged all their series'
+    windows of the day, all final (a daily row's ``windows`` adds its hourly rows', which count the
+    windows inside their hour, so every window of the series starting in the day lies inside one
+    of its hours and is counted there), and the window counts of every series of the metric add up
+    to the daily rows' ``windows``. So each matching hourly row of such a day merged exactly its
+    series' windows of the hour, all final, of the day's one size: the hour needs no counting
+    again. Its windows are the day's runs cut to the hour. A row that says otherwise (not
+    complete, another size) leaves its hour to :func:`tiered_hours`. With ``with_sketch`` the
+    rows come one per series; without, one per hour summed in SQL (a series needs only counts and
+    sums)."""
+    inside = [h for h in hours if h - h % DAY_MS in days]
+    if not inside:
+        return {}
+    picked = "h.hour_start, h.windows = h.final_windows, h.window_ms, h.window_ms, h.count, h.sum, h.min, h.max, h.sketch"
+    if not with_sketch:
+        picked = ("h.hour_start, MIN(h.windows = h.final_windows), MIN(h.window_ms), MAX(h.window_ms), SUM(h.count), "
+                  "SUM(h.sum), MIN(h.min), MAX(h.max), NULL")
+    rows = tuples(
+        f"SELECT {picked} FROM json_each(?) AS a CROSS JOIN metric_rollups_hourly AS h "
+        f"WHERE h.metric_type = ? AND h.hour_start = a.value{where.sql_for('h')}"
+        + ("" if with_sketch else " GROUP BY h.hour_start"),
+        [orjson.dumps(inside).decode(), where.metric_type, *where.params],
+    )
+    found: dict[int, list[tuple[Any, ...]]] = {h: [] for h in inside}
+    sizes: dict[int, set[Any]] = {h: set() for h in inside}
+    refused: set[int] = set()
+    for row in rows:
+        hour = int(row[0])
+        found[hour].append(row)
+        sizes[hour].update(row[2:4])
+        if not row[1] or row[2] is None:
+            refused.add(hour)
+    out: dict[int, Block] = {}
+    for hour, members in found.items():
+        if hour in refused or len(sizes[hour]) > 1:
+            continue
+        end = hour + HOUR_MS
+        day_runs = days[hour - hour % DAY_MS].runs
+        out[hour] = Block(
+            HOUR_MS,
+            tuple(RollupRow(hour, end, 1, r[4], math.nan if r[5] is None else r[5], r[6], r[7], r[8]) for r in members),
+            tuple((max(lo, hour), min(hi, end)) for lo, hi in day_runs if lo < end and hi > hour),
+        )
+    return out
+
+
+def span_pieces(days: Mapping[int, Block], segments: Sequence[Interval], start: int,
+                bucket_ms: int | None) -> list[Interval]:
+    """The spans of whole windows that :func:`spans_of_days` may read: ``segments`` cut to the
+    vouched-for ``days`` that have windows, at hour and bucket boundaries, and shrunk to the
+    day's window grid (windows of a tiered size are aligned to the hour)."""
+    out: list[Interval] = []
+    for lo, hi in segments:
+        day = lo - lo % DAY_MS
+        while day < hi:
+            block = days.get(day)
+            size = None if block is None else block.window_ms
+            if size is not None:
+                cuts = {max(lo, day), min(hi, day + DAY_MS)}
+                a, b = min(cuts), max(cuts)
+                cuts.update(range(a - a % HOUR_MS + HOUR_MS, b, HOUR_MS))
+                if bucket_ms is not None:
+                    first = start + -(-(a - start) // bucket_ms) * bucket_ms
+                    cuts.update(range(first, b, bucket_ms))
+                edges = sorted(cuts)
+                for p, q in zip(edges, edges[1:]):
+                    p2, q2 = day + -(-(p - day) // size) * size, day + (q - day) // size * size
+                    if p2 < q2:
+                        out.append((p2, q2))
+            day += DAY_MS
+    return out
+
+
+def spans_of_days(tuples: Tuples, where: Filter, days: Mapping[int, Block], pieces: Sequence[Interval]) -> dict[int, Block]:
+    """Of ``pieces`` (:func:`span_pieces`), those whose window rows are what the day's proof says
+    (every matching one final, of the day's size, inside the piece), by start, each as one row of
+    their counts and sums, summed in SQL (what a time series needs), instead of planning them
+    window by window. The proof is :func:`hours_of_days`', for windows: every matching window of
+    a vouched-for day is final, of the day's one size, and inside one of its hours."""
+    if not pieces:
+        return {}
+    rows = tuples(
+        "WITH seg(lo, hi) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)) "
+        "SELECT seg.lo, MIN(r.final), MIN(r.window_end - r.window_start), MAX(r.window_end - r.window_start), "
+        "MAX(r.window_end), SUM(r.count), SUM(r.sum), MIN(r.min), MAX(r.max) FROM seg CROSS JOIN metric_rollups AS r "
+        f"WHERE r.metric_type = ? AND r.window_start >= seg.lo AND r.window_start < seg.hi{where.sql_for('r')} "
+        "GROUP BY seg.lo",
+        [orjson.dumps([list(p) for p in pieces]).decode(), where.metric_type, *where.params],
+    )
+    ends = dict(pieces)
+    found = {int(row[0]): row for row in rows}
+    out: dict[int, Block] = {}
+    for lo, hi in pieces:
+        day = days[lo - lo % DAY_MS]
+        spanned = tuple((max(a, lo), min(b, hi)) for a, b in day.runs if a < hi and b > lo)
+        row = found.get(lo)
+        if row is None:
+            if not spanned:  # no matching window in the piece
+                out[lo] = Block(hi - lo, (), (), day.window_ms, True)
+            continue
+        if not spanned or not row[1] or not row[2] == row[3] == day.window_ms or row[4] > ends[lo]:
+            continue
+        total = math.nan if row[6] is None else row[6]  # SQLite's SUM of +inf and -inf is NULL
+        out[lo] = Block(hi - lo, (RollupRow(lo, hi, 1, row[5], total, row[7], row[8], None),), spanned, day.window_ms, True)
+    return out
+
+
 def _blocks(accounted: Sequence[int], rows: Sequence[tuple[Any, ...]], length: int) -> dict[int, Block]:
     """The blocks of ``accounted`` whose every matching tier row (``block_start, windows,
     final_windows, window_ms, coverage, count, sum, min, max, sketch, stored windows``) merged
@@ -203,9 +322,10 @@ def _blocks(accounted: Sequence[int], rows: Sequence[tuple[Any, ...]], length: i
         mask = 0
         for row in found:
             mask |= int(row[4], 16)
+        size = sizes.pop() if found else None
         out[block] = Block(
             length,
             tuple(RollupRow(block, block + length, 1, *row[5:10]) for row in found),
-            runs(block, sizes.pop(), mask, length) if found else (),
+            runs(block, size, mask, length) if size is not None else (), size,
         )
     return out

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from processor.folds.sketch_codec import decode
 from processor.runtime.admin import read_topic
 from processor.runtime.replay import ReplayPlan, replay
 from processor.settings import Settings
@@ -181,7 +182,7 @@ def test_hostile_input_neither_stops_nor_poisons_the_worker_and_the_sink(
             db, f"SELECT count, sum, min, max, sketch FROM metric_rollups WHERE {HOSTILE_SERIES}")
         assert (count, low, high) == (len(counted), -1e15, 1e15)
         assert math.isfinite(total) and total == 1e15  # the 5e-324 vanishes in 1e15, as in any double sum
-        assert orjson.loads(sketch)["z"] == 2  # 5e-324 and -0.0 count as zero
+        assert decode(sketch).zero == 2  # 5e-324 and -0.0 count as zero
         stored = dict(rows(db, f"SELECT id, value FROM performance_metrics WHERE {HOSTILE_SERIES}"))
         assert stored == counted
         for table, columns in (("metric_rollups", "count, sum, min, max"), ("metric_rollups_hourly", "count, sum, min, max"),

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from processor.folds.aggregate import Aggregate
+from processor.folds.sketch_codec import decode, encode_json
 from processor.folds.windows import series_id
 from processor.store.db import HOUR_MS, open_for_writing
 from processor.store.hourly import hourly_row, refresh_hourly
@@ -332,15 +333,15 @@ def test_an_hourly_row_is_the_merge_of_its_windows(db: DbAt) -> None:
         inside = [w for w in inside if w[8]]  # the rest describes the final ones
         assert finals == len(inside)
         if not inside:
-            assert (count, total, low, high, sketch, window_ms, coverage) == (0, 0.0, None, None, "{}", None, "")
+            assert (count, total, low, high, sketch, window_ms, coverage) == (0, 0.0, None, None, b"", None, "")
             continue
         assert count == sum(w[3] for w in inside) and total == pytest.approx(math.fsum(w[4] for w in inside))
         assert (low, high) == (min(w[5] for w in inside), max(w[6] for w in inside))
         merged = Aggregate()
         for w in inside:
             merged = merged.merge(Aggregate.from_json({"count": w[3], "sum": w[4], "min": w[5], "max": w[6],
-                                                      "sketch": orjson.loads(w[7])}))
-        assert orjson.loads(sketch) == merged.sketch.to_json()
+                                                      "sketch": decode(w[7]).to_json()}))
+        assert decode(sketch).to_json() == merged.sketch.to_json()
         sizes = {w[2] - w[1] for w in inside}
         if len(sizes) == 1 and HOUR_MS % next(iter(sizes)) == 0:
             size = next(iter(sizes))
@@ -355,7 +356,7 @@ def test_an_hourly_row_is_the_merge_of_its_windows(db: DbAt) -> None:
 
 def test_hourly_row_edge_cases() -> None:
     def window(start: int, end: int, alpha: float = 0.01, final: int = 1) -> tuple[Any, ...]:
-        sketch = orjson.dumps({"a": alpha, "z": 0, "p": [5, 1], "n": []}).decode()
+        sketch = encode_json({"a": alpha, "z": 0, "p": [5, 1], "n": []})
         return (start, end, None, MT, "{}", "ms", 1, 2.0, 2.0, 2.0, sketch, final)
 
     assert hourly_row("s", H0, []) is None
@@ -366,7 +367,7 @@ def test_hourly_row_edge_cases() -> None:
     partly = hourly_row("s", H0, [window(H0, H0 + W, final=0), window(H0 + 2 * W, H0 + 3 * W)])
     assert partly is not None and partly[6:11] == ("ms", 2, 1, W, "4") and partly[11] == 1
     unfinished = hourly_row("s", H0, [window(H0, H0 + W, final=0)])
-    assert unfinished is not None and unfinished[6:] == ("", 1, 0, None, "", 0, 0.0, None, None, "{}")
+    assert unfinished is not None and unfinished[6:] == ("", 1, 0, None, "", 0, 0.0, None, None, b"")
     crossing = hourly_row("s", H0, [window(H0, H0 + W), window(H0 + 59 * W, H0 + 61 * W, final=0)])
     assert crossing is not None and crossing[7:11] == (1, 1, W, "1")  # only what lies inside counts
     odd = hourly_row("s", H0, [window(H0, H0 + 7 * W)])

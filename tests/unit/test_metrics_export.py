@@ -161,5 +161,7 @@ def test_serve_metrics_are_for_admins(tmp_path: Path) -> None:
     found = {(s.name, frozenset(s.labels.items())): s.value for f in text_string_to_metric_families(response.text) for s in f.samples}
     assert found[("axmon_executions", frozenset({("tenant", "acme"), ("status", "failed")}))] == 1
     assert found[("axmon_db_table_rows", frozenset({("table", "workflow_executions_monitor")}))] == 3
+    for tier in ("metric_rollups_hourly", "metric_rollups_daily", "metric_rollup_day_counts", "metric_counts"):
+        assert found[("axmon_db_table_rows", frozenset({("table", tier)}))] == 0
     assert found[("axmon_execution_cost", frozenset({("tenant", "acme")}))] == 1.0
     assert '"/metrics"' not in client.get("/openapi.json").text

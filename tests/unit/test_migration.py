@@ -1,7 +1,8 @@
-"""The migration to schema 6 (the day tier and the kept counts) on a database that the sink's code
-of schema 5 wrote (``tests/data/schema_v5.db.gz``, see ``tests/data/make_schema_v5_db.py``): the
-queries answer as before (and as the raw samples say), the new tables are what the new code
-writes from the same rows, and whole days are then read from the day tier."""
+"""The migrations to schema 6 (the day tier and the kept counts) and 7 (sketches stored as bytes) on
+databases that the sink's code of schema 5 and 6 wrote (``tests/data/schema_v5.db.gz``,
+``tests/data/schema_v6.db.gz``, see ``tests/data/make_schema_v*_db.py``): the queries answer as
+before (and as the raw samples say), the new tables are what the new code writes from the same
+rows, and whole days are then read from the day tier."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
+from processor.folds.sketch import QuantileSketch
+from processor.folds.sketch_codec import decode, encode
 from processor.store.db import DAY_MS, HOUR_MS, SCHEMA_VERSION, open_for_writing
 from processor.store.queries import Monitor
 from processor.store.sinkdb import SinkBatch, write_batch
@@ -115,3 +118,47 @@ def test_the_migrated_tiers_are_what_the_new_sink_writes_from_the_same_rows(v5: 
     for name in TIER_TABLES:
         rows = f"SELECT * FROM {name} ORDER BY 1, 2, 3"
         assert table(migrated, rows) == table(fresh, rows), name
+
+
+FIXTURE_V6 = Path(__file__).resolve().parents[1] / "data" / "schema_v6.db.gz"
+SKETCH_TABLES = ("metric_rollups", "metric_rollups_hourly", "metric_rollups_daily")
+
+
+@pytest.fixture
+def v6(tmp_path: Path) -> Path:
+    path = tmp_path / "v6.db"
+    path.write_bytes(gzip.decompress(FIXTURE_V6.read_bytes()))
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert conn.execute("SELECT DISTINCT typeof(sketch) FROM metric_rollups").fetchall() == [("text",)]
+    finally:
+        conn.close()
+    return path
+
+
+def test_a_schema_6_database_migrates_to_sketch_bytes_and_answers_as_before(v6: Path, tmp_path: Path) -> None:
+    """The step to 7 stores every sketch as bytes that decode to exactly the sketch its JSON
+    held, changes no other column, and the queries answer exactly as on the database before
+    (which the reader merges from JSON)."""
+    before = answers(v6)
+    migrated = tmp_path / "migrated.db"
+    shutil.copy(v6, migrated)
+    open_for_writing(migrated).close()
+    assert table(migrated, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 7
+    for name in SKETCH_TABLES:
+        old, new = table(v6, f"SELECT * FROM {name} ORDER BY 1, 2"), table(migrated, f"SELECT * FROM {name} ORDER BY 1, 2")
+        assert len(old) == len(new) > 0, name
+        at = [c[1] for c in table(v6, f"PRAGMA table_info({name})")].index("sketch")
+        for o, n in zip(old, new):
+            assert o[:at] + o[at + 1:] == n[:at] + n[at + 1:]
+            assert isinstance(n[at], bytes)
+            data = orjson.loads(o[at])
+            assert n[at] == (b"" if not data else encode(QuantileSketch.from_json(data)))
+            assert not data or decode(n[at]) == QuantileSketch.from_json(data)
+    counts_are_the_rows(migrated)
+    assert daily_rows(migrated) == recomputed_daily(migrated)
+    assert answers(migrated) == before
+    with Monitor(migrated) as m:
+        whole = m.get_aggregation(MT, D0, D0 + 2 * DAY_MS)
+        assert whole is not None and whole["from_daily"] > 0

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from processor.errors import ConfigError
 from processor.folds.aggregate import Aggregate
+from processor.folds.sketch_codec import encode
 from processor.folds.windows import series_id
 from processor.store.db import DatabaseError, open_for_writing
 from processor.store.metric_queries import nearest_rank
@@ -82,7 +83,7 @@ def insert_rollups(
         rows.append((
             series_id((tenant or "", metric_type, labels)), start, start + window_ms, tenant, metric_type,
             labels_json(dict(labels)), "ms", agg.count, agg.sum, agg.min, agg.max,
-            orjson.dumps(agg.sketch.to_json()).decode(), int(final),
+            encode(agg.sketch), int(final),
         ))
     conn.executemany(
         "INSERT INTO metric_rollups(series, window_start, window_end, tenant_id, metric_type, labels, unit, "
