@@ -211,7 +211,7 @@ def hours_of_days(tuples: Tuples, where: Filter, days: Mapping[int, Block], hour
         return {}
     picked = "h.hour_start, h.windows = h.final_windows, h.window_ms, h.window_ms, h.count, h.sum, h.min, h.max, h.sketch"
     if not with_sketch:
-        picked = ("h.hour_start, MIN(h.windows = h.final_windows), MIN(h.window_ms), MAX(h.window_ms), SUM(h.count), "
+        picked = ("h.hour_start, MIN(CASE WHEN h.windows = h.final_windows THEN 1 ELSE 0 END), MIN(h.window_ms), MAX(h.window_ms), SUM(h.count), "
                   "SUM(h.sum), MIN(h.min), MAX(h.max), NULL")
     rows = tuples(
         f"SELECT {picked} FROM json_each(?) AS a CROSS JOIN metric_rollups_hourly AS h "
