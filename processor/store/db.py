@@ -33,6 +33,7 @@ from processor.store.schema import SINK_DERIVED_TIMES as SINK_DERIVED_TIMES
 from processor.store.schema import SINK_STATUS as SINK_STATUS
 from processor.store.schema import SINK_TABLES as SINK_TABLES
 from processor.store.schema import STEP_COLUMNS as STEP_COLUMNS
+from processor.store.schema import split_statements
 from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
 from processor.store.sqltext import HOUR_MS as HOUR_MS
 from processor.store.sqltext import upsert_sql as upsert_sql
@@ -107,7 +108,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.create_function("axmon_sketch_bytes", 1, _sketch_bytes, deterministic=True)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(MIGRATIONS[target]):
+            for statement in split_statements(MIGRATIONS[target]):
                 conn.execute(statement)
             if target == 6:  # the daily rows are built in this code's form: from bytes, as bytes
                 conn.execute("UPDATE metric_rollups_hourly SET sketch = axmon_sketch_bytes(sketch)")
@@ -129,22 +130,6 @@ def _sketch_bytes(stored: str | bytes) -> bytes:
         return b"" if not data else encode_json(data)
     except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
         raise DatabaseError(f"a stored rollup sketch is not a sketch: {stored[:80]!r} ({exc})") from exc
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of ``script``; a trigger's body (``BEGIN`` ... ``END``) stays whole."""
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    out: list[str] = []
-    pending = ""
-    for piece in "\n".join(lines).split(";"):
-        pending = f"{pending};{piece}" if pending else piece
-        head = pending.strip()
-        if head.upper().startswith("CREATE TRIGGER") and not head.upper().endswith("END"):
-            continue
-        if head:
-            out.append(head)
-        pending = ""
-    return out
 
 
 def transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], None]) -> None:

@@ -31,6 +31,7 @@ import re
 from functools import lru_cache
 
 from processor.errors import AxmonError
+from processor.store.schema import split_statements, trigger_name
 
 
 class Untranslatable(AxmonError):
@@ -235,24 +236,13 @@ is made at the newest version, so its tables are empty here, and one that is not
 def schema_statements(script: str) -> list[str]:
     """A migration script (SQLite DDL) as PostgreSQL statements; its triggers must be among
     :data:`REPLACED_TRIGGERS`."""
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
     out: list[str] = []
-    pending = ""
-    for piece in "\n".join(lines).split(";"):
-        pending = f"{pending};{piece}" if pending else piece
-        head = pending.strip()
-        pending = ""
-        if not head:
-            continue
-        trigger = re.match(r"CREATE\s+TRIGGER\s+(\w+)", head, re.I)
-        if trigger is not None:
-            if not head.upper().endswith("END"):
-                pending = head
-                continue
-            if trigger.group(1) not in REPLACED_TRIGGERS:
-                raise Untranslatable(f"SQLite trigger {trigger.group(1)} has no PostgreSQL version")
-            continue
-        out.append(_ddl(head))
+    for statement in split_statements(script):
+        trigger = trigger_name(statement)
+        if trigger is None:
+            out.append(_ddl(statement))
+        elif trigger not in REPLACED_TRIGGERS:
+            raise Untranslatable(f"SQLite trigger {trigger} has no PostgreSQL version")
     return out
 
 

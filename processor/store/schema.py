@@ -3,6 +3,10 @@ sink's own tables. :mod:`processor.store.db` opens, migrates and configures data
 
 from __future__ import annotations
 
+import re
+
+_TRIGGER = re.compile(r"CREATE\s+TRIGGER\s+(\w+)", re.I)
+
 SCHEMA_VERSION = 7
 
 _V1 = """
@@ -365,3 +369,26 @@ CREATE TABLE IF NOT EXISTS sink_derived_times (
 """
 """The metrics partitions' derived-lane stream times (see :func:`processor.folds.metrics_core.admission_limit`),
 written with ``sink_offsets``; not versioned, like ``sink_status`` (a missing row is 0)."""
+
+
+def split_statements(script: str) -> list[str]:
+    """The statements of a migration script, comments dropped; a trigger's body (``BEGIN`` ...
+    ``END``, semicolons inside) stays whole."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    out: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending = f"{pending};{piece}" if pending else piece
+        head = pending.strip()
+        if trigger_name(head) is not None and not head.upper().endswith("END"):
+            continue
+        if head:
+            out.append(head)
+        pending = ""
+    return out
+
+
+def trigger_name(statement: str) -> str | None:
+    """The name of the trigger ``statement`` creates (``None``: it creates none)."""
+    found = _TRIGGER.match(statement)
+    return None if found is None else found.group(1)
