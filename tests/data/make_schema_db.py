@@ -1,10 +1,11 @@
-"""Writes ``schema_v6.db.gz``: a database of schema version 6 written by the sink's code path
-as it stood at commit 61486ec (``write_batch`` of raw samples, 60 s rollup windows and so the
-hourly and daily tiers, the kept counts, sketches stored as JSON), for the migration test (``tests/unit/test_migration.py``).
+"""Writes ``schema_vN.db.gz``, the migration test's databases (``tests/unit/test_migration.py``):
+``write_batch`` of raw samples and 60 s rollup windows (and so the tiers of that version),
+through the sink's code path as it stood at the commit of :data:`WRITTEN_AT`.
 
-Run with that version's code first on the path (``git worktree add --detach /tmp/v6 61486ec``,
-then ``PYTHONPATH=/tmp/v6 .venv/bin/python tests/data/make_schema_v6_db.py OUT.db.gz``); with
-newer code it writes a newer schema, which the migration test refuses.
+Run it with that version's code first on the path: for version 6, ``git worktree add --detach
+/tmp/v6 61486ec``, then ``PYTHONPATH=/tmp/v6 .venv/bin/python tests/data/make_schema_db.py
+tests/data/schema_v6.db.gz``; with newer code it writes a newer schema, which the migration test
+refuses.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from processor.folds.windows import series_id
 from processor.store.db import open_for_writing
 from processor.store.sinkdb import SinkBatch, write_batch
 from schemas.events import MetricRecorded
+
+WRITTEN_AT = {5: "1067c5a", 6: "61486ec"}
+"""Schema version -> the commit whose code wrote ``tests/data/schema_v<version>.db.gz``."""
 
 D0 = 1_700_006_400_000
 """A UTC day boundary."""
@@ -59,7 +63,7 @@ def main(out: Path) -> None:
         })
     samples.sort(key=lambda s: s.occurred_at)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "v6.db"
+        path = Path(folder) / "written.db"
         conn = open_for_writing(path)
         step = 200
         for k in range(0, max(len(samples), len(rollups)), step):

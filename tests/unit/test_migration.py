@@ -1,6 +1,6 @@
 """The migrations to schema 6 (the day tier and the kept counts) and 7 (sketches stored as bytes) on
 databases that the sink's code of schema 5 and 6 wrote (``tests/data/schema_v5.db.gz``,
-``tests/data/schema_v6.db.gz``, see ``tests/data/make_schema_v*_db.py``): the queries answer as
+``tests/data/schema_v6.db.gz``, see ``tests/data/make_schema_db.py``): the queries answer as
 before (and as the raw samples say), the new tables are what the new code writes from the same
 rows, and whole days are then read from the day tier."""
 
