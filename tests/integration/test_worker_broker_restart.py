@@ -53,17 +53,21 @@ def test_a_running_worker_catches_up_after_broker_restarts(restartable_broker: t
     waiting_at_restart: list[int] = []
     try:
         for n in range(restarts + 1):
-            asyncio.run(publish(bootstrap, topics, events[n * size:(n + 1) * size]))
+            chunk = events[n * size:(n + 1) * size]
             if n == restarts:
+                asyncio.run(publish(bootstrap, topics, chunk))
                 break
-            # mid-stream: the worker has committed some of this chunk and records still wait
+            # mid-stream: the worker has committed some of the chunk's first half, its second half
+            # has just been published, and the broker stops while those records wait
             before, _ = committed_and_waiting(bootstrap, topics)
+            asyncio.run(publish(bootstrap, topics, chunk[:len(chunk) // 2]))
             wait_until(lambda: committed_and_waiting(bootstrap, topics)[0] > before, 180, interval=0.3,
                        what=f"the worker to commit something (log:\n{proc.tail()})")
-            localbroker.stop(data)
-            localbroker.start(data, ready_timeout=180)
+            asyncio.run(publish(bootstrap, topics, chunk[len(chunk) // 2:]))
             waiting_at_restart.append(committed_and_waiting(bootstrap, topics)[1])
+            localbroker.stop(data)
             assert waiting_at_restart[-1] > 0, "the restart must land while the worker has work in hand"
+            localbroker.start(data, ready_timeout=180)
             assert proc.alive(), proc.tail()
         state: dict[str, object] = {}
 
@@ -83,6 +87,6 @@ def test_a_running_worker_catches_up_after_broker_restarts(restartable_broker: t
         log = proc.log.read_text()
         assert "starting again" not in log and "stalled:" not in log, proc.tail(80)
         assert proc.starts == 1
-        print(f"records waiting for the worker when the broker came back: {waiting_at_restart}")
+        print(f"records waiting for the worker when the broker stopped: {waiting_at_restart}")
     finally:
         assert proc.stop() == 0, proc.tail()
