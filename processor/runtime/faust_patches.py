@@ -244,7 +244,6 @@ def patch_faust_inboxes() -> None:
 def patch_faust() -> None:
     """Every correction of this module that applies process-wide (idempotent; before the app starts)."""
     patch_faust_commit_offsets()
-    patch_faust_inboxes()
     patch_faust_flow_control()
     patch_faust_producer_buffer()
     patch_faust_seek_to_start()

@@ -67,7 +67,7 @@ from processor.runtime.assignment import Assignment
 from processor.runtime.coalesce import coalesce
 from processor.runtime.collector import FOLDING_THRESHOLDS
 from processor.runtime.faust_app import app_options
-from processor.runtime.faust_patches import consumer_bookkeeping, patch_faust, task_stacks
+from processor.runtime.faust_patches import consumer_bookkeeping, patch_faust, patch_faust_inboxes, task_stacks
 from processor.runtime.inbox import Inbox
 from processor.runtime.metrics_collectors import serve_worker_metrics
 from processor.runtime.metrics_export import MetricsAddress
@@ -111,6 +111,8 @@ class Worker:
         self.fold = fold or settings.fold
         n = settings.partitions
         patch_faust()
+        if inboxes_enabled():
+            patch_faust_inboxes()
         self.errors = ErrorRecorder()
         """Logged exceptions -> the heartbeat's last error (Faust sets the root logger's handlers)."""
         self.state_dir = settings.state_dir or default_state_dir(self.topics.prefix)
@@ -177,11 +179,19 @@ class Worker:
 
     # -- agents ----------------------------------------------------------------------------
 
-    def _batches(self, stream: Any, topic: str) -> Any:
-        """The agent's batches of records, past Faust's per-record stream (:mod:`processor.runtime.inbox`)."""
+    async def _batches(self, stream: Any, topic: str) -> Any:
+        """The agent's batches of records: Faust's ``take_events``, or with ``AXMON_INBOXES=1``
+        (experimental, off by default: a rebalance can hand an inbox a partition's later records
+        before the ones it dropped are fetched again) past Faust's per-record stream
+        (:mod:`processor.runtime.inbox`)."""
+        if not inboxes_enabled():
+            async for events in stream.take_events(self.batch_max, within=self.batch_within_s):
+                yield [event.message for event in events]
+            return
         aiter(stream.channel)  # Faust subscribes a topic once an agent's channel is iterated
         high_water = int(os.environ.get(INBOX_HIGH_WATER_ENV) or self.app.conf.stream_buffer_maxsize)
-        return Inbox.open(self.app, topic, high_water=high_water).batches(self.batch_max, self.batch_within_s)
+        async for messages in Inbox.open(self.app, topic, high_water=high_water).batches(self.batch_max, self.batch_within_s):
+            yield messages
 
     async def _lifecycle_agent(self, stream: Any) -> None:
         async for messages in self._batches(stream, self.topics.workflow_events):
@@ -416,6 +426,13 @@ def changelog_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
 RESTARTS_ENV = "AXMON_WORKER_RESTARTS"
 FAULT_HANG_ENV = "AXMON_FAULT_HANG_AFTER"
 """Tests only: the first run of the worker's lifecycle agent hangs after this many events."""
+INBOXES_ENV = "AXMON_INBOXES"  # "1": the agents take their records from inboxes (experimental; see _batches)
+
+
+def inboxes_enabled() -> bool:
+    return os.environ.get(INBOXES_ENV) == "1"
+
+
 INBOX_HIGH_WATER_ENV = "AXMON_INBOX_HIGH_WATER"
 """Tests only: records waiting in an inbox before its partitions pause (default Faust's
 ``stream_buffer_maxsize``, 8192), small to pause and resume them often."""

@@ -19,7 +19,7 @@ import pytest
 from processor.errors import BrokerError
 from processor.ops.children import RESTART_NOTICE
 from processor.runtime.admin import group_offsets, read_topic
-from processor.runtime.worker import INBOX_HIGH_WATER_ENV
+from processor.runtime.worker import INBOX_HIGH_WATER_ENV, INBOXES_ENV
 from producers import AxmonProducer, EventFactory, ProducerConfig
 from producers.simulator import (
     ScenarioConfig,
@@ -144,7 +144,7 @@ def test_derived_topics_equal_the_pure_folds(kafka_bootstrap: str, topics: Topic
     events = scenario(seed=21, executions=300)
     # Inboxes pause their partitions at 50 waiting records: fetching stops and resumes many
     # times (a pause once crashed the fetch loop; the restarted worker hid it but for its log).
-    proc = worker(kafka_bootstrap, topics, tmp_path, env={INBOX_HIGH_WATER_ENV: "50"}).start()
+    proc = worker(kafka_bootstrap, topics, tmp_path, env={INBOXES_ENV: "1", INBOX_HIGH_WATER_ENV: "50"}).start()
     try:
         asyncio.run(publish(kafka_bootstrap, topics, events))
         assert_pipeline_matches(kafka_bootstrap, topics, events, proc, timeout=240)
