@@ -2,7 +2,7 @@
 
 Agents with concurrency 1 (Faust may commit past an in-flight message otherwise), each folding
 the records of its topic in batches (``--batch-max`` records or what came within ``--batch-ms``,
-taken from an :class:`~processor.runtime.inbox.Inbox`, past Faust's per-record stream) into a :class:`~processor.runtime.writeback.WriteBack` over its table, then
+Faust's ``take_events``, or with ``AXMON_INBOXES=1`` an :class:`~processor.runtime.inbox.Inbox`) into a :class:`~processor.runtime.writeback.WriteBack` over its table, then
 writing each changed key once and publishing the batch's records coalesced
 (:mod:`processor.runtime.coalesce`):
 
@@ -24,8 +24,8 @@ assignment, inside the agents; every table is changelog-backed with the source's
 The commit protocol, in the order it happens (Faust's at-least-once): the agent folds a batch,
 writes each changed table entry once and sends its changelog records (framed per partition by a
 write-ahead record; sent with the app's producer, not Faust's per-write path:
-:class:`~processor.runtime.table_store.TableStore`), then its derived records; its inbox
-acknowledges the batch's records when the agent asks for the next batch; Faust's commit loop
+:class:`~processor.runtime.table_store.TableStore`), then its derived records; the
+batch's records are acknowledged when the agent asks for the next batch; Faust's commit loop
 flushes the producer, then commits the source offsets. A crash
 before the commit redelivers the event; the entry's stored offset marks it as applied, and the
 core publishes its current state again. A record the producer gives up on crashes the worker.
