@@ -169,7 +169,12 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     """Faust's ``Consumer._drain_messages`` (faust-streaming 0.15.3) with one change: a record of
     a topic with an :class:`~processor.runtime.inbox.Inbox` is put there, synchronously, unless
     the flow is suspended (a rebalance: Faust's own path drops it then too), instead of going
-    through ``wait_first(callback(message), suspend_flow.wait())``, two tasks a record."""
+    through ``wait_first(callback(message), suspend_flow.wait())``, two tasks a record.
+
+    A record the inbox refuses (:meth:`~processor.runtime.inbox.Inbox.admits`: a later offset of
+    a partition whose earlier records it dropped) is skipped as if never fetched: no read offset,
+    no gap (Faust would count a gap's offsets as acked and commit past them); the inbox has
+    sought the partition back to the dropped offset."""
     callback = self.callback
     getmany = self.getmany
     consumer_should_stop = self._stopped.is_set
@@ -177,6 +182,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     get_read_offset = self._read_offset.__getitem__
     set_read_offset = self._read_offset.__setitem__
     suspended = self.suspend_flow.is_set
+    flow_control = self.app.flow_control
+    flow_active = flow_control.is_active
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
     inboxes: dict[str, Any] = self.app.__dict__.setdefault(INBOXES_ATTRIBUTE, {})
@@ -195,6 +202,9 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         await sleep(0)
                         num_since_yield = 0
                     offset = message.offset
+                    inbox = inboxes.get(message.topic)
+                    if inbox is not None and not inbox.admits(message):
+                        continue  # out of order after a drop: not read, fetched again (the inbox sought back)
                     r_offset = get_read_offset(tp)
                     if r_offset is None or offset >= r_offset:
                         gap = offset - (r_offset or 0)
@@ -203,11 +213,18 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        inbox = inboxes.get(message.topic)
                         if inbox is None:
                             await self.wait_first(callback(message), self.suspend_flow.wait())
                         elif not suspended():
-                            inbox.put(message)
+                            if not flow_active():
+                                # The end of a rebalance: the partitions are sought and fetched
+                                # again before the app's flow resumes, and its resume clears the
+                                # inbox. Put now, this record would be cleared with its offset
+                                # already read, and the next ones folded (and committed) past it.
+                                # So wait, as Faust's stream queue's put does.
+                                await self.wait_first(flow_control.acquire(), self.suspend_flow.wait())
+                            if not suspended() and not inbox.put(message):
+                                continue  # a drop while this loop awaited: fetched again
                         set_read_offset(tp, offset)
                 self.diag.unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:

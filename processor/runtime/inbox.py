@@ -36,6 +36,9 @@ from faust.types import TP
 INBOXES_ATTRIBUTE = "_axmon_inboxes"
 """The app's attribute mapping a topic name to its :class:`Inbox` (read by the fetch loop)."""
 
+SEEK_AGAIN_AFTER_S = 1.0
+"""How long a partition sought back waits for its dropped offset before it is sought again."""
+
 
 class Inbox:
     """The records of one topic waiting for its agent (one agent, concurrency 1)."""
@@ -51,6 +54,12 @@ class Inbox:
         self._full_at = 1
         self.dropped = 0
         """Records dropped unprocessed (fetched before a rebalance): fetched again later."""
+        self.refused = 0
+        """Records refused by :meth:`admits` (a partition's later offsets after a drop)."""
+        self._resume_at: dict[TP, int] = {}
+        """Per partition whose records were dropped, the first offset dropped: until it is
+        fetched again, that partition's later records are refused."""
+        self._sought_at: dict[TP, float] = {}
 
     @classmethod
     def open(cls, app: Any, topic: str, *, high_water: int) -> Inbox:
@@ -68,8 +77,40 @@ class Inbox:
 
     # -- the fetch loop's side ----------------------------------------------------------------
 
-    def put(self, message: Any) -> None:
-        """A record fetched (called by the fetch loop, never awaits)."""
+    def admits(self, message: Any) -> bool:
+        """Whether a fetched record may be put here now (the fetch loop asks first, never awaits).
+
+        After records of a partition were dropped, its records must still reach the agent in
+        offset order, from the first one dropped: folding a later one first would judge lateness
+        and windows differently from a single pass, and Faust would commit past the dropped
+        ones once the later ones are acked. A rebalance seeks every partition to its committed
+        offset, but its end (``flow_control.resume``) clears this inbox after that seek, so the
+        records fetched in between are dropped with their offsets already read. So a later
+        record is refused and the partition is sought back to the first offset dropped (again
+        every second while only later ones arrive); the first record at or before it puts the
+        partition back in order."""
+        if not self._resume_at:
+            return True
+        tp = TP(message.topic, message.partition)
+        resume_at = self._resume_at.get(tp)
+        if resume_at is None:
+            return True
+        if message.offset <= resume_at:
+            del self._resume_at[tp]
+            self._sought_at.pop(tp, None)
+            return True
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._sought_at.get(tp, -1e9) >= SEEK_AGAIN_AFTER_S:
+            self._sought_at[tp] = now
+            self._seek(tp, resume_at)
+        return False
+
+    def put(self, message: Any) -> bool:
+        """A record fetched (called by the fetch loop, never awaits); False if it is refused
+        (:meth:`admits`): the fetch loop must then treat it as not read."""
+        if self._resume_at and not self.admits(message):
+            return False
         waiting = self._waiting
         waiting.append(message)
         self._arrived.set()
@@ -80,9 +121,22 @@ class Inbox:
             if tp not in self._paused:
                 self._paused.add(tp)
                 self.app.consumer.on_buffer_full(tp)
+        return True
 
     def clear(self) -> None:
-        """Drop what waits (Faust's flow control, when partitions are revoked)."""
+        """Drop what waits (Faust's flow control: when partitions are revoked, and when the flow
+        resumes at a rebalance's end).
+
+        At a revocation (the flow suspended) every partition is sought to its committed offset
+        before records flow again, and nothing past a dropped record was acked (records are
+        taken in order), so nothing is remembered. At a resume the partitions were already
+        sought, and the records dropped may be ones fetched after that seek: each partition's
+        first dropped offset is remembered, for :meth:`admits`."""
+        if self.app.flow_control.is_active():
+            self._remember_dropped(self._waiting)
+        else:
+            self._resume_at.clear()
+            self._sought_at.clear()
         self.dropped += len(self._waiting)
         self._waiting.clear()
         self._resume_fetching()
@@ -116,11 +170,16 @@ class Inbox:
             self._resume_fetching()
         app = self.app
         if not app.flow_control.is_active():
-            self.dropped += len(taken)
+            self._drop(taken)
             return []
         generation = app.consumer_generation_id
         batch = [message for message in taken if message.generation_id == generation]
-        self.dropped += len(taken) - len(batch)
+        if len(batch) < len(taken):
+            self._drop([message for message in taken if message.generation_id != generation])
+            if self._resume_at:  # what follows a dropped record on its partition waits for it
+                kept = [message for message in batch if self._in_order(message)]
+                self.dropped += len(batch) - len(kept)
+                batch = kept
         unacked = app.consumer.unacked
         for message in batch:
             message.tracked = True
@@ -130,6 +189,39 @@ class Inbox:
         for topic, partition in {(message.topic, message.partition) for message in batch}:
             inbound[TP(topic, partition)] = now
         return batch
+
+    def _drop(self, dropped: list[Any]) -> None:
+        """Drop taken records unprocessed, and the records waiting behind them on their
+        partitions (they come again after the dropped ones, in order)."""
+        self._remember_dropped(dropped)
+        self.dropped += len(dropped)
+        kept = [message for message in self._waiting if self._in_order(message)]
+        self.dropped += len(self._waiting) - len(kept)
+        self._waiting = kept
+
+    def _in_order(self, message: Any) -> bool:
+        resume_at = self._resume_at.get(TP(message.topic, message.partition))
+        return resume_at is None or message.offset <= resume_at
+
+    def _remember_dropped(self, dropped: list[Any]) -> None:
+        resume_at = self._resume_at
+        for message in dropped:
+            tp = TP(message.topic, message.partition)
+            known = resume_at.get(tp)
+            if known is None or message.offset < known:
+                resume_at[tp] = message.offset
+
+    def _seek(self, tp: TP, offset: int) -> None:
+        """Fetch ``tp`` again from ``offset`` (Faust's ``Consumer.seek`` without its await: the
+        fetch loop calls this)."""
+        consumer = self.app.consumer
+        try:
+            consumer._thread.seek(tp, offset)
+        except Exception:  # noqa: BLE001 - not assigned any more: its next owner starts at the committed offset
+            self._resume_at.pop(tp, None)
+            self._sought_at.pop(tp, None)
+            return
+        consumer._read_offset[tp] = offset
 
     def _ack(self, batch: list[Any]) -> None:
         ack = self.app.consumer.ack

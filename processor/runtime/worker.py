@@ -2,7 +2,7 @@
 
 Agents with concurrency 1 (Faust may commit past an in-flight message otherwise), each folding
 the records of its topic in batches (``--batch-max`` records or what came within ``--batch-ms``,
-Faust's ``take_events``, or with ``AXMON_INBOXES=1`` an :class:`~processor.runtime.inbox.Inbox`) into a :class:`~processor.runtime.writeback.WriteBack` over its table, then
+an :class:`~processor.runtime.inbox.Inbox`, or with ``AXMON_INBOXES=0`` Faust's ``take_events``) into a :class:`~processor.runtime.writeback.WriteBack` over its table, then
 writing each changed key once and publishing the batch's records coalesced
 (:mod:`processor.runtime.coalesce`):
 
@@ -180,10 +180,9 @@ class Worker:
     # -- agents ----------------------------------------------------------------------------
 
     async def _batches(self, stream: Any, topic: str) -> Any:
-        """The agent's batches of records: Faust's ``take_events``, or with ``AXMON_INBOXES=1``
-        (experimental, off by default: a rebalance can hand an inbox a partition's later records
-        before the ones it dropped are fetched again) past Faust's per-record stream
-        (:mod:`processor.runtime.inbox`)."""
+        """The agent's batches of records: from an inbox filled by Faust's fetch loop, past its
+        per-record stream (:mod:`processor.runtime.inbox`), or with ``AXMON_INBOXES=0`` from
+        Faust's ``take_events``."""
         if not inboxes_enabled():
             async for events in stream.take_events(self.batch_max, within=self.batch_within_s):
                 yield [event.message for event in events]
@@ -426,11 +425,13 @@ def changelog_topics(topics: Topics, partitions: int) -> list[TopicSpec]:
 RESTARTS_ENV = "AXMON_WORKER_RESTARTS"
 FAULT_HANG_ENV = "AXMON_FAULT_HANG_AFTER"
 """Tests only: the first run of the worker's lifecycle agent hangs after this many events."""
-INBOXES_ENV = "AXMON_INBOXES"  # "1": the agents take their records from inboxes (experimental; see _batches)
+INBOXES_ENV = "AXMON_INBOXES"
+"""``0``: the agents take their records through Faust's stream (``take_events``) instead of
+inboxes (on by default; see :meth:`Worker._batches`)."""
 
 
 def inboxes_enabled() -> bool:
-    return os.environ.get(INBOXES_ENV) == "1"
+    return os.environ.get(INBOXES_ENV, "1") != "0"
 
 
 INBOX_HIGH_WATER_ENV = "AXMON_INBOX_HIGH_WATER"

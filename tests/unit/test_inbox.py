@@ -29,10 +29,23 @@ class Message:
 
 
 @dataclass
+class Thread:
+    sought: list[tuple[Any, int]] = field(default_factory=list)
+    assigned: bool = True
+
+    def seek(self, tp: Any, offset: int) -> None:
+        if not self.assigned:
+            raise RuntimeError("IllegalStateError: No current assignment for partition")
+        self.sought.append((tp, offset))
+
+
+@dataclass
 class Consumer:
     unacked: set[int] = field(default_factory=set)
     acked: list[int] = field(default_factory=list)
     paused: set[Any] = field(default_factory=set)
+    _thread: Thread = field(default_factory=Thread)
+    _read_offset: dict[Any, int] = field(default_factory=dict)
 
     def ack(self, message: Message) -> None:
         self.unacked.discard(id(message))
@@ -138,26 +151,89 @@ def test_a_batch_is_at_most_max_records_and_waits_within_for_more() -> None:
     asyncio.run(run())
 
 
-def test_a_revocation_clears_what_waits_and_records_of_a_suspended_flow_or_an_old_generation_are_dropped() -> None:
+def _revoke(app: App) -> None:
+    """Faust's revocation: the flow is suspended, then its queues are cleared."""
+    app.flow_control.active = False
+    app.flow_control.clear()
+
+
+def _resume(app: App) -> None:
+    """Faust's ``flow_control.resume`` at a rebalance's end: active first, then cleared."""
+    app.flow_control.active = True
+    app.flow_control.clear()
+
+
+def test_a_revocation_clears_what_waits_and_the_sought_partition_starts_again_at_its_committed_offset() -> None:
     async def run() -> None:
         app = App()
         inbox = Inbox.open(app, "t", high_water=100)
         for message in messages(range(3)):
             inbox.put(message)
-        app.flow_control.clear()  # Faust's revocation
+        _revoke(app)
         assert len(inbox) == 0 and inbox.dropped == 3
-
-        app.flow_control.active = False
-        inbox.put(Message(PARTITION, 3))
         app.consumer_generation_id = 2
-        app.flow_control.active = True
-        for message in messages(range(4, 6), generation=1) + messages(range(6, 8), generation=2):
-            inbox.put(message)
+        _resume(app)
+        # perform_seek put the partition at its committed offset (1): later or not, all are taken
+        assert all(inbox.put(message) for message in messages(range(1, 4), generation=2))
         batch, _ = await _first(inbox)
-        # 3, 4, 5 were fetched in the old generation (3 while the flow was suspended): dropped, fetched again
-        assert [m.offset for m in batch] == [6, 7]
-        assert inbox.dropped == 3 + 3
-        assert app.consumer.acked == [] and len(app.consumer.unacked) == 2
+        assert [m.offset for m in batch] == [1, 2, 3]
+        assert app.consumer._thread.sought == [] and inbox.refused == 0
+
+    asyncio.run(run())
+
+
+def test_records_fetched_after_the_seek_and_cleared_by_the_resume_are_fetched_again_before_any_later_one() -> None:
+    async def run() -> None:
+        app = App()
+        inbox = Inbox.open(app, "t", high_water=100)
+        for message in messages(range(10, 13)):  # fetched between perform_seek and flow_control.resume
+            inbox.put(message)
+        _resume(app)
+        assert len(inbox) == 0 and inbox.dropped == 3
+        assert not inbox.put(Message(PARTITION, 13)) and not inbox.admits(Message(PARTITION, 14))
+        assert app.consumer._thread.sought == [(TP("t", 0), 10)]  # sought back once, not per record
+        assert app.consumer._read_offset == {TP("t", 0): 10}
+        assert inbox.refused == 2 and len(inbox) == 0
+        assert all(inbox.put(message) for message in messages(range(10, 15)))  # fetched again
+        batch, _ = await _first(inbox)
+        assert [m.offset for m in batch] == [10, 11, 12, 13, 14]
+        assert inbox.admits(Message(PARTITION, 20))  # back in order: no more refusals
+
+        other = App()
+        gone = Inbox.open(other, "t", high_water=100)
+        gone.put(Message(PARTITION, 5))
+        _resume(other)
+        other.consumer._thread.assigned = False  # revoked meanwhile: its next owner starts at the committed offset
+        assert not gone.admits(Message(PARTITION, 6))
+        assert gone.admits(Message(PARTITION, 7))
+
+    asyncio.run(run())
+
+
+def test_records_of_an_old_generation_are_dropped_with_what_follows_them_on_their_partition() -> None:
+    async def run() -> None:
+        app = App()
+        inbox = Inbox.open(app, "t", high_water=100)
+        inbox.put(Message(("t", 1), 0, 1))
+        for message in messages(range(4, 6), generation=1) + messages(range(2, 7), generation=2):
+            inbox.put(message)
+        app.consumer_generation_id = 2
+        batch, _ = await _first(inbox)
+        # the old generation's 4 and 5 dropped: of the new one's, 2, 3 and 4 come before them, 5 and 6 after
+        assert [(m.partition, m.offset) for m in batch] == [(0, 2), (0, 3), (0, 4)]
+        assert inbox.dropped == 1 + 2 + 2
+        assert not inbox.put(Message(PARTITION, 7))
+        assert app.consumer._thread.sought == [(TP("t", 0), 4)]
+
+        suspended = App()
+        paused = Inbox.open(suspended, "t", high_water=100)
+        for message in messages(range(3)):
+            paused.put(message)
+        suspended.flow_control.active = False  # a take while the flow is suspended drops its batch
+        assert paused._take(2) == [] and paused.dropped == 3  # and the record waiting behind it
+        _revoke(suspended)  # the revocation that follows forgets it: the seek to committed refetches all
+        suspended.flow_control.active = True
+        assert paused.admits(Message(PARTITION, 9))
 
     asyncio.run(run())
 
