@@ -80,6 +80,9 @@ _EVENTS_PER_EXECUTION = 22.0
 
 @dataclass(frozen=True, slots=True)
 class E2EBenchConfig:
+    full_topics_events: int = 30_000
+    """Events published before worker and sink start: the pipeline's maximum from full topics
+    (0: not measured; the fixed load is then a fraction of the burst's)."""
     burst_events: int = 30_000
     """Events of the burst that measures the maximum throughput (enough that the worker's
     one-second commits and the start of the burst weigh little)."""
@@ -113,7 +116,7 @@ class E2EBenchConfig:
 
 
 FULL = E2EBenchConfig()
-QUICK = E2EBenchConfig(burst_events=2_000, duration_s=5.0, baseline_s=5.0)
+QUICK = E2EBenchConfig(full_topics_events=2_000, burst_events=2_000, duration_s=5.0, baseline_s=5.0)
 WINDOW_THIRDS = 3
 """The fixed load's latencies are also compared between its first and last third (by send
 time): a load the pipeline sustains has them alike, one it does not has them growing."""
@@ -317,6 +320,12 @@ class DbWatcher(threading.Thread):
             for execution_id, last_event_at in rows:
                 observe(self.executions, execution_id, last_event_at, stamp)
 
+    def first_seen(self) -> float | None:
+        """When the first sample or execution row was seen (``None``: none yet)."""
+        with self._lock:
+            stamps = [*self.samples.values(), *(seen[0][1] for seen in self.executions.values())]
+        return min(stamps, default=None)
+
     def visible_at(self, event: Event) -> float | None:
         """When the event was first seen in the database (``None``: not yet)."""
         with self._lock:
@@ -452,6 +461,33 @@ class Backlog:
 
 
 @dataclass(frozen=True, slots=True)
+class FullTopicsResult:
+    """The pipeline started on topics that already hold every event."""
+    events: int
+    produce_s: float
+    """First send -> the last acknowledgement (before worker and sink were launched)."""
+    first_work_s: float
+    """Launch -> the first row seen in the database (process start, imports, group join)."""
+    visible_s: float
+    """Launch -> every event visible."""
+    settled_s: float
+    """Launch -> the pipeline idle (worker committed everything, sink stored everything)."""
+
+    @property
+    def settled_per_s(self) -> float:
+        """Events / (first row seen -> settled): the pipeline's capacity, its startup left out."""
+        return rate(self.events, self.settled_s - self.first_work_s)
+
+    @property
+    def settled_from_launch_per_s(self) -> float:
+        return rate(self.events, self.settled_s)
+
+    @property
+    def visible_per_s(self) -> float:
+        return rate(self.events, self.visible_s - self.first_work_s)
+
+
+@dataclass(frozen=True, slots=True)
 class BurstResult:
     events: int
     produce_s: float
@@ -489,7 +525,8 @@ class BaselineResult:
 class E2EBenchResult:
     config: E2EBenchConfig
     startup_s: float
-    """Launch of worker and sink -> the warm-up events visible."""
+    """Launch of worker and sink -> the warm-up events visible (with full topics: the first row)."""
+    full: FullTopicsResult | None
     burst: BurstResult
     offered_rate: float
     rate_source: str
@@ -511,6 +548,26 @@ class E2EBenchResult:
     baseline: BaselineResult
     notes: tuple[str, ...] = ()
     profiles: tuple[Path, ...] = field(default_factory=tuple)
+
+    def _full_figures(self) -> list[Figure]:
+        f = self.full
+        if f is None:
+            return []
+        return [
+            Figure("all", "full topics: max throughput (settled)", f.settled_per_s, "events/s"),
+            Figure("all", "full topics: to visible", f.visible_per_s, "events/s"),
+            Figure("all", "full topics: settled, from launch", f.settled_from_launch_per_s, "events/s"),
+        ]
+
+    def _full_notes(self) -> list[str]:
+        f = self.full
+        if f is None:
+            return []
+        return [(f"From full topics: {f.events:,} events published in {f.produce_s:.2f} s before worker and sink "
+                 f"were launched; the first row was in the database {f.first_work_s:.2f} s after the launch, every "
+                 f"event {f.visible_s:.2f} s after it, and the pipeline idle {f.settled_s:.2f} s after it: "
+                 f"{f.settled_per_s:,.0f} events/s from the first row to idle, {f.settled_from_launch_per_s:,.0f}/s "
+                 "from the launch (process start, imports and group joins included).")]
 
     def report(self) -> Report:
         lat, base = self.latencies, self.baseline.latencies
@@ -535,6 +592,7 @@ class E2EBenchResult:
             Figure("all", "p50 / baseline p50", lat["all"].ms(50) / base.ms(50) if base.ms(50) else 0.0, "x", 1),
             Figure("all", "latency p50, first third", self.thirds[0].ms(50), "ms", 1),
             Figure("all", "latency p50, last third", self.thirds[1].ms(50), "ms", 1),
+            *self._full_figures(),
             Figure("all", "burst: max throughput (settled)", self.burst.settled_per_s, "events/s"),
             Figure("all", "burst: to visible", self.burst.visible_per_s, "events/s"),
             Figure("all", "polling interval (mean)", self.poll_mean_ms, "ms", 1),
@@ -547,7 +605,8 @@ class E2EBenchResult:
         b = self.burst
         first, last = self.thirds
         notes = [
-            (f"Maximum throughput {self.rate_source}: a burst of {b.events:,} events published in {b.produce_s:.2f} s "
+            *self._full_notes(),
+            (f"Fixed load's rate {self.rate_source}. Burst: a burst of {b.events:,} events published in {b.produce_s:.2f} s "
              f"was visible after {b.visible_s:.2f} s ({b.visible_per_s:,.0f}/s) and settled after {b.settled_s:.2f} s "
              f"({b.settled_per_s:,.0f}/s; the worker commits once a second, so settled is late by up to ~1 s)."),
             (f"Fixed load: {self.offered_rate:,.0f} events/s for {c.duration_s:g} s; {lat['all'].matched:,} of "
@@ -570,7 +629,7 @@ class E2EBenchResult:
             if path.exists():
                 hot = "; ".join(f"{e.function} {e.self_share:.0%}" for e in summarize(path, top=8).by_self)
                 notes.append(f"{path.name}: profiled with py-spy (figures include its overhead); most self time: {hot}")
-        return Report(BENCHMARK.name, BENCHMARK.title, METHOD.format(
+        return Report(BENCHMARK.name, BENCHMARK.title, METHOD.format(full=c.full_topics_events,
             partitions=c.partitions, batch_ms=c.sink_batch_ms, tenants=c.tenants, burst=c.burst_events,
             fraction=c.load_fraction, duration=c.duration_s, poll=c.poll_interval_s * 1000,
             baseline=min(c.baseline_s, c.duration_s)), tuple(figures), tuple(notes))
@@ -584,11 +643,15 @@ readers do not block the writer) every {poll:.0f} ms and stamps when it first se
 `performance_metrics` row and each new `last_event_at` of each execution row. The traffic is
 the simulator's mix ({tenants} tenants: lifecycle events and `api.request.duration` / system
 metric samples) with event time = now, published through the SDK (acks=all, lz4, 5 ms linger).
-**Maximum throughput** is measured in the same run, not taken from the worker benchmark: a
-burst of {burst:,} events as fast as the SDK publishes them, divided by the time from the first
-send until the pipeline is idle again (the worker has committed every topic it consumes, the
-sink has stored everything; so the derived work the burst caused counts too).
-**Fixed load**: {fraction:g} x that maximum for {duration:g} s from a paced producer (event i
+**Maximum throughput** is measured in the same run, not taken from the worker benchmark, twice.
+*From full topics*: {full:,} events are published before worker and sink are launched; the
+maximum is those events divided by the time from the first row seen in the database until the
+pipeline is idle (the worker has committed every topic it consumes, the sink has stored
+everything; so the derived work the events caused counts too). *Burst*: with the pipeline up,
+{burst:,} events as fast as the SDK publishes them (so the producer shares the cores), divided
+by the time from the first send until the pipeline is idle again.
+**Fixed load**: {fraction:g} x the maximum from full topics (of the burst's when that is not
+measured) for {duration:g} s from a paced producer (event i
 published at t0 + i / rate, with that moment as its event time); per event, latency from the
 wall time of its `publish` call to the first poll that sees it: a metric sample by its id in
 `performance_metrics` (the sink reads raw samples straight from `metrics`), a lifecycle event
@@ -655,6 +718,7 @@ def _sdk(bootstrap: str, topics: Topics) -> AxmonProducer:
 @dataclass(frozen=True, slots=True)
 class PipelineResult:
     startup_s: float
+    full: FullTopicsResult | None
     burst: BurstResult
     offered_rate: float
     rate_source: str
@@ -684,6 +748,14 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
     backlog = Backlog(bootstrap, topics, config.partitions, db)
     spies: list[Any] = []
     profiles: list[Path] = []
+    full_events: list[Event] = []
+    full_produce_s = 0.0
+    if config.full_topics_events:
+        full_events = retimed(simulated(config.full_topics_events, config.seed + 4, config.tenants), time.time() * 1000, None)
+        async with _sdk(bootstrap, topics) as producer:
+            sent = await publish_paced(producer, full_events, now(), None)
+        full_produce_s = now() - sent.began
+    full: FullTopicsResult | None = None
     launched = now()
     worker.start()
     sink.start()
@@ -697,13 +769,23 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
         watcher.start()
         await backlog.start()
         await tap.start()
+        if full_events:
+            visible_at = await wait_visible(watcher, full_events, config.burst_deadline_s, children, "full topics")
+            assert visible_at is not None
+            settled_at = await wait_settled(backlog, config.burst_deadline_s, children)
+            if settled_at is None:
+                raise BenchError(f"the pipeline did not settle within {config.burst_deadline_s:.0f} s on full topics")
+            first_at = watcher.first_seen()
+            assert first_at is not None
+            full = FullTopicsResult(len(full_events), full_produce_s, first_at - launched, visible_at - launched,
+                                    settled_at - launched)
         async with _sdk(bootstrap, topics) as producer:
             # warm-up: the whole pipeline answers
             warm = retimed(simulated(config.warmup_events, config.seed + 1, config.tenants), time.time() * 1000, None)
             await publish_paced(producer, warm, now(), None)
             ready = await wait_visible(watcher, warm, config.startup_timeout_s, children, "warm-up")
             assert ready is not None
-            startup_s = ready - launched
+            startup_s = ready - launched if full is None else full.first_work_s
             if await wait_settled(backlog, config.settle_timeout_s, children) is None:
                 notes.append("The pipeline did not settle after the warm-up within "
                               f"{config.settle_timeout_s:g} s.")
@@ -721,8 +803,10 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
             result = BurstResult(len(burst_events), produced - burst.began, visible - burst.began, settled - burst.began)
             if config.offered_rate is not None:
                 offered, source = config.offered_rate, f"not used (the rate was given: {config.offered_rate:,.0f}/s)"
+            elif full is not None:
+                offered, source = config.load_fraction * full.settled_per_s, "measured in this run, from full topics"
             else:
-                offered, source = config.load_fraction * result.settled_per_s, "measured in this run"
+                offered, source = config.load_fraction * result.settled_per_s, "measured in this run, by the burst"
             if offered <= 0:
                 raise BenchError("the burst gave no throughput to offer a fraction of")
 
@@ -752,7 +836,7 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
         for spy in spies:
             stop_profiler(spy)
     return PipelineResult(
-        startup_s, result, offered, source, steady, pipeline_latencies(steady, watcher, tap), drained, watcher,
+        startup_s, full, result, offered, source, steady, pipeline_latencies(steady, watcher, tap), drained, watcher,
         dataclasses.replace(worker_fig, exit_code=codes[0]), dataclasses.replace(sink_fig, exit_code=codes[1]),
         tuple(notes), tuple(profiles),
     )
@@ -846,7 +930,7 @@ async def run_e2e_bench(bootstrap: str, config: E2EBenchConfig, workdir: Path) -
         await delete_topics_with_prefix(bootstrap, prefix)
     gaps = p.watcher.gaps
     return E2EBenchResult(
-        config=config, startup_s=p.startup_s, burst=p.burst, offered_rate=p.offered_rate, rate_source=p.rate_source,
+        config=config, startup_s=p.startup_s, full=p.full, burst=p.burst, offered_rate=p.offered_rate, rate_source=p.rate_source,
         send_rate=p.steady.send_rate, delivered_rate=p.matched.delivered_rate, latencies=p.matched.by_kind,
         thirds=p.matched.thirds, worker_output=p.matched.worker_output, drained=p.drained,
         poll_mean_ms=1000 * sum(gaps) / len(gaps) if gaps else 0.0,
@@ -861,7 +945,7 @@ def config_for(ctx: BenchContext) -> E2EBenchConfig:
     an N-event burst with the full (or, with ``--quick``, the quick) durations."""
     base = QUICK if ctx.quick else FULL
     if ctx.events is not None:
-        base = dataclasses.replace(base, burst_events=ctx.events)
+        base = dataclasses.replace(base, full_topics_events=ctx.events, burst_events=ctx.events)
     return dataclasses.replace(base, profile_dir=ctx.profile_dir)
 
 

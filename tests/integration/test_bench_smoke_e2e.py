@@ -16,13 +16,16 @@ from bench.e2e import KINDS, E2EBenchConfig, run_e2e_bench
 
 
 def test_e2e_benchmark_completes_with_consistent_figures(kafka_bootstrap: str, tmp_path: Path) -> None:
-    config = E2EBenchConfig(burst_events=300, duration_s=2.0, baseline_s=2.0, warmup_events=30,
+    config = E2EBenchConfig(full_topics_events=300, burst_events=300, duration_s=2.0, baseline_s=2.0, warmup_events=30,
                             startup_timeout_s=180, burst_timeout_s=180, drain_timeout_s=120)
     result = asyncio.run(run_e2e_bench(kafka_bootstrap, config, tmp_path))
 
     assert result.burst.events == 300
     assert 0 < result.burst.produce_s <= result.burst.visible_s <= result.burst.settled_s
-    assert result.offered_rate > 0 and result.offered_rate == pytest.approx(0.5 * result.burst.settled_per_s)
+    full = result.full
+    assert full is not None and full.events == 300
+    assert 0 < full.first_work_s <= full.visible_s <= full.settled_s and full.produce_s > 0
+    assert result.offered_rate > 0 and result.offered_rate == pytest.approx(0.5 * full.settled_per_s)
     assert result.send_rate > 0 and result.delivered_rate > 0 and result.startup_s > 0
     every = result.latencies["all"]
     assert every.sent == sum(result.latencies[k].sent for k in KINDS) >= 1
