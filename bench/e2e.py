@@ -321,9 +321,11 @@ class DbWatcher(threading.Thread):
                 observe(self.executions, execution_id, last_event_at, stamp)
 
     def first_seen(self) -> float | None:
-        """When the first sample or execution row was seen (``None``: none yet)."""
+        """When the first execution row was seen (the worker's output through the sink: the sink
+        stores raw samples before the worker has started), else the first sample (``None``:
+        neither yet)."""
         with self._lock:
-            stamps = [*self.samples.values(), *(seen[0][1] for seen in self.executions.values())]
+            stamps = [seen[0][1] for seen in self.executions.values()] or list(self.samples.values())
         return min(stamps, default=None)
 
     def visible_at(self, event: Event) -> float | None:
@@ -467,7 +469,8 @@ class FullTopicsResult:
     produce_s: float
     """First send -> the last acknowledgement (before worker and sink were launched)."""
     first_work_s: float
-    """Launch -> the first row seen in the database (process start, imports, group join)."""
+    """Launch -> the first execution row seen in the database (process starts, imports, group
+    joins: both worker and sink at work)."""
     visible_s: float
     """Launch -> every event visible."""
     settled_s: float
@@ -475,7 +478,7 @@ class FullTopicsResult:
 
     @property
     def settled_per_s(self) -> float:
-        """Events / (first row seen -> settled): the pipeline's capacity, its startup left out."""
+        """Events / (first execution row seen -> settled): the pipeline's capacity, its startup left out."""
         return rate(self.events, self.settled_s - self.first_work_s)
 
     @property
@@ -564,9 +567,9 @@ class E2EBenchResult:
         if f is None:
             return []
         return [(f"From full topics: {f.events:,} events published in {f.produce_s:.2f} s before worker and sink "
-                 f"were launched; the first row was in the database {f.first_work_s:.2f} s after the launch, every "
+                 f"were launched; the first execution row was in the database {f.first_work_s:.2f} s after the launch, every "
                  f"event {f.visible_s:.2f} s after it, and the pipeline idle {f.settled_s:.2f} s after it: "
-                 f"{f.settled_per_s:,.0f} events/s from the first row to idle, {f.settled_from_launch_per_s:,.0f}/s "
+                 f"{f.settled_per_s:,.0f} events/s from that first row to idle, {f.settled_from_launch_per_s:,.0f}/s "
                  "from the launch (process start, imports and group joins included).")]
 
     def report(self) -> Report:
@@ -645,8 +648,8 @@ the simulator's mix ({tenants} tenants: lifecycle events and `api.request.durati
 metric samples) with event time = now, published through the SDK (acks=all, lz4, 5 ms linger).
 **Maximum throughput** is measured in the same run, not taken from the worker benchmark, twice.
 *From full topics*: {full:,} events are published before worker and sink are launched; the
-maximum is those events divided by the time from the first row seen in the database until the
-pipeline is idle (the worker has committed every topic it consumes, the sink has stored
+maximum is those events divided by the time from the first execution row seen in the database
+(both processes at work) until the pipeline is idle (the worker has committed every topic it consumes, the sink has stored
 everything; so the derived work the events caused counts too). *Burst*: with the pipeline up,
 {burst:,} events as fast as the SDK publishes them (so the producer shares the cores), divided
 by the time from the first send until the pipeline is idle again.
