@@ -108,7 +108,7 @@ class MetricQueries(Reader):
         :data:`HOURLY_TIER`), ``daily``: ``metric_rollups_daily`` (default :data:`DAILY_TIER`,
         never without the hourly tier); neither on a database older than the table."""
         super().__init__(db_path)
-        tables = {str(r[0]) for r in self._tuples("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {str(r[0]) for r in self._tuples("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         self._hourly = (HOURLY_TIER if hourly is None else hourly) and "metric_rollups_hourly" in tables
         self._daily = self._hourly and (DAILY_TIER if daily is None else daily) and "metric_rollups_daily" in tables
         self._counted = "metric_counts" in tables

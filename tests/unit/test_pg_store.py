@@ -95,7 +95,7 @@ def test_the_reading_connection_is_read_only(postgres: PgServer) -> None:
     url = postgres.fresh()
     open_for_writing(url).close()
     with Monitor(url) as monitor, pytest.raises(sqlite3.OperationalError, match="read-only"):
-        monitor._conn.execute("DELETE FROM performance_metrics")
+        monitor._conn.execute("DELETE FROM samples")
 
 
 # -- fenced writes (several sinks) ------------------------------------------------------------------
