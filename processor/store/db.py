@@ -11,6 +11,10 @@ rows per day and series) and ``metric_counts`` (raw samples per type and tenant)
 in the same transaction as the execution rows), ``dead_letters`` and the sink's own
 ``sink_offsets``. ``PRAGMA user_version`` holds the schema version; opening a
 database for writing migrates it.
+
+Since schema 8 the metric tables are views over a compact layout (``series``, ``samples``,
+``rollup_windows``, ``rollup_hours``, ``rollup_days``: :mod:`processor.store.schema_layout`,
+written through :mod:`processor.store.series`).
 """
 
 from __future__ import annotations
