@@ -51,14 +51,16 @@ from processor.folds.windows import MetricWindow, series_id, series_of, window_s
 from processor.settings import default_cache_home
 from processor.store.daily import rebuild_daily
 from processor.store.db import SCHEMA_VERSION, open_for_writing
-from processor.store.hourly import HOURLY_COLUMNS, hour_of, hourly_row
+from processor.store.hourly import hour_of, hourly_row
+from processor.store.series import write_keyed_samples, write_tier_rows, write_window_rows
 from producers.simulator import MODELS, WORKFLOWS, ScenarioConfig, generate_scenario
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7
 
-DBGEN_VERSION = 3
+DBGEN_VERSION = 4
 """Bumped whenever :func:`build_query_db` writes different data: part of the cache key.
-2: the hourly tier (``metric_rollups_hourly``); 3: the day tier and the kept counts."""
+2: the hourly tier (``metric_rollups_hourly``); 3: the day tier and the kept counts; 4: through the
+store's writers of the compact layout (schema 8)."""
 ENV_BENCH_CACHE = "AXMON_BENCH_CACHE"
 """Where generated databases are cached (default ``~/.cache/axmon/bench``)."""
 WINDOW_MS = 60_000
@@ -250,17 +252,16 @@ _INSERT_STEP = (
     "duration, retry_count, error_message, input_size, output_size, tokens_used, cost) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_SAMPLE = (
-    "INSERT INTO performance_metrics(id, timestamp, metric_type, value, unit, labels, tenant_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_ROLLUP = (
-    "INSERT INTO metric_rollups(series, window_start, window_end, tenant_id, metric_type, labels, unit, count, "
-    "sum, min, max, sketch, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_HOURLY = (
-    f"INSERT INTO metric_rollups_hourly({', '.join(HOURLY_COLUMNS)}) VALUES ({', '.join('?' for _ in HOURLY_COLUMNS)})"
-)
+def _write_metrics(conn: sqlite3.Connection, samples: list[tuple[str, tuple[Any, ...]]], windows: list[tuple[Any, ...]],
+                   hours: list[tuple[Any, ...]]) -> None:
+    """Raw samples (with their series keys), window rows and hourly rows in the views' form,
+    through the store's writers of the compact layout; the lists are emptied."""
+    write_keyed_samples(conn, samples)
+    write_window_rows(conn, windows)
+    write_tier_rows(conn, "rollup_hours", "hour_start", hours, [])
+    samples.clear()
+    windows.clear()
+    hours.clear()
 _ROWS_PER_TRANSACTION = 500_000
 
 
@@ -282,8 +283,9 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     began = time.perf_counter()
     conn = cast(sqlite3.Connection, open_for_writing(path))  # a file: the bench's databases are SQLite
     conn.row_factory = None
-    indexes = conn.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
+    indexes = conn.execute(  # the series' stay: the writers look series up by key
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name != 'series' "
+        "ORDER BY name"
     ).fetchall()
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
@@ -476,7 +478,7 @@ def _load_samples(conn: sqlite3.Connection, spec: QueryDbSpec, rng: random.Rando
     indices = range(len(catalogue))
     samples = rollups = hourly = 0
     hourly_s = 0.0
-    sample_rows: list[tuple[Any, ...]] = []
+    sample_rows: list[tuple[str, tuple[Any, ...]]] = []
     rollup_rows: list[tuple[Any, ...]] = []
     hourly_rows: list[tuple[Any, ...]] = []
     pending: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
@@ -502,7 +504,7 @@ def _load_samples(conn: sqlite3.Connection, spec: QueryDbSpec, rng: random.Rando
         for ts, i in zip(times, picks):
             value = series_pool[i][int(uniform() * _POOL)]
             metric_type, unit, labels, tenant = statics[i]
-            sample_rows.append((fast_uuid7(ts, rng), ts, metric_type, value, unit, labels, tenant))
+            sample_rows.append((series_text[i], (fast_uuid7(ts, rng), ts, metric_type, value, unit, labels, tenant)))
             key = (i, ts - ts % WINDOW_MS)
             acc_w = windows.get(key)
             sketch_key = math.ceil(math.log(value) / log_gamma) if value > MIN_MAGNITUDE else None
@@ -529,18 +531,11 @@ def _load_samples(conn: sqlite3.Connection, spec: QueryDbSpec, rng: random.Rando
         rollups += len(windows)
         finish_hours(base + hour)
         if len(sample_rows) + len(rollup_rows) + len(hourly_rows) >= _ROWS_PER_TRANSACTION:
-            conn.executemany(_INSERT_SAMPLE, sample_rows)
-            conn.executemany(_INSERT_ROLLUP, rollup_rows)
-            conn.executemany(_INSERT_HOURLY, hourly_rows)
-            sample_rows.clear()
-            rollup_rows.clear()
-            hourly_rows.clear()
+            _write_metrics(conn, sample_rows, rollup_rows, hourly_rows)
             conn.execute("COMMIT")
             conn.execute("BEGIN")
     finish_hours(None)
-    conn.executemany(_INSERT_SAMPLE, sample_rows)
-    conn.executemany(_INSERT_ROLLUP, rollup_rows)
-    conn.executemany(_INSERT_HOURLY, hourly_rows)
+    _write_metrics(conn, sample_rows, rollup_rows, hourly_rows)
     conn.execute("COMMIT")
     return samples, rollups, hourly, hourly_s, len(catalogue)
 

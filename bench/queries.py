@@ -98,21 +98,28 @@ class StorageResult:
 
     @property
     def per_sample(self) -> float:
-        """Raw sample rows with their indexes."""
-        return self._total("performance_metrics") / max(1, self.samples)
+        """Raw sample rows with their indexes (schema 8: ``samples`` and the ``series`` they
+        name; before: the ``performance_metrics`` table)."""
+        return self._total("performance_metrics", "samples", "series") / max(1, self.samples)
 
     @property
     def rollups_per_sample(self) -> float:
-        return self._total("metric_rollups") / max(1, self.samples)
+        return self._total("metric_rollups", "rollup_windows") / max(1, self.samples)
 
     @property
     def hourly_per_sample(self) -> float:
-        return self._total("metric_rollups_hourly") / max(1, self.samples)
+        return self._total("metric_rollups_hourly", "rollup_hours") / max(1, self.samples)
 
     @property
     def daily_per_sample(self) -> float:
         """The day tier with the counts that prove it and answer ``get_metric_count``."""
-        return self._total("metric_rollups_daily", "metric_rollup_day_counts", "metric_counts") / max(1, self.samples)
+        return self._total("metric_rollups_daily", "rollup_days", "metric_rollup_day_counts",
+                           "metric_counts") / max(1, self.samples)
+
+    @property
+    def tiers_per_sample(self) -> float:
+        """Every rollup tier and count together (issue 17's target: 60 bytes)."""
+        return self.rollups_per_sample + self.hourly_per_sample + self.daily_per_sample
 
     @property
     def exact(self) -> bool:
@@ -148,6 +155,7 @@ class QueryBenchResult:
             Figure("measured", "rollup bytes per raw sample", s.rollups_per_sample, "bytes"),
             Figure("measured", "hourly rollup bytes per raw sample", s.hourly_per_sample, "bytes"),
             Figure("measured", "daily rollup and count bytes per raw sample", s.daily_per_sample, "bytes"),
+            Figure("measured", "all rollup tiers and counts, bytes per raw sample", s.tiers_per_sample, "bytes"),
             Figure("measured", "database file", s.file_bytes / 2**20, "MiB"),
             Figure("measured", "generation, total", g.total_s, "s", 1),
             Figure("measured", "generation: executions + steps", g.executions_s, "s", 1),

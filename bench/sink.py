@@ -64,18 +64,21 @@ from bench.dbgen import SelfProfile, Simulation, chunks, replicate, rollups_of, 
 from bench.profiling import summarize
 from processor.folds.aggregate import Aggregate
 from processor.folds.sketch_codec import encode_json
-from processor.folds.windows import MetricWindow, rollup_key, series_of, window_start
+from processor.folds.windows import MetricWindow, rollup_key, series_id, series_of, window_start
 from processor.ops.children import AxmonChild
 from processor.ops.settle import sink_topics, stored_sink_offsets
 from processor.runtime.sink import SinkConfig, SinkCounters, SinkRunner
 from processor.settings import Settings
 from processor.store.db import EXECUTION_COLUMNS, STEP_COLUMNS, open_for_writing
+from processor.store.series import event_id, own_unit
 from processor.store.sinkdb import SinkBatch, execution_row, step_row, write_batch
 from producers.client import route
 from producers.simulator import ScenarioConfig
 from schemas.codec import decode_event, encode_event
 from schemas.events import MetricRecorded
 from schemas.topics import Topics
+
+Rows = list[tuple[Any, ...]]
 
 HOUR_MS = 3_600_000
 BENCH_TOPIC = "bench.sink"
@@ -306,8 +309,8 @@ read just before SIGTERM."""
 @dataclass(frozen=True, slots=True)
 class Prepared:
     batches: tuple[SinkBatch, ...]
-    tuples: tuple[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]], ...]
-    """Per batch: execution, step, sample and rollup row tuples (the baseline's input)."""
+    tuples: tuple[tuple[Rows, Rows, Rows, Rows, Rows], ...]
+    """Per batch: new series, execution, step, sample and window row tuples (the baseline's input)."""
     executions: int
     steps: int
     samples: int
@@ -335,14 +338,36 @@ def rollup_tuple(r: dict[str, Any]) -> tuple[Any, ...]:
             r["sum"], r["min"], r["max"], encode_json(r["sketch"]), int(bool(r["final"])))
 
 
-def batch_tuples(batch: SinkBatch) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The rows ``write_batch`` writes for ``batch``, as tuples."""
+def batch_tuples(batch: SinkBatch, known: dict[str, tuple[int, str]]) -> tuple[Rows, Rows, Rows, Rows, Rows]:
+    """The rows ``write_batch`` writes for ``batch``, as tuples, in the compact layout (schema 8):
+    the series new in the batch (numbered in the order they appear; ``known`` holds those of the
+    batches before, and gets these), executions, steps, samples and windows."""
     executions = list(batch.executions.values())
+    new: Rows = []
+
+    def series(key: str, tenant: str | None, metric_type: str, labels: str, unit: str) -> tuple[int, str]:
+        found = known.get(key)
+        if found is None:
+            found = known[key] = (len(known) + 1, unit)
+            new.append((found[0], key, tenant, metric_type, labels, unit))
+        return found
+
+    samples: Rows = []
+    for s in batch.samples.values():
+        row = sample_tuple(s)
+        id_, unit = series(series_id(series_of(s)), row[6], row[2], row[5], row[4])
+        samples.append((id_, row[1], event_id(row[0]), row[3], own_unit(row[4], unit)))
+    windows: Rows = []
+    for r in batch.rollups.values():
+        row = rollup_tuple(r)
+        id_, unit = series(row[0], row[3], row[4], row[5], row[6])
+        windows.append((id_, *row[1:3], *row[7:13], own_unit(row[6], unit)))
     return (
+        new,
         [execution_row(s) for s in executions],
         [step_row(step) for s in executions for step in s["steps"]],
-        [sample_tuple(s) for s in batch.samples.values()],
-        [rollup_tuple(r) for r in batch.rollups.values()],
+        samples,
+        windows,
     )
 
 
@@ -373,7 +398,8 @@ def prepare(config: SinkBenchConfig) -> Prepared:
         batch.consumed(BENCH_TOPIC, 0, (offset + 1) * config.batch_records, 0)
         batches.append(batch)
     steps = sum(len(s["steps"]) for s in snaps)
-    return Prepared(tuple(batches), tuple(batch_tuples(b) for b in batches), len(snaps), steps, len(samples),
+    known: dict[str, tuple[int, str]] = {}
+    return Prepared(tuple(batches), tuple(batch_tuples(b, known) for b in batches), len(snaps), steps, len(samples),
                     len(rollups))
 
 
@@ -381,11 +407,11 @@ def prepare(config: SinkBenchConfig) -> Prepared:
 
 
 _PLAIN = {
+    "series": "id, key, tenant_id, metric_type, labels, unit",
     "workflow_executions_monitor": ", ".join(EXECUTION_COLUMNS),
     "workflow_step_executions": ", ".join(STEP_COLUMNS),
-    "performance_metrics": "id, timestamp, metric_type, value, unit, labels, tenant_id",
-    "metric_rollups": (
-        "series, window_start, window_end, tenant_id, metric_type, labels, unit, count, sum, min, max, sketch, final"),
+    "samples": "series_id, timestamp, id, value, unit",
+    "rollup_windows": "series_id, window_start, window_end, count, sum, min, max, sketch, final, unit",
 }
 """Table -> the columns, in the order of the tuples the sink binds."""
 
@@ -425,15 +451,16 @@ def write_sink(path: Path | str, prepared: Prepared) -> float:
 
 def time_row_building(prepared: Prepared) -> float:
     began = now()
+    known: dict[str, tuple[int, str]] = {}
     for batch in prepared.batches:
-        batch_tuples(batch)
+        batch_tuples(batch, known)
     return now() - began
 
 
 def _check_rows(path: Path | str, prepared: Prepared) -> None:
     conn = open_for_writing(path)
     try:
-        counts = [int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _PLAIN]
+        counts = [int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _PLAIN if t != "series"]
     finally:
         conn.close()
     expected = [prepared.executions, prepared.steps, prepared.samples, prepared.rollups]

@@ -235,7 +235,7 @@ def run_proof(
     conn = sqlite3.connect(f"file:{replay_db}?mode=ro", uri=True)
     try:
         rows = {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
     finally:
         conn.close()
     return ProofResult(_live(settings), replay_db, len(events), len(junk), worker.starts, sink.starts,

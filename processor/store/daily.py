@@ -20,6 +20,7 @@ from typing import Any
 from processor.folds.sketch_codec import encode, merge_encoded
 from processor.store.conn import Connection
 from processor.store.hourly import HOURLY_COLUMNS, HourlyChange, by_key, summed
+from processor.store.series import write_tier_rows
 from processor.store.sqltext import DAY_MS, upsert_sql
 
 DAILY_COLUMNS = (
@@ -101,9 +102,10 @@ def refresh_daily(conn: Connection, changes: Mapping[tuple[str, int], HourlyChan
 
 
 def rebuild_days(conn: Connection, keys: Iterable[tuple[str, int]],
-                 upserts: list[tuple[Any, ...]] | None = None) -> None:
+                 upserts: list[tuple[Any, ...]] | None = None, *, legacy: bool = False) -> None:
     """Recompute the daily row of each ``(series, day_start)`` of ``keys`` from its hourly rows
-    (and write ``upserts`` too)."""
+    (and write ``upserts`` too); ``legacy``: into the table ``metric_rollups_daily`` of schemas 6
+    and 7 (the migration to 6), else into ``rollup_days``."""
     rows = [] if upserts is None else upserts
     drop = []
     for series, day in keys:
@@ -112,19 +114,22 @@ def rebuild_days(conn: Connection, keys: Iterable[tuple[str, int]],
             drop.append((series, day))
         else:
             rows.append(row)
+    if not legacy:
+        write_tier_rows(conn, "rollup_days", "day_start", rows, drop)
+        return
     if drop:
         conn.executemany("DELETE FROM metric_rollups_daily WHERE series = ? AND day_start = ?", drop)
     if rows:
         conn.executemany(_UPSERT_DAILY, rows)
 
 
-def rebuild_daily(conn: Connection) -> None:
-    """Every daily row from the hourly rows stored (the migration that adds the tier), in the
-    caller's transaction."""
+def rebuild_daily(conn: Connection, *, legacy: bool = False) -> None:
+    """Every daily row from the hourly rows stored (the migration that adds the tier, ``legacy``:
+    into the table of schemas 6 and 7), in the caller's transaction."""
     keys = conn.execute(
         f"SELECT DISTINCT series, hour_start - hour_start % {DAY_MS} FROM metric_rollups_hourly ORDER BY 1, 2"
     ).fetchall()
-    rebuild_days(conn, [(str(series), int(day)) for series, day in keys])
+    rebuild_days(conn, [(str(series), int(day)) for series, day in keys], legacy=legacy)
 
 
 def _complete(hour: Sequence[Any]) -> bool:

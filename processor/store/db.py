@@ -11,6 +11,10 @@ rows per day and series) and ``metric_counts`` (raw samples per type and tenant)
 in the same transaction as the execution rows), ``dead_letters`` and the sink's own
 ``sink_offsets``. ``PRAGMA user_version`` holds the schema version; opening a
 database for writing migrates it.
+
+Since schema 8 the metric tables are views over a compact layout (``series``, ``samples``,
+``rollup_windows``, ``rollup_hours``, ``rollup_days``: :mod:`processor.store.schema_layout`,
+written through :mod:`processor.store.series`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from processor.store.schema import SINK_STATUS as SINK_STATUS
 from processor.store.schema import SINK_TABLES as SINK_TABLES
 from processor.store.schema import STEP_COLUMNS as STEP_COLUMNS
 from processor.store.schema import split_statements
+from processor.store.series import event_id, series_key_of
 from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
 from processor.store.sqltext import HOUR_MS as HOUR_MS
 from processor.store.sqltext import upsert_sql as upsert_sql
@@ -106,13 +111,16 @@ def migrate(conn: sqlite3.Connection) -> int:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         if target >= 6:
             conn.create_function("axmon_sketch_bytes", 1, _sketch_bytes, deterministic=True)
+        if target == 8:
+            conn.create_function("axmon_series_key", 3, series_key_of, deterministic=True)
+            conn.create_function("axmon_event_id", 1, event_id, deterministic=True)
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in split_statements(MIGRATIONS[target]):
                 conn.execute(statement)
             if target == 6:  # the daily rows are built in this code's form: from bytes, as bytes
                 conn.execute("UPDATE metric_rollups_hourly SET sketch = axmon_sketch_bytes(sketch)")
-                rebuild_daily(conn)
+                rebuild_daily(conn, legacy=True)
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
         except BaseException:

@@ -39,7 +39,7 @@ def read_db_stats(path: DbLocation) -> DbStats:
     """One read of the database (a full count of each table: callers cache it)."""
     conn = open_read_only(path)
     try:
-        present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         rows = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in COUNTED_TABLES if t in present}
         try:
             written = conn.execute("SELECT last_write_at FROM sink_status WHERE id = 1").fetchone()

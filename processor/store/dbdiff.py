@@ -11,6 +11,7 @@ from typing import Any
 
 from processor.store.conn import Connection
 from processor.store.db import SINK_TABLES, open_read_only
+from processor.store.schema import LAYOUT_TABLES
 from processor.urls import DbLocation
 
 
@@ -31,8 +32,11 @@ class TableDiff:
 
 
 def tables(conn: Connection) -> list[str]:
-    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-    return [n for n in names if n not in SINK_TABLES and n != "schema_version" and not n.startswith("sqlite_")]
+    """The tables and views compared: the compact metric tables through their views (their
+    series ids are each database's own)."""
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")]
+    return [n for n in names if n not in SINK_TABLES and n not in LAYOUT_TABLES and n != "schema_version"
+            and not n.startswith("sqlite_")]
 
 
 WALL_CLOCK_ROWS = {

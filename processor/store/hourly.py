@@ -11,7 +11,8 @@ import orjson
 
 from processor.folds.sketch_codec import encode, merge_encoded
 from processor.store.conn import Connection
-from processor.store.sqltext import HOUR_MS, upsert_sql
+from processor.store.series import write_tier_rows
+from processor.store.sqltext import HOUR_MS
 
 #
 # A row of metric_rollups_hourly is a pure function of the metric_rollups rows of its series that
@@ -31,7 +32,6 @@ HOURLY_COLUMNS = (
     "window_ms", "coverage", "count", "sum", "min", "max", "sketch",
 )
 """``metric_rollups_hourly``'s columns, in table order (and :func:`hourly_row`'s)."""
-_UPSERT_HOURLY = upsert_sql("metric_rollups_hourly", HOURLY_COLUMNS, "series, hour_start")
 _WINDOW_COLUMNS = ("window_start", "window_end", "tenant_id", "metric_type", "labels", "unit", "count", "sum", "min",
                    "max", "sketch", "final")
 """A window row as :func:`hourly_row` takes it."""
@@ -136,10 +136,7 @@ def refresh_hourly(
             upserts.append(row)
         if row != old:
             changes[(series, hour)] = (old, row)
-    if drop:
-        conn.executemany("DELETE FROM metric_rollups_hourly WHERE series = ? AND hour_start = ?", drop)
-    if upserts:
-        conn.executemany(_UPSERT_HOURLY, upserts)
+    write_tier_rows(conn, "rollup_hours", "hour_start", upserts, drop)
     return changes
 
 

@@ -63,6 +63,7 @@ plan like a block's, so an overlapping window sends them back to the window-by-w
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,13 +109,16 @@ class MetricQueries(Reader):
         :data:`HOURLY_TIER`), ``daily``: ``metric_rollups_daily`` (default :data:`DAILY_TIER`,
         never without the hourly tier); neither on a database older than the table."""
         super().__init__(db_path)
-        tables = {str(r[0]) for r in self._tuples("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {str(r[0]) for r in self._tuples("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         self._hourly = (HOURLY_TIER if hourly is None else hourly) and "metric_rollups_hourly" in tables
         self._daily = self._hourly and (DAILY_TIER if daily is None else daily) and "metric_rollups_daily" in tables
         self._counted = "metric_counts" in tables
-        self._json_sketches = int(self._tuples("PRAGMA user_version")[0][0]) < 7
+        version = int(self._tuples("PRAGMA user_version")[0][0])
+        self._json_sketches = version < 7
         """Whether the rollup sketches are stored in their JSON form (a database not yet migrated
         to schema 7, read as it is)."""
+        self._layout = version >= 8
+        """Whether the metric tables are in the compact layout (raw samples stored by series)."""
 
     def get_aggregation(
         self,
@@ -139,8 +143,8 @@ class MetricQueries(Reader):
         check_range(start, end)
         where = Filter.of(metric_type, tenant_id, labels)
         plan = self._metric_plan(where, start, end, None, with_sketch=True)
-        values = self._raw_values(where, plan.raw)
         used = [*plan.daily, *plan.hourly, *plan.minute]
+        values = self._raw_values(where, plan.raw, used)
         if not used:
             return _exact_summary(metric_type, start, end, values)
         merged = _merge_rollups(used, json_sketches=self._json_sketches).merge(Aggregate.of(values))
@@ -177,7 +181,8 @@ class MetricQueries(Reader):
         buckets: dict[int, list[float]] = {}
         for r in (*plan.daily, *plan.hourly, *plan.minute):
             _bump(buckets, (r.window_start - start) // interval_ms, r.count, r.sum)
-        for k, count, total in self._raw_buckets(where, plan.raw, start, interval_ms):
+        for k, count, total in self._raw_buckets(where, plan.raw, start, interval_ms,
+                                                 [*plan.daily, *plan.hourly, *plan.minute]):
             _bump(buckets, k, count, total)
         points = [
             {"timestamp": start + k * interval_ms, "value": total / count, "count": int(count)}
@@ -284,9 +289,12 @@ class MetricQueries(Reader):
         params = [_segments_json(segments), where.metric_type, *where.params]
         return [RollupRow(*row) for row in self._tuples(sql, params)]
 
-    def _raw_values(self, where: Filter, segments: Sequence[Interval]) -> list[float]:
+    def _raw_values(self, where: Filter, segments: Sequence[Interval], used: Sequence[RollupRow] = ()) -> list[float]:
         if not segments:
             return []
+        probes = probed(segments, used, self._series_count(where) if len(segments) > 1 else 0)
+        if len(probes) < len(segments):
+            return [v for t, v in self._raw_rows(where, probes) if inside(segments, t)]
         sql = (
             f"{_SEGMENTS}SELECT p.value FROM seg CROSS JOIN performance_metrics AS p "
             f"WHERE p.metric_type = ? AND p.timestamp >= seg.lo AND p.timestamp < seg.hi{where.sql_for('p')}"
@@ -294,12 +302,38 @@ class MetricQueries(Reader):
         params = [_segments_json(segments), where.metric_type, *where.params]
         return [row[0] for row in self._tuples(sql, params)]
 
+    def _series_count(self, where: Filter) -> int:
+        """How many lookups one raw segment costs: the matching series (schema 8, where raw
+        samples are stored by series and time); 0 before (they were indexed by type and time:
+        segments are never joined, see :func:`probed`)."""
+        if not self._layout:
+            return 0
+        return int(self._tuples(f"SELECT COUNT(*) FROM series AS s WHERE s.metric_type = ?{where.sql_for('s')}",
+                                [where.metric_type, *where.params])[0][0])
+
+    def _raw_rows(self, where: Filter, probes: Sequence[Interval]) -> list[tuple[int, float]]:
+        """``(timestamp, value)`` of the raw samples in ``probes``."""
+        sql = (
+            f"{_SEGMENTS}SELECT p.timestamp, p.value FROM seg CROSS JOIN performance_metrics AS p "
+            f"WHERE p.metric_type = ? AND p.timestamp >= seg.lo AND p.timestamp < seg.hi{where.sql_for('p')}"
+        )
+        return [(int(t), v) for t, v in self._tuples(sql, [_segments_json(probes), where.metric_type, *where.params])]
+
     def _raw_buckets(
-        self, where: Filter, segments: Sequence[Interval], start: int, interval_ms: int
+        self, where: Filter, segments: Sequence[Interval], start: int, interval_ms: int,
+        used: Sequence[RollupRow] = (),
     ) -> list[tuple[int, int, float]]:
-        """``(bucket, count, sum)`` of the raw samples in ``segments``, grouped in SQL."""
+        """``(bucket, count, sum)`` of the raw samples in ``segments``, grouped in SQL (in Python
+        when segments are read together, see :func:`probed`)."""
         if not segments:
             return []
+        probes = probed(segments, used, self._series_count(where) if len(segments) > 1 else 0)
+        if len(probes) < len(segments):
+            buckets: dict[int, list[float]] = {}
+            for t, v in self._raw_rows(where, probes):
+                if inside(segments, t):
+                    _bump(buckets, (t - start) // interval_ms, 1, v)
+            return [(k, int(c), float(s)) for k, (c, s) in sorted(buckets.items())]
         sql = (
             f"{_SEGMENTS}SELECT (p.timestamp - ?) / ? AS k, COUNT(*), SUM(p.value) "
             "FROM seg CROSS JOIN performance_metrics AS p "
@@ -309,6 +343,37 @@ class MetricQueries(Reader):
         params = [_segments_json(segments), start, interval_ms, where.metric_type, *where.params]
         # SQLite's SUM of +inf and -inf is NULL: the bucket's sum is then not a number
         return [(int(k), int(c), math.nan if s is None else float(s)) for k, c, s in self._tuples(sql, params)]
+
+
+def probed(segments: Sequence[Interval], used: Sequence[RollupRow], lookups: int) -> list[Interval]:
+    """The stretches read to get the raw samples of ``segments``: adjacent segments joined when
+    the rollup rows read between them (``used``) hold fewer samples than a segment costs index
+    lookups (``lookups``: one per matching series; 0: never join). The
+    raw samples are stored by series and time (schema 8), so each stretch costs a lookup per
+    series: many short segments (sparse series, whose windows alternate with empty minutes) cost
+    more than reading the few samples between them, which the caller leaves out again
+    (:func:`inside`)."""
+    if len(segments) < 2:
+        return list(segments)
+    starts = sorted((r.window_start, r.count) for r in used)
+    keys = [s for s, _ in starts]
+    prefix = [0]
+    for _, count in starts:
+        prefix.append(prefix[-1] + count)
+    out = [list(segments[0])]
+    for lo, hi in segments[1:]:
+        gap = prefix[bisect_left(keys, lo)] - prefix[bisect_left(keys, out[-1][1])]
+        if gap < lookups:
+            out[-1][1] = hi
+        else:
+            out.append([lo, hi])
+    return [(a, b) for a, b in out]
+
+
+def inside(segments: Sequence[Interval], at: int) -> bool:
+    """Whether ``at`` lies in one of the sorted, disjoint ``segments``."""
+    i = bisect_right(segments, (at, math.inf)) - 1
+    return i >= 0 and segments[i][0] <= at < segments[i][1]
 
 
 def _segments_json(segments: Sequence[Interval]) -> str:

@@ -4,7 +4,9 @@ puts a rebuilt database in place when the live store is PostgreSQL.
 Readers see the old rows or the new ones, never a mix (one transaction). The tables are emptied
 with ``TRUNCATE`` and filled from the file; the counts that PostgreSQL's triggers keep
 (``metric_rollup_day_counts``, ``metric_counts``) are not copied but counted again by those
-triggers as the rows go in, and ``logs.rowid`` is numbered afresh in the file's order. The sink's
+triggers as the rows go in (the series first), ``logs.rowid`` is numbered afresh in the file's
+order, the series keep their ids (new ones are numbered after them) and the samples' ids are
+copied as text (SQLite keeps a UUID's as its bytes). The sink's
 offsets come with the rows: a live sink, stopped first, resumes from them.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from processor.store.db import open_for_writing
 from processor.store.pgconn import PgConnection
+from processor.store.schema import SAMPLE_ID
 
 TRIGGER_KEPT = frozenset({"metric_rollup_day_counts", "metric_counts"})
 _CHUNK = 2_000
@@ -28,8 +31,9 @@ def copy_into(source: Path, url: str) -> dict[str, int]:
     if not isinstance(pg, PgConnection):
         raise TypeError(f"{url} is not a PostgreSQL database")
     try:
-        tables = [r[0] for r in lite.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")]
+        tables = sorted((r[0] for r in lite.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")),
+            key=lambda t: (t != "series", t))  # the series first: the triggers that count rows read them
         copied: dict[str, int] = {}
         with pg.raw.transaction():
             pg.raw.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))  # type: ignore[call-overload]
@@ -39,12 +43,18 @@ def copy_into(source: Path, url: str) -> dict[str, int]:
                 columns = [r[1] for r in lite.execute(f'PRAGMA table_info("{table}")')]
                 names = ", ".join(f'"{c}"' for c in columns)
                 insert = f'INSERT INTO "{table}"({names}) VALUES ({", ".join("%s" for _ in columns)})'
-                cursor = lite.execute(f'SELECT {names} FROM "{table}" ORDER BY rowid')
+                picked = ", ".join(SAMPLE_ID if table == "samples" and c == "id" else f'p."{c}"' for c in columns)
+                keyed = lite.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+                order = "" if "WITHOUT ROWID" in keyed.upper() else " ORDER BY rowid"  # else in key order
+                cursor = lite.execute(f'SELECT {picked} FROM "{table}" AS p{order}')
                 copied[table] = 0
                 while rows := cursor.fetchmany(_CHUNK):
                     with pg.raw.cursor() as out:
                         out.executemany(insert, rows)  # type: ignore[arg-type]
                     copied[table] += len(rows)
+            if "series" in tables:  # the ids copied: new series are numbered after them
+                pg.raw.execute("SELECT setval(pg_get_serial_sequence('series', 'id'), COALESCE(MAX(id), 0) + 1, false) "
+                               "FROM series")
         return copied
     finally:
         pg.close()

@@ -11,7 +11,7 @@ The store's modules are written once, in SQLite's dialect with ``?`` parameters;
   table (PostgreSQL finds it ambiguous);
 - every ``ORDER BY`` term gets SQLite's null order (``NULLS FIRST`` ascending, ``NULLS LAST``
   descending);
-- ``sqlite_master`` becomes the tables and indexes of the current schema;
+- ``sqlite_master`` becomes the tables, indexes and views of the current schema;
 - the JSON idioms the store uses: ``json_each(?)`` over a parameter (a JSON array) becomes
   ``sq_each(?)`` (index ``key``, integer ``value``, element ``item``), ``json_extract`` of an
   element of it ``item ->> n`` (text beside ``series =``, else an integer), ``json_extract(t.labels,
@@ -31,7 +31,7 @@ import re
 from functools import lru_cache
 
 from processor.errors import AxmonError
-from processor.store.schema import split_statements, trigger_name
+from processor.store.schema import V8_PG, split_statements, trigger_name
 
 
 class Untranslatable(AxmonError):
@@ -40,7 +40,8 @@ class Untranslatable(AxmonError):
 
 _MASTER = (
     "(SELECT 'table' AS type, tablename::text AS name FROM pg_tables WHERE schemaname = current_schema() "
-    "UNION ALL SELECT 'index', indexname::text FROM pg_indexes WHERE schemaname = current_schema()) AS sqlite_master"
+    "UNION ALL SELECT 'index', indexname::text FROM pg_indexes WHERE schemaname = current_schema() "
+    "UNION ALL SELECT 'view', viewname::text FROM pg_views WHERE schemaname = current_schema()) AS sqlite_master"
 )
 
 
@@ -155,6 +156,8 @@ _TYPES = (
 REPLACED_TRIGGERS = frozenset({
     "metric_rollups_counted", "metric_rollups_uncounted", "metric_rollups_recounted",
     "performance_metrics_counted", "performance_metrics_uncounted", "performance_metrics_recounted",
+    "rollup_windows_counted", "rollup_windows_uncounted", "rollup_windows_recounted",
+    "samples_counted", "samples_uncounted", "samples_recounted",
 })
 """SQLite's triggers that :data:`PG_EXTRAS` replaces (one PL/pgSQL trigger per table)."""
 
@@ -213,8 +216,51 @@ PG_EXTRAS: dict[int, tuple[str, ...]] = {
         "ON performance_metrics FOR EACH ROW EXECUTE FUNCTION performance_metrics_count()",
     ),
 }
+PG_EXTRAS[8] = (
+    """CREATE FUNCTION rollup_windows_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE metric_rollup_day_counts AS c SET windows = c.windows - 1 FROM series AS s
+          WHERE s.id = OLD.series_id AND c.metric_type = s.metric_type AND c.series = s.key
+          AND c.day_start = OLD.window_start - OLD.window_start % 86400000;
+        DELETE FROM metric_rollup_day_counts AS c USING series AS s
+          WHERE s.id = OLD.series_id AND c.metric_type = s.metric_type AND c.series = s.key
+          AND c.day_start = OLD.window_start - OLD.window_start % 86400000 AND c.windows = 0;
+      END IF;
+      IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO metric_rollup_day_counts(metric_type, day_start, series, windows)
+          SELECT s.metric_type, NEW.window_start - NEW.window_start % 86400000, s.key, 1 FROM series AS s
+          WHERE s.id = NEW.series_id
+          ON CONFLICT(metric_type, day_start, series) DO UPDATE SET windows = metric_rollup_day_counts.windows + 1;
+      END IF;
+      RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER rollup_windows_counted AFTER INSERT OR DELETE OR UPDATE OF series_id, window_start "
+    "ON rollup_windows FOR EACH ROW EXECUTE FUNCTION rollup_windows_count()",
+    """CREATE FUNCTION samples_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE metric_counts AS c SET samples = c.samples - 1 FROM series AS s
+          WHERE s.id = OLD.series_id AND c.metric_type = s.metric_type AND c.tenant = COALESCE(s.tenant_id, '');
+        DELETE FROM metric_counts AS c USING series AS s
+          WHERE s.id = OLD.series_id AND c.metric_type = s.metric_type AND c.tenant = COALESCE(s.tenant_id, '')
+          AND c.samples = 0;
+      END IF;
+      IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO metric_counts(metric_type, tenant, samples)
+          SELECT s.metric_type, COALESCE(s.tenant_id, ''), 1 FROM series AS s WHERE s.id = NEW.series_id
+          ON CONFLICT(metric_type, tenant) DO UPDATE SET samples = metric_counts.samples + 1;
+      END IF;
+      RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER samples_counted AFTER INSERT OR DELETE OR UPDATE OF series_id "
+    "ON samples FOR EACH ROW EXECUTE FUNCTION samples_count()",
+    "DROP FUNCTION metric_rollups_count()",
+    "DROP FUNCTION performance_metrics_count()",
+)
 """What PostgreSQL needs beyond the translated migration of a version: ``logs.rowid`` (SQLite's
-implicit row id, which ``get_logs`` follows) and the triggers that keep the counts tables."""
+implicit row id, which ``get_logs`` follows) and the triggers that keep the counts tables (from
+version 8 on the compact tables, see :mod:`processor.store.schema_layout`)."""
 
 
 _SKETCH_TABLES = ("metric_rollups", "metric_rollups_hourly", "metric_rollups_daily")
@@ -230,7 +276,9 @@ PG_REPLACED: dict[int, tuple[str, ...]] = {
 """Versions whose SQLite migration PostgreSQL does not run, and what it runs instead. Version 7
 (sketches as bytes, converted by a Python function SQLite calls) declares the sketch columns
 ``BYTEA`` (SQLite keeps bytes in a ``TEXT`` column; PostgreSQL does not); a PostgreSQL database
-is made at the newest version, so its tables are empty here, and one that is not is refused."""
+is made at the newest version, so its tables are empty here, and one that is not is refused.
+Version 8 (the compact metric layout) likewise: made empty, the old tables dropped (their
+triggers with them), a database holding metric rows refused."""
 
 
 def schema_statements(script: str) -> list[str]:
@@ -249,6 +297,17 @@ def schema_statements(script: str) -> list[str]:
 def _ddl(statement: str) -> str:
     if not re.match(r"(CREATE\s+TABLE|ALTER\s+TABLE)\b", statement, re.I):
         return statement
+    # a column that SQLite numbers itself (its row id): an identity column
+    statement = re.sub(r"\b(\w+) INTEGER PRIMARY KEY,", r"\1 BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,", statement)
     for pattern, replacement in _TYPES:
         statement = pattern.sub(replacement, statement)
     return re.sub(r"\)\s*WITHOUT\s+ROWID\s*$", ")", statement, flags=re.I)
+
+
+PG_REPLACED[8] = (
+    "DO $$ BEGIN IF EXISTS (SELECT 1 FROM performance_metrics) OR EXISTS (SELECT 1 FROM metric_rollups) THEN "
+    "RAISE EXCEPTION 'it holds metric rows in the layout of schema 7: rebuild it (axmon replay --swap --live-db URL)'; "
+    "END IF; END $$",
+    "DROP TABLE metric_rollups_daily, metric_rollups_hourly, metric_rollups, performance_metrics CASCADE",
+    *(s for s in schema_statements(V8_PG) if not s.upper().startswith("DROP TABLE")),
+)

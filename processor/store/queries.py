@@ -226,9 +226,9 @@ class Monitor(MetricQueries):
         return [str(r[0]) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        """Rows per table, by table name (SQLite's own tables left out)."""
+        """Rows per table and view, by name (SQLite's own tables left out)."""
         names = self._tuples(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
             "ORDER BY name"
         )
         return {name: int(self._tuples(f"SELECT COUNT(*) FROM {quote(name)}")[0][0]) for (name,) in names}

@@ -55,7 +55,7 @@ def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -
         report["executions"] = _deleted(conn, "DELETE FROM workflow_executions_monitor WHERE id = ?", ids)
         apply_stats_deltas(conn, deltas)
         report["samples"] = conn.execute(
-            "DELETE FROM performance_metrics WHERE timestamp < ?", (now_ms - retention.samples_ms,)
+            "DELETE FROM samples WHERE timestamp < ?", (now_ms - retention.samples_ms,)
         ).rowcount
         rollups_before = now_ms - retention.rollups_ms
         touched = {
@@ -64,7 +64,7 @@ def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -
                 "SELECT series, window_start FROM metric_rollups WHERE window_end < ?", (rollups_before,)
             )
         }
-        report["rollups"] = conn.execute("DELETE FROM metric_rollups WHERE window_end < ?", (rollups_before,)).rowcount
+        report["rollups"] = conn.execute("DELETE FROM rollup_windows WHERE window_end < ?", (rollups_before,)).rowcount
         refresh_daily(conn, refresh_hourly(conn, touched))  # a tier row never claims a deleted window
         report["dead_letters"] = conn.execute(
             "DELETE FROM dead_letters WHERE timestamp < ?", (now_ms - retention.samples_ms,)

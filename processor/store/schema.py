@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import re
 
+from processor.store.schema_layout import SAMPLE_ID
+from processor.store.schema_layout import V8_COPY as _V8_COPY
+from processor.store.schema_layout import V8_TABLES as _V8_TABLES
+from processor.store.schema_layout import V8_VIEWS as _V8_VIEWS
+
 _TRIGGER = re.compile(r"CREATE\s+TRIGGER\s+(\w+)", re.I)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _V1 = """
 CREATE TABLE workflow_executions_monitor (
@@ -342,8 +347,16 @@ published form (the ``axmon.metric-rollups`` topic) stays JSON. The step convert
 sketch, once (:func:`_sketch_bytes`); rows keep their other columns, so the tiers' proofs hold as
 before."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7,
+                              8: ";\n".join((_V8_TABLES, _V8_COPY, _V8_VIEWS.format(sample_id=SAMPLE_ID)))}
 """Version -> the SQL that brings version - 1 to it."""
+
+V8_PG = ";\n".join((_V8_TABLES, _V8_VIEWS.format(sample_id="p.id")))
+"""Version 8 without its copy of the rows (PostgreSQL: see :mod:`processor.store.pgdialect`)."""
+
+LAYOUT_TABLES = frozenset({"series", "samples", "rollup_windows", "rollup_hours", "rollup_days"})
+"""The compact metric tables, read and compared through their views (their series ids are the
+database's own)."""
 
 SINK_TABLES = frozenset({"sink_offsets", "sink_status", "sink_derived_times"})
 """The sink's own bookkeeping: not part of the materialised state."""

@@ -27,11 +27,13 @@ from processor.errors import AxmonError
 from processor.folds.decode import decode_input
 from processor.folds.records import Emit, Origin, Stream
 from processor.folds.sketch_codec import encode_json
+from processor.folds.windows import series_id, series_of
 from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
 from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS, upsert_sql
 from processor.store.hourly import Written, refresh_hourly, stored_windows
 from processor.store.pgconn import PgConnection
+from processor.store.series import write_keyed_samples, write_window_rows
 from schemas.events import LogRecorded, MetricRecorded
 
 _STATUS_COLUMNS = ("pending", "running", "completed", "failed", "cancelled")
@@ -344,15 +346,6 @@ def apply_stats_deltas(conn: Connection, deltas: Mapping[str, list[int]]) -> Non
 # -- metrics --------------------------------------------------------------------------------------
 
 
-_UPSERT_ROLLUP = (
-    "INSERT INTO metric_rollups(series, window_start, window_end, tenant_id, metric_type, labels, unit, "
-    "count, sum, min, max, sketch, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT(series, window_start) DO UPDATE SET window_end = excluded.window_end, "
-    "count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max, "
-    "sketch = excluded.sketch, final = excluded.final, unit = excluded.unit"
-)
-
-
 def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> None:
     """Upsert the window rows, then bring the hourly row of every (series, hour) whose windows
     changed up to date (:func:`refresh_hourly`), and the daily row of every (series, day) whose
@@ -369,23 +362,20 @@ def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> Non
     if not rows:
         return
     stored = stored_windows(conn, rows)
-    conn.executemany(_UPSERT_ROLLUP, rows)
+    write_window_rows(conn, rows)
     refresh_daily(conn, refresh_hourly(conn, (), written=Written.of(rows, stored)))
 
 
 def write_samples(conn: Connection, samples: Iterable[MetricRecorded]) -> None:
-    """Raw samples, insert-or-ignore by event id: a resent sample is stored once."""
-    conn.executemany(
-        "INSERT OR IGNORE INTO performance_metrics(id, timestamp, metric_type, value, unit, labels, tenant_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
-                orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id,
-            )
-            for s in samples
-        ],
-    )
+    """Raw samples, insert-or-ignore: a resent sample (the same event) is stored once."""
+    write_keyed_samples(conn, [
+        (
+            series_id(series_of(s)),
+            (s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
+             orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id),
+        )
+        for s in samples
+    ])
 
 
 _INSERT_LOG = (f"INSERT OR IGNORE INTO logs({', '.join(LOG_COLUMNS)}) "

@@ -1,6 +1,8 @@
 """Writes ``schema_vN.db.gz``, the migration test's databases (``tests/unit/test_migration.py``):
-``write_batch`` of raw samples and 60 s rollup windows (and so the tiers of that version),
-through the sink's code path as it stood at the commit of :data:`WRITTEN_AT`.
+``write_batch`` of raw samples and 60 s rollup windows (and so the tiers of that version), and of
+the executions (with their steps) of a small simulated scenario, through the sink's code path as
+it stood at the commit of :data:`WRITTEN_AT` (the files of versions 5 and 6 were written before
+the executions were added, and hold none).
 
 Run it with that version's code first on the path: for version 6, ``git worktree add --detach
 /tmp/v6 61486ec``, then ``PYTHONPATH=/tmp/v6 .venv/bin/python tests/data/make_schema_db.py
@@ -17,12 +19,14 @@ import tempfile
 from pathlib import Path
 
 from processor.folds.aggregate import Aggregate
+from processor.folds.execution import ExecutionState, apply, snapshot
 from processor.folds.windows import series_id
 from processor.store.db import open_for_writing
 from processor.store.sinkdb import SinkBatch, write_batch
-from schemas.events import MetricRecorded
+from producers.simulator import ScenarioConfig, generate_scenario
+from schemas.events import LifecycleEvent, MetricRecorded
 
-WRITTEN_AT = {5: "1067c5a", 6: "61486ec"}
+WRITTEN_AT = {5: "1067c5a", 6: "61486ec", 7: "cb45ad7"}
 """Schema version -> the commit whose code wrote ``tests/data/schema_v<version>.db.gz``."""
 
 D0 = 1_700_006_400_000
@@ -62,6 +66,11 @@ def main(out: Path) -> None:
             "window_end": start + W, **agg.summary(), "sketch": agg.sketch.to_json(), "final": final,
         })
     samples.sort(key=lambda s: s.occurred_at)
+    states: dict[str, ExecutionState] = {}
+    for event in generate_scenario(ScenarioConfig(seed=17, executions=40, start_ms=D0)):
+        if isinstance(event, LifecycleEvent):
+            states[event.execution_id] = apply(states.get(event.execution_id), event)
+    executions = [snapshot(state) for state in states.values()]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "written.db"
         conn = open_for_writing(path)
@@ -72,6 +81,8 @@ def main(out: Path) -> None:
                 batch.add_sample(s)
             for r in rollups[k:k + step]:
                 batch.add_rollup(r)
+            for e in executions[k // 20:(k + step) // 20]:
+                batch.add_execution(e)
             batch.consumed("axmon.metrics", 0, k + step, 0)
             write_batch(conn, batch, written_at_ms=0)
         conn.execute("PRAGMA journal_mode = DELETE")

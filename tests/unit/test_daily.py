@@ -148,7 +148,7 @@ def test_whole_final_days_come_from_daily_rows(db: DbAt) -> None:
     check_series(series, selected(samples, D0, D0 + DAYS * DAY_MS), D0, DAY_MS)
     # a window of day 0 deleted, or added, behind the tiers' back: the counts see it
     conn = open_for_writing(db)
-    conn.execute("DELETE FROM metric_rollups WHERE window_start = (SELECT MIN(window_start) FROM metric_rollups "
+    conn.execute("DELETE FROM rollup_windows WHERE window_start = (SELECT MIN(window_start) FROM rollup_windows "
                  "WHERE window_start >= ?)", (D0 + 7 * HOUR_MS,))
     conn.close()
     with Monitor(db) as monitor, Monitor(db, hourly=False) as plain:

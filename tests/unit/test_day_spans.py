@@ -72,7 +72,7 @@ def test_a_day_whose_proof_fails_is_read_as_before(tmp_path: Path, monkeypatch: 
     samples, rollups = scenario(3, odd=False)
     db = build(tmp_path / "d.db", samples, rollups)
     conn = open_for_writing(db)  # a window of day 0 deleted behind the tiers' back: the counts see it
-    conn.execute("DELETE FROM metric_rollups WHERE window_start = (SELECT MIN(window_start) FROM metric_rollups "
+    conn.execute("DELETE FROM rollup_windows WHERE window_start = (SELECT MIN(window_start) FROM rollup_windows "
                  "WHERE window_start >= ?)", (D0 + 7 * HOUR_MS,))
     conn.close()
     seen = spied(monkeypatch)

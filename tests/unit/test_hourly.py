@@ -200,7 +200,7 @@ def test_hourly_rows_must_each_match_their_series_windows(db: DbAt) -> None:
     hour still agree, the counts per series do not, so the hour is read window by window."""
     samples, rollups = scenario(8, odd_sizes=False)
     db = build(db("h.db"), samples, rollups)
-    (a, _), (b, b_tenant, b_labels) = [
+    (a, _), (b, _, _) = [
         (r["series"], r["window_start"]) for r in rollups if r["tenant_id"] == "tenant_a"
         and r["labels"] == {"model": "small"} and H0 + 3 * HOUR_MS <= r["window_start"] < H0 + 4 * HOUR_MS][:1] + [
         (r["series"], r["tenant_id"], orjson.dumps(r["labels"], option=orjson.OPT_SORT_KEYS).decode())
@@ -210,8 +210,8 @@ def test_hourly_rows_must_each_match_their_series_windows(db: DbAt) -> None:
                          "AND window_start NOT IN (SELECT window_start FROM metric_rollups WHERE series = ?)",
                          (a, H0 + 3 * HOUR_MS, b)).fetchone()[0]
     assert H0 + 3 * HOUR_MS <= start < H0 + 4 * HOUR_MS
-    conn.execute("UPDATE metric_rollups SET series = ?, tenant_id = ?, labels = ? WHERE series = ? AND window_start = ?",
-                 (b, b_tenant, b_labels, a, start))
+    conn.execute("UPDATE rollup_windows SET series_id = (SELECT id FROM series WHERE key = ?) "
+                 "WHERE series_id = (SELECT id FROM series WHERE key = ?) AND window_start = ?", (b, a, start))
     conn.close()
     with Monitor(db) as tiered, Monitor(db, hourly=False) as plain:
         for tenant, labels in (*FILTERS, ("tenant_b", {})):
@@ -245,11 +245,12 @@ def test_hours_whose_hourly_rows_do_not_match_the_windows_are_read_window_by_win
     db = build(db("h.db"), samples, rollups)
     conn = open_for_writing(db)
     # hour 0 as a database migrated from version 2 has it: windows, no hourly rows
-    conn.execute("DELETE FROM metric_rollups_hourly WHERE hour_start = ?", (H0,))
+    conn.execute("DELETE FROM rollup_hours WHERE hour_start = ?", (H0,))
     # hour 1: one series' hourly row gone (the others stay)
-    conn.execute("DELETE FROM metric_rollups_hourly WHERE hour_start = ? AND tenant_id = 'tenant_b'", (H0 + HOUR_MS,))
+    conn.execute("DELETE FROM rollup_hours WHERE hour_start = ? AND series_id IN "
+                 "(SELECT id FROM series WHERE tenant_id = 'tenant_b')", (H0 + HOUR_MS,))
     # hour 3: a window of every series deleted behind the tier's back (the hourly rows claim it)
-    conn.execute("DELETE FROM metric_rollups WHERE window_start = (SELECT MIN(window_start) FROM metric_rollups "
+    conn.execute("DELETE FROM rollup_windows WHERE window_start = (SELECT MIN(window_start) FROM rollup_windows "
                  "WHERE window_start >= ?)", (H0 + 3 * HOUR_MS,))
     conn.close()
     start, end = H0, H0 + HOURS * HOUR_MS
@@ -290,7 +291,7 @@ def test_a_database_without_the_table_is_read_from_windows(db: DbAt) -> None:
     db = build(db("h.db"), samples, rollups)
     conn = open_for_writing(db)
     expected = Monitor(db, hourly=False).get_aggregation(MT, H0, H0 + 4 * HOUR_MS)
-    conn.execute("DROP TABLE metric_rollups_hourly")
+    conn.execute("DROP VIEW metric_rollups_hourly")
     conn.close()
     with Monitor(db) as monitor:
         same(monitor.get_aggregation(MT, H0, H0 + 4 * HOUR_MS), expected)

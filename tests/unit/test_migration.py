@@ -1,8 +1,9 @@
-"""The migrations to schema 6 (the day tier and the kept counts) and 7 (sketches stored as bytes) on
-databases that the sink's code of schema 5 and 6 wrote (``tests/data/schema_v5.db.gz``,
-``tests/data/schema_v6.db.gz``, see ``tests/data/make_schema_db.py``): the queries answer as
-before (and as the raw samples say), the new tables are what the new code writes from the same
-rows, and whole days are then read from the day tier."""
+"""The migrations to schema 6 (the day tier and the kept counts), 7 (sketches stored as bytes) and 8
+(the compact metric layout) on databases that the sink's code of schema 5, 6 and 7 wrote
+(``tests/data/schema_v5.db.gz``, ``schema_v6.db.gz``, ``schema_v7.db.gz``, see
+``tests/data/make_schema_db.py``): the queries answer as before (and as the raw samples say), the
+new tables are what the new code writes from the same rows, and whole days are then read from the
+day tier."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from processor.folds.sketch import QuantileSketch
 from processor.folds.sketch_codec import decode, encode
 from processor.store.db import DAY_MS, HOUR_MS, SCHEMA_VERSION, open_for_writing
+from processor.store.dbdiff import compare
 from processor.store.queries import Monitor
 from processor.store.sinkdb import SinkBatch, write_batch
 from schemas.events import MetricRecorded
@@ -58,6 +60,22 @@ def answers(path: Path) -> list[Any]:
         for tenant in (None, "tenant_a", "tenant_b"):
             out += [m.get_metric_count(MT, tenant), m.get_metric_count("cache.hit_rate", tenant), m.get_metric_count(None, tenant)]
     return out
+
+
+def same_answers(new: list[Any], old: list[Any]) -> None:
+    """The same answers, read from the same rows: equal but for the last bits of sums of raw
+    samples, which SQL adds in the order it reads the rows (series by series in schema 8)."""
+    assert len(new) == len(old)
+    for n, o in zip(new, old):
+        if o is None or isinstance(o, int):
+            assert n == o
+        elif "data_points" in o:
+            same_series(n, o)
+        else:
+            assert n is not None
+            assert {k: v for k, v in n.items() if k not in ("sum", "avg")} == {
+                k: v for k, v in o.items() if k not in ("sum", "avg")}
+            assert n["sum"] == pytest.approx(o["sum"], rel=1e-12) and n["avg"] == pytest.approx(o["avg"], rel=1e-12)
 
 
 def stored_samples(path: Path) -> list[Sample]:
@@ -145,7 +163,7 @@ def test_a_schema_6_database_migrates_to_sketch_bytes_and_answers_as_before(v6: 
     migrated = tmp_path / "migrated.db"
     shutil.copy(v6, migrated)
     open_for_writing(migrated).close()
-    assert table(migrated, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 7
+    assert table(migrated, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
     for name in SKETCH_TABLES:
         old, new = table(v6, f"SELECT * FROM {name} ORDER BY 1, 2"), table(migrated, f"SELECT * FROM {name} ORDER BY 1, 2")
         assert len(old) == len(new) > 0, name
@@ -158,7 +176,74 @@ def test_a_schema_6_database_migrates_to_sketch_bytes_and_answers_as_before(v6: 
             assert not data or decode(n[at]) == QuantileSketch.from_json(data)
     counts_are_the_rows(migrated)
     assert daily_rows(migrated) == recomputed_daily(migrated)
-    assert answers(migrated) == before
+    same_answers(answers(migrated), before)
     with Monitor(migrated) as m:
         whole = m.get_aggregation(MT, D0, D0 + 2 * DAY_MS)
         assert whole is not None and whole["from_daily"] > 0
+
+
+FIXTURE_V7 = Path(__file__).resolve().parents[1] / "data" / "schema_v7.db.gz"
+READABLE = ("performance_metrics", "metric_rollups", "metric_rollups_hourly", "metric_rollups_daily",
+            "metric_rollup_day_counts", "metric_counts", "workflow_executions_monitor", "workflow_step_executions",
+            "workflow_stats")
+
+
+@pytest.fixture
+def v7(tmp_path: Path) -> Path:
+    path = tmp_path / "v7.db"
+    path.write_bytes(gzip.decompress(FIXTURE_V7.read_bytes()))
+    assert table(path, "PRAGMA user_version")[0][0] == 7
+    assert table(path, "SELECT type FROM sqlite_master WHERE name = 'performance_metrics'") == [("table",)]
+    return path
+
+
+def test_a_schema_7_database_migrates_to_the_compact_layout_and_reads_the_same(v7: Path, tmp_path: Path) -> None:
+    """The step to 8 moves every metric row into the compact tables; the original tables read the
+    same through their views (every row, every column), the whole database compares equal, the
+    queries answer exactly as on the database before, and each series is stored once."""
+    before = answers(v7)
+    migrated = tmp_path / "migrated.db"
+    shutil.copy(v7, migrated)
+    open_for_writing(migrated).close()
+    assert table(migrated, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 8
+    for name in READABLE:
+        rows = f"SELECT * FROM {name} ORDER BY 1, 2, 3"
+        old = table(v7, rows)
+        assert old and table(migrated, rows) == old, name
+    kinds = dict(table(migrated, "SELECT name, type FROM sqlite_master WHERE name IN ('performance_metrics', "
+                                 "'metric_rollups', 'metric_rollups_hourly', 'metric_rollups_daily')"))
+    assert set(kinds.values()) == {"view"} and len(kinds) == 4
+    assert compare(v7, migrated) == []
+    assert table(migrated, "SELECT COUNT(*) FROM series") == table(v7, "SELECT COUNT(DISTINCT series) FROM metric_rollups")
+    assert table(migrated, "SELECT DISTINCT typeof(id) FROM samples") == [("text",)]  # the fixture's ids are no UUIDs
+    counts_are_the_rows(migrated)
+    assert daily_rows(migrated) == recomputed_daily(migrated)
+    same_answers(answers(migrated), before)
+
+
+def test_the_migrated_layout_is_what_the_new_sink_writes_from_the_same_rows(v7: Path, tmp_path: Path) -> None:
+    migrated = tmp_path / "migrated.db"
+    shutil.copy(v7, migrated)
+    open_for_writing(migrated).close()
+    fresh = tmp_path / "fresh.db"
+    conn = open_for_writing(fresh)
+    samples = [MetricRecorded(event_id=s.id, occurred_at=s.timestamp, tenant_id=s.tenant_id, metric_type=s.metric_type,
+                              value=s.value, unit="ms", labels=dict(s.labels)) for s in stored_samples(v7)]
+    rollups = [
+        {"series": r[0], "window_start": r[1], "window_end": r[2], "tenant_id": r[3], "metric_type": r[4],
+         "labels": orjson.loads(r[5]), "unit": r[6], "count": r[7], "sum": r[8], "min": r[9], "max": r[10],
+         "sketch": decode(r[11]).to_json(), "final": bool(r[12])}
+        for r in table(v7, "SELECT series, window_start, window_end, tenant_id, metric_type, labels, unit, count, sum, "
+                           "min, max, sketch, final FROM metric_rollups ORDER BY window_start")
+    ]
+    for k in range(0, max(len(samples), len(rollups)), 250):
+        batch = SinkBatch()
+        for s in samples[k:k + 250]:
+            batch.add_sample(s)
+        for r in rollups[k:k + 250]:
+            batch.add_rollup(r)
+        write_batch(conn, batch, written_at_ms=0)
+    conn.close()
+    metric_tables = {"performance_metrics", "metric_rollups", "metric_rollups_hourly", "metric_rollups_daily",
+                     "metric_rollup_day_counts", "metric_counts"}
+    assert [d.table for d in compare(migrated, fresh) if d.table in metric_tables] == []

@@ -57,13 +57,13 @@ def test_json_idioms_are_translated_and_others_refused() -> None:
 def _columns_sqlite(path: Path) -> dict[str, list[str]]:
     conn = sqlite3.connect(path)
     try:
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")]
         return {n: [r[1] for r in conn.execute(f'PRAGMA table_info("{n}")')] for n in names}
     finally:
         conn.close()
 
 
-def test_the_schema_has_sqlites_tables_and_columns_and_its_version(tmp_path: Path, postgres: PgServer) -> None:
+def test_the_schema_has_sqlites_tables_views_and_columns_and_its_version(tmp_path: Path, postgres: PgServer) -> None:
     open_for_writing(tmp_path / "s.db").close()
     url = postgres.fresh()
     open_for_writing(url).close()
@@ -95,7 +95,7 @@ def test_the_reading_connection_is_read_only(postgres: PgServer) -> None:
     url = postgres.fresh()
     open_for_writing(url).close()
     with Monitor(url) as monitor, pytest.raises(sqlite3.OperationalError, match="read-only"):
-        monitor._conn.execute("DELETE FROM performance_metrics")
+        monitor._conn.execute("DELETE FROM samples")
 
 
 # -- fenced writes (several sinks) ------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_a_sqlite_file_copied_into_postgresql_compares_equal(tmp_path: Path, pos
     write_batch(live, _batch("axmon.execution-state", 0, _snapshots(3)))  # what the copy replaces
     live.close()
     copied = copy_into(source, url)
-    assert copied["metric_rollups"] == len(rollups) and copied["performance_metrics"] == len(samples)
+    assert copied["rollup_windows"] == len(rollups) and copied["samples"] == len(samples)
     assert compare(source, url) == []  # the counts tables too, counted again by the triggers
 
 

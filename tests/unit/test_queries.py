@@ -26,6 +26,7 @@ from processor.store.db import DatabaseError, open_for_writing
 from processor.store.metric_queries import nearest_rank
 from processor.store.queries import Monitor
 from processor.store.range_plan import plan_range
+from processor.store.series import write_sample_rows, write_window_rows
 from tests.pg import DbAt
 
 W = 60_000
@@ -58,11 +59,8 @@ def labels_json(labels: Mapping[str, str]) -> str:
 
 
 def insert_samples(conn: sqlite3.Connection, samples: Iterable[Sample]) -> None:
-    conn.executemany(
-        "INSERT INTO performance_metrics(id, timestamp, metric_type, value, unit, labels, tenant_id) "
-        "VALUES (?, ?, ?, ?, 'ms', ?, ?)",
-        [(s.id, s.timestamp, s.metric_type, s.value, labels_json(s.labels), s.tenant_id) for s in samples],
-    )
+    write_sample_rows(conn, [(s.id, s.timestamp, s.metric_type, s.value, "ms", labels_json(s.labels), s.tenant_id)
+                             for s in samples])
 
 
 def insert_rollups(
@@ -85,11 +83,7 @@ def insert_rollups(
             labels_json(dict(labels)), "ms", agg.count, agg.sum, agg.min, agg.max,
             encode(agg.sketch), int(final),
         ))
-    conn.executemany(
-        "INSERT INTO metric_rollups(series, window_start, window_end, tenant_id, metric_type, labels, unit, "
-        "count, sum, min, max, sketch, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    write_window_rows(conn, rows)
     return len(rows)
 
 
@@ -107,6 +101,11 @@ STEP_DEFAULTS: dict[str, Any] = {
 
 
 def insert_row(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> None:
+    """A row of ``table`` (a raw sample: through the store's writer, ``performance_metrics`` being a view)."""
+    if table == "performance_metrics":
+        write_sample_rows(conn, [tuple(row[c] for c in ("id", "timestamp", "metric_type", "value", "unit", "labels",
+                                                         "tenant_id"))])
+        return
     columns = ", ".join(f'"{c}"' for c in row)
     conn.execute(f"INSERT INTO {table}({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
@@ -298,7 +297,7 @@ def test_rollups_stand_in_for_raw_samples_removed_by_retention(db: DbAt) -> None
     samples = dense_samples(4, 25)
     db = build_db(db("t.db"), samples, final_before=T0 + 4 * W)
     conn = open_for_writing(db)
-    conn.execute("DELETE FROM performance_metrics WHERE timestamp < ?", (T0 + 2 * W,))
+    conn.execute("DELETE FROM samples WHERE timestamp < ?", (T0 + 2 * W,))
     conn.close()
     with Monitor(db) as monitor:
         result = monitor.get_aggregation(MT, T0, T0 + 4 * W)
@@ -583,4 +582,4 @@ def test_a_missing_or_foreign_database_is_a_database_error(tmp_path: Path) -> No
 
 def test_the_connection_is_read_only(db: DbAt) -> None:
     with Monitor(build_db(db("t.db"))) as monitor, pytest.raises(sqlite3.OperationalError):
-        monitor._conn.execute("DELETE FROM performance_metrics")
+        monitor._conn.execute("DELETE FROM samples")
