@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import itertools
 import math
 import os
 import sqlite3
@@ -66,6 +67,7 @@ from bench.worker import GroupProbe
 from processor.ops.children import AxmonChild
 from processor.ops.settle import sink_topics, stored_sink_offsets
 from processor.store.db import DatabaseError, open_read_only
+from processor.store.series import event_id as stored_event_id
 from producers import AxmonProducer, ProducerConfig
 from producers.client import route
 from producers.simulator import ScenarioConfig, generate_scenario
@@ -173,9 +175,11 @@ class Sent:
         return rate(len(self.sent_at) - 1, self.sent_at[-1] - self.sent_at[0]) if len(self.sent_at) > 1 else 0.0
 
 
-async def publish_paced(producer: AxmonProducer, events: Sequence[Event], t0: float, events_per_s: float | None) -> Sent:
+async def publish_paced(producer: AxmonProducer, events: Sequence[Event], t0: float, events_per_s: float | None,
+                        watcher: DbWatcher | None = None) -> Sent:
     """Event i published at ``t0 + i / events_per_s`` (as fast as possible when ``None``);
-    every acknowledgement awaited at the end."""
+    every acknowledgement awaited at the end. ``watcher`` is told of each sample before it is
+    published."""
     sent_at: list[float] = []
     for i, event in enumerate(events):
         if events_per_s:
@@ -183,6 +187,8 @@ async def publish_paced(producer: AxmonProducer, events: Sequence[Event], t0: fl
             if wait > 0.0005:
                 await asyncio.sleep(wait)
         sent_at.append(now())
+        if watcher is not None and isinstance(event, MetricRecorded):
+            watcher.expect(event.event_id)
         await producer.publish(event)
     await producer.flush()
     return Sent(tuple(events), tuple(sent_at))
@@ -247,8 +253,12 @@ class StateTap:
 
 class DbWatcher(threading.Thread):
     """Polls the sink's database read-only every ``interval_s`` and stamps (with ``now()``
-    taken just before each poll's queries) when it first saw each ``performance_metrics`` id
-    and each new ``last_event_at`` of each execution row."""
+    taken just before each poll's queries) when it first saw each expected sample and each new
+    ``last_event_at`` of each execution row. A poll probes at most ``probe_limit`` of the
+    oldest expected samples: beyond that (a backlog of full topics), later samples are stamped
+    late, never early."""
+
+    probe_limit = 4000
 
     def __init__(self, db: Path, interval_s: float) -> None:
         super().__init__(name="axmon-bench-db-watcher", daemon=True)
@@ -265,7 +275,8 @@ class DbWatcher(threading.Thread):
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._last_rowid = 0
+        self._pending: dict[str | bytes, str] = {}
+        """Samples expected and not seen yet: their id as the samples table stores it -> the id."""
         self._data_version: int | None = None
 
     def stop(self) -> None:
@@ -309,16 +320,28 @@ class DbWatcher(threading.Thread):
         if version == self._data_version:
             return  # nothing committed since the last poll
         self._data_version = version
-        new_samples = conn.execute("SELECT rowid, id FROM performance_metrics WHERE rowid > ? ORDER BY rowid",
-                                   (self._last_rowid,)).fetchall()
+        with self._lock:
+            probed = list(itertools.islice(self._pending, self.probe_limit))
+        found: list[str | bytes] = []
+        for at in range(0, len(probed), 500):
+            chunk = probed[at:at + 500]
+            marks = ",".join("?" * len(chunk))
+            found += [r[0] for r in conn.execute(f"SELECT id FROM samples WHERE id IN ({marks})", chunk)]
         rows = conn.execute("SELECT id, last_event_at FROM workflow_executions_monitor").fetchall()
         with self._lock:
-            for _rowid, sample_id in new_samples:
-                self.samples.setdefault(sample_id, stamp)
-            if new_samples:
-                self._last_rowid = new_samples[-1][0]
+            for stored in found:
+                sample_id = self._pending.pop(stored, None)
+                if sample_id is not None:
+                    self.samples.setdefault(sample_id, stamp)
             for execution_id, last_event_at in rows:
                 observe(self.executions, execution_id, last_event_at, stamp)
+
+    def expect(self, sample_id: str) -> None:
+        """Watch for the sample ``sample_id`` (raw samples have no order in the compact layout's
+        ``samples`` table, so the watcher probes the ids it expects by their unique index)."""
+        with self._lock:
+            if sample_id not in self.samples:
+                self._pending.setdefault(stored_event_id(sample_id), sample_id)
 
     def first_seen(self) -> float | None:
         """When the first execution row was seen (the worker's output through the sink: the sink
@@ -756,7 +779,7 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
     if config.full_topics_events:
         full_events = retimed(simulated(config.full_topics_events, config.seed + 4, config.tenants), time.time() * 1000, None)
         async with _sdk(bootstrap, topics) as producer:
-            sent = await publish_paced(producer, full_events, now(), None)
+            sent = await publish_paced(producer, full_events, now(), None, watcher)
         full_produce_s = now() - sent.began
     full: FullTopicsResult | None = None
     launched = now()
@@ -785,7 +808,7 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
         async with _sdk(bootstrap, topics) as producer:
             # warm-up: the whole pipeline answers
             warm = retimed(simulated(config.warmup_events, config.seed + 1, config.tenants), time.time() * 1000, None)
-            await publish_paced(producer, warm, now(), None)
+            await publish_paced(producer, warm, now(), None, watcher)
             ready = await wait_visible(watcher, warm, config.startup_timeout_s, children, "warm-up")
             assert ready is not None
             startup_s = ready - launched if full is None else full.first_work_s
@@ -796,7 +819,7 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
             # the maximum: a burst
             load_at_burst = _load()
             burst_events = retimed(simulated(config.burst_events, config.seed + 2, config.tenants), time.time() * 1000, None)
-            burst = await publish_paced(producer, burst_events, now(), None)
+            burst = await publish_paced(producer, burst_events, now(), None, watcher)
             produced = now()
             visible = await wait_visible(watcher, burst_events, config.burst_deadline_s, children, "burst")
             assert visible is not None
@@ -819,7 +842,7 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
             lead_s = 0.2
             t0 = now() + lead_s
             steady_events = retimed(plan, (time.time() + (t0 - now())) * 1000, offered)
-            steady = await publish_paced(producer, steady_events, t0, offered)
+            steady = await publish_paced(producer, steady_events, t0, offered, watcher)
             last_send = steady.sent_at[-1]
             drained = await wait_visible(watcher, steady_events, config.drain_timeout_s, children, "fixed load",
                                          fail=False) is not None
