@@ -9,6 +9,7 @@ from typing import Any
 
 from processor.folds.alerting import AlertCore
 from processor.folds.config import FoldConfig
+from processor.folds.deferred_windows import DeferredWindows, DeferredWrites, entry_bound, fits
 from processor.folds.derived import in_derived_lane
 from processor.folds.guard import Guard, StagedStore
 from processor.folds.records import Emit, Origin, Store, Stream, dead_letter, json_emit
@@ -93,9 +94,13 @@ class MetricsCore:
     """
 
     def __init__(
-        self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None, *, router: Router | None = None
+        self, store: Store, config: FoldConfig = FoldConfig(), alerts: AlertCore | None = None, *, router: Router | None = None,
+        defer_windows: DeferredWrites | None = None,
     ) -> None:
         self.store = store = StagedStore(store)
+        self.deferred = None if defer_windows is None else DeferredWindows(defer_windows)
+        """With it, an open window a sample changes is written once per batch
+        (:meth:`take_windows`; see :mod:`processor.folds.deferred_windows`)."""
         self.config = config
         self.router = router or Router(None)
         self.alerts = alerts
@@ -144,14 +149,54 @@ class MetricsCore:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     def _open_windows(self) -> list[tuple[str, dict[str, Any]]]:
+        self.take_windows()
         return [(k, v) for k, v in self.store.items() if "start" in v]
+
+    def take_windows(self) -> None:
+        """Write every deferred window to the store, each once (the end of a batch; before
+        anything reads the windows from the store). Written outside of a record's staging:
+        they are what folds already committed, each to its own partition."""
+        if not self.deferred:
+            return
+        store = self.store
+        staging, store.staging = store.staging, False
+        try:
+            for wkey, (window, p, o, derived) in self.deferred.take():
+                self._write_window(wkey, window, p, o, derived)
+        finally:
+            store.staging = staging
+
+    def _write_window(self, wkey: str, window: MetricWindow, p: int, o: int, derived: bool) -> None:
+        stored = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
+        self.store[wkey] = stored
+        self._remember(wkey, stored, window)
+
+    def _write_at_once(self, p: int, *, own: bool = False) -> None:
+        """The record being folded writes at once (not deferred): the deferred windows, as the
+        records before it left them, are written and flushed first, so that its writes follow
+        theirs (see :mod:`processor.folds.deferred_windows`). ``own``: its own deferred window
+        is written too, after the flush and within its staging."""
+        deferred = self.deferred
+        if not deferred:
+            return
+        mine = deferred.withdraw() if own else None
+        self.take_windows()
+        deferred.writes.flush()
+        deferred.writes.begin(p)
+        if mine is not None:
+            wkey, (window, _, o, derived) = mine
+            self._write_window(wkey, window, p, o, derived)
 
     def mark_all_dirty(self) -> None:
         """After a (re)start: publish every open window again, in case an update was lost."""
         self.dirty.update(k for k, _ in self._open_windows())
 
     def forget(self) -> None:
-        """Drop what is cached from the store (after a restart or a rebalance)."""
+        """Drop what is cached from the store (after a restart or a rebalance, or a fold that
+        failed: its deferred write is taken back, the others' are written)."""
+        if self.deferred is not None:
+            self.deferred.withdraw()
+            self.take_windows()
         for times, deadlines in (self._lane(False), self._lane(True)):
             times.forget()
             deadlines.forget()
@@ -173,6 +218,12 @@ class MetricsCore:
 
     def process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
         """Fold one sample, all or nothing (:class:`~processor.folds.guard.Guard`)."""
+        deferred = self.deferred
+        if deferred is not None:
+            deferred.begin_record()
+            if deferred and deferred.over_limit():  # between two records: keep a frame small
+                self.take_windows()
+                deferred.writes.flush()
         return self.guard.run(lambda: self._process(sample, origin, raw, key), origin, key, raw)
 
     def _process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
@@ -192,7 +243,8 @@ class MetricsCore:
         start = window_start(sample.occurred_at, size)
         series = series_of(sample)
         wkey = window_key(series, start)
-        entry = self.store.get(wkey)
+        deferred = None if self.deferred is None else self.deferred.get(wkey)
+        entry = self.store.get(wkey) if deferred is None else {"o": deferred[2]}
         if entry is not None and o <= entry["o"]:
             self._count("redelivered")
             self.dirty.add(wkey)
@@ -209,18 +261,26 @@ class MetricsCore:
             # their dead letters, which both name the original, must be the same row.
             detail = f"window [{start}, {start + size}) refused from {lane} stream time {refused_from}"
             deadlines.push(p, stream_time + self.config.marker_ms, late_key(p, o))
+            self._write_at_once(p)
             return record_late(self.store, p, o, stream_time, dead_letter(reason, detail, origin, key, raw),
                                 lane=_DERIVED if derived else None)
         if derived and (entry is not None and "closed" in entry or entry is None and start + size + grace <= stream_time):
+            self._write_at_once(p)
             return self._fold_closed(wkey, entry, MetricWindow(series, start, start + size), sample, p, o)
-        window = self._window_of(wkey, entry) if entry is not None else MetricWindow(series, start, start + size)
+        if deferred is not None:
+            window = deferred[0]
+        else:
+            window = self._window_of(wkey, entry) if entry is not None else MetricWindow(series, start, start + size)
         if window.has(sample.event_id):
             self._count("duplicate")
             return []
         window = window.add(sample)
-        stored = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
-        self.store[wkey] = stored
-        self._remember(wkey, stored, window)
+        bound = 0 if self.deferred is None else entry_bound(window)
+        if self.deferred is not None and fits(bound):
+            self.deferred.put(wkey, (window, p, o, derived), bound)
+        else:
+            self._write_at_once(p)
+            self._write_window(wkey, window, p, o, derived)
         self._count("applied")
         self.dirty.add(wkey)
         if entry is None:
@@ -230,6 +290,7 @@ class MetricsCore:
             self._arm_idle(wkey, window.end)
         before, after = times.advance(p, sample.occurred_at)
         if crossed(before, after, self.config.sweep_interval_ms):
+            self._write_at_once(p, own=True)  # a sweep reads windows from the store, and writes
             return self.sweep(p, o, derived=derived)
         return []
 
@@ -319,6 +380,7 @@ class MetricsCore:
 
     def flush(self) -> list[Emit]:
         """Publish every window changed since the last flush (not final)."""
+        self.take_windows()
         emits = []
         for wkey in sorted(self.dirty):
             entry = self.store.get(wkey)
@@ -336,6 +398,7 @@ class MetricsCore:
         wall clock although stream time has not reached it (an idle series or partition).
         Only publishing depends on the wall clock: the window stays in the table, and a sample
         that is not late by stream time still counts (and publishes it again)."""
+        self.take_windows()
         if self._idle is None:
             self._idle = [(v["end"] + self.config.grace_ms, k) for k, v in self._open_windows() if k not in self.idle_published]
             heapq.heapify(self._idle)

@@ -139,12 +139,11 @@ class Worker:
         # Alert states live in the windows table, under their own keys: a window's closing and
         # the alert states it moves must persist together.
         self.alerts = AlertCore(Keyspace(self.window_writes, ALERT_KEYS), rules)
-        self.metrics = MetricsCore(Keyspace(self.window_writes, exclude=(ALERT_KEYS,)), self.fold, self.alerts, router=router)
+        self.metrics = MetricsCore(Keyspace(self.window_writes, exclude=(ALERT_KEYS,)), self.fold, self.alerts, router=router, defer_windows=self.window_writes)
         self.batch_max = settings.batch_max
         self.batch_within_s = settings.batch_ms / 1000
         self.batches: dict[str, int] = {}
         """Agent -> batches folded (the heartbeat's counters)."""
-        self.table_writes = 0
         self.consumed: dict[str, int] = {}  # agent -> records it took from its topic (counted per batch)
         self.produced: dict[str, int] = {}  # topic -> records sent to it
         self.on_batch: Callable[[str, int, float], None] | None = None
@@ -216,6 +215,7 @@ class Worker:
             for message in messages:
                 self._begin(self.window_writes, message)
                 emits += self._decode_and(MetricRecorded, message.key, message.value, _origin(message), self.metrics.process)
+            self.metrics.take_windows()  # each changed window's entry, once a batch
             await self._publish("metrics", self.window_writes, emits, len(messages), started)
 
     async def _stats_agent(self, stream: Any) -> None:
@@ -259,7 +259,7 @@ class Worker:
                 self._rolled_windows = True
         writes.begin(message.partition)
         if writes.full:  # between two records: a partition's writes stay far below a record's limit
-            self.table_writes += writes.flush()
+            writes.flush()
         return message
 
     async def _publish(self, agent: str, writes: WriteBack, emits: list[Emit], records: int, started: float) -> None:
@@ -267,7 +267,7 @@ class Worker:
         (each key once), then its records (coalesced).
         Nothing awaits between the first fold of a batch and here, so no other agent writes in
         between."""
-        self.table_writes += writes.flush()
+        writes.flush()
         await self._send_changelogs()
         self.consumed[agent] = self.consumed.get(agent, 0) + records
         if self.on_batch is not None:
@@ -389,7 +389,7 @@ class Worker:
             "stats": dict(self.stats.counters),
             "alerts": dict(self.alerts.counters),
             "dead_letters": dict(self.dead_letters),
-            "batches": {**self.batches, "table_writes": self.table_writes},
+            "batches": {**self.batches, "table_writes": sum(w.written for w in (self.execution_writes, self.window_writes, self.stats_writes))},
         }
 
     def observed(self) -> Observed:

@@ -21,6 +21,13 @@ again (rolling forward), before anything reads that partition. Writes that were 
 nor can writes too large for one record have one (see :meth:`WriteBack.flush`): those are
 written in the order they were made, which persists as a prefix as without batches.
 
+**Writes out of record order.** A core may defer a write to later in the batch (the metrics
+core writes each window a batch changed once, at its end: :meth:`WriteBack.begin_reordered`).
+Then a prefix of the partition's writes is no prefix of its records, so that partition's writes
+are always framed. The core keeps such a batch small enough for one frame: it flushes before
+any write it makes at once (:meth:`WriteBack.flush` between records is always legal), and the
+caller flushes once the deferred writes and those waiting reach :data:`FLUSH_BYTES`.
+
 Each write is attributed to the partition of the record being folded (:attr:`WriteBack.partition`):
 every key is folded on its home partition only (:mod:`processor.folds.routing`), so it is the
 partition the entry's ``p`` names, and the changelog partition it is written to.
@@ -28,12 +35,15 @@ partition the entry's ``p`` names, and the changelog partition it is written to.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 
 from schemas.limits import MAX_RECORD_BYTES
+
+logger = logging.getLogger(__name__)
 
 WAL_PREFIX = "\x00wal/"
 
@@ -67,6 +77,10 @@ class WriteBack:
         self._log: list[tuple[int, str, bytes | None]] = []
         """Every write in the order made: what a partition writes when its frame is too large."""
         self.pending_bytes = 0
+        self.written = 0
+        """Table writes made by every flush so far."""
+        self._reordered: set[int] = set()
+        """Partitions whose writes of this batch are not in the order of their records."""
         self._recovered: set[int] = set()
 
     # -- the Store protocol ------------------------------------------------------------------
@@ -116,6 +130,12 @@ class WriteBack:
         """A record of ``partition`` is about to be folded: its writes belong to it."""
         self.partition = partition
 
+    def begin_reordered(self, partition: int) -> None:
+        """The writes that follow are ``partition``'s, made later than the records they belong to
+        (deferred to the batch's end): that partition's batch is framed."""
+        self.partition = partition
+        self._reordered.add(partition)
+
     @property
     def full(self) -> bool:
         """Enough waits that the batch should be flushed now (between two records)."""
@@ -154,15 +174,21 @@ class WriteBack:
         self._pending, self._log, self.pending_bytes = {}, [], 0
         return pending, log
 
+    def _take_reordered(self) -> set[int]:
+        reordered, self._reordered = self._reordered, set()
+        return reordered
+
     def flush(self) -> int:
         """Write what waits to ``inner``, partition by partition (``inner.partition`` is set to
         each before its writes). A partition's writes are
         framed by its write-ahead record when the batch wrote one of its keys more than once
         (else they go as they were made, which persists as a prefix of them); when the frame would be larger than a record may
         be, that partition's writes are made one by one in the order they were made instead
-        (each record's writes persist as a prefix then, as without batches). Returns the
-        number of table writes."""
+        (each record's writes persist as a prefix then, as without batches). A partition written
+        out of record order (:meth:`begin_reordered`) is always framed. Returns the number of
+        table writes (also added to :attr:`written`)."""
         pending, log = self._take()
+        reordered = self._take_reordered()
         by_partition: dict[int, list[tuple[str, bytes | None, Any]]] = {}
         for key, (p, raw, value) in pending.items():
             if not key.startswith(WAL_PREFIX):
@@ -175,7 +201,7 @@ class WriteBack:
         for p in sorted(by_partition.keys() | rolled):
             changes = by_partition.get(p, [])
             self.inner.partition = p
-            if p not in rolled and written.get(p, 0) == len(changes):
+            if p not in rolled and p not in reordered and written.get(p, 0) == len(changes):
                 # no key written twice: the net writes are the writes in the order made (a key
                 # keeps the place of its first write), and persist as a prefix of them
                 writes += sum(self._write(key, raw, value) for key, raw, value in changes)
@@ -185,8 +211,12 @@ class WriteBack:
                 self.inner.set_encoded(wal_key(p), frame)
                 writes += 1 + sum(self._write(key, raw, value) for key, raw, value in changes)
             else:
+                if p in reordered:
+                    logger.warning("partition %d: %d bytes of writes made out of record order are too large for "
+                                 "one frame; written unframed", p, len(frame))
                 writes += sum(self._write(key, raw) for q, key, raw in log if q == p and not key.startswith(WAL_PREFIX))
             writes += self._write(wal_key(p), _GONE)
+        self.written += writes
         return writes
 
     def _write(self, key: str, raw: bytes | None, value: Any = None) -> int:
