@@ -174,15 +174,20 @@ class MetricsCore:
     def _write_at_once(self, p: int, *, own: bool = False) -> None:
         """The record being folded writes at once (not deferred): the deferred windows, as the
         records before it left them, are written and flushed first, so that its writes follow
-        theirs (see :mod:`processor.folds.deferred_windows`). ``own``: its own deferred window
-        is written too, after the flush and within its staging."""
+        theirs (see :mod:`processor.folds.deferred_windows`); its own writes are framed, so a
+        crash keeps all of them or none (a sweep's own window without the partition record that
+        notes its offset would advance the stream time its redelivered predecessors are judged
+        by). ``own``: its own deferred window is written too, after the flush and within its
+        staging."""
         deferred = self.deferred
-        if not deferred:
+        if deferred is None:
             return
-        mine = deferred.withdraw() if own else None
-        self.take_windows()
-        deferred.writes.flush()
-        deferred.writes.begin(p)
+        mine = None
+        if deferred:
+            mine = deferred.withdraw() if own else None
+            self.take_windows()
+            deferred.writes.flush()
+        deferred.writes.begin_reordered(p)  # framed: this record's writes persist all or none
         if mine is not None:
             wkey, (window, _, o, derived) = mine
             self._write_window(wkey, window, p, o, derived)
@@ -379,7 +384,10 @@ class MetricsCore:
             return None
 
     def flush(self) -> list[Emit]:
-        """Publish every window changed since the last flush (not final)."""
+        """Publish every window changed since the last flush (not final). A window closed by the
+        wall clock that no sample has changed since (:meth:`mark_all_dirty` after a rebalance
+        or a roll-forward) is published final again: publishing it as not final would leave
+        the topic's last record of a closed window not final until the next idle close."""
         self.take_windows()
         emits = []
         for wkey in sorted(self.dirty):
@@ -387,9 +395,8 @@ class MetricsCore:
             window = None if entry is None or "start" not in entry else self._readable(wkey, entry)
             if window is None:
                 continue
-            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=False)))
-            if wkey in self.idle_published:  # its newest record is not final any more
-                self._arm_idle(wkey, window.end)
+            final = wkey in self.idle_published  # a sample since its idle close re-arms it (_arm_idle)
+            emits.append(json_emit(Stream.METRIC_ROLLUPS, rollup_key(window.series, window.start), window.rollup(final=final)))
         self.dirty.clear()
         return emits
 

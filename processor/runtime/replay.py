@@ -115,7 +115,8 @@ class _Rebuild:
         self.router = Router(None)
         self.lifecycle = LifecycleCore(spill.store(lifecycle_cold), settings.fold, derive=False, router=self.router)
         self.alerts = AlertCore({}, plan.rules)  # type: ignore[arg-type]
-        self.metrics = MetricsCore(spill.store(metrics_cold), settings.fold, self.alerts, router=self.router)
+        self.metrics = MetricsCore(spill.store(metrics_cold), settings.fold, self.alerts, router=self.router,
+                                   defer_windows=_Unframed())
         self.gate = RawSampleGate(settings.fold, {})
         self.window_ms = settings.window_ms
         self.batch = SinkBatch()
@@ -310,6 +311,7 @@ async def _read_sources(
                         rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
                         ack = await acks.after()  # type: ignore[union-attr]
                     handle(origin_of(topic, partition, message.offset, message.timestamp, message.headers), message.key, message.value)
+                rebuild.metrics.take_windows()  # each window a chunk changed, written once
                 done += len(chunk)
                 if on_progress is not None:
                     on_progress(ReplayProgress(done, total, time.monotonic() - began))
@@ -320,6 +322,22 @@ async def _read_sources(
         return done
     finally:
         await consumer.stop()
+
+
+class _Unframed:
+    """Where replay's deferred windows go: straight to the spilling store (replay has no
+    changelog to keep consistent across a crash; it starts again from scratch)."""
+
+    pending_bytes = 0
+
+    def begin(self, partition: int) -> None:
+        pass
+
+    def begin_reordered(self, partition: int) -> None:
+        pass
+
+    def flush(self) -> int:
+        return 0
 
 
 class _Chunks:
