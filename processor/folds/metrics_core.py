@@ -229,6 +229,7 @@ class MetricsCore:
             if deferred and deferred.over_limit():  # between two records: keep a frame small
                 self.take_windows()
                 deferred.writes.flush()
+                deferred.writes.begin(origin.partition)
         return self.guard.run(lambda: self._process(sample, origin, raw, key), origin, key, raw)
 
     def _process(self, sample: MetricRecorded, origin: Origin, raw: bytes, key: bytes | None) -> list[Emit]:
