@@ -305,7 +305,15 @@ class DbWatcher(threading.Thread):
                 if previous is not None:
                     self.gaps.append(began - previous)
                 previous = began
-                self._poll(conn, began)
+                try:
+                    self._poll(conn, began)
+                except sqlite3.OperationalError as exc:
+                    if "no such table" not in str(exc):
+                        raise
+                    conn.close()  # the sink has created the file, not its tables yet
+                    conn = None
+                    time.sleep(self.interval_s)
+                    continue
                 self.query_s += now() - began
                 self.polls += 1
                 rest = began + self.interval_s - now()
