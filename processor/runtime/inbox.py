@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 INBOXES_ATTRIBUTE = "_axmon_inboxes"
@@ -217,7 +218,7 @@ class Inbox:
         consumer = self.app.consumer
         try:
             consumer._thread.seek(tp, offset)
-        except Exception:  # noqa: BLE001 - not assigned any more: its next owner starts at the committed offset
+        except IllegalStateError:  # not assigned any more: its next owner starts at the committed offset
             self._resume_at.pop(tp, None)
             self._sought_at.pop(tp, None)
             return

@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from processor.runtime.inbox import INBOXES_ATTRIBUTE, Inbox
@@ -35,7 +36,7 @@ class Thread:
 
     def seek(self, tp: Any, offset: int) -> None:
         if not self.assigned:
-            raise RuntimeError("IllegalStateError: No current assignment for partition")
+            raise IllegalStateError("No current assignment for partition")
         self.sought.append((tp, offset))
 
 
