@@ -167,9 +167,9 @@ class MetricsCore:
             store.staging = staging
 
     def _write_window(self, wkey: str, window: MetricWindow, p: int, o: int, derived: bool) -> None:
-        stored = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
+        stored: dict[str, Any] = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
         self.store[wkey] = stored
-        self._remember(wkey, stored, window)
+        self._remember(wkey, stored, window.rebased(stored["ids"]))
 
     def _write_at_once(self, p: int, *, own: bool = False) -> None:
         """The record being folded writes at once (not deferred): the deferred windows, as the
