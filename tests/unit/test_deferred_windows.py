@@ -257,3 +257,23 @@ def test_deferred_windows_are_flushed_before_they_would_outgrow_a_frame() -> Non
     windows = [(p, orjson.loads(raw)) for p, key, raw in table.log if raw is not None and not key.startswith("\x00")]
     assert len(windows) == 3_000
     assert all(entry["p"] == p for p, entry in windows)  # each to its own partition's changelog
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "encode", "decode"]), st.integers(0, 300)), max_size=80))
+def test_a_windows_cached_order_always_encodes_its_ids_sorted(steps: list[tuple[str, int]]) -> None:
+    """However a window is built (samples added, encoded and rebased, decoded again), its entry
+    lists exactly its ids, ascending: the cached order never stands for another set."""
+    from processor.folds.windows import MetricWindow
+
+    window = MetricWindow(("t", "m", ()), 0, 1000)
+    for step, n in steps:
+        if step == "add":
+            sample = MetricRecorded(event_id=f"e{n}", occurred_at=1, tenant_id="t", metric_type="m", value=float(n))
+            if not window.has(sample.event_id):
+                window = window.add(sample)
+        elif step == "encode":
+            window = window.rebased(window.to_json()["ids"])
+        else:
+            window = MetricWindow.from_json(window.to_json())
+        assert window.to_json()["ids"] == sorted(window.ids)
