@@ -11,12 +11,13 @@ from typing import Any
 
 from processor.store.queries import (
     _ALERTS,
-    _EXECUTIONS,
+    _NAME,
     Monitor,
     _alert_row,
     _execution,
 )
 from processor.store.reader import Row, check_limit
+from processor.store.schema_execs import STATUSES
 
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 ALERT_STATUSES = ("pending", "firing", "acknowledged", "resolved")
@@ -66,18 +67,21 @@ class Browser(Monitor):
         """Executions with ``start <= started_at < end``, newest first (ties: id descending);
         ``after`` continues a previous page. ``next_cursor`` is ``None`` on the last page."""
         check_limit(limit)
-        where, params = _equal(("tenant_id", tenant_id), ("status", status), ("workflow_id", workflow_id))
+        code = None if status is None else STATUSES.index(status) if status in STATUSES else -1
+        where, params = _equal((f"e.tenant_ref = {_NAME}", tenant_id), ("e.status = ?", code),
+                               (f"e.workflow_ref = {_NAME}", workflow_id))
         if start is not None:
-            where.append("started_at >= ?")
+            where.append("e.started_at >= ?")
             params.append(start)
         if end is not None:
-            where.append("started_at < ?")
+            where.append("e.started_at < ?")
             params.append(end)
         if after is not None:
-            where.append("(started_at < ? OR (started_at = ? AND id < ?))")
+            where.append(f"(e.started_at < ? OR (e.started_at = ? AND {self._id('e')} < ?))")
             params += [after.started_at, after.started_at, after.id]
-        sql = _EXECUTIONS + (" WHERE " + " AND ".join(where) if where else "")
-        rows = [_execution(r) for r in self._rows(f"{sql} ORDER BY started_at DESC, id DESC LIMIT ?", (*params, limit + 1))]
+        sql = self._executions() + (" WHERE " + " AND ".join(where) if where else "")
+        order = f"ORDER BY e.started_at DESC, {self._id('e')} DESC LIMIT ?"
+        rows = [_execution(r) for r in self._rows(f"{sql} {order}", (*params, limit + 1))]
         more = len(rows) > limit
         rows = rows[:limit]
         last = rows[-1] if more else None
@@ -88,7 +92,7 @@ class Browser(Monitor):
     ) -> list[Row]:
         """Alerts most recently changed first, optionally of one tenant, status and severity."""
         check_limit(limit)
-        where, params = _equal(("tenant_id", tenant_id), ("status", status), ("severity", severity))
+        where, params = _equal(("tenant_id = ?", tenant_id), ("status = ?", status), ("severity = ?", severity))
         sql = _ALERTS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_at DESC, id LIMIT ?"
         return [_alert_row(r) for r in self._rows(sql, (*params, limit))]
 
@@ -145,6 +149,6 @@ class Browser(Monitor):
 
 
 def _equal(*filters: tuple[str, Any]) -> tuple[list[str], list[Any]]:
-    """``column = ?`` conditions and their bound parameters, for the filters given (not ``None``)."""
-    where = [f"{column} = ?" for column, value in filters if value is not None]
+    """Conditions (each binding one parameter) and their parameters, for the filters given (not ``None``)."""
+    where = [condition for condition, value in filters if value is not None]
     return where, [value for _, value in filters if value is not None]

@@ -14,7 +14,9 @@ database for writing migrates it.
 
 Since schema 8 the metric tables are views over a compact layout (``series``, ``samples``,
 ``rollup_windows``, ``rollup_hours``, ``rollup_days``: :mod:`processor.store.schema_layout`,
-written through :mod:`processor.store.series`).
+written through :mod:`processor.store.series`). Since schema 9 the execution tables are views over
+``names``, ``executions`` and ``steps`` (:mod:`processor.store.schema_execs`, written through
+:mod:`processor.store.executions`).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.create_function("axmon_sketch_bytes", 1, _sketch_bytes, deterministic=True)
         if target == 8:
             conn.create_function("axmon_series_key", 3, series_key_of, deterministic=True)
+        if target in (8, 9):
             conn.create_function("axmon_event_id", 1, event_id, deterministic=True)
         conn.execute("BEGIN IMMEDIATE")
         try:

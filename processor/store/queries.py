@@ -15,16 +15,14 @@ from typing import Any
 
 import orjson
 
-from processor.store.db import (
-    EXECUTION_COLUMNS,
-    LOG_COLUMNS,
-    STEP_COLUMNS,
-)
+from processor.store.db import LOG_COLUMNS
+from processor.store.executions import stored_id
 from processor.store.metric_queries import MetricQueries
+from processor.store.pgconn import PgConnection
 from processor.store.reader import Row, check_limit, prefix_end, quote
+from processor.store.schema_execs import ACTIVE_CODES, FINISHED_CODES, execution_select, id_text, step_select
 
-_EXECUTIONS = f"SELECT {', '.join(EXECUTION_COLUMNS)} FROM workflow_executions_monitor"
-_STEPS = f"SELECT {', '.join(STEP_COLUMNS)} FROM workflow_step_executions"
+_NAME = "(SELECT id FROM names WHERE name = ?)"
 _ALERTS = (
     "SELECT id, rule, kind, severity, status, tenant_id, metric_type, labels, series, execution_id, value, threshold, "
     "partition, pending_at, fired_at, acknowledged_at, acknowledged_by, resolved_at, updated_at FROM alerts"
@@ -54,45 +52,52 @@ class Monitor(MetricQueries):
         (then id descending)."""
         # Without statistics (no ANALYZE) SQLite prefers the tenant index, which scans every
         # execution of the tenant; the partial index holds only the active ones.
-        sql = f"{_EXECUTIONS} INDEXED BY idx_executions_active WHERE status IN ('pending', 'running')"
+        sql = f"{self._executions('INDEXED BY idx_exec_active')} WHERE e.status IN ({ACTIVE_CODES})"
         params: list[Any] = []
         if tenant_id is not None:
-            sql += " AND tenant_id = ?"
+            sql += f" AND e.tenant_ref = {_NAME}"
             params.append(tenant_id)
-        return [_execution(r) for r in self._rows(sql + " ORDER BY started_at DESC, id DESC", params)]
+        return [_execution(r) for r in self._rows(f"{sql} ORDER BY e.started_at DESC, {self._id('e')} DESC", params)]
 
     def get_execution(self, execution_id: str) -> Row | None:
         """One execution by id, or ``None``; ``metadata`` is parsed from its JSON."""
-        rows = self._rows(f"{_EXECUTIONS} WHERE id = ?", (execution_id,))
+        rows = self._rows(f"{self._executions()} WHERE e.id = ?", (stored_id(self._conn)(execution_id),))
         return _execution(rows[0]) if rows else None
 
     def find_execution_ids(self, prefix: str, limit: int = 2) -> list[str]:
         """The ids of the executions starting with ``prefix``, in order (at most ``limit``);
-        one range scan of the primary key."""
+        range scans of the id index (SQLite: one of the ids stored as text, one of those stored
+        as a UUID's bytes)."""
         check_limit(limit)
-        sql = "SELECT id FROM workflow_executions_monitor WHERE id >= ?"
+        sql = "SELECT id FROM executions WHERE id >= ?"
         params: list[Any] = [prefix]
         if (above := prefix_end(prefix)) is not None:
             sql, params = sql + " AND id < ?", [prefix, above]
-        rows = self._tuples(f"{sql} AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?", (*params, len(prefix), prefix, limit))
-        return [str(r[0]) for r in rows]
+        found = [str(r[0]) for r in self._tuples(f"{sql} AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
+                                                 (*params, len(prefix), prefix, limit))]
+        if not self._pg and (span := uuid_prefix_span(prefix)) is not None:
+            rows = self._tuples(f"SELECT {self._id('e')} FROM executions AS e WHERE e.id BETWEEN ? AND ? "
+                                "ORDER BY e.id LIMIT ?", (*span, limit))
+            found += [str(r[0]) for r in rows if str(r[0]).startswith(prefix)]
+        return sorted(found)[:limit]
 
     def get_recent_executions(self, limit: int = 100, tenant_id: str | None = None) -> list[Row]:
         """The ``limit`` executions with the newest ``started_at`` (ties: id descending), in
         that order, whatever their status."""
         check_limit(limit)
+        order = f"ORDER BY e.started_at DESC, {self._id('e')} DESC LIMIT ?"
         params: list[Any]
         if tenant_id is None:
-            sql, params = f"{_EXECUTIONS} ORDER BY started_at DESC, id DESC LIMIT ?", [limit]
+            sql, params = f"{self._executions()} {order}", [limit]
         else:
-            sql = f"{_EXECUTIONS} WHERE tenant_id = ? ORDER BY started_at DESC, id DESC LIMIT ?"
-            params = [tenant_id, limit]
+            sql, params = f"{self._executions()} WHERE e.tenant_ref = {_NAME} {order}", [tenant_id, limit]
         return [_execution(r) for r in self._rows(sql, params)]
 
     def get_step_executions(self, execution_id: str) -> list[Row]:
         """The steps of an execution (one row per step id; retries update the row), ordered by
         ``started_at``, then id."""
-        return self._rows(f"{_STEPS} WHERE execution_id = ? ORDER BY started_at, id", (execution_id,))
+        return self._rows(f"{self._steps()} WHERE s.execution = (SELECT seq FROM executions WHERE id = ?) "
+                          f"ORDER BY s.started_at, {self._id('s')}", (stored_id(self._conn)(execution_id),))
 
     def get_finished_executions(
         self, *, since_ms: int | None = None, after: tuple[int, str] | None = None,
@@ -102,30 +107,48 @@ class Monitor(MetricQueries):
         first (ties: id): those that ended at or after ``since_ms``, and after the
         ``(completed_at, id)`` cursor ``after`` when paging. At most ``limit``."""
         check_limit(limit)
-        where = ["completed_at IS NOT NULL", "status IN ('completed', 'failed', 'cancelled')"]
+        where = ["e.completed_at IS NOT NULL", f"e.status IN ({FINISHED_CODES})"]
         params: list[Any] = []
         if since_ms is not None:
-            where.append("completed_at >= ?")
+            where.append("e.completed_at >= ?")
             params.append(since_ms)
         if after is not None:
-            where.append("(completed_at > ? OR (completed_at = ? AND id > ?))")
+            where.append(f"(e.completed_at > ? OR (e.completed_at = ? AND {self._id('e')} > ?))")
             params += [after[0], after[0], after[1]]
         if tenant_id is not None:
-            where.append("tenant_id = ?")
+            where.append(f"e.tenant_ref = {_NAME}")
             params.append(tenant_id)
-        sql = f"{_EXECUTIONS} WHERE {' AND '.join(where)} ORDER BY completed_at, id LIMIT ?"
+        sql = (f"{self._executions('INDEXED BY idx_exec_completed')} WHERE {' AND '.join(where)} "
+               f"ORDER BY e.completed_at, {self._id('e')} LIMIT ?")
         return [_execution(r) for r in self._rows(sql, (*params, limit))]
 
     def get_steps_of(self, execution_ids: list[str]) -> dict[str, list[Row]]:
         """The steps of each execution named (as :meth:`get_step_executions` orders them), by
         execution id; an execution without steps has an empty list."""
         out: dict[str, list[Row]] = {e: [] for e in execution_ids}
+        store = stored_id(self._conn)
         for start in range(0, len(execution_ids), 500):
             chunk = execution_ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._rows(f"{_STEPS} WHERE execution_id IN ({marks}) ORDER BY execution_id, started_at, id", chunk):
+            sql = (f"{self._steps()} WHERE s.execution IN (SELECT seq FROM executions WHERE id IN ({marks})) "
+                   f"ORDER BY s.execution, s.started_at, {self._id('s')}")
+            for row in self._rows(sql, [store(e) for e in chunk]):
                 out[row["execution_id"]].append(row)
         return out
+
+    @property
+    def _pg(self) -> bool:
+        return isinstance(self._conn, PgConnection)
+
+    def _id(self, alias: str) -> str:
+        """SQL: the text of the stored id of ``alias`` (``e`` or ``s``)."""
+        return id_text(f"{alias}.id", pg=self._pg)
+
+    def _executions(self, hint: str = "") -> str:
+        return execution_select(pg=self._pg, hint=hint)
+
+    def _steps(self) -> str:
+        return step_select(pg=self._pg)
 
     @property
     def has_logs(self) -> bool:
@@ -258,3 +281,13 @@ def _execution(row: Row) -> Row:
     return row
 
 
+def uuid_prefix_span(prefix: str) -> tuple[bytes, bytes] | None:
+    """The least and greatest 16 bytes of the UUIDs whose canonical text starts with ``prefix``
+    (``None``: no UUID's text does)."""
+    if not prefix or len(prefix) > 36:
+        return None
+    for at, c in enumerate(prefix):
+        if (c != "-") if at in (8, 13, 18, 23) else (c not in "0123456789abcdef"):
+            return None
+    digits = prefix.replace("-", "")
+    return bytes.fromhex(digits.ljust(32, "0")), bytes.fromhex(digits.ljust(32, "f"))
