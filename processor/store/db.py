@@ -105,12 +105,13 @@ def _open_pg(url: str, *, for_writing: bool) -> Connection:
         raise DatabaseError(f"{display_url(url)}: {exc}") from exc
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to :data:`SCHEMA_VERSION`, one transaction per step."""
+def migrate(conn: sqlite3.Connection, up_to: int = SCHEMA_VERSION) -> int:
+    """Bring the schema to ``up_to`` (default and at most :data:`SCHEMA_VERSION`; tests stop
+    earlier), one transaction per step."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise DatabaseError(f"schema version {version} is newer than this axmon ({SCHEMA_VERSION})")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
+    for target in range(version + 1, min(up_to, SCHEMA_VERSION) + 1):
         if target >= 6:
             conn.create_function("axmon_sketch_bytes", 1, _sketch_bytes, deterministic=True)
         if target == 8:
@@ -129,7 +130,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return SCHEMA_VERSION
+    return max(version, min(up_to, SCHEMA_VERSION))
 
 
 def _sketch_bytes(stored: str | bytes) -> bytes:
