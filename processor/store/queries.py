@@ -20,7 +20,7 @@ from processor.store.executions import stored_id
 from processor.store.metric_queries import MetricQueries
 from processor.store.pgconn import PgConnection
 from processor.store.reader import Row, check_limit, prefix_end, quote
-from processor.store.schema_execs import ACTIVE_CODES, FINISHED_CODES, execution_select, id_text, step_select
+from processor.store.schema_execs import ACTIVE_CODES, FINISHED_CODES, execution_select, id_of, id_text, step_select
 
 _NAME = "(SELECT id FROM names WHERE name = ?)"
 _ALERTS = (
@@ -96,8 +96,8 @@ class Monitor(MetricQueries):
     def get_step_executions(self, execution_id: str) -> list[Row]:
         """The steps of an execution (one row per step id; retries update the row), ordered by
         ``started_at``, then id."""
-        return self._rows(f"{self._steps()} WHERE s.execution = (SELECT seq FROM executions WHERE id = ?) "
-                          f"ORDER BY s.started_at, {self._id('s')}", (stored_id(self._conn)(execution_id),))
+        return [_step(r) for r in self._rows(f"{self._steps()} WHERE s.execution = (SELECT seq FROM executions WHERE id = ?) "
+                                             f"ORDER BY s.started_at, {self._id('s')}", (stored_id(self._conn)(execution_id),))]
 
     def get_finished_executions(
         self, *, since_ms: int | None = None, after: tuple[int, str] | None = None,
@@ -133,7 +133,7 @@ class Monitor(MetricQueries):
             sql = (f"{self._steps()} WHERE s.execution IN (SELECT seq FROM executions WHERE id IN ({marks})) "
                    f"ORDER BY s.execution, s.started_at, {self._id('s')}")
             for row in self._rows(sql, [store(e) for e in chunk]):
-                out[row["execution_id"]].append(row)
+                out[id_of(row["execution_id"])].append(_step(row))
         return out
 
     @property
@@ -145,10 +145,10 @@ class Monitor(MetricQueries):
         return id_text(f"{alias}.id", pg=self._pg)
 
     def _executions(self, hint: str = "") -> str:
-        return execution_select(pg=self._pg, hint=hint)
+        return execution_select(pg=self._pg, hint=hint, raw_ids=True)
 
     def _steps(self) -> str:
-        return step_select(pg=self._pg)
+        return step_select(pg=self._pg, raw_ids=True)
 
     @property
     def has_logs(self) -> bool:
@@ -270,8 +270,17 @@ def _stats(row: tuple[Any, ...]) -> Row:
     }
 
 
+def _step(row: Row) -> Row:
+    """A step row with its ids as their text (as stored: a UUID's 16 bytes on SQLite)."""
+    row["id"] = id_of(row["id"])
+    row["execution_id"] = id_of(row["execution_id"])
+    return row
+
+
 def _execution(row: Row) -> Row:
-    """An execution row with ``metadata`` parsed (left as text if it is not valid JSON)."""
+    """An execution row with its id as its text and ``metadata`` parsed (left as text if it is
+    not valid JSON)."""
+    row["id"] = id_of(row["id"])
     raw = row.get("metadata")
     if isinstance(raw, str):
         try:

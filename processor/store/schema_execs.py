@@ -47,6 +47,14 @@ def id_text(column: str, *, pg: bool = False) -> str:
             f"ELSE {column} END")
 
 
+def id_of(stored: str | bytes) -> str:
+    """A stored id as its text (Python's :func:`id_text`)."""
+    if isinstance(stored, bytes):
+        h = stored.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return stored
+
+
 V9_TABLES = f"""
 CREATE TABLE names (
   id INTEGER PRIMARY KEY,          -- given on first use (what it means is this database's own)
@@ -132,12 +140,13 @@ DROP TABLE workflow_executions_monitor
 """
 
 
-def execution_select(*, pg: bool = False, hint: str = "") -> str:
+def execution_select(*, pg: bool = False, hint: str = "", raw_ids: bool = False) -> str:
     """``SELECT`` of the ``workflow_executions_monitor`` columns from ``executions AS e`` (and the
     names it refers to), for a ``WHERE`` on the compact columns to follow; ``hint``: an
-    ``INDEXED BY`` clause for ``e``."""
+    ``INDEXED BY`` clause for ``e``; ``raw_ids``: the id as stored (for :func:`id_of` to
+    convert: cheaper than SQL)."""
     return (
-        f"SELECT {id_text('e.id', pg=pg)} AS id, w.name AS workflow_id, wn.name AS workflow_name, t.name AS tenant_id, "
+        f"SELECT {id_text('e.id', pg=pg or raw_ids)} AS id, w.name AS workflow_id, wn.name AS workflow_name, t.name AS tenant_id, "
         f"u.name AS user_id, {status_text('e.status')} AS status, e.started_at, e.completed_at, e.duration, "
         "e.steps_total, e.steps_completed, e.steps_failed, c.name AS current_step, e.error_message, e.metadata, "
         "e.tokens_used, e.cost, e.last_event_at, e.trace_id, e.span_id "
@@ -147,11 +156,11 @@ def execution_select(*, pg: bool = False, hint: str = "") -> str:
     )
 
 
-def step_select(*, pg: bool = False) -> str:
+def step_select(*, pg: bool = False, raw_ids: bool = False) -> str:
     """``SELECT`` of the ``workflow_step_executions`` columns from ``steps AS s`` joined to its
-    execution ``e``, for a ``WHERE`` to follow."""
+    execution ``e``, for a ``WHERE`` to follow (``raw_ids``: as in :func:`execution_select`)."""
     return (
-        f"SELECT {id_text('s.id', pg=pg)} AS id, {id_text('e.id', pg=pg)} AS execution_id, k.name AS step_key, "
+        f"SELECT {id_text('s.id', pg=pg or raw_ids)} AS id, {id_text('e.id', pg=pg or raw_ids)} AS execution_id, k.name AS step_key, "
         f"n.name AS step_name, {status_text('s.status')} AS status, s.started_at, s.completed_at, s.duration, "
         "s.retry_count, s.error_message, s.input_size, s.output_size, s.tokens_used, s.cost, s.trace_id, s.span_id, "
         "s.retried_at FROM steps AS s JOIN executions AS e ON e.seq = s.execution "

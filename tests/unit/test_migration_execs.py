@@ -15,10 +15,21 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.store.db import EXECUTION_COLUMNS, SCHEMA_VERSION, STEP_COLUMNS, migrate, open_for_writing
+from processor.store.db import (
+    EXECUTION_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SINK_DERIVED_TIMES,
+    SINK_STATUS,
+    STEP_COLUMNS,
+    migrate,
+    open_for_writing,
+)
 from processor.store.dbdiff import compare
 from processor.store.executions import execution_row, step_row, write_executions
+from processor.store.pgconn import open_pg_for_writing
 from processor.store.queries import Monitor, uuid_prefix_span
+from tests.pg import PgServer
 from tests.unit.test_daily import table
 
 FIXTURE_V7 = Path(__file__).resolve().parents[1] / "data" / "schema_v7.db.gz"
@@ -92,7 +103,7 @@ def old_answers(path: Path) -> dict[str, Any]:
         conn.close()
 
 
-def check_answers(path: Path, old: dict[str, Any]) -> None:
+def check_answers(path: Path | str, old: dict[str, Any]) -> None:
     with Monitor(path) as m:
         for i in old["ids"]:
             assert m.get_execution(i) == old["one"][i]
@@ -204,6 +215,29 @@ def test_the_sink_writes_what_the_migration_makes(tmp_path: Path) -> None:
         w.close()
     assert [d.table for d in compare(new, fresh)] == ["workflow_stats"]  # the fixture's counters were not written
     assert table(fresh, "SELECT total, completed, running FROM workflow_stats WHERE tenant_id = 't1'") == [(3, 1, 2)]
+
+
+def test_a_postgresql_store_of_schema_8_migrates_its_rows(tmp_path: Path, postgres: PgServer) -> None:
+    """PostgreSQL runs the same step (its ids stay text): equal to the SQLite database migrated
+    from the same rows, and the query API answers as before."""
+    lite = at_schema_8(tmp_path / "lite.db")
+    url = postgres.fresh()
+    pg = open_pg_for_writing(url, MIGRATIONS, SCHEMA_EXECS - 1, (SINK_STATUS, SINK_DERIVED_TIMES))
+    with sqlite3.connect(lite, isolation_level=None) as conn:
+        for target in (conn, pg):
+            target.execute("BEGIN")
+            for s in SNAPSHOTS:
+                target.execute(f"INSERT INTO workflow_executions_monitor({', '.join(EXECUTION_COLUMNS)}) VALUES "
+                               f"({', '.join('?' * len(EXECUTION_COLUMNS))})", execution_row(s))
+                for step in s["steps"]:
+                    target.execute(f"INSERT INTO workflow_step_executions({', '.join(STEP_COLUMNS)}) VALUES "
+                                   f"({', '.join('?' * len(STEP_COLUMNS))})", step_row(step))
+            target.execute("COMMIT")
+    pg.close()
+    old = old_answers(lite)
+    open_for_writing(url).close()
+    assert compare(migrated(lite, tmp_path), url) == []
+    check_answers(url, old)
 
 
 def test_uuid_prefix_span() -> None:
