@@ -14,7 +14,6 @@ from processor.store.queries import (
     _NAME,
     Monitor,
     _alert_row,
-    _execution,
 )
 from processor.store.reader import Row, check_limit
 from processor.store.schema_execs import STATUSES
@@ -81,7 +80,7 @@ class Browser(Monitor):
             params += [after.started_at, after.started_at, after.id]
         sql = self._executions() + (" WHERE " + " AND ".join(where) if where else "")
         order = f"ORDER BY e.started_at DESC, {self._id('e')} DESC LIMIT ?"
-        rows = [_execution(r) for r in self._rows(f"{sql} {order}", (*params, limit + 1))]
+        rows = self._execution_rows(f"{sql} {order}", (*params, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
         last = rows[-1] if more else None

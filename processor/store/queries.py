@@ -11,16 +11,28 @@ The metric queries and the plan of a range between rollups and raw samples:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from processor.store.db import LOG_COLUMNS
+from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS
 from processor.store.executions import stored_id
 from processor.store.metric_queries import MetricQueries
 from processor.store.pgconn import PgConnection
 from processor.store.reader import Row, check_limit, prefix_end, quote
-from processor.store.schema_execs import ACTIVE_CODES, FINISHED_CODES, execution_select, id_of, id_text, step_select
+from processor.store.schema_execs import (
+    ACTIVE_CODES,
+    EXECUTION_REFS,
+    FINISHED_CODES,
+    NAMED_EXECUTION_COLUMNS,
+    NAMED_STEP_COLUMNS,
+    STATUSES,
+    STEP_REFS,
+    id_of,
+    id_text,
+)
+from processor.urls import DbLocation
 
 _NAME = "(SELECT id FROM names WHERE name = ?)"
 _ALERTS = (
@@ -45,6 +57,11 @@ class Monitor(MetricQueries):
     :class:`processor.store.db.DatabaseError` when the database is missing or not an axmon
     database, and :class:`processor.errors.ConfigError` for bad arguments."""
 
+    def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None) -> None:
+        super().__init__(db_path, hourly=hourly, daily=daily)
+        self._name_cache: dict[int | None, str] = {}
+        """``names`` id -> text, as read (a name's id never changes)."""
+
     # -- executions (the original WorkflowMonitor) ----------------------------------------------
 
     def get_active_executions(self, tenant_id: str | None = None) -> list[Row]:
@@ -57,12 +74,12 @@ class Monitor(MetricQueries):
         if tenant_id is not None:
             sql += f" AND e.tenant_ref = {_NAME}"
             params.append(tenant_id)
-        return [_execution(r) for r in self._rows(f"{sql} ORDER BY e.started_at DESC, {self._id('e')} DESC", params)]
+        return self._execution_rows(f"{sql} ORDER BY e.started_at DESC, {self._id('e')} DESC", params)
 
     def get_execution(self, execution_id: str) -> Row | None:
         """One execution by id, or ``None``; ``metadata`` is parsed from its JSON."""
-        rows = self._rows(f"{self._executions()} WHERE e.id = ?", (stored_id(self._conn)(execution_id),))
-        return _execution(rows[0]) if rows else None
+        rows = self._execution_rows(f"{self._executions()} WHERE e.id = ?", (stored_id(self._conn)(execution_id),))
+        return rows[0] if rows else None
 
     def find_execution_ids(self, prefix: str, limit: int = 2) -> list[str]:
         """The ids of the executions starting with ``prefix``, in order (at most ``limit``);
@@ -91,13 +108,13 @@ class Monitor(MetricQueries):
             sql, params = f"{self._executions()} {order}", [limit]
         else:
             sql, params = f"{self._executions()} WHERE e.tenant_ref = {_NAME} {order}", [tenant_id, limit]
-        return [_execution(r) for r in self._rows(sql, params)]
+        return self._execution_rows(sql, params)
 
     def get_step_executions(self, execution_id: str) -> list[Row]:
         """The steps of an execution (one row per step id; retries update the row), ordered by
         ``started_at``, then id."""
-        return [_step(r) for r in self._rows(f"{self._steps()} WHERE s.execution = (SELECT seq FROM executions WHERE id = ?) "
-                                             f"ORDER BY s.started_at, {self._id('s')}", (stored_id(self._conn)(execution_id),))]
+        return self._step_rows(f"{STEP_REFS} WHERE s.execution = (SELECT seq FROM executions WHERE id = ?) "
+                               f"ORDER BY s.started_at, {self._id('s')}", (stored_id(self._conn)(execution_id),))
 
     def get_finished_executions(
         self, *, since_ms: int | None = None, after: tuple[int, str] | None = None,
@@ -120,7 +137,7 @@ class Monitor(MetricQueries):
             params.append(tenant_id)
         sql = (f"{self._executions('INDEXED BY idx_exec_completed')} WHERE {' AND '.join(where)} "
                f"ORDER BY e.completed_at, {self._id('e')} LIMIT ?")
-        return [_execution(r) for r in self._rows(sql, (*params, limit))]
+        return self._execution_rows(sql, (*params, limit))
 
     def get_steps_of(self, execution_ids: list[str]) -> dict[str, list[Row]]:
         """The steps of each execution named (as :meth:`get_step_executions` orders them), by
@@ -130,10 +147,10 @@ class Monitor(MetricQueries):
         for start in range(0, len(execution_ids), 500):
             chunk = execution_ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            sql = (f"{self._steps()} WHERE s.execution IN (SELECT seq FROM executions WHERE id IN ({marks})) "
+            sql = (f"{STEP_REFS} WHERE s.execution IN (SELECT seq FROM executions WHERE id IN ({marks})) "
                    f"ORDER BY s.execution, s.started_at, {self._id('s')}")
-            for row in self._rows(sql, [store(e) for e in chunk]):
-                out[id_of(row["execution_id"])].append(_step(row))
+            for row in self._step_rows(sql, [store(e) for e in chunk]):
+                out[row["execution_id"]].append(row)
         return out
 
     @property
@@ -145,10 +162,47 @@ class Monitor(MetricQueries):
         return id_text(f"{alias}.id", pg=self._pg)
 
     def _executions(self, hint: str = "") -> str:
-        return execution_select(pg=self._pg, hint=hint, raw_ids=True)
+        """``executions AS e`` as stored (``hint``: an ``INDEXED BY`` clause), for
+        :meth:`_execution_rows`."""
+        return EXECUTION_REFS.replace(" AS e", f" AS e {hint}") if hint else EXECUTION_REFS
 
-    def _steps(self) -> str:
-        return step_select(pg=self._pg, raw_ids=True)
+    def _execution_rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """The rows of ``sql`` (of :meth:`_executions`) as ``workflow_executions_monitor``
+        rows, ``metadata`` parsed."""
+        rows = self._tuples(sql, params)
+        names = self._names({r[i] for r in rows for i in NAMED_EXECUTION_COLUMNS})
+        out = []
+        for r in rows:
+            row = dict(zip(EXECUTION_COLUMNS, r))
+            row["id"] = id_of(r[0])
+            for i in NAMED_EXECUTION_COLUMNS:
+                row[EXECUTION_COLUMNS[i]] = names.get(r[i])
+            row["status"] = STATUSES[r[5]]
+            out.append(_execution(row))
+        return out
+
+    def _step_rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """The rows of ``sql`` (of :data:`STEP_REFS`) as ``workflow_step_executions`` rows."""
+        rows = self._tuples(sql, params)
+        names = self._names({r[i] for r in rows for i in NAMED_STEP_COLUMNS})
+        out = []
+        for r in rows:
+            row = dict(zip(STEP_COLUMNS, r))
+            row["id"], row["execution_id"] = id_of(r[0]), id_of(r[1])
+            for i in NAMED_STEP_COLUMNS:
+                row[STEP_COLUMNS[i]] = names[r[i]]
+            row["status"] = STATUSES[r[4]]
+            out.append(row)
+        return out
+
+    def _names(self, refs: set[int | None]) -> dict[int | None, str]:
+        """The texts of these ``names`` ids (a name's id never changes: they are cached)."""
+        cache = self._name_cache
+        missing = sorted(r for r in refs if r is not None and r not in cache)
+        for at in range(0, len(missing), 500):
+            chunk = missing[at:at + 500]
+            cache.update(self._tuples(f"SELECT id, name FROM names WHERE id IN ({', '.join('?' for _ in chunk)})", chunk))
+        return cache
 
     @property
     def has_logs(self) -> bool:
@@ -270,17 +324,8 @@ def _stats(row: tuple[Any, ...]) -> Row:
     }
 
 
-def _step(row: Row) -> Row:
-    """A step row with its ids as their text (as stored: a UUID's 16 bytes on SQLite)."""
-    row["id"] = id_of(row["id"])
-    row["execution_id"] = id_of(row["execution_id"])
-    return row
-
-
 def _execution(row: Row) -> Row:
-    """An execution row with its id as its text and ``metadata`` parsed (left as text if it is
-    not valid JSON)."""
-    row["id"] = id_of(row["id"])
+    """An execution row with ``metadata`` parsed (left as text if it is not valid JSON)."""
     raw = row.get("metadata")
     if isinstance(raw, str):
         try:

@@ -185,6 +185,25 @@ def v9_script(*, pg: bool = False) -> str:
     return ";\n".join((V9_TABLES, copy, views))
 
 
+EXECUTION_REFS = (
+    "SELECT e.id, e.workflow_ref, e.workflow_name_ref, e.tenant_ref, e.user_ref, e.status, e.started_at, e.completed_at, "
+    "e.duration, e.steps_total, e.steps_completed, e.steps_failed, e.current_step_ref, e.error_message, e.metadata, "
+    "e.tokens_used, e.cost, e.last_event_at, e.trace_id, e.span_id FROM executions AS e"
+)
+"""``executions AS e`` as stored, in the order of the ``workflow_executions_monitor`` columns:
+what the query API reads and decodes itself (names by :data:`NAMED_EXECUTION_COLUMNS`, the
+status by :data:`STATUSES`, the id by :func:`id_of`), cheaper than the view's joins."""
+STEP_REFS = (
+    "SELECT s.id, e.id, s.step_key_ref, s.step_name_ref, s.status, s.started_at, s.completed_at, s.duration, "
+    "s.retry_count, s.error_message, s.input_size, s.output_size, s.tokens_used, s.cost, s.trace_id, s.span_id, "
+    "s.retried_at FROM steps AS s JOIN executions AS e ON e.seq = s.execution"
+)
+"""``steps AS s`` as stored with its execution's id, in the order of the ``workflow_step_executions`` columns."""
+NAMED_EXECUTION_COLUMNS = (1, 2, 3, 4, 12)
+"""The positions in :data:`EXECUTION_REFS` of the references to ``names``."""
+NAMED_STEP_COLUMNS = (2, 3)
+"""The positions in :data:`STEP_REFS` of the references to ``names``."""
+
 EXECUTION_TABLES = frozenset({"names", "executions", "steps"})
 """The compact tables of executions and steps, read and compared through their views (their row
 ids and name ids are the database's own)."""
