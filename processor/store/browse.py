@@ -11,12 +11,10 @@ from typing import Any
 
 from processor.store.queries import (
     _ALERTS,
-    _NAME,
     Monitor,
     _alert_row,
 )
 from processor.store.reader import Row, check_limit
-from processor.store.schema_execs import STATUSES
 
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 ALERT_STATUSES = ("pending", "firing", "acknowledged", "resolved")
@@ -66,9 +64,9 @@ class Browser(Monitor):
         """Executions with ``start <= started_at < end``, newest first (ties: id descending);
         ``after`` continues a previous page. ``next_cursor`` is ``None`` on the last page."""
         check_limit(limit)
-        code = None if status is None else STATUSES.index(status) if status in STATUSES else -1
-        where, params = _equal((f"e.tenant_ref = {_NAME}", tenant_id), ("e.status = ?", code),
-                               (f"e.workflow_ref = {_NAME}", workflow_id))
+        reads = self._reads
+        where, params = _equal((reads.tenant, tenant_id), (reads.status, None if status is None else reads.status_value(status)),
+                               (reads.workflow, workflow_id))
         if start is not None:
             where.append("e.started_at >= ?")
             params.append(start)

@@ -17,24 +17,14 @@ from typing import Any
 import orjson
 
 from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS
+from processor.store.execution_reads import COMPACT, LEGACY
 from processor.store.executions import stored_id
 from processor.store.metric_queries import MetricQueries
 from processor.store.pgconn import PgConnection
 from processor.store.reader import Row, check_limit, prefix_end, quote
-from processor.store.schema_execs import (
-    ACTIVE_CODES,
-    EXECUTION_REFS,
-    FINISHED_CODES,
-    NAMED_EXECUTION_COLUMNS,
-    NAMED_STEP_COLUMNS,
-    STATUSES,
-    STEP_REFS,
-    id_of,
-    id_text,
-)
+from processor.store.schema_execs import NAMED_EXECUTION_COLUMNS, NAMED_STEP_COLUMNS, STATUSES, id_of, id_text
 from processor.urls import DbLocation
 
-_NAME = "(SELECT id FROM names WHERE name = ?)"
 _ALERTS = (
     "SELECT id, rule, kind, severity, status, tenant_id, metric_type, labels, series, execution_id, value, threshold, "
     "partition, pending_at, fired_at, acknowledged_at, acknowledged_by, resolved_at, updated_at FROM alerts"
@@ -59,6 +49,10 @@ class Monitor(MetricQueries):
 
     def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None) -> None:
         super().__init__(db_path, hourly=hourly, daily=daily)
+        compact = bool(self._tuples("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'executions'"))
+        self._reads = COMPACT if compact else LEGACY
+        """The execution tables' SQL: schema 9's compact tables, or those before (a database not
+        yet migrated, read as it is)."""
         self._name_cache: dict[int | None, str] = {}
         """``names`` id -> text, as read (a name's id never changes)."""
 
@@ -69,16 +63,16 @@ class Monitor(MetricQueries):
         (then id descending)."""
         # Without statistics (no ANALYZE) SQLite prefers the tenant index, which scans every
         # execution of the tenant; the partial index holds only the active ones.
-        sql = f"{self._executions('INDEXED BY idx_exec_active')} WHERE e.status IN ({ACTIVE_CODES})"
+        sql = f"{self._executions(self._reads.active_hint)} WHERE {self._reads.active}"
         params: list[Any] = []
         if tenant_id is not None:
-            sql += f" AND e.tenant_ref = {_NAME}"
+            sql += f" AND {self._reads.tenant}"
             params.append(tenant_id)
         return self._execution_rows(f"{sql} ORDER BY e.started_at DESC, {self._id('e')} DESC", params)
 
     def get_execution(self, execution_id: str) -> Row | None:
         """One execution by id, or ``None``; ``metadata`` is parsed from its JSON."""
-        rows = self._execution_rows(f"{self._executions()} WHERE e.id = ?", (stored_id(self._conn)(execution_id),))
+        rows = self._execution_rows(f"{self._executions()} WHERE e.id = ?", (self._stored(execution_id),))
         return rows[0] if rows else None
 
     def find_execution_ids(self, prefix: str, limit: int = 2) -> list[str]:
@@ -86,13 +80,13 @@ class Monitor(MetricQueries):
         range scans of the id index (SQLite: one of the ids stored as text, one of those stored
         as a UUID's bytes)."""
         check_limit(limit)
-        sql = "SELECT id FROM executions WHERE id >= ?"
+        sql = f"SELECT id FROM {self._reads.table} WHERE id >= ?"
         params: list[Any] = [prefix]
         if (above := prefix_end(prefix)) is not None:
             sql, params = sql + " AND id < ?", [prefix, above]
         found = [str(r[0]) for r in self._tuples(f"{sql} AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
                                                  (*params, len(prefix), prefix, limit))]
-        if not self._pg and (span := uuid_prefix_span(prefix)) is not None:
+        if self._reads.compact and not self._pg and (span := uuid_prefix_span(prefix)) is not None:
             rows = self._tuples(f"SELECT {self._id('e')} FROM executions AS e WHERE e.id BETWEEN ? AND ? "
                                 "ORDER BY e.id LIMIT ?", (*span, limit))
             found += [str(r[0]) for r in rows if str(r[0]).startswith(prefix)]
@@ -107,14 +101,14 @@ class Monitor(MetricQueries):
         if tenant_id is None:
             sql, params = f"{self._executions()} {order}", [limit]
         else:
-            sql, params = f"{self._executions()} WHERE e.tenant_ref = {_NAME} {order}", [tenant_id, limit]
+            sql, params = f"{self._executions()} WHERE {self._reads.tenant} {order}", [tenant_id, limit]
         return self._execution_rows(sql, params)
 
     def get_step_executions(self, execution_id: str) -> list[Row]:
         """The steps of an execution (one row per step id; retries update the row), ordered by
         ``started_at``, then id."""
-        return self._step_rows(f"{STEP_REFS} WHERE s.execution = (SELECT seq FROM executions WHERE id = ?) "
-                               f"ORDER BY s.started_at, {self._id('s')}", (stored_id(self._conn)(execution_id),))
+        return self._step_rows(f"{self._reads.steps} WHERE {self._reads.step_of} ORDER BY s.started_at, {self._id('s')}",
+                               (self._stored(execution_id),))
 
     def get_finished_executions(
         self, *, since_ms: int | None = None, after: tuple[int, str] | None = None,
@@ -124,7 +118,7 @@ class Monitor(MetricQueries):
         first (ties: id): those that ended at or after ``since_ms``, and after the
         ``(completed_at, id)`` cursor ``after`` when paging. At most ``limit``."""
         check_limit(limit)
-        where = ["e.completed_at IS NOT NULL", f"e.status IN ({FINISHED_CODES})"]
+        where = ["e.completed_at IS NOT NULL", self._reads.finished]
         params: list[Any] = []
         if since_ms is not None:
             where.append("e.completed_at >= ?")
@@ -133,9 +127,9 @@ class Monitor(MetricQueries):
             where.append(f"(e.completed_at > ? OR (e.completed_at = ? AND {self._id('e')} > ?))")
             params += [after[0], after[0], after[1]]
         if tenant_id is not None:
-            where.append(f"e.tenant_ref = {_NAME}")
+            where.append(self._reads.tenant)
             params.append(tenant_id)
-        sql = (f"{self._executions('INDEXED BY idx_exec_completed')} WHERE {' AND '.join(where)} "
+        sql = (f"{self._executions(self._reads.completed_hint)} WHERE {' AND '.join(where)} "
                f"ORDER BY e.completed_at, {self._id('e')} LIMIT ?")
         return self._execution_rows(sql, (*params, limit))
 
@@ -143,13 +137,12 @@ class Monitor(MetricQueries):
         """The steps of each execution named (as :meth:`get_step_executions` orders them), by
         execution id; an execution without steps has an empty list."""
         out: dict[str, list[Row]] = {e: [] for e in execution_ids}
-        store = stored_id(self._conn)
         for start in range(0, len(execution_ids), 500):
             chunk = execution_ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = (f"{STEP_REFS} WHERE s.execution IN (SELECT seq FROM executions WHERE id IN ({marks})) "
-                   f"ORDER BY s.execution, s.started_at, {self._id('s')}")
-            for row in self._step_rows(sql, [store(e) for e in chunk]):
+            where = self._reads.steps_in.format(",".join("?" * len(chunk)))
+            sql = (f"{self._reads.steps} WHERE {where} "
+                   f"ORDER BY {self._reads.step_group}, s.started_at, {self._id('s')}")
+            for row in self._step_rows(sql, [self._stored(e) for e in chunk]):
                 out[row["execution_id"]].append(row)
         return out
 
@@ -157,19 +150,26 @@ class Monitor(MetricQueries):
     def _pg(self) -> bool:
         return isinstance(self._conn, PgConnection)
 
+    def _stored(self, id_: str) -> str | bytes:
+        """An id as the execution tables store it."""
+        return stored_id(self._conn)(id_) if self._reads.compact else id_
+
     def _id(self, alias: str) -> str:
         """SQL: the text of the stored id of ``alias`` (``e`` or ``s``)."""
-        return id_text(f"{alias}.id", pg=self._pg)
+        return id_text(f"{alias}.id", pg=self._pg or not self._reads.compact)
 
     def _executions(self, hint: str = "") -> str:
-        """``executions AS e`` as stored (``hint``: an ``INDEXED BY`` clause), for
+        """The executions as stored, ``AS e`` (``hint``: an ``INDEXED BY`` clause), for
         :meth:`_execution_rows`."""
-        return EXECUTION_REFS.replace(" AS e", f" AS e {hint}") if hint else EXECUTION_REFS
+        sql = self._reads.executions
+        return sql.replace(" AS e", f" AS e {hint}") if hint else sql
 
     def _execution_rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
         """The rows of ``sql`` (of :meth:`_executions`) as ``workflow_executions_monitor``
         rows, ``metadata`` parsed."""
         rows = self._tuples(sql, params)
+        if not self._reads.compact:
+            return [_execution(dict(zip(EXECUTION_COLUMNS, r))) for r in rows]
         names = self._names({r[i] for r in rows for i in NAMED_EXECUTION_COLUMNS})
         out = []
         for r in rows:
@@ -182,8 +182,10 @@ class Monitor(MetricQueries):
         return out
 
     def _step_rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        """The rows of ``sql`` (of :data:`STEP_REFS`) as ``workflow_step_executions`` rows."""
+        """The rows of ``sql`` (of the steps' ``SELECT``) as ``workflow_step_executions`` rows."""
         rows = self._tuples(sql, params)
+        if not self._reads.compact:
+            return [dict(zip(STEP_COLUMNS, r)) for r in rows]
         names = self._names({r[i] for r in rows for i in NAMED_STEP_COLUMNS})
         out = []
         for r in rows:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from processor.store.browse import Browser, Cursor
 from processor.store.db import (
     EXECUTION_COLUMNS,
     MIGRATIONS,
@@ -167,6 +168,22 @@ SNAPSHOTS = (
     _snapshot("0190f2a1", "t2", "pending", 2_000, []),
     _snapshot("unicode-✓", "t2", "cancelled", 2_000, [(U[0], "lint", 2_001)]),  # a step id that is an execution's
 )
+
+
+def test_a_database_not_yet_migrated_is_read_as_it_is(v8: Path, tmp_path: Path) -> None:
+    """A read-only connection never migrates: a database of schema 8 answers from its tables
+    as before, and the dashboard's pages of executions are those of the migrated database."""
+    check_answers(v8, old_answers(v8))
+    new = migrated(v8, tmp_path)
+    with Browser(v8) as old, Browser(new) as now:
+        for filters in ({}, {"status": "completed"}, {"tenant_id": "tenant_a"}, {"workflow_id": "wf_research"},
+                        {"status": "nonsense"}):
+            pages = [b.list_executions(limit=3, **filters) for b in (old, now)]
+            assert pages[0] == pages[1]
+            if pages[0].next_cursor:
+                after = Cursor.decode(pages[0].next_cursor)
+                assert old.list_executions(limit=3, after=after, **filters) == now.list_executions(
+                    limit=3, after=after, **filters)
 
 
 def test_uuid_and_other_ids_migrate_and_answer_as_before(tmp_path: Path) -> None:
