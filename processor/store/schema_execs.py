@@ -8,10 +8,13 @@ bytes of a UUID's canonical text, else the text: :func:`processor.store.series.e
 ``WITHOUT ROWID`` with the key (execution, step id), so an execution's steps are one range of
 it and need no index of their own. The tables they replace, ``workflow_executions_monitor`` and
 ``workflow_step_executions``, stay readable with the same columns, as views; the query API reads
-the compact tables (:func:`execution_select`, :func:`step_select`), with the same results.
+the compact tables as stored (:data:`EXECUTION_REFS`, :data:`STEP_REFS`) and decodes them itself,
+with the same results.
 
 A step is stored under its execution: the sink writes steps only inside their execution's
-snapshot, and a step row without its execution is not kept.
+snapshot, and a step row without its execution is not kept. A step id is unique within its
+execution (schema 8 kept one row per step id: two executions' steps of one id were one row, the
+last written).
 """
 
 from __future__ import annotations
@@ -140,27 +143,25 @@ DROP TABLE workflow_executions_monitor
 """
 
 
-def execution_select(*, pg: bool = False, hint: str = "", raw_ids: bool = False) -> str:
-    """``SELECT`` of the ``workflow_executions_monitor`` columns from ``executions AS e`` (and the
-    names it refers to), for a ``WHERE`` on the compact columns to follow; ``hint``: an
-    ``INDEXED BY`` clause for ``e``; ``raw_ids``: the id as stored (for :func:`id_of` to
-    convert: cheaper than SQL)."""
+def execution_select(*, pg: bool = False) -> str:
+    """``SELECT`` of the ``workflow_executions_monitor`` columns from ``executions AS e`` and the
+    names it refers to: the view's body."""
     return (
-        f"SELECT {id_text('e.id', pg=pg or raw_ids)} AS id, w.name AS workflow_id, wn.name AS workflow_name, t.name AS tenant_id, "
+        f"SELECT {id_text('e.id', pg=pg)} AS id, w.name AS workflow_id, wn.name AS workflow_name, t.name AS tenant_id, "
         f"u.name AS user_id, {status_text('e.status')} AS status, e.started_at, e.completed_at, e.duration, "
         "e.steps_total, e.steps_completed, e.steps_failed, c.name AS current_step, e.error_message, e.metadata, "
         "e.tokens_used, e.cost, e.last_event_at, e.trace_id, e.span_id "
-        f"FROM executions AS e {hint} JOIN names AS t ON t.id = e.tenant_ref JOIN names AS w ON w.id = e.workflow_ref "
+        "FROM executions AS e JOIN names AS t ON t.id = e.tenant_ref JOIN names AS w ON w.id = e.workflow_ref "
         "JOIN names AS wn ON wn.id = e.workflow_name_ref JOIN names AS u ON u.id = e.user_ref "
         "LEFT JOIN names AS c ON c.id = e.current_step_ref"
     )
 
 
-def step_select(*, pg: bool = False, raw_ids: bool = False) -> str:
+def step_select(*, pg: bool = False) -> str:
     """``SELECT`` of the ``workflow_step_executions`` columns from ``steps AS s`` joined to its
-    execution ``e``, for a ``WHERE`` to follow (``raw_ids``: as in :func:`execution_select`)."""
+    execution ``e`` and the names: the view's body."""
     return (
-        f"SELECT {id_text('s.id', pg=pg or raw_ids)} AS id, {id_text('e.id', pg=pg or raw_ids)} AS execution_id, k.name AS step_key, "
+        f"SELECT {id_text('s.id', pg=pg)} AS id, {id_text('e.id', pg=pg)} AS execution_id, k.name AS step_key, "
         f"n.name AS step_name, {status_text('s.status')} AS status, s.started_at, s.completed_at, s.duration, "
         "s.retry_count, s.error_message, s.input_size, s.output_size, s.tokens_used, s.cost, s.trace_id, s.span_id, "
         "s.retried_at FROM steps AS s JOIN executions AS e ON e.seq = s.execution "
