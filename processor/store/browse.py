@@ -119,27 +119,29 @@ class Browser(Monitor):
     def quota_usage(self, start: int, end: int, tenant_id: str | None = None) -> list[Row]:
         """Tokens and cost of the executions started in ``[start, end)``, per tenant and
         workflow (by tenant, then workflow)."""
-        sql = (
-            "SELECT tenant_id, workflow_id, COUNT(*) AS executions, COALESCE(SUM(tokens_used), 0) AS tokens_used, "
-            "COALESCE(SUM(cost), 0.0) AS cost FROM workflow_executions_monitor WHERE started_at >= ? AND started_at < ?"
-        )
-        params: list[Any] = [start, end]
-        if tenant_id is not None:
-            sql += " AND tenant_id = ?"
-            params.append(tenant_id)
-        return self._rows(sql + " GROUP BY tenant_id, workflow_id ORDER BY tenant_id, workflow_id", params)
+        sums = "COUNT(*) AS executions, COALESCE(SUM(e.tokens_used), 0) AS tokens_used, COALESCE(SUM(e.cost), 0.0) AS cost"
+        where = "e.started_at >= ? AND e.started_at < ?" + ("" if tenant_id is None else f" AND {self._reads.tenant}")
+        params: list[Any] = [start, end] + ([] if tenant_id is None else [tenant_id])
+        if not self._reads.compact:
+            return self._rows(f"SELECT e.tenant_id, e.workflow_id, {sums} FROM workflow_executions_monitor AS e WHERE {where} "
+                              "GROUP BY e.tenant_id, e.workflow_id ORDER BY e.tenant_id, e.workflow_id", params)
+        return self._rows(  # grouped by the names' ids, then named: no join per execution
+            "SELECT t.name AS tenant_id, w.name AS workflow_id, g.executions, g.tokens_used, g.cost FROM "
+            f"(SELECT e.tenant_ref, e.workflow_ref, {sums} FROM executions AS e WHERE {where} "
+            "GROUP BY e.tenant_ref, e.workflow_ref) AS g JOIN names AS t ON t.id = g.tenant_ref "
+            "JOIN names AS w ON w.id = g.workflow_ref ORDER BY t.name, w.name", params)
 
     def usage_buckets(self, start: int, end: int, interval_ms: int, tenant_id: str | None = None) -> list[Row]:
         """Executions, tokens and cost of the executions started in ``[start, end)``, per bucket
         ``[start + k interval_ms, ...)`` that has any, in time order (``timestamp``: the bucket's
         start)."""
         sql = (
-            "SELECT (started_at - ?) / ? AS k, COUNT(*) AS executions, COALESCE(SUM(tokens_used), 0) AS tokens_used, "
-            "COALESCE(SUM(cost), 0.0) AS cost FROM workflow_executions_monitor WHERE started_at >= ? AND started_at < ?"
+            "SELECT (e.started_at - ?) / ? AS k, COUNT(*) AS executions, COALESCE(SUM(e.tokens_used), 0) AS tokens_used, "
+            f"COALESCE(SUM(e.cost), 0.0) AS cost FROM {self._reads.table} AS e WHERE e.started_at >= ? AND e.started_at < ?"
         )
         params: list[Any] = [start, interval_ms, start, end]
         if tenant_id is not None:
-            sql += " AND tenant_id = ?"
+            sql += f" AND {self._reads.tenant}"
             params.append(tenant_id)
         rows = self._rows(sql + " GROUP BY k ORDER BY k", params)
         return [{"timestamp": start + int(r.pop("k")) * interval_ms, **r} for r in rows]

@@ -184,6 +184,15 @@ def test_a_database_not_yet_migrated_is_read_as_it_is(v8: Path, tmp_path: Path) 
                 after = Cursor.decode(pages[0].next_cursor)
                 assert old.list_executions(limit=3, after=after, **filters) == now.list_executions(
                     limit=3, after=after, **filters)
+        for tenant in (None, "tenant_a", "tenant_z"):  # costs: sums in the order the rows are read
+            usage = _rounded(old.quota_usage(0, 2**62, tenant))
+            assert usage == _rounded(now.quota_usage(0, 2**62, tenant)) and (usage or tenant == "tenant_z")
+            buckets = _rounded(old.usage_buckets(0, 2**62, 3_600_000, tenant))
+            assert buckets == _rounded(now.usage_buckets(0, 2**62, 3_600_000, tenant)) and (buckets or tenant == "tenant_z")
+
+
+def _rounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "cost": round(r["cost"], 9)} for r in rows]
 
 
 def test_uuid_and_other_ids_migrate_and_answer_as_before(tmp_path: Path) -> None:
