@@ -40,6 +40,7 @@ from processor.store.schema import SINK_STATUS as SINK_STATUS
 from processor.store.schema import SINK_TABLES as SINK_TABLES
 from processor.store.schema import STEP_COLUMNS as STEP_COLUMNS
 from processor.store.schema import split_statements
+from processor.store.schema_execs import EXECS_VERSION
 from processor.store.series import event_id, series_key_of
 from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
 from processor.store.sqltext import HOUR_MS as HOUR_MS
@@ -116,7 +117,7 @@ def migrate(conn: sqlite3.Connection, up_to: int = SCHEMA_VERSION) -> int:
             conn.create_function("axmon_sketch_bytes", 1, _sketch_bytes, deterministic=True)
         if target == 8:
             conn.create_function("axmon_series_key", 3, series_key_of, deterministic=True)
-        if target in (8, 9):
+        if target in (8, EXECS_VERSION):
             conn.create_function("axmon_event_id", 1, event_id, deterministic=True)
         conn.execute("BEGIN IMMEDIATE")
         try:

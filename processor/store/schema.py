@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from processor.store.schema_execs import EXECUTION_TABLES, v9_script
+from processor.store.schema_execs import EXECS_VERSION, EXECUTION_TABLES, execs_script
 from processor.store.schema_layout import SAMPLE_ID
 from processor.store.schema_layout import V8_COPY as _V8_COPY
 from processor.store.schema_layout import V8_TABLES as _V8_TABLES
@@ -350,7 +350,7 @@ before."""
 
 MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7,
                               8: ";\n".join((_V8_TABLES, _V8_COPY, _V8_VIEWS.format(sample_id=SAMPLE_ID))),
-                              9: v9_script()}
+                              EXECS_VERSION: execs_script()}
 """Version -> the SQL that brings version - 1 to it."""
 
 V8_PG = ";\n".join((_V8_TABLES, _V8_VIEWS.format(sample_id="p.id")))

@@ -1,4 +1,5 @@
-"""Schema 9, the compact layout of executions and steps (a step of :data:`processor.store.schema.MIGRATIONS`).
+"""Schema 9 (:data:`EXECS_VERSION`), the compact layout of executions and steps (a step of
+:data:`processor.store.schema.MIGRATIONS`).
 
 The texts an execution repeats (tenant, workflow id and name, user, step keys and names, the
 current step) are stored once in ``names`` under an integer id (columns ``*_ref``); statuses are
@@ -18,6 +19,10 @@ last written).
 """
 
 from __future__ import annotations
+
+EXECS_VERSION = 9
+"""The schema version whose step this is (renumber here: :mod:`processor.store.schema`,
+:mod:`processor.store.db` and :mod:`processor.store.pgdialect` use it)."""
 
 STATUSES = ("completed", "failed", "running", "cancelled", "pending")
 """An execution's or a step's status, by its stored code (its index; 0 and 1 take no bytes)."""
@@ -58,7 +63,7 @@ def id_of(stored: str | bytes) -> str:
     return stored
 
 
-V9_TABLES = f"""
+EXECS_TABLES = f"""
 CREATE TABLE names (
   id INTEGER PRIMARY KEY,          -- given on first use (what it means is this database's own)
   name TEXT NOT NULL
@@ -119,7 +124,7 @@ CREATE TABLE steps (
 _NAMED = (("e", "tenant_id"), ("e", "workflow_id"), ("e", "workflow_name"), ("e", "user_id"), ("e", "current_step"),
           ("s", "step_key"), ("s", "step_name"))
 
-V9_COPY = """
+EXECS_COPY = """
 INSERT INTO names(name) SELECT name FROM (
   {names}
 ) AS n WHERE name IS NOT NULL ORDER BY name;
@@ -169,21 +174,21 @@ def step_select(*, pg: bool = False) -> str:
     )
 
 
-def v9_script(*, pg: bool = False) -> str:
-    """The step from 8 to 9: the compact tables, the rows copied (SQLite: ids converted by
-    ``axmon_event_id``), the old tables dropped and their views."""
+def execs_script(*, pg: bool = False) -> str:
+    """The step to :data:`EXECS_VERSION`: the compact tables, the rows copied (SQLite: ids
+    converted by ``axmon_event_id``), the old tables dropped and their views."""
     names = "\n  UNION ".join(
         f"SELECT {column} AS name FROM {'workflow_executions_monitor' if alias == 'e' else 'workflow_step_executions'}"
         for alias, column in _NAMED)
     convert = "{}" if pg else "axmon_event_id({})"
-    copy = V9_COPY.format(
+    copy = EXECS_COPY.format(
         names=names, stored_id=convert.format("e.id"), stored_step_id=convert.format("s.id"),
         stored_execution_id=convert.format("s.execution_id"), status=status_code("e.status"),
         step_status=status_code("s.status"),
     )
     views = (f"CREATE VIEW workflow_executions_monitor AS {execution_select(pg=pg)};\n"
              f"CREATE VIEW workflow_step_executions AS {step_select(pg=pg)}")
-    return ";\n".join((V9_TABLES, copy, views))
+    return ";\n".join((EXECS_TABLES, copy, views))
 
 
 EXECUTION_REFS = (

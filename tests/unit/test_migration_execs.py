@@ -30,12 +30,13 @@ from processor.store.dbdiff import compare
 from processor.store.executions import execution_row, step_row, write_executions
 from processor.store.pgconn import open_pg_for_writing
 from processor.store.queries import Monitor, uuid_prefix_span
+from processor.store.schema_execs import EXECS_VERSION
 from tests.pg import PgServer
 from tests.unit.test_daily import table
 
 FIXTURE_V7 = Path(__file__).resolve().parents[1] / "data" / "schema_v7.db.gz"
-SCHEMA_EXECS = 9
-"""The version this module tests the step to (renumber here if the step moves)."""
+SCHEMA_EXECS = EXECS_VERSION
+"""The version this module tests the step to."""
 
 
 def at_schema_8(path: Path) -> Path:
