@@ -51,16 +51,17 @@ from processor.folds.windows import MetricWindow, series_id, series_of, window_s
 from processor.settings import default_cache_home
 from processor.store.daily import rebuild_daily
 from processor.store.db import SCHEMA_VERSION, open_for_writing
+from processor.store.executions import write_execution_rows
 from processor.store.hourly import hour_of, hourly_row
 from processor.store.series import write_keyed_samples, write_tier_rows, write_window_rows
 from producers.simulator import MODELS, WORKFLOWS, ScenarioConfig, generate_scenario
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7
 
-DBGEN_VERSION = 4
+DBGEN_VERSION = 5
 """Bumped whenever :func:`build_query_db` writes different data: part of the cache key.
 2: the hourly tier (``metric_rollups_hourly``); 3: the day tier and the kept counts; 4: through the
-store's writers of the compact layout (schema 8)."""
+store's writers of the compact layout (schema 8); 5: executions through the store's writer (schema 9)."""
 ENV_BENCH_CACHE = "AXMON_BENCH_CACHE"
 """Where generated databases are cached (default ``~/.cache/axmon/bench``)."""
 WINDOW_MS = 60_000
@@ -242,16 +243,14 @@ def cached_query_db(spec: QueryDbSpec, directory: Path | None = None) -> tuple[P
     return path, stats, False
 
 
-_INSERT_EXECUTION = (
-    "INSERT INTO workflow_executions_monitor(id, workflow_id, workflow_name, tenant_id, user_id, status, "
-    "started_at, completed_at, duration, steps_total, steps_completed, steps_failed, current_step, error_message, "
-    "metadata, tokens_used, cost, last_event_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_STEP = (
-    "INSERT INTO workflow_step_executions(id, execution_id, step_key, step_name, status, started_at, completed_at, "
-    "duration, retry_count, error_message, input_size, output_size, tokens_used, cost) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+def _write_executions(conn: sqlite3.Connection, executions: list[tuple[Any, ...]], steps: list[tuple[Any, ...]]) -> None:
+    """Executions and steps in the views' form (the trace columns left out: none), through the
+    store's writer of the compact layout (schema 9); the lists are emptied."""
+    write_execution_rows(conn, [(*r, None, None) for r in executions], [(*r, None, None, None) for r in steps])
+    executions.clear()
+    steps.clear()
+
+
 def _write_metrics(conn: sqlite3.Connection, samples: list[tuple[str, tuple[Any, ...]]], windows: list[tuple[Any, ...]],
                    hours: list[tuple[Any, ...]]) -> None:
     """Raw samples (with their series keys), window rows and hourly rows in the views' form,
@@ -283,9 +282,9 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     began = time.perf_counter()
     conn = cast(sqlite3.Connection, open_for_writing(path))  # a file: the bench's databases are SQLite
     conn.row_factory = None
-    indexes = conn.execute(  # the series' stay: the writers look series up by key
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name != 'series' "
-        "ORDER BY name"
+    indexes = conn.execute(  # the writers look series, names and executions up by key: those indexes stay
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+        "AND tbl_name NOT IN ('series', 'names') AND name != 'idx_exec_id' ORDER BY name"
     ).fetchall()
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
@@ -423,14 +422,10 @@ def _load_executions(conn: sqlite3.Connection, spec: QueryDbSpec, rng: random.Ra
             s[6] += duration
             s[7] += 1
         if len(step_rows) >= _ROWS_PER_TRANSACTION:
-            conn.executemany(_INSERT_EXECUTION, exec_rows)
-            conn.executemany(_INSERT_STEP, step_rows)
-            exec_rows.clear()
-            step_rows.clear()
+            _write_executions(conn, exec_rows, step_rows)
             conn.execute("COMMIT")
             conn.execute("BEGIN")
-    conn.executemany(_INSERT_EXECUTION, exec_rows)
-    conn.executemany(_INSERT_STEP, step_rows)
+    _write_executions(conn, exec_rows, step_rows)
     conn.executemany(
         "INSERT INTO workflow_stats(tenant_id, total, pending, running, completed, failed, cancelled, duration_sum, "
         "duration_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -5,7 +5,7 @@
    are started as child processes (:class:`processor.ops.children.AxmonChild`), and a
    :class:`DbWatcher` thread polls the sink's database read-only (WAL: readers never block the
    writer) every ``poll_interval_s``, stamping when it first sees each ``performance_metrics``
-   row and each new ``last_event_at`` of each ``workflow_executions_monitor`` row. A few
+   row and each new ``last_event_at`` of each execution (its compact row). A few
    warm-up events are published and waited for: the pipeline is up.
 2. **Maximum throughput**, measured here: a burst of simulated events (lifecycle events and
    metric samples as :func:`producers.simulator.generate_scenario` mixes them, event time now)
@@ -67,6 +67,7 @@ from bench.worker import GroupProbe
 from processor.ops.children import AxmonChild
 from processor.ops.settle import sink_topics, stored_sink_offsets
 from processor.store.db import DatabaseError, open_read_only
+from processor.store.schema_execs import id_text
 from processor.store.series import event_id as stored_event_id
 from producers import AxmonProducer, ProducerConfig
 from producers.client import route
@@ -335,7 +336,7 @@ class DbWatcher(threading.Thread):
             chunk = probed[at:at + 500]
             marks = ",".join("?" * len(chunk))
             found += [r[0] for r in conn.execute(f"SELECT id FROM samples WHERE id IN ({marks})", chunk)]
-        rows = conn.execute("SELECT id, last_event_at FROM workflow_executions_monitor").fetchall()
+        rows = conn.execute(f"SELECT {id_text('id')}, last_event_at FROM executions").fetchall()
         with self._lock:
             for stored in found:
                 sample_id = self._pending.pop(stored, None)

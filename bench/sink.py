@@ -69,7 +69,8 @@ from processor.ops.children import AxmonChild
 from processor.ops.settle import sink_topics, stored_sink_offsets
 from processor.runtime.sink import SinkConfig, SinkCounters, SinkRunner
 from processor.settings import Settings
-from processor.store.db import EXECUTION_COLUMNS, STEP_COLUMNS, open_for_writing
+from processor.store.db import open_for_writing
+from processor.store.schema_execs import STATUSES
 from processor.store.series import event_id, own_unit
 from processor.store.sinkdb import SinkBatch, execution_row, step_row, write_batch
 from producers.client import route
@@ -309,8 +310,8 @@ read just before SIGTERM."""
 @dataclass(frozen=True, slots=True)
 class Prepared:
     batches: tuple[SinkBatch, ...]
-    tuples: tuple[tuple[Rows, Rows, Rows, Rows, Rows], ...]
-    """Per batch: new series, execution, step, sample and window row tuples (the baseline's input)."""
+    tuples: tuple[tuple[Rows, Rows, Rows, Rows, Rows, Rows], ...]
+    """Per batch: new series, new names, execution, step, sample and window row tuples (the baseline's input)."""
     executions: int
     steps: int
     samples: int
@@ -338,12 +339,35 @@ def rollup_tuple(r: dict[str, Any]) -> tuple[Any, ...]:
             r["sum"], r["min"], r["max"], encode_json(r["sketch"]), int(bool(r["final"])))
 
 
-def batch_tuples(batch: SinkBatch, known: dict[str, tuple[int, str]]) -> tuple[Rows, Rows, Rows, Rows, Rows]:
-    """The rows ``write_batch`` writes for ``batch``, as tuples, in the compact layout (schema 8):
-    the series new in the batch (numbered in the order they appear; ``known`` holds those of the
-    batches before, and gets these), executions, steps, samples and windows."""
+def batch_tuples(batch: SinkBatch, known: dict[str, tuple[int, str]],
+                 names: dict[str, int], seqs: dict[str, int]) -> tuple[Rows, Rows, Rows, Rows, Rows, Rows]:
+    """The rows ``write_batch`` writes for ``batch``, as tuples, in the compact layouts (schemas 8
+    and 9): the series new in the batch (numbered in the order they appear; ``known`` holds those
+    of the batches before, and gets these), the names new in it (likewise, ``names``; and the
+    executions' row ids, ``seqs``), executions, steps, samples and windows."""
     executions = list(batch.executions.values())
     new: Rows = []
+    new_names: Rows = []
+
+    def name(text: str | None) -> int | None:
+        if text is None:
+            return None
+        found = names.get(text)
+        if found is None:
+            found = names[text] = len(names) + 1
+            new_names.append((found, text))
+        return found
+
+    exec_rows: Rows = []
+    step_rows: Rows = []
+    for snapshot in executions:
+        r = execution_row(snapshot)
+        seq = seqs.setdefault(r[0], len(seqs) + 1)
+        exec_rows.append((seq, event_id(r[0]), name(r[3]), name(r[1]), name(r[2]), name(r[4]), STATUSES.index(r[5]),
+                          *r[6:12], name(r[12]), *r[13:20]))
+        for step in snapshot["steps"]:
+            t = step_row(step)
+            step_rows.append((seq, event_id(t[0]), name(t[2]), name(t[3]), STATUSES.index(t[4]), *t[5:17]))
 
     def series(key: str, tenant: str | None, metric_type: str, labels: str, unit: str) -> tuple[int, str]:
         found = known.get(key)
@@ -362,13 +386,7 @@ def batch_tuples(batch: SinkBatch, known: dict[str, tuple[int, str]]) -> tuple[R
         row = rollup_tuple(r)
         id_, unit = series(row[0], row[3], row[4], row[5], row[6])
         windows.append((id_, *row[1:3], *row[7:13], own_unit(row[6], unit)))
-    return (
-        new,
-        [execution_row(s) for s in executions],
-        [step_row(step) for s in executions for step in s["steps"]],
-        samples,
-        windows,
-    )
+    return new, new_names, exec_rows, step_rows, samples, windows
 
 
 def prepare(config: SinkBenchConfig) -> Prepared:
@@ -399,7 +417,9 @@ def prepare(config: SinkBenchConfig) -> Prepared:
         batches.append(batch)
     steps = sum(len(s["steps"]) for s in snaps)
     known: dict[str, tuple[int, str]] = {}
-    return Prepared(tuple(batches), tuple(batch_tuples(b, known) for b in batches), len(snaps), steps, len(samples),
+    names: dict[str, int] = {}
+    seqs: dict[str, int] = {}
+    return Prepared(tuple(batches), tuple(batch_tuples(b, known, names, seqs) for b in batches), len(snaps), steps, len(samples),
                     len(rollups))
 
 
@@ -408,8 +428,12 @@ def prepare(config: SinkBenchConfig) -> Prepared:
 
 _PLAIN = {
     "series": "id, key, tenant_id, metric_type, labels, unit",
-    "workflow_executions_monitor": ", ".join(EXECUTION_COLUMNS),
-    "workflow_step_executions": ", ".join(STEP_COLUMNS),
+    "names": "id, name",
+    "executions": "seq, id, tenant_ref, workflow_ref, workflow_name_ref, user_ref, status, started_at, completed_at, "
+                  "duration, steps_total, steps_completed, steps_failed, current_step_ref, error_message, metadata, "
+                  "tokens_used, cost, last_event_at, trace_id, span_id",
+    "steps": "execution, id, step_key_ref, step_name_ref, status, started_at, completed_at, duration, retry_count, "
+             "error_message, input_size, output_size, tokens_used, cost, trace_id, span_id, retried_at",
     "samples": "series_id, timestamp, id, value, unit",
     "rollup_windows": "series_id, window_start, window_end, count, sum, min, max, sketch, final, unit",
 }
@@ -452,15 +476,17 @@ def write_sink(path: Path | str, prepared: Prepared) -> float:
 def time_row_building(prepared: Prepared) -> float:
     began = now()
     known: dict[str, tuple[int, str]] = {}
+    names: dict[str, int] = {}
+    seqs: dict[str, int] = {}
     for batch in prepared.batches:
-        batch_tuples(batch, known)
+        batch_tuples(batch, known, names, seqs)
     return now() - began
 
 
 def _check_rows(path: Path | str, prepared: Prepared) -> None:
     conn = open_for_writing(path)
     try:
-        counts = [int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _PLAIN if t != "series"]
+        counts = [int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _PLAIN if t not in ("series", "names")]
     finally:
         conn.close()
     expected = [prepared.executions, prepared.steps, prepared.samples, prepared.rollups]

@@ -11,10 +11,8 @@ from typing import Any
 
 from processor.store.queries import (
     _ALERTS,
-    _EXECUTIONS,
     Monitor,
     _alert_row,
-    _execution,
 )
 from processor.store.reader import Row, check_limit
 
@@ -66,18 +64,21 @@ class Browser(Monitor):
         """Executions with ``start <= started_at < end``, newest first (ties: id descending);
         ``after`` continues a previous page. ``next_cursor`` is ``None`` on the last page."""
         check_limit(limit)
-        where, params = _equal(("tenant_id", tenant_id), ("status", status), ("workflow_id", workflow_id))
+        reads = self._reads
+        where, params = _equal((reads.tenant, tenant_id), (reads.status, None if status is None else reads.status_value(status)),
+                               (reads.workflow, workflow_id))
         if start is not None:
-            where.append("started_at >= ?")
+            where.append("e.started_at >= ?")
             params.append(start)
         if end is not None:
-            where.append("started_at < ?")
+            where.append("e.started_at < ?")
             params.append(end)
         if after is not None:
-            where.append("(started_at < ? OR (started_at = ? AND id < ?))")
+            where.append(f"(e.started_at < ? OR (e.started_at = ? AND {self._id('e')} < ?))")
             params += [after.started_at, after.started_at, after.id]
-        sql = _EXECUTIONS + (" WHERE " + " AND ".join(where) if where else "")
-        rows = [_execution(r) for r in self._rows(f"{sql} ORDER BY started_at DESC, id DESC LIMIT ?", (*params, limit + 1))]
+        sql = self._executions() + (" WHERE " + " AND ".join(where) if where else "")
+        order = f"ORDER BY e.started_at DESC, {self._id('e')} DESC LIMIT ?"
+        rows = self._execution_rows(f"{sql} {order}", (*params, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
         last = rows[-1] if more else None
@@ -88,7 +89,7 @@ class Browser(Monitor):
     ) -> list[Row]:
         """Alerts most recently changed first, optionally of one tenant, status and severity."""
         check_limit(limit)
-        where, params = _equal(("tenant_id", tenant_id), ("status", status), ("severity", severity))
+        where, params = _equal(("tenant_id = ?", tenant_id), ("status = ?", status), ("severity = ?", severity))
         sql = _ALERTS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_at DESC, id LIMIT ?"
         return [_alert_row(r) for r in self._rows(sql, (*params, limit))]
 
@@ -118,33 +119,35 @@ class Browser(Monitor):
     def quota_usage(self, start: int, end: int, tenant_id: str | None = None) -> list[Row]:
         """Tokens and cost of the executions started in ``[start, end)``, per tenant and
         workflow (by tenant, then workflow)."""
-        sql = (
-            "SELECT tenant_id, workflow_id, COUNT(*) AS executions, COALESCE(SUM(tokens_used), 0) AS tokens_used, "
-            "COALESCE(SUM(cost), 0.0) AS cost FROM workflow_executions_monitor WHERE started_at >= ? AND started_at < ?"
-        )
-        params: list[Any] = [start, end]
-        if tenant_id is not None:
-            sql += " AND tenant_id = ?"
-            params.append(tenant_id)
-        return self._rows(sql + " GROUP BY tenant_id, workflow_id ORDER BY tenant_id, workflow_id", params)
+        sums = "COUNT(*) AS executions, COALESCE(SUM(e.tokens_used), 0) AS tokens_used, COALESCE(SUM(e.cost), 0.0) AS cost"
+        where = "e.started_at >= ? AND e.started_at < ?" + ("" if tenant_id is None else f" AND {self._reads.tenant}")
+        params: list[Any] = [start, end] + ([] if tenant_id is None else [tenant_id])
+        if not self._reads.compact:
+            return self._rows(f"SELECT e.tenant_id, e.workflow_id, {sums} FROM workflow_executions_monitor AS e WHERE {where} "
+                              "GROUP BY e.tenant_id, e.workflow_id ORDER BY e.tenant_id, e.workflow_id", params)
+        return self._rows(  # grouped by the names' ids, then named: no join per execution
+            "SELECT t.name AS tenant_id, w.name AS workflow_id, g.executions, g.tokens_used, g.cost FROM "
+            f"(SELECT e.tenant_ref, e.workflow_ref, {sums} FROM executions AS e WHERE {where} "
+            "GROUP BY e.tenant_ref, e.workflow_ref) AS g JOIN names AS t ON t.id = g.tenant_ref "
+            "JOIN names AS w ON w.id = g.workflow_ref ORDER BY t.name, w.name", params)
 
     def usage_buckets(self, start: int, end: int, interval_ms: int, tenant_id: str | None = None) -> list[Row]:
         """Executions, tokens and cost of the executions started in ``[start, end)``, per bucket
         ``[start + k interval_ms, ...)`` that has any, in time order (``timestamp``: the bucket's
         start)."""
         sql = (
-            "SELECT (started_at - ?) / ? AS k, COUNT(*) AS executions, COALESCE(SUM(tokens_used), 0) AS tokens_used, "
-            "COALESCE(SUM(cost), 0.0) AS cost FROM workflow_executions_monitor WHERE started_at >= ? AND started_at < ?"
+            "SELECT (e.started_at - ?) / ? AS k, COUNT(*) AS executions, COALESCE(SUM(e.tokens_used), 0) AS tokens_used, "
+            f"COALESCE(SUM(e.cost), 0.0) AS cost FROM {self._reads.table} AS e WHERE e.started_at >= ? AND e.started_at < ?"
         )
         params: list[Any] = [start, interval_ms, start, end]
         if tenant_id is not None:
-            sql += " AND tenant_id = ?"
+            sql += f" AND {self._reads.tenant}"
             params.append(tenant_id)
         rows = self._rows(sql + " GROUP BY k ORDER BY k", params)
         return [{"timestamp": start + int(r.pop("k")) * interval_ms, **r} for r in rows]
 
 
 def _equal(*filters: tuple[str, Any]) -> tuple[list[str], list[Any]]:
-    """``column = ?`` conditions and their bound parameters, for the filters given (not ``None``)."""
-    where = [f"{column} = ?" for column, value in filters if value is not None]
+    """Conditions (each binding one parameter) and their parameters, for the filters given (not ``None``)."""
+    where = [condition for condition, value in filters if value is not None]
     return where, [value for _, value in filters if value is not None]

@@ -14,7 +14,9 @@ database for writing migrates it.
 
 Since schema 8 the metric tables are views over a compact layout (``series``, ``samples``,
 ``rollup_windows``, ``rollup_hours``, ``rollup_days``: :mod:`processor.store.schema_layout`,
-written through :mod:`processor.store.series`).
+written through :mod:`processor.store.series`). Since schema 9 the execution tables are views over
+``names``, ``executions`` and ``steps`` (:mod:`processor.store.schema_execs`, written through
+:mod:`processor.store.executions`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from processor.store.schema import SINK_STATUS as SINK_STATUS
 from processor.store.schema import SINK_TABLES as SINK_TABLES
 from processor.store.schema import STEP_COLUMNS as STEP_COLUMNS
 from processor.store.schema import split_statements
+from processor.store.schema_execs import EXECS_VERSION
 from processor.store.series import event_id, series_key_of
 from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
 from processor.store.sqltext import HOUR_MS as HOUR_MS
@@ -103,16 +106,18 @@ def _open_pg(url: str, *, for_writing: bool) -> Connection:
         raise DatabaseError(f"{display_url(url)}: {exc}") from exc
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to :data:`SCHEMA_VERSION`, one transaction per step."""
+def migrate(conn: sqlite3.Connection, up_to: int = SCHEMA_VERSION) -> int:
+    """Bring the schema to ``up_to`` (default and at most :data:`SCHEMA_VERSION`; tests stop
+    earlier), one transaction per step."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise DatabaseError(f"schema version {version} is newer than this axmon ({SCHEMA_VERSION})")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
+    for target in range(version + 1, min(up_to, SCHEMA_VERSION) + 1):
         if target >= 6:
             conn.create_function("axmon_sketch_bytes", 1, _sketch_bytes, deterministic=True)
         if target == 8:
             conn.create_function("axmon_series_key", 3, series_key_of, deterministic=True)
+        if target in (8, EXECS_VERSION):
             conn.create_function("axmon_event_id", 1, event_id, deterministic=True)
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -126,7 +131,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return SCHEMA_VERSION
+    return max(version, min(up_to, SCHEMA_VERSION))
 
 
 def _sketch_bytes(stored: str | bytes) -> bytes:

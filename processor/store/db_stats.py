@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from processor.store.db import open_read_only
+from processor.store.schema_execs import STATUSES
 from processor.urls import DbLocation
 
 COUNTED_TABLES = (
@@ -15,6 +16,8 @@ COUNTED_TABLES = (
     "dead_letters", "alerts", "alert_history",
 )
 """The tables whose rows are exported (those a database has: an older schema lacks some)."""
+COMPACT_OF = {"workflow_executions_monitor": "executions", "workflow_step_executions": "steps"}
+"""The views of schema 9 that hold one row per row of a compact table, counted there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +43,23 @@ def read_db_stats(path: DbLocation) -> DbStats:
     conn = open_read_only(path)
     try:
         present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
-        rows = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in COUNTED_TABLES if t in present}
+        compact = "executions" in present  # schema 9: count the tables, not their views' joins
+        rows = {t: int(conn.execute(f'SELECT count(*) FROM "{COMPACT_OF.get(t, t) if compact else t}"').fetchone()[0])
+                for t in COUNTED_TABLES if t in present}
         try:
             written = conn.execute("SELECT last_write_at FROM sink_status WHERE id = 1").fetchone()
         except sqlite3.OperationalError:  # an older database with no sink_status yet
             written = None
-        per_tenant = conn.execute(
-            "SELECT tenant_id, status, count(*), coalesce(sum(tokens_used), 0), coalesce(sum(cost), 0.0) "
-            "FROM workflow_executions_monitor GROUP BY tenant_id, status"
-        ).fetchall()
+        if compact:
+            per_tenant = [(t, STATUSES[s], *rest) for t, s, *rest in conn.execute(
+                "SELECT t.name, e.status, count(*), coalesce(sum(e.tokens_used), 0), coalesce(sum(e.cost), 0.0) "
+                "FROM executions AS e JOIN names AS t ON t.id = e.tenant_ref GROUP BY t.name, e.status"
+            ).fetchall()]
+        else:
+            per_tenant = conn.execute(
+                "SELECT tenant_id, status, count(*), coalesce(sum(tokens_used), 0), coalesce(sum(cost), 0.0) "
+                "FROM workflow_executions_monitor GROUP BY tenant_id, status"
+            ).fetchall()
     finally:
         conn.close()
     return DbStats(rows, None if written is None else int(written[0]),

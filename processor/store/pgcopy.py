@@ -6,7 +6,7 @@ with ``TRUNCATE`` and filled from the file; the counts that PostgreSQL's trigger
 (``metric_rollup_day_counts``, ``metric_counts``) are not copied but counted again by those
 triggers as the rows go in (the series first), ``logs.rowid`` is numbered afresh in the file's
 order, the series keep their ids (new ones are numbered after them) and the samples' ids are
-copied as text (SQLite keeps a UUID's as its bytes). The sink's
+the ids of samples, executions and steps copied as text (SQLite keeps a UUID's as its bytes), the names and executions keep their ids too. The sink's
 offsets come with the rows: a live sink, stopped first, resumes from them.
 """
 
@@ -17,9 +17,11 @@ from pathlib import Path
 
 from processor.store.db import open_for_writing
 from processor.store.pgconn import PgConnection
-from processor.store.schema import SAMPLE_ID
+from processor.store.schema_execs import id_text
 
 TRIGGER_KEPT = frozenset({"metric_rollup_day_counts", "metric_counts"})
+TEXT_IDS = frozenset({"samples", "executions", "steps"})
+"""The tables whose ``id`` SQLite keeps as a UUID's bytes and PostgreSQL as its text."""
 _CHUNK = 2_000
 
 
@@ -43,7 +45,7 @@ def copy_into(source: Path, url: str) -> dict[str, int]:
                 columns = [r[1] for r in lite.execute(f'PRAGMA table_info("{table}")')]
                 names = ", ".join(f'"{c}"' for c in columns)
                 insert = f'INSERT INTO "{table}"({names}) VALUES ({", ".join("%s" for _ in columns)})'
-                picked = ", ".join(SAMPLE_ID if table == "samples" and c == "id" else f'p."{c}"' for c in columns)
+                picked = ", ".join(id_text("p.id") if table in TEXT_IDS and c == "id" else f'p."{c}"' for c in columns)
                 keyed = lite.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
                 order = "" if "WITHOUT ROWID" in keyed.upper() else " ORDER BY rowid"  # else in key order
                 cursor = lite.execute(f'SELECT {picked} FROM "{table}" AS p{order}')
@@ -52,9 +54,10 @@ def copy_into(source: Path, url: str) -> dict[str, int]:
                     with pg.raw.cursor() as out:
                         out.executemany(insert, rows)  # type: ignore[arg-type]
                     copied[table] += len(rows)
-            if "series" in tables:  # the ids copied: new series are numbered after them
-                pg.raw.execute("SELECT setval(pg_get_serial_sequence('series', 'id'), COALESCE(MAX(id), 0) + 1, false) "
-                               "FROM series")
+            for numbered, column in (("series", "id"), ("names", "id"), ("executions", "seq")):
+                if numbered in tables:  # the ids copied: new rows are numbered after them
+                    pg.raw.execute(f"SELECT setval(pg_get_serial_sequence('{numbered}', '{column}'), "  # type: ignore[call-overload]
+                                   f"COALESCE(MAX({column}), 0) + 1, false) FROM {numbered}")
         return copied
     finally:
         pg.close()

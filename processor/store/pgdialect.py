@@ -32,6 +32,7 @@ from functools import lru_cache
 
 from processor.errors import AxmonError
 from processor.store.schema import V8_PG, split_statements, trigger_name
+from processor.store.schema_execs import EXECS_VERSION, execs_script
 
 
 class Untranslatable(AxmonError):
@@ -311,3 +312,6 @@ PG_REPLACED[8] = (
     "DROP TABLE metric_rollups_daily, metric_rollups_hourly, metric_rollups, performance_metrics CASCADE",
     *(s for s in schema_statements(V8_PG) if not s.upper().startswith("DROP TABLE")),
 )
+PG_REPLACED[EXECS_VERSION] = tuple(schema_statements(execs_script(pg=True)))
+"""Version 9 (the compact execution tables) copies the rows as SQLite does, the ids as they are
+(PostgreSQL keeps them as text)."""

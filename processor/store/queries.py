@@ -11,20 +11,20 @@ The metric queries and the plan of a range between rollups and raw samples:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from processor.store.db import (
-    EXECUTION_COLUMNS,
-    LOG_COLUMNS,
-    STEP_COLUMNS,
-)
+from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS
+from processor.store.execution_reads import COMPACT, LEGACY
+from processor.store.executions import stored_id
 from processor.store.metric_queries import MetricQueries
+from processor.store.pgconn import PgConnection
 from processor.store.reader import Row, check_limit, prefix_end, quote
+from processor.store.schema_execs import NAMED_EXECUTION_COLUMNS, NAMED_STEP_COLUMNS, STATUSES, id_of, id_text
+from processor.urls import DbLocation
 
-_EXECUTIONS = f"SELECT {', '.join(EXECUTION_COLUMNS)} FROM workflow_executions_monitor"
-_STEPS = f"SELECT {', '.join(STEP_COLUMNS)} FROM workflow_step_executions"
 _ALERTS = (
     "SELECT id, rule, kind, severity, status, tenant_id, metric_type, labels, series, execution_id, value, threshold, "
     "partition, pending_at, fired_at, acknowledged_at, acknowledged_by, resolved_at, updated_at FROM alerts"
@@ -47,6 +47,15 @@ class Monitor(MetricQueries):
     :class:`processor.store.db.DatabaseError` when the database is missing or not an axmon
     database, and :class:`processor.errors.ConfigError` for bad arguments."""
 
+    def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None) -> None:
+        super().__init__(db_path, hourly=hourly, daily=daily)
+        compact = bool(self._tuples("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'executions'"))
+        self._reads = COMPACT if compact else LEGACY
+        """The execution tables' SQL: schema 9's compact tables, or those before (a database not
+        yet migrated, read as it is)."""
+        self._name_cache: dict[int | None, str] = {}
+        """``names`` id -> text, as read (a name's id never changes)."""
+
     # -- executions (the original WorkflowMonitor) ----------------------------------------------
 
     def get_active_executions(self, tenant_id: str | None = None) -> list[Row]:
@@ -54,45 +63,52 @@ class Monitor(MetricQueries):
         (then id descending)."""
         # Without statistics (no ANALYZE) SQLite prefers the tenant index, which scans every
         # execution of the tenant; the partial index holds only the active ones.
-        sql = f"{_EXECUTIONS} INDEXED BY idx_executions_active WHERE status IN ('pending', 'running')"
+        sql = f"{self._executions(self._reads.active_hint)} WHERE {self._reads.active}"
         params: list[Any] = []
         if tenant_id is not None:
-            sql += " AND tenant_id = ?"
+            sql += f" AND {self._reads.tenant}"
             params.append(tenant_id)
-        return [_execution(r) for r in self._rows(sql + " ORDER BY started_at DESC, id DESC", params)]
+        return self._execution_rows(f"{sql} ORDER BY e.started_at DESC, {self._id('e')} DESC", params)
 
     def get_execution(self, execution_id: str) -> Row | None:
         """One execution by id, or ``None``; ``metadata`` is parsed from its JSON."""
-        rows = self._rows(f"{_EXECUTIONS} WHERE id = ?", (execution_id,))
-        return _execution(rows[0]) if rows else None
+        rows = self._execution_rows(f"{self._executions()} WHERE e.id = ?", (self._stored(execution_id),))
+        return rows[0] if rows else None
 
     def find_execution_ids(self, prefix: str, limit: int = 2) -> list[str]:
         """The ids of the executions starting with ``prefix``, in order (at most ``limit``);
-        one range scan of the primary key."""
+        range scans of the id index (SQLite: one of the ids stored as text, one of those stored
+        as a UUID's bytes)."""
         check_limit(limit)
-        sql = "SELECT id FROM workflow_executions_monitor WHERE id >= ?"
+        sql = f"SELECT id FROM {self._reads.table} WHERE id >= ?"
         params: list[Any] = [prefix]
         if (above := prefix_end(prefix)) is not None:
             sql, params = sql + " AND id < ?", [prefix, above]
-        rows = self._tuples(f"{sql} AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?", (*params, len(prefix), prefix, limit))
-        return [str(r[0]) for r in rows]
+        found = [str(r[0]) for r in self._tuples(f"{sql} AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
+                                                 (*params, len(prefix), prefix, limit))]
+        if self._reads.compact and not self._pg and (span := uuid_prefix_span(prefix)) is not None:
+            rows = self._tuples(f"SELECT {self._id('e')} FROM executions AS e WHERE e.id BETWEEN ? AND ? "
+                                "ORDER BY e.id LIMIT ?", (*span, limit))
+            found += [str(r[0]) for r in rows if str(r[0]).startswith(prefix)]
+        return sorted(found)[:limit]
 
     def get_recent_executions(self, limit: int = 100, tenant_id: str | None = None) -> list[Row]:
         """The ``limit`` executions with the newest ``started_at`` (ties: id descending), in
         that order, whatever their status."""
         check_limit(limit)
+        order = f"ORDER BY e.started_at DESC, {self._id('e')} DESC LIMIT ?"
         params: list[Any]
         if tenant_id is None:
-            sql, params = f"{_EXECUTIONS} ORDER BY started_at DESC, id DESC LIMIT ?", [limit]
+            sql, params = f"{self._executions()} {order}", [limit]
         else:
-            sql = f"{_EXECUTIONS} WHERE tenant_id = ? ORDER BY started_at DESC, id DESC LIMIT ?"
-            params = [tenant_id, limit]
-        return [_execution(r) for r in self._rows(sql, params)]
+            sql, params = f"{self._executions()} WHERE {self._reads.tenant} {order}", [tenant_id, limit]
+        return self._execution_rows(sql, params)
 
     def get_step_executions(self, execution_id: str) -> list[Row]:
         """The steps of an execution (one row per step id; retries update the row), ordered by
         ``started_at``, then id."""
-        return self._rows(f"{_STEPS} WHERE execution_id = ? ORDER BY started_at, id", (execution_id,))
+        return self._step_rows(f"{self._reads.steps} WHERE {self._reads.step_of} ORDER BY s.started_at, {self._id('s')}",
+                               (self._stored(execution_id),))
 
     def get_finished_executions(
         self, *, since_ms: int | None = None, after: tuple[int, str] | None = None,
@@ -102,19 +118,20 @@ class Monitor(MetricQueries):
         first (ties: id): those that ended at or after ``since_ms``, and after the
         ``(completed_at, id)`` cursor ``after`` when paging. At most ``limit``."""
         check_limit(limit)
-        where = ["completed_at IS NOT NULL", "status IN ('completed', 'failed', 'cancelled')"]
+        where = ["e.completed_at IS NOT NULL", self._reads.finished]
         params: list[Any] = []
         if since_ms is not None:
-            where.append("completed_at >= ?")
+            where.append("e.completed_at >= ?")
             params.append(since_ms)
         if after is not None:
-            where.append("(completed_at > ? OR (completed_at = ? AND id > ?))")
+            where.append(f"(e.completed_at > ? OR (e.completed_at = ? AND {self._id('e')} > ?))")
             params += [after[0], after[0], after[1]]
         if tenant_id is not None:
-            where.append("tenant_id = ?")
+            where.append(self._reads.tenant)
             params.append(tenant_id)
-        sql = f"{_EXECUTIONS} WHERE {' AND '.join(where)} ORDER BY completed_at, id LIMIT ?"
-        return [_execution(r) for r in self._rows(sql, (*params, limit))]
+        sql = (f"{self._executions(self._reads.completed_hint)} WHERE {' AND '.join(where)} "
+               f"ORDER BY e.completed_at, {self._id('e')} LIMIT ?")
+        return self._execution_rows(sql, (*params, limit))
 
     def get_steps_of(self, execution_ids: list[str]) -> dict[str, list[Row]]:
         """The steps of each execution named (as :meth:`get_step_executions` orders them), by
@@ -122,10 +139,72 @@ class Monitor(MetricQueries):
         out: dict[str, list[Row]] = {e: [] for e in execution_ids}
         for start in range(0, len(execution_ids), 500):
             chunk = execution_ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._rows(f"{_STEPS} WHERE execution_id IN ({marks}) ORDER BY execution_id, started_at, id", chunk):
+            where = self._reads.steps_in.format(",".join("?" * len(chunk)))
+            sql = (f"{self._reads.steps} WHERE {where} "
+                   f"ORDER BY {self._reads.step_group}, s.started_at, {self._id('s')}")
+            for row in self._step_rows(sql, [self._stored(e) for e in chunk]):
                 out[row["execution_id"]].append(row)
         return out
+
+    @property
+    def _pg(self) -> bool:
+        return isinstance(self._conn, PgConnection)
+
+    def _stored(self, id_: str) -> str | bytes:
+        """An id as the execution tables store it."""
+        return stored_id(self._conn)(id_) if self._reads.compact else id_
+
+    def _id(self, alias: str) -> str:
+        """SQL: the text of the stored id of ``alias`` (``e`` or ``s``)."""
+        return id_text(f"{alias}.id", pg=self._pg or not self._reads.compact)
+
+    def _executions(self, hint: str = "") -> str:
+        """The executions as stored, ``AS e`` (``hint``: an ``INDEXED BY`` clause), for
+        :meth:`_execution_rows`."""
+        sql = self._reads.executions
+        return sql.replace(" AS e", f" AS e {hint}") if hint else sql
+
+    def _execution_rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """The rows of ``sql`` (of :meth:`_executions`) as ``workflow_executions_monitor``
+        rows, ``metadata`` parsed."""
+        rows = self._tuples(sql, params)
+        if not self._reads.compact:
+            return [_execution(dict(zip(EXECUTION_COLUMNS, r))) for r in rows]
+        names = self._names({r[i] for r in rows for i in NAMED_EXECUTION_COLUMNS})
+        out = []
+        for r in rows:
+            row = dict(zip(EXECUTION_COLUMNS, r))
+            row["id"] = id_of(r[0])
+            for i in NAMED_EXECUTION_COLUMNS:
+                row[EXECUTION_COLUMNS[i]] = names.get(r[i])
+            row["status"] = STATUSES[r[5]]
+            out.append(_execution(row))
+        return out
+
+    def _step_rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """The rows of ``sql`` (of the steps' ``SELECT``) as ``workflow_step_executions`` rows."""
+        rows = self._tuples(sql, params)
+        if not self._reads.compact:
+            return [dict(zip(STEP_COLUMNS, r)) for r in rows]
+        names = self._names({r[i] for r in rows for i in NAMED_STEP_COLUMNS})
+        out = []
+        for r in rows:
+            row = dict(zip(STEP_COLUMNS, r))
+            row["id"], row["execution_id"] = id_of(r[0]), id_of(r[1])
+            for i in NAMED_STEP_COLUMNS:
+                row[STEP_COLUMNS[i]] = names[r[i]]
+            row["status"] = STATUSES[r[4]]
+            out.append(row)
+        return out
+
+    def _names(self, refs: set[int | None]) -> dict[int | None, str]:
+        """The texts of these ``names`` ids (a name's id never changes: they are cached)."""
+        cache = self._name_cache
+        missing = sorted(r for r in refs if r is not None and r not in cache)
+        for at in range(0, len(missing), 500):
+            chunk = missing[at:at + 500]
+            cache.update(self._tuples(f"SELECT id, name FROM names WHERE id IN ({', '.join('?' for _ in chunk)})", chunk))
+        return cache
 
     @property
     def has_logs(self) -> bool:
@@ -258,3 +337,13 @@ def _execution(row: Row) -> Row:
     return row
 
 
+def uuid_prefix_span(prefix: str) -> tuple[bytes, bytes] | None:
+    """The least and greatest 16 bytes of the UUIDs whose canonical text starts with ``prefix``
+    (``None``: no UUID's text does)."""
+    if not prefix or len(prefix) > 36:
+        return None
+    for at, c in enumerate(prefix):
+        if (c != "-") if at in (8, 13, 18, 23) else (c not in "0123456789abcdef"):
+            return None
+    digits = prefix.replace("-", "")
+    return bytes.fromhex(digits.ljust(32, "0")), bytes.fromhex(digits.ljust(32, "f"))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
+from processor.store.executions import apply_stats_deltas, contribute, delete_executions
 from processor.store.hourly import hour_of, refresh_hourly
 from processor.store.pgconn import PgConnection
-from processor.store.sinkdb import apply_stats_deltas, contribute
+from processor.store.schema_execs import ACTIVE_CODES, STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +43,14 @@ def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -
         if isinstance(conn, PgConnection):  # sinks sharing the database clean up one at a time
             conn.lock("axmon cleanup")
         doomed = conn.execute(
-            "SELECT id, tenant_id, status, duration FROM workflow_executions_monitor "
-            "WHERE started_at < ? AND status NOT IN ('pending', 'running')",
+            "SELECT e.seq, t.name, e.status, e.duration FROM executions AS e JOIN names AS t ON t.id = e.tenant_ref "
+            f"WHERE e.started_at < ? AND e.status NOT IN ({ACTIVE_CODES})",
             (executions_before,),
         ).fetchall()
         deltas: dict[str, list[int]] = {}
         for row in doomed:
-            contribute(deltas, row[1], row[2], row[3], -1)
-        ids = [(row[0],) for row in doomed]
-        report["steps"] = _deleted(conn, "DELETE FROM workflow_step_executions WHERE execution_id = ?", ids)
-        report["executions"] = _deleted(conn, "DELETE FROM workflow_executions_monitor WHERE id = ?", ids)
+            contribute(deltas, row[1], STATUSES[row[2]], row[3], -1)
+        report["steps"], report["executions"] = delete_executions(conn, [row[0] for row in doomed])
         apply_stats_deltas(conn, deltas)
         report["samples"] = conn.execute(
             "DELETE FROM samples WHERE timestamp < ?", (now_ms - retention.samples_ms,)
@@ -76,8 +74,3 @@ def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -
     conn.execute("COMMIT")
     return CleanupReport(**report)
 
-
-def _deleted(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> int:
-    before = conn.total_changes
-    conn.executemany(sql, params)
-    return conn.total_changes - before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from processor.store.schema_execs import EXECS_VERSION, EXECUTION_TABLES, execs_script
 from processor.store.schema_layout import SAMPLE_ID
 from processor.store.schema_layout import V8_COPY as _V8_COPY
 from processor.store.schema_layout import V8_TABLES as _V8_TABLES
@@ -12,7 +13,7 @@ from processor.store.schema_layout import V8_VIEWS as _V8_VIEWS
 
 _TRIGGER = re.compile(r"CREATE\s+TRIGGER\s+(\w+)", re.I)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _V1 = """
 CREATE TABLE workflow_executions_monitor (
@@ -348,15 +349,16 @@ sketch, once (:func:`_sketch_bytes`); rows keep their other columns, so the tier
 before."""
 
 MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7,
-                              8: ";\n".join((_V8_TABLES, _V8_COPY, _V8_VIEWS.format(sample_id=SAMPLE_ID)))}
+                              8: ";\n".join((_V8_TABLES, _V8_COPY, _V8_VIEWS.format(sample_id=SAMPLE_ID))),
+                              EXECS_VERSION: execs_script()}
 """Version -> the SQL that brings version - 1 to it."""
 
 V8_PG = ";\n".join((_V8_TABLES, _V8_VIEWS.format(sample_id="p.id")))
 """Version 8 without its copy of the rows (PostgreSQL: see :mod:`processor.store.pgdialect`)."""
 
-LAYOUT_TABLES = frozenset({"series", "samples", "rollup_windows", "rollup_hours", "rollup_days"})
-"""The compact metric tables, read and compared through their views (their series ids are the
-database's own)."""
+LAYOUT_TABLES = frozenset({"series", "samples", "rollup_windows", "rollup_hours", "rollup_days", *EXECUTION_TABLES})
+"""The compact tables (metrics: schema 8; executions and steps: schema 9), read and compared
+through their views (their series ids, name ids and row ids are the database's own)."""
 
 SINK_TABLES = frozenset({"sink_offsets", "sink_status", "sink_derived_times"})
 """The sink's own bookkeeping: not part of the materialised state."""

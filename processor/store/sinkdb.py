@@ -30,13 +30,14 @@ from processor.folds.sketch_codec import encode_json
 from processor.folds.windows import series_id, series_of
 from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
-from processor.store.db import EXECUTION_COLUMNS, LOG_COLUMNS, STEP_COLUMNS, upsert_sql
+from processor.store.db import LOG_COLUMNS
+from processor.store.executions import execution_row as execution_row  # re-exported: the sink's row forms
+from processor.store.executions import step_row as step_row
+from processor.store.executions import write_executions
 from processor.store.hourly import Written, refresh_hourly, stored_windows
 from processor.store.pgconn import PgConnection
 from processor.store.series import write_keyed_samples, write_window_rows
 from schemas.events import LogRecorded, MetricRecorded
-
-_STATUS_COLUMNS = ("pending", "running", "completed", "failed", "cancelled")
 
 
 @dataclass
@@ -228,119 +229,6 @@ def stored_offsets(conn: Connection) -> dict[tuple[str, int], tuple[int, int]]:
 def stored_derived_times(conn: Connection) -> dict[tuple[str, int], int]:
     """The derived lane's stream time of each metrics partition, as the sink stored it."""
     return {(row[0], row[1]): row[2] for row in conn.execute("SELECT topic, partition, stream_time FROM sink_derived_times")}
-
-
-# -- executions and per-tenant stats ---------------------------------------------------------------
-
-
-def execution_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
-    """A snapshot as a ``workflow_executions_monitor`` row. The original columns are NOT NULL
-    where a pending execution (its start not yet seen) has no value: '' for the missing ids and
-    names, and the last event time for ``started_at``."""
-    return (
-        s["id"],
-        s["workflow_id"] or "",
-        s["workflow_name"] or "",
-        s["tenant_id"],
-        s["user_id"] or "",
-        s["status"],
-        s["started_at"] if s["started_at"] is not None else s["last_event_at"],
-        s["completed_at"],
-        s["duration"],
-        s["steps_total"],
-        s["steps_completed"],
-        s["steps_failed"],
-        s["current_step"],
-        s["error_message"],
-        orjson.dumps(s["metadata"]).decode(),
-        s["tokens_used"],
-        s["cost"],
-        s["last_event_at"],
-        s.get("trace_id"),
-        s.get("span_id"),
-    )
-
-
-def step_row(step: Mapping[str, Any]) -> tuple[Any, ...]:
-    started = step["started_at"]
-    if started is None:
-        started = step["completed_at"] if step["completed_at"] is not None else 0
-    return (
-        step["id"],
-        step["execution_id"],
-        step["step_key"] or "",
-        step["step_name"] or "",
-        step["status"],
-        started,
-        step["completed_at"],
-        step["duration"],
-        step["retry_count"],
-        step["error_message"],
-        step["input_size"],
-        step["output_size"],
-        step["tokens_used"],
-        step["cost"],
-        step.get("trace_id"),
-        step.get("span_id"),
-        orjson.dumps(step["retried_at"]).decode() if step.get("retried_at") else None,
-    )
-
-
-
-
-_UPSERT_EXECUTION = upsert_sql("workflow_executions_monitor", EXECUTION_COLUMNS, "id")
-_UPSERT_STEP = upsert_sql("workflow_step_executions", STEP_COLUMNS, "id")
-
-
-def write_executions(conn: Connection, snapshots: Iterable[Mapping[str, Any]]) -> None:
-    snapshots = list(snapshots)
-    if not snapshots:
-        return
-    old = _old_contributions(conn, [s["id"] for s in snapshots])
-    deltas: dict[str, list[int]] = {}
-    for s in snapshots:
-        before = old.get(s["id"])
-        if before is not None:
-            contribute(deltas, before[0], before[1], before[2], -1)
-        contribute(deltas, s["tenant_id"], s["status"], s["duration"], +1)
-    conn.executemany(_UPSERT_EXECUTION, [execution_row(s) for s in snapshots])
-    conn.executemany(_UPSERT_STEP, [step_row(step) for s in snapshots for step in s["steps"]])
-    apply_stats_deltas(conn, deltas)
-
-
-def _old_contributions(conn: Connection, ids: list[str]) -> dict[str, tuple[str, str, int | None]]:
-    out: dict[str, tuple[str, str, int | None]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(
-            f"SELECT id, tenant_id, status, duration FROM workflow_executions_monitor WHERE id IN ({marks})", chunk
-        ):
-            out[row[0]] = (row[1], row[2], row[3])
-    return out
-
-
-def contribute(deltas: dict[str, list[int]], tenant: str, status: str, duration: int | None, sign: int) -> None:
-    """``deltas[tenant]``: [total, pending, running, completed, failed, cancelled, duration_sum, duration_count]"""
-    d = deltas.setdefault(tenant, [0] * 8)
-    d[0] += sign
-    d[1 + _STATUS_COLUMNS.index(status)] += sign
-    if duration is not None:
-        d[6] += sign * duration
-        d[7] += sign
-
-
-def apply_stats_deltas(conn: Connection, deltas: Mapping[str, list[int]]) -> None:
-    conn.executemany(
-        "INSERT INTO workflow_stats(tenant_id, total, pending, running, completed, failed, cancelled, "
-        "duration_sum, duration_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(tenant_id) DO UPDATE SET "
-        "total = total + excluded.total, pending = pending + excluded.pending, "
-        "running = running + excluded.running, completed = completed + excluded.completed, "
-        "failed = failed + excluded.failed, cancelled = cancelled + excluded.cancelled, "
-        "duration_sum = duration_sum + excluded.duration_sum, "
-        "duration_count = duration_count + excluded.duration_count",
-        [(tenant, *d) for tenant, d in sorted(deltas.items()) if any(d)],  # sorted: sinks lock tenants in one order
-    )
 
 
 # -- metrics --------------------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def test_a_schema_7_database_migrates_to_the_compact_layout_and_reads_the_same(v
     migrated = tmp_path / "migrated.db"
     shutil.copy(v7, migrated)
     open_for_writing(migrated).close()
-    assert table(migrated, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 8
+    assert table(migrated, "PRAGMA user_version")[0][0] == SCHEMA_VERSION >= 8
     for name in READABLE:
         rows = f"SELECT * FROM {name} ORDER BY 1, 2, 3"
         old = table(v7, rows)

@@ -22,7 +22,8 @@ from processor.errors import ConfigError
 from processor.folds.aggregate import Aggregate
 from processor.folds.sketch_codec import encode
 from processor.folds.windows import series_id
-from processor.store.db import DatabaseError, open_for_writing
+from processor.store.db import EXECUTION_COLUMNS, STEP_COLUMNS, DatabaseError, open_for_writing
+from processor.store.executions import write_execution_rows
 from processor.store.metric_queries import nearest_rank
 from processor.store.queries import Monitor
 from processor.store.range_plan import plan_range
@@ -101,10 +102,17 @@ STEP_DEFAULTS: dict[str, Any] = {
 
 
 def insert_row(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> None:
-    """A row of ``table`` (a raw sample: through the store's writer, ``performance_metrics`` being a view)."""
+    """A row of ``table`` (a raw sample, an execution or a step: through the store's writers, their tables
+    being views)."""
     if table == "performance_metrics":
         write_sample_rows(conn, [tuple(row[c] for c in ("id", "timestamp", "metric_type", "value", "unit", "labels",
                                                          "tenant_id"))])
+        return
+    if table == "workflow_executions_monitor":  # views too (schema 9): through the store's writer
+        write_execution_rows(conn, [tuple(row[c] for c in EXECUTION_COLUMNS)], [])
+        return
+    if table == "workflow_step_executions":
+        write_execution_rows(conn, [], [tuple(row[c] for c in STEP_COLUMNS)])
         return
     columns = ", ".join(f'"{c}"' for c in row)
     conn.execute(f"INSERT INTO {table}({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
