@@ -87,6 +87,7 @@ from processor.store.tier_reads import (
     tiered_days,
     tiered_hours,
 )
+from processor.store.type_reads import typed, typed_blocks
 from processor.urls import DbLocation
 
 _SEGMENTS = (
@@ -99,20 +100,25 @@ HOURLY_TIER = True
 """Whether :class:`Monitor` reads ``metric_rollups_hourly`` by default."""
 DAILY_TIER = True
 """Whether :class:`Monitor` reads ``metric_rollups_daily`` by default (only with the hourly tier)."""
+TYPE_TIER = True
+"""Whether :class:`Monitor` reads ``type_hours`` and ``type_days`` by default (only with the day tier)."""
 
 
 class MetricQueries(Reader):
     """The original MetricsCollector queries over the metric tables."""
 
-    def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None) -> None:
+    def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None,
+                 types: bool | None = None) -> None:
         """``hourly``: whether metric queries may read ``metric_rollups_hourly`` (default
         :data:`HOURLY_TIER`), ``daily``: ``metric_rollups_daily`` (default :data:`DAILY_TIER`,
-        never without the hourly tier); neither on a database older than the table."""
+        never without the hourly tier), ``types``: the per-metric-type tier (default
+        :data:`TYPE_TIER`, never without the day tier); none on a database older than the table."""
         super().__init__(db_path)
         tables = {str(r[0]) for r in self._tuples("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         self._hourly = (HOURLY_TIER if hourly is None else hourly) and "metric_rollups_hourly" in tables
         self._daily = self._hourly and (DAILY_TIER if daily is None else daily) and "metric_rollups_daily" in tables
         self._counted = "metric_counts" in tables
+        self._types = self._daily and (TYPE_TIER if types is None else types) and "type_days" in tables
         version = int(self._tuples("PRAGMA user_version")[0][0])
         self._json_sketches = version < 7
         """Whether the rollup sketches are stored in their JSON form (a database not yet migrated
@@ -234,16 +240,23 @@ class MetricQueries(Reader):
         window by window (:func:`plan_range`), with the blocks' windows in the plan too, so that
         a block whose windows another window overlaps is read finer again (a day hour by hour)."""
         days: dict[int, Block] = {}
+        by_type = self._types and typed(where)
+        typed_hours: dict[int, Block] = {}
         if self._daily:
-            days = tiered_days(self._tuples, where, candidates(start, end, DAY_MS, bucket_ms), with_sketch=with_sketch)
+            whole = candidates(start, end, DAY_MS, bucket_ms)
+            if by_type:
+                days, typed_hours = typed_blocks(self._tuples, where, whole, candidates(start, end, HOUR_MS, bucket_ms),
+                                                 with_sketch=with_sketch)
+            days.update(tiered_days(self._tuples, where, [d for d in whole if d not in days], with_sketch=with_sketch))
         while True:
-            hours: dict[int, Block] = {}
             wanted = candidates(start, end, HOUR_MS, bucket_ms, days.keys()) if self._hourly else []
+            hours = {h: typed_hours[h] for h in wanted if h in typed_hours} if by_type else {}
+            wanted = [h for h in wanted if h not in hours]
             proven: dict[int, Block] = {}
             if self._daily and (wanted or not with_sketch):  # proofs for hours, or for a series' windows
                 touched = range(start - start % DAY_MS, end, DAY_MS)
                 proven = tiered_days(self._tuples, where, [d for d in touched if d not in days], with_sketch=False)
-                hours = hours_of_days(self._tuples, where, proven, wanted, with_sketch=with_sketch)
+                hours.update(hours_of_days(self._tuples, where, proven, wanted, with_sketch=with_sketch))
             if self._hourly:
                 hours.update(tiered_hours(self._tuples, where, [h for h in wanted if h not in hours],
                                           with_sketch=with_sketch))
@@ -267,6 +280,8 @@ class MetricQueries(Reader):
                 break
             for b in spoiled:
                 days.pop(b, None)  # and plan its hours again
+                if by_type:
+                    typed_hours = {h: block for h, block in typed_hours.items() if h not in spoiled}
         used = [r for r in rollups if (r.window_start, r.window_end) in plan.covered]
         used += [r for block in blocks.values() if block.span for r in block.rows]
         return _MetricPlan(

@@ -9,10 +9,11 @@ from processor.store.schema_layout import SAMPLE_ID
 from processor.store.schema_layout import V8_COPY as _V8_COPY
 from processor.store.schema_layout import V8_TABLES as _V8_TABLES
 from processor.store.schema_layout import V8_VIEWS as _V8_VIEWS
+from processor.store.schema_types import V9_TABLES as _V9_TABLES
 
 _TRIGGER = re.compile(r"CREATE\s+TRIGGER\s+(\w+)", re.I)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _V1 = """
 CREATE TABLE workflow_executions_monitor (
@@ -348,13 +349,17 @@ sketch, once (:func:`_sketch_bytes`); rows keep their other columns, so the tier
 before."""
 
 MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7,
-                              8: ";\n".join((_V8_TABLES, _V8_COPY, _V8_VIEWS.format(sample_id=SAMPLE_ID)))}
+                              8: ";\n".join((_V8_TABLES, _V8_COPY, _V8_VIEWS.format(sample_id=SAMPLE_ID))),
+                              9: _V9_TABLES}
 """Version -> the SQL that brings version - 1 to it."""
 
 V8_PG = ";\n".join((_V8_TABLES, _V8_VIEWS.format(sample_id="p.id")))
 """Version 8 without its copy of the rows (PostgreSQL: see :mod:`processor.store.pgdialect`)."""
 
 LAYOUT_TABLES = frozenset({"series", "samples", "rollup_windows", "rollup_hours", "rollup_days"})
+TYPE_TABLES = frozenset({"type_hours", "type_days"})
+"""The per-metric-type tier (schema 9): a function of the hourly and daily rows, compared between
+databases directly (its keys are names and times, not series ids)."""
 """The compact metric tables, read and compared through their views (their series ids are the
 database's own)."""
 
