@@ -58,6 +58,13 @@ range (and in one bucket) are read from their hourly rows without counting their
 and a time series sums the rest of such a day's whole windows in SQL, one row per stretch inside
 one hour and bucket (:func:`processor.store.tier_reads.spans_of_days`). Their windows go into the
 plan like a block's, so an overlapping window sends them back to the window-by-window plan.
+
+**The per-metric-type tier** (schema 9). A query without label filters reads whole days and
+hours first from ``type_days`` and ``type_hours``: one row per block for its tenant (or across
+tenants) instead of one per series, where :func:`processor.store.type_reads.typed_blocks` proves
+that the row stands for exactly the windows stored, all final; the other blocks go to the
+per-series tiers above. Its blocks enter the plan like theirs (runs checked against overlapping
+windows), and its rows merge the same complete finer rows, so the results are theirs.
 """
 
 from __future__ import annotations

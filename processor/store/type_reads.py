@@ -4,21 +4,24 @@ row per block (of its tenant, or across tenants) instead of one per series.
 
 A block is read from its type row only when it provably stands for exactly the window rows
 stored, all final, all of one size that divides the block (the proof of
-:mod:`processor.store.tier_reads`, made once for the whole type):
+:mod:`processor.store.tier_reads`, made once per block for the row read: of the tenant filtered
+on, or across tenants):
 
-* **days**: the window rows of the metric that start in the day, counted by the triggers
-  (``metric_rollup_day_counts``, every series), add up to the ``windows`` of the day's row across
-  tenants, which equals its ``final_windows``, with a ``window_ms``. A type row's ``windows`` adds
+* **days**: the window rows of the metric (of the tenant's series) that start in the day, counted
+  by the triggers (``metric_rollup_day_counts``), add up to the ``windows`` of the day's row of
+  that scope, which equals its ``final_windows``, with a ``window_ms``. A type row's ``windows`` adds
   its daily rows', each of which counts only windows inside its hours and never more than its
   series has, so the equality says that every series with windows in the day has a daily row
   that counts all of them; ``final_windows == windows`` says that every one of those rows is
-  complete (its hours all final), and ``window_ms`` that they share one size. Every hour of such
-  a day is vouched for too (its hourly rows are the daily rows' complete hours);
-* **hours** outside such a day: the same with the window rows of the metric that start in the
-  hour, counted from the primary key.
+  complete (its hours all final), and ``window_ms`` that they share one size;
+* **hours**: the type row of the hour is complete (``windows == final_windows``) and sized, and
+  its windows are accounted for: by the day's count alone when it equals the day's ``windows``
+  (whether or not the day is complete: each series' daily row then counts all its windows of
+  the day, so each of its hourly rows all those of its hour), else by the window rows of the
+  metric (of the tenant) that start in the hour, counted from the primary key.
 
-The row read is then the tenant's (``tenant_id`` given) or the one across tenants; it merged the
-same complete finer rows the per-series tiers would read (a tenant without windows in a vouched
+The row read is the one proven, the tenant's (``tenant_id`` given) or the one across tenants; it
+merged the same complete finer rows the per-series tiers would read (a tenant without windows in a vouched
 block has no row: its block is empty), and its ``coverage`` or-s their windows, given as runs so
 that the planner can check that no other window overlaps them (a window that no series has is
 read raw, as before). A tenant filter of ``''`` and any label filter are not read from this tier.
@@ -74,29 +77,30 @@ def typed_blocks(tuples: Tuples, where: Filter, days: Sequence[int], hours: Sequ
     docstring), each as a block of its one row (or of none), by start; hours inside a day read
     whole are left out."""
     touched = sorted({*days, *(h - h % DAY_MS for h in hours)})
-    vouched = _vouched(tuples, "day", where, touched)
+    accounted, vouched = _proven(tuples, "day", where, touched)
     day_blocks = _read(tuples, "type_days", "day_start", where, [d for d in days if d in vouched], DAY_MS,
                        with_sketch=with_sketch)
     hours = [h for h in hours if h - h % DAY_MS not in day_blocks]
-    counted = [h for h in hours if h - h % DAY_MS not in vouched]
-    proven = _vouched(tuples, "hour", where, counted)
-    wanted = [h for h in hours if h - h % DAY_MS in vouched or h in proven]
+    counted = [h for h in hours if h - h % DAY_MS not in accounted]
+    proven = _proven(tuples, "hour", where, counted)[1]
+    wanted = [h for h in hours if h - h % DAY_MS in accounted or h in proven]
     return day_blocks, _read(tuples, "type_hours", "hour_start", where, wanted, HOUR_MS, with_sketch=with_sketch)
 
 
-def _vouched(tuples: Tuples, level: str, where: Filter, blocks: Sequence[int]) -> set[int]:
-    """The blocks whose window rows (of the tenant, or of every series) the type row of the
-    same scope accounts for, all final, of one size."""
+def _proven(tuples: Tuples, level: str, where: Filter, blocks: Sequence[int]) -> tuple[set[int], set[int]]:
+    """Of ``blocks``, those whose window rows (of the tenant, or of every series) the type row of
+    the same scope accounts for (their count is its ``windows``), and of those the ones whose
+    windows are all final, of one size (vouched for)."""
     if not blocks:
-        return set()
+        return set(), set()
     tenant = where.tenant_id or ""
     counting = [where.metric_type, *([tenant] if tenant else [])]
     found = tuples(_PROOFS[(level, bool(tenant))],
                    [*counting, *(where.metric_type, tenant) * 3, orjson.dumps(list(blocks)).decode()])
-    return {
-        int(b) for b, stored, windows, final_windows, window_ms in found
-        if (stored == 0 and windows is None) or (stored == windows == final_windows and window_ms is not None)
-    }
+    accounted = {int(row[0]) for row in found if row[1] == (row[2] or 0)}
+    vouched = {int(b) for b, _, windows, final_windows, window_ms in found
+               if b in accounted and windows == final_windows and (windows is None or window_ms is not None)}
+    return accounted, vouched
 
 
 def _read(tuples: Tuples, table: str, start: str, where: Filter, blocks: Sequence[int], length: int, *,
