@@ -316,7 +316,8 @@ class MetricQueries(Reader):
             return []
         probes = probed(segments, used, self._series_count(where) if len(segments) > 1 else 0)
         if len(probes) < len(segments):
-            return [v for t, v in self._raw_rows(where, probes) if inside(segments, t)]
+            edges = edges_of(segments)
+            return [v for t, v in self._raw_rows(where, probes) if bisect_right(edges, t) & 1]
         sql = (
             f"{_SEGMENTS}SELECT p.value FROM seg CROSS JOIN performance_metrics AS p "
             f"WHERE p.metric_type = ? AND p.timestamp >= seg.lo AND p.timestamp < seg.hi{where.sql_for('p')}"
@@ -352,8 +353,9 @@ class MetricQueries(Reader):
         probes = probed(segments, used, self._series_count(where) if len(segments) > 1 else 0)
         if len(probes) < len(segments):
             buckets: dict[int, list[float]] = {}
+            edges = edges_of(segments)
             for t, v in self._raw_rows(where, probes):
-                if inside(segments, t):
+                if bisect_right(edges, t) & 1:
                     _bump(buckets, (t - start) // interval_ms, 1, v)
             return [(k, int(c), float(s)) for k, (c, s) in sorted(buckets.items())]
         sql = (
@@ -374,7 +376,7 @@ def probed(segments: Sequence[Interval], used: Sequence[RollupRow], lookups: int
     raw samples are stored by series and time (schema 8), so each stretch costs a lookup per
     series: many short segments (sparse series, whose windows alternate with empty minutes) cost
     more than reading the few samples between them, which the caller leaves out again
-    (:func:`inside`)."""
+    (:func:`edges_of`)."""
     if len(segments) < 2:
         return list(segments)
     starts = sorted((r.window_start, r.count) for r in used)
@@ -392,10 +394,10 @@ def probed(segments: Sequence[Interval], used: Sequence[RollupRow], lookups: int
     return [(a, b) for a, b in out]
 
 
-def inside(segments: Sequence[Interval], at: int) -> bool:
-    """Whether ``at`` lies in one of the sorted, disjoint ``segments``."""
-    i = bisect_right(segments, (at, math.inf)) - 1
-    return i >= 0 and segments[i][0] <= at < segments[i][1]
+def edges_of(segments: Sequence[Interval]) -> list[int]:
+    """The ends of the sorted, disjoint ``segments`` in one sorted list: a time ``t`` lies in one
+    of them exactly when ``bisect_right(edges, t)`` is odd (one C call per raw row)."""
+    return [at for segment in segments for at in segment]
 
 
 def _segments_json(segments: Sequence[Interval]) -> str:

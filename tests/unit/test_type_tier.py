@@ -10,6 +10,7 @@ import math
 import random
 import shutil
 import tempfile
+from bisect import bisect_right
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from hypothesis import strategies as st
 
 from processor.folds.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_MAGNITUDE
 from processor.store.db import DAY_MS, HOUR_MS, open_for_writing
-from processor.store.metric_queries import nearest_rank
+from processor.store.metric_queries import edges_of, nearest_rank, probed
 from processor.store.queries import Monitor
 from processor.store.retention import Retention, cleanup
+from processor.store.tier_reads import Filter
 from processor.store.type_tier import rebuild_types
 from tests.pg import DbAt, connect
 from tests.unit.test_daily import D0, DAYS, scenario
@@ -256,3 +258,26 @@ def test_retention_keeps_the_tier_equal_to_the_finer_rows(tmp_path: Path, seed: 
     with Monitor(db) as typed, Monitor(db, types=False) as finer:
         for start, end in ((D0, D0 + DAYS * DAY_MS), (D0 + DAY_MS - 5, D0 + 2 * DAY_MS + 5)):
             compared(typed, finer, samples, start, end, (DAY_MS, HOUR_MS), oracle=False)
+
+
+def test_sparse_series_read_their_gaps_raw_in_joined_stretches_and_count_each_sample_once(tmp_path: Path) -> None:
+    """Series with a sample every few minutes: windows no series has are many short raw segments,
+    read in stretches joined across the windows between them (``probed``), whose samples the
+    query leaves out again (``edges_of``); every sample is counted once, by the oracle."""
+    rng = random.Random(9)
+    series = [(tenant, {"model": m}) for tenant in ("tenant_a", "tenant_b", None) for m in ("a", "b", "c")]
+    samples = [Sample(f"x{i:05d}", D0 + rng.randrange(3 * HOUR_MS), float(rng.randrange(1, 999)), MT, *series[i % 9])
+               for i in range(300)]
+    db = build(tmp_path / "s.db", samples, _windows(samples, D0 + 3 * HOUR_MS))
+    with Monitor(db) as typed, Monitor(db, types=False) as finer:
+        for start, end in ((D0, D0 + 3 * HOUR_MS), (D0 + 7, D0 + 2 * HOUR_MS + 5), (D0 + HOUR_MS, D0 + 3 * HOUR_MS)):
+            compared(typed, finer, samples, start, end, (HOUR_MS, 7 * W), TYPED_FILTERS)
+        plan = typed._metric_plan(Filter.of(MT, None, None), D0 + 7, D0 + 3 * HOUR_MS, None, with_sketch=True)
+        assert len(probed(plan.raw, plan.minute, 9)) < len(plan.raw) > 10  # the stretches were joined
+
+
+def test_edges_of_segments_tell_a_time_inside_them() -> None:
+    segments = [(0, 10), (10, 20), (25, 25), (30, 40)]
+    edges = edges_of(segments)
+    for t in range(-5, 45):
+        assert bool(bisect_right(edges, t) & 1) == any(lo <= t < hi for lo, hi in segments), t
