@@ -64,7 +64,9 @@ hours first from ``type_days`` and ``type_hours``: one row per block for its ten
 tenants) instead of one per series, where :func:`processor.store.type_reads.typed_blocks` proves
 that the row stands for exactly the windows stored, all final; the other blocks go to the
 per-series tiers above. Its blocks enter the plan like theirs (runs checked against overlapping
-windows), and its rows merge the same complete finer rows, so the results are theirs.
+windows), and its rows merge the same complete finer rows, so the results are theirs. The days
+it vouches for stand as the proofs of their hours and windows too (as the per-series day proof
+does, for :func:`hours_of_days` and :func:`spans_of_days`): one row per day instead of one per series.
 """
 
 from __future__ import annotations
@@ -261,8 +263,10 @@ class MetricQueries(Reader):
             wanted = [h for h in wanted if h not in hours]
             proven: dict[int, Block] = {}
             if self._daily and (wanted or not with_sketch):  # proofs for hours, or for a series' windows
-                touched = range(start - start % DAY_MS, end, DAY_MS)
-                proven = tiered_days(self._tuples, where, [d for d in touched if d not in days], with_sketch=False)
+                touched = [d for d in range(start - start % DAY_MS, end, DAY_MS) if d not in days]
+                if by_type:  # one type row per day proves it as its series' rows would
+                    proven = typed_blocks(self._tuples, where, touched, (), with_sketch=False)[0]
+                proven.update(tiered_days(self._tuples, where, [d for d in touched if d not in proven], with_sketch=False))
                 hours.update(hours_of_days(self._tuples, where, proven, wanted, with_sketch=with_sketch))
             if self._hourly:
                 hours.update(tiered_hours(self._tuples, where, [h for h in wanted if h not in hours],
