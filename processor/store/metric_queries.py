@@ -266,7 +266,8 @@ class MetricQueries(Reader):
                 touched = [d for d in range(start - start % DAY_MS, end, DAY_MS) if d not in days]
                 if by_type:  # one type row per day proves it as its series' rows would
                     proven = typed_blocks(self._tuples, where, touched, (), with_sketch=False)[0]
-                proven.update(tiered_days(self._tuples, where, [d for d in touched if d not in proven], with_sketch=False))
+                else:
+                    proven = tiered_days(self._tuples, where, touched, with_sketch=False)
                 hours.update(hours_of_days(self._tuples, where, proven, wanted, with_sketch=with_sketch))
             if self._hourly:
                 hours.update(tiered_hours(self._tuples, where, [h for h in wanted if h not in hours],
