@@ -84,7 +84,8 @@ def refresh_types(conn: Connection, changes: Mapping[tuple[str, int], HourlyChan
     days: dict[Key, list[HourlyChange]] = {}
     for (_, hour), change in changes.items():
         row = change[1] if change[1] is not None else change[0]
-        assert row is not None
+        if row is None:  # no hourly row before or after: nothing to merge
+            continue
         for tenant in scopes(row[_TENANT]):
             hours.setdefault((row[_TYPE], tenant, hour), []).append(change)
             days.setdefault((row[_TYPE], tenant, day_of(hour)), []).append(change)
