@@ -38,6 +38,7 @@ from processor.store.schema import SINK_STATUS as SINK_STATUS
 from processor.store.schema import SINK_TABLES as SINK_TABLES
 from processor.store.schema import STEP_COLUMNS as STEP_COLUMNS
 from processor.store.schema import split_statements
+from processor.store.schema_types import TYPE_TIER_VERSION
 from processor.store.series import event_id, series_key_of
 from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
 from processor.store.sqltext import HOUR_MS as HOUR_MS
@@ -122,7 +123,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             if target == 6:  # the daily rows are built in this code's form: from bytes, as bytes
                 conn.execute("UPDATE metric_rollups_hourly SET sketch = axmon_sketch_bytes(sketch)")
                 rebuild_daily(conn, legacy=True)
-            if target == 9:  # the per-metric-type tier, from the hourly and daily rows
+            if target == TYPE_TIER_VERSION:  # the per-metric-type tier, from the hourly and daily rows
                 rebuild_types(conn)
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")

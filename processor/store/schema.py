@@ -9,6 +9,7 @@ from processor.store.schema_layout import SAMPLE_ID
 from processor.store.schema_layout import V8_COPY as _V8_COPY
 from processor.store.schema_layout import V8_TABLES as _V8_TABLES
 from processor.store.schema_layout import V8_VIEWS as _V8_VIEWS
+from processor.store.schema_types import TYPE_TIER_VERSION
 from processor.store.schema_types import V9_TABLES as _V9_TABLES
 
 _TRIGGER = re.compile(r"CREATE\s+TRIGGER\s+(\w+)", re.I)
@@ -350,7 +351,7 @@ before."""
 
 MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7,
                               8: ";\n".join((_V8_TABLES, _V8_COPY, _V8_VIEWS.format(sample_id=SAMPLE_ID))),
-                              9: _V9_TABLES}
+                              TYPE_TIER_VERSION: _V9_TABLES}
 """Version -> the SQL that brings version - 1 to it."""
 
 V8_PG = ";\n".join((_V8_TABLES, _V8_VIEWS.format(sample_id="p.id")))

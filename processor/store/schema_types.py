@@ -3,6 +3,9 @@ rows are built by :func:`processor.store.type_tier.rebuild_types`, run by the mi
 
 from __future__ import annotations
 
+TYPE_TIER_VERSION = 9
+"""The schema version whose step adds the tier (the one number to change when steps are renumbered)."""
+
 _TYPE_TABLE = """
 CREATE TABLE {table} (
   metric_type TEXT NOT NULL,
