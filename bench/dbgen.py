@@ -54,6 +54,7 @@ from processor.store.db import SCHEMA_VERSION, open_for_writing
 from processor.store.executions import write_execution_rows
 from processor.store.hourly import hour_of, hourly_row
 from processor.store.series import write_keyed_samples, write_tier_rows, write_window_rows
+from processor.store.type_tier import rebuild_types
 from producers.simulator import MODELS, WORKFLOWS, ScenarioConfig, generate_scenario
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7
@@ -276,7 +277,8 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     :func:`series_catalogue`, uniform in time; a final rollup row per (series, 60 s window)
     that has samples, with exactly their count, sum, min, max and sketch, and the hourly row of
     every (series, hour) as the sink computes it from them (:func:`processor.store.hourly.hourly_row`),
-    the daily rows from those (:func:`processor.store.daily.rebuild_daily`), and the counts that the
+    the daily rows from those (:func:`processor.store.daily.rebuild_daily`), the per-metric-type rows
+    from both (:func:`processor.store.type_tier.rebuild_types`), and the counts that the
     triggers keep (computed after the load, with the triggers dropped during it, as the indexes are).
     """
     began = time.perf_counter()
@@ -308,6 +310,7 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     conn.execute("INSERT INTO metric_counts(metric_type, tenant, samples) SELECT metric_type, COALESCE(tenant_id, ''), "
                  "COUNT(*) FROM performance_metrics GROUP BY 1, 2")
     rebuild_daily(conn)
+    rebuild_types(conn)
     conn.execute("COMMIT")
     daily = int(conn.execute("SELECT COUNT(*) FROM metric_rollups_daily").fetchone()[0])
     t2b = time.perf_counter()

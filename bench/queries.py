@@ -120,9 +120,14 @@ class StorageResult:
                            "metric_counts") / max(1, self.samples)
 
     @property
+    def types_per_sample(self) -> float:
+        """The per-metric-type tier (schema 10: ``type_hours`` and ``type_days``)."""
+        return self._total("type_hours", "type_days") / max(1, self.samples)
+
+    @property
     def tiers_per_sample(self) -> float:
         """Every rollup tier and count together (issue 17's target: 60 bytes)."""
-        return self.rollups_per_sample + self.hourly_per_sample + self.daily_per_sample
+        return self.rollups_per_sample + self.hourly_per_sample + self.daily_per_sample + self.types_per_sample
 
     @property
     def exact(self) -> bool:
@@ -158,6 +163,7 @@ class QueryBenchResult:
             Figure("measured", "rollup bytes per raw sample", s.rollups_per_sample, "bytes"),
             Figure("measured", "hourly rollup bytes per raw sample", s.hourly_per_sample, "bytes"),
             Figure("measured", "daily rollup and count bytes per raw sample", s.daily_per_sample, "bytes"),
+            Figure("measured", "per-metric-type tier bytes per raw sample", s.types_per_sample, "bytes"),
             Figure("measured", "all rollup tiers and counts, bytes per raw sample", s.tiers_per_sample, "bytes"),
             Figure("measured", "database file", s.file_bytes / 2**20, "MiB"),
             Figure("measured", "generation, total", g.total_s, "s", 1),

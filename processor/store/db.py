@@ -41,10 +41,12 @@ from processor.store.schema import SINK_TABLES as SINK_TABLES
 from processor.store.schema import STEP_COLUMNS as STEP_COLUMNS
 from processor.store.schema import split_statements
 from processor.store.schema_execs import EXECS_VERSION
+from processor.store.schema_types import TYPE_TIER_VERSION
 from processor.store.series import event_id, series_key_of
 from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
 from processor.store.sqltext import HOUR_MS as HOUR_MS
 from processor.store.sqltext import upsert_sql as upsert_sql
+from processor.store.type_tier import rebuild_types
 from processor.urls import DbLocation, display_url
 
 
@@ -126,6 +128,8 @@ def migrate(conn: sqlite3.Connection, up_to: int = SCHEMA_VERSION) -> int:
             if target == 6:  # the daily rows are built in this code's form: from bytes, as bytes
                 conn.execute("UPDATE metric_rollups_hourly SET sketch = axmon_sketch_bytes(sketch)")
                 rebuild_daily(conn, legacy=True)
+            if target == TYPE_TIER_VERSION:  # the per-metric-type tier, from the hourly and daily rows
+                rebuild_types(conn)
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
         except BaseException:

@@ -58,6 +58,15 @@ range (and in one bucket) are read from their hourly rows without counting their
 and a time series sums the rest of such a day's whole windows in SQL, one row per stretch inside
 one hour and bucket (:func:`processor.store.tier_reads.spans_of_days`). Their windows go into the
 plan like a block's, so an overlapping window sends them back to the window-by-window plan.
+
+**The per-metric-type tier** (schema 10). A query without label filters reads whole days and
+hours first from ``type_days`` and ``type_hours``: one row per block for its tenant (or across
+tenants) instead of one per series, where :func:`processor.store.type_reads.typed_blocks` proves
+that the row stands for exactly the windows stored, all final; the other blocks go to the
+per-series tiers above. Its blocks enter the plan like theirs (runs checked against overlapping
+windows), and its rows merge the same complete finer rows, so the results are theirs. The days
+it vouches for stand as the proofs of their hours and windows too (as the per-series day proof
+does, for :func:`hours_of_days` and :func:`spans_of_days`): one row per day instead of one per series.
 """
 
 from __future__ import annotations
@@ -87,6 +96,7 @@ from processor.store.tier_reads import (
     tiered_days,
     tiered_hours,
 )
+from processor.store.type_reads import typed, typed_blocks
 from processor.urls import DbLocation
 
 _SEGMENTS = (
@@ -99,20 +109,25 @@ HOURLY_TIER = True
 """Whether :class:`Monitor` reads ``metric_rollups_hourly`` by default."""
 DAILY_TIER = True
 """Whether :class:`Monitor` reads ``metric_rollups_daily`` by default (only with the hourly tier)."""
+TYPE_TIER = True
+"""Whether :class:`Monitor` reads ``type_hours`` and ``type_days`` by default (only with the day tier)."""
 
 
 class MetricQueries(Reader):
     """The original MetricsCollector queries over the metric tables."""
 
-    def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None) -> None:
+    def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None,
+                 types: bool | None = None) -> None:
         """``hourly``: whether metric queries may read ``metric_rollups_hourly`` (default
         :data:`HOURLY_TIER`), ``daily``: ``metric_rollups_daily`` (default :data:`DAILY_TIER`,
-        never without the hourly tier); neither on a database older than the table."""
+        never without the hourly tier), ``types``: the per-metric-type tier (default
+        :data:`TYPE_TIER`, never without the day tier); none on a database older than the table."""
         super().__init__(db_path)
         tables = {str(r[0]) for r in self._tuples("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         self._hourly = (HOURLY_TIER if hourly is None else hourly) and "metric_rollups_hourly" in tables
         self._daily = self._hourly and (DAILY_TIER if daily is None else daily) and "metric_rollups_daily" in tables
         self._counted = "metric_counts" in tables
+        self._types = self._daily and (TYPE_TIER if types is None else types) and "type_days" in tables
         version = int(self._tuples("PRAGMA user_version")[0][0])
         self._json_sketches = version < 7
         """Whether the rollup sketches are stored in their JSON form (a database not yet migrated
@@ -234,16 +249,26 @@ class MetricQueries(Reader):
         window by window (:func:`plan_range`), with the blocks' windows in the plan too, so that
         a block whose windows another window overlaps is read finer again (a day hour by hour)."""
         days: dict[int, Block] = {}
+        by_type = self._types and typed(where)
+        typed_hours: dict[int, Block] = {}
         if self._daily:
-            days = tiered_days(self._tuples, where, candidates(start, end, DAY_MS, bucket_ms), with_sketch=with_sketch)
+            whole = candidates(start, end, DAY_MS, bucket_ms)
+            if by_type:
+                days, typed_hours = typed_blocks(self._tuples, where, whole, candidates(start, end, HOUR_MS, bucket_ms),
+                                                 with_sketch=with_sketch)
+            days.update(tiered_days(self._tuples, where, [d for d in whole if d not in days], with_sketch=with_sketch))
         while True:
-            hours: dict[int, Block] = {}
             wanted = candidates(start, end, HOUR_MS, bucket_ms, days.keys()) if self._hourly else []
+            hours = {h: typed_hours[h] for h in wanted if h in typed_hours} if by_type else {}
+            wanted = [h for h in wanted if h not in hours]
             proven: dict[int, Block] = {}
             if self._daily and (wanted or not with_sketch):  # proofs for hours, or for a series' windows
-                touched = range(start - start % DAY_MS, end, DAY_MS)
-                proven = tiered_days(self._tuples, where, [d for d in touched if d not in days], with_sketch=False)
-                hours = hours_of_days(self._tuples, where, proven, wanted, with_sketch=with_sketch)
+                touched = [d for d in range(start - start % DAY_MS, end, DAY_MS) if d not in days]
+                if by_type:  # one type row per day proves it as its series' rows would
+                    proven = typed_blocks(self._tuples, where, touched, (), with_sketch=False)[0]
+                else:
+                    proven = tiered_days(self._tuples, where, touched, with_sketch=False)
+                hours.update(hours_of_days(self._tuples, where, proven, wanted, with_sketch=with_sketch))
             if self._hourly:
                 hours.update(tiered_hours(self._tuples, where, [h for h in wanted if h not in hours],
                                           with_sketch=with_sketch))
@@ -267,6 +292,8 @@ class MetricQueries(Reader):
                 break
             for b in spoiled:
                 days.pop(b, None)  # and plan its hours again
+                if by_type:
+                    typed_hours = {h: block for h, block in typed_hours.items() if h not in spoiled}
         used = [r for r in rollups if (r.window_start, r.window_end) in plan.covered]
         used += [r for block in blocks.values() if block.span for r in block.rows]
         return _MetricPlan(
@@ -294,7 +321,8 @@ class MetricQueries(Reader):
             return []
         probes = probed(segments, used, self._series_count(where) if len(segments) > 1 else 0)
         if len(probes) < len(segments):
-            return [v for t, v in self._raw_rows(where, probes) if inside(segments, t)]
+            edges = edges_of(segments)
+            return [v for t, v in self._raw_rows(where, probes) if bisect_right(edges, t) & 1]
         sql = (
             f"{_SEGMENTS}SELECT p.value FROM seg CROSS JOIN performance_metrics AS p "
             f"WHERE p.metric_type = ? AND p.timestamp >= seg.lo AND p.timestamp < seg.hi{where.sql_for('p')}"
@@ -330,8 +358,9 @@ class MetricQueries(Reader):
         probes = probed(segments, used, self._series_count(where) if len(segments) > 1 else 0)
         if len(probes) < len(segments):
             buckets: dict[int, list[float]] = {}
+            edges = edges_of(segments)
             for t, v in self._raw_rows(where, probes):
-                if inside(segments, t):
+                if bisect_right(edges, t) & 1:
                     _bump(buckets, (t - start) // interval_ms, 1, v)
             return [(k, int(c), float(s)) for k, (c, s) in sorted(buckets.items())]
         sql = (
@@ -352,7 +381,7 @@ def probed(segments: Sequence[Interval], used: Sequence[RollupRow], lookups: int
     raw samples are stored by series and time (schema 8), so each stretch costs a lookup per
     series: many short segments (sparse series, whose windows alternate with empty minutes) cost
     more than reading the few samples between them, which the caller leaves out again
-    (:func:`inside`)."""
+    (:func:`edges_of`)."""
     if len(segments) < 2:
         return list(segments)
     starts = sorted((r.window_start, r.count) for r in used)
@@ -370,10 +399,10 @@ def probed(segments: Sequence[Interval], used: Sequence[RollupRow], lookups: int
     return [(a, b) for a, b in out]
 
 
-def inside(segments: Sequence[Interval], at: int) -> bool:
-    """Whether ``at`` lies in one of the sorted, disjoint ``segments``."""
-    i = bisect_right(segments, (at, math.inf)) - 1
-    return i >= 0 and segments[i][0] <= at < segments[i][1]
+def edges_of(segments: Sequence[Interval]) -> list[int]:
+    """The ends of the sorted, disjoint ``segments`` in one sorted list: a time ``t`` lies in one
+    of them exactly when ``bisect_right(edges, t)`` is odd (one C call per raw row)."""
+    return [at for segment in segments for at in segment]
 
 
 def _segments_json(segments: Sequence[Interval]) -> str:

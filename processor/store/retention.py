@@ -10,6 +10,7 @@ from processor.store.executions import apply_stats_deltas, contribute, delete_ex
 from processor.store.hourly import hour_of, refresh_hourly
 from processor.store.pgconn import PgConnection
 from processor.store.schema_execs import ACTIVE_CODES, STATUSES
+from processor.store.type_tier import refresh_types
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,9 @@ def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -
             )
         }
         report["rollups"] = conn.execute("DELETE FROM rollup_windows WHERE window_end < ?", (rollups_before,)).rowcount
-        refresh_daily(conn, refresh_hourly(conn, touched))  # a tier row never claims a deleted window
+        changes = refresh_hourly(conn, touched)  # a tier row never claims a deleted window
+        refresh_daily(conn, changes)
+        refresh_types(conn, changes)
         report["dead_letters"] = conn.execute(
             "DELETE FROM dead_letters WHERE timestamp < ?", (now_ms - retention.samples_ms,)
         ).rowcount

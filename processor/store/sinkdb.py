@@ -37,6 +37,7 @@ from processor.store.executions import write_executions
 from processor.store.hourly import Written, refresh_hourly, stored_windows
 from processor.store.pgconn import PgConnection
 from processor.store.series import write_keyed_samples, write_window_rows
+from processor.store.type_tier import refresh_types
 from schemas.events import LogRecorded, MetricRecorded
 
 
@@ -237,7 +238,8 @@ def stored_derived_times(conn: Connection) -> dict[tuple[str, int], int]:
 def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> None:
     """Upsert the window rows, then bring the hourly row of every (series, hour) whose windows
     changed up to date (:func:`refresh_hourly`), and the daily row of every (series, day) whose
-    hourly rows changed (:func:`refresh_daily`), in the caller's transaction. The window rows
+    hourly rows changed (:func:`refresh_daily`), and their per-metric-type rows
+    (:func:`refresh_types`), in the caller's transaction. The window rows
     per day and the raw samples per type are counted by triggers (see :mod:`processor.store.db`)."""
     rows = [
         (
@@ -251,7 +253,9 @@ def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> Non
         return
     stored = stored_windows(conn, rows)
     write_window_rows(conn, rows)
-    refresh_daily(conn, refresh_hourly(conn, (), written=Written.of(rows, stored)))
+    changes = refresh_hourly(conn, (), written=Written.of(rows, stored))
+    refresh_daily(conn, changes)
+    refresh_types(conn, changes)
 
 
 def write_samples(conn: Connection, samples: Iterable[MetricRecorded]) -> None:

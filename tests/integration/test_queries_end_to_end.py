@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from processor.store.db import DAY_MS as DAY
 from processor.store.db import EXECUTION_COLUMNS, STEP_COLUMNS
+from processor.store.db import HOUR_MS as HOUR
 from processor.store.queries import Monitor
 from schemas import Event, Topics
 from tests.integration.test_sink import settle, sink
@@ -126,6 +128,7 @@ def test_execution_and_steps(pipeline: tuple[Path, Oracle]) -> None:
     ("metric_type", "tenant", "labels"),
     [
         ("api.request.duration", None, None),
+        ("api.request.duration", "tenant_c", None),
         ("api.request.duration", "tenant_b", {"model": "gpt-large"}),
         ("cpu.usage", "tenant_a", None),
         ("workflow.step.duration", None, {"status": "completed"}),
@@ -140,15 +143,23 @@ def test_aggregations_and_series(pipeline: tuple[Path, Oracle], metric_type: str
         (first, last),  # everything: whole windows from rollups
         (first + 12_345, first + 5 * WINDOW_MS + 777),  # cuts windows at both edges
         (first + 61_000, first + 62_000),  # inside one window: raw only, exact
+        (first - first % HOUR, last - last % HOUR + HOUR),  # whole hours: the hourly tiers
+        (first - first % DAY, last - last % DAY + DAY),  # whole UTC days: the day tiers
+        (first - first % HOUR + HOUR, last + DAY),  # from an hour boundary inside the data
     ]
-    with Monitor(db) as monitor:
+    with Monitor(db) as monitor, Monitor(db, types=False) as per_series:
         for start, end in cuts:
+            finer = per_series.get_aggregation(metric_type, start, end, tenant_id=tenant, labels=labels)
             values = oracle.values(metric_type, start, end, tenant, labels)
             got = monitor.get_aggregation(metric_type, start, end, tenant_id=tenant, labels=labels)
             if not values:
                 assert got is None or got["count"] == 0
                 continue
-            assert got is not None
+            assert got is not None and finer is not None
+            if start % HOUR == 0 and end % HOUR == 0:  # whole hours of final windows: from a tier
+                assert got["from_hourly"] + got["from_daily"] > 0
+            assert {k: v for k, v in got.items() if k not in ("sum", "avg") and not k.startswith("from_")} == {
+                k: v for k, v in finer.items() if k not in ("sum", "avg") and not k.startswith("from_")}
             assert (got["count"], got["min"], got["max"]) == (len(values), min(values), max(values))
             assert got["sum"] == pytest.approx(sum(values))
             assert got["avg"] == pytest.approx(sum(values) / len(values))

@@ -137,7 +137,7 @@ def test_the_day_tier_gives_the_hourly_path_the_window_path_and_the_oracle(tmp_p
 def test_whole_final_days_come_from_daily_rows(db: DbAt) -> None:
     samples, rollups = scenario(5, odd=False)
     db = build(db("d.db"), samples, rollups)
-    with Monitor(db) as monitor:
+    with Monitor(db, types=False) as monitor:  # the per-series tier (the per-type one: test_type_tier.py)
         # day 0: every series final, one size; day 1: two open windows; day 2: open from noon
         result = monitor.get_aggregation(MT, D0, D0 + DAYS * DAY_MS)
         assert result is not None and result["from_daily"] == len(SERIES)

@@ -224,7 +224,7 @@ def test_hourly_rows_must_each_match_their_series_windows(db: DbAt) -> None:
 def test_whole_final_hours_come_from_hourly_rows(db: DbAt) -> None:
     samples, rollups = scenario(11, odd_sizes=False)
     db = build(db("h.db"), samples, rollups)
-    with Monitor(db) as monitor:
+    with Monitor(db, types=False) as monitor:  # the per-series tier (the per-type one: test_type_tier.py)
         # hours 0, 3: every series final, uniform; 1: not final; 2: 60 s and 120 s windows; 4: open
         result = monitor.get_aggregation(MT, H0, H0 + HOURS * HOUR_MS)
         assert result is not None and result["from_hourly"] == len(SERIES) * 2
@@ -254,7 +254,7 @@ def test_hours_whose_hourly_rows_do_not_match_the_windows_are_read_window_by_win
                  "WHERE window_start >= ?)", (H0 + 3 * HOUR_MS,))
     conn.close()
     start, end = H0, H0 + HOURS * HOUR_MS
-    with Monitor(db) as tiered, Monitor(db, hourly=False) as plain:
+    with Monitor(db, types=False) as tiered, Monitor(db, hourly=False) as plain:
         for tenant, labels in FILTERS:
             a = tiered.get_aggregation(MT, start, end, tenant, labels)
             same(a, plain.get_aggregation(MT, start, end, tenant, labels))
