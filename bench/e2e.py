@@ -977,11 +977,22 @@ async def run_e2e_bench(bootstrap: str, config: E2EBenchConfig, workdir: Path) -
 
 def config_for(ctx: BenchContext) -> E2EBenchConfig:
     """Full (an 8,000-event burst, 20 s of fixed load), quick (2,000, 5 s), or ``--events N``:
-    an N-event burst with the full (or, with ``--quick``, the quick) durations."""
+    an N-event burst with the full (or, with ``--quick``, the quick) durations; the fixed load's
+    rate from :data:`RATE_ENV` when it is set."""
     base = QUICK if ctx.quick else FULL
     if ctx.events is not None:
         base = dataclasses.replace(base, full_topics_events=ctx.events, burst_events=ctx.events)
+    if rate := os.environ.get(RATE_ENV):
+        try:
+            base = dataclasses.replace(base, offered_rate=float(rate))
+        except ValueError as exc:
+            raise BenchError(f"{RATE_ENV} must be events per second, not {rate!r}") from exc
     return dataclasses.replace(base, profile_dir=ctx.profile_dir)
+
+
+RATE_ENV = "AXMON_BENCH_E2E_RATE"
+"""Events per second of the fixed load, instead of half the maximum measured in the run (to find
+the rate up to which a latency holds)."""
 
 
 def run(ctx: BenchContext) -> Report:

@@ -382,8 +382,8 @@ def batch_tuples(batch: SinkBatch, known: dict[str, tuple[int, str]],
         id_, unit = series(series_id(series_of(s)), row[6], row[2], row[5], row[4])
         samples.append((id_, row[1], event_id(row[0]), row[3], own_unit(row[4], unit)))
     windows: Rows = []
-    for r in batch.rollups.values():
-        row = rollup_tuple(r)
+    for rollup in batch.rollups.values():
+        row = rollup_tuple(rollup)
         id_, unit = series(row[0], row[3], row[4], row[5], row[6])
         windows.append((id_, *row[1:3], *row[7:13], own_unit(row[6], unit)))
     return new, new_names, exec_rows, step_rows, samples, windows
