@@ -47,11 +47,12 @@ Deferred = tuple[MetricWindow, int, int, bool]
 """(the open window, its partition, the offset of its last sample, whether of the derived lane)."""
 
 
-def entry_bound(window: MetricWindow) -> int:
+def entry_bound(window: MetricWindow, key_bytes: int) -> int:
     """An upper bound of the window's entry as JSON: an id hash takes at most 20 bytes with its
-    comma, a sketch bucket 2 x 24; the series is written twice (its key and its fields)."""
+    comma, a sketch bucket 2 x 24; the series is written (as JSON, no longer than its window
+    key of ``key_bytes``) twice, in its key and its fields."""
     sketch = window.aggregate.sketch
-    return 4096 + 21 * len(window.ids) + 48 * (len(sketch.positive) + len(sketch.negative)) + 2 * len(repr(window.series))
+    return 4096 + 21 * len(window.ids) + 48 * (len(sketch.positive) + len(sketch.negative)) + 2 * key_bytes
 
 
 def fits(bound: int) -> bool:
@@ -74,9 +75,6 @@ class DeferredWindows:
 
     def __bool__(self) -> bool:
         return bool(self._waiting)
-
-    def __len__(self) -> int:
-        return len(self._waiting)
 
     def begin_record(self) -> None:
         self._undo = None

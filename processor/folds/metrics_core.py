@@ -171,6 +171,13 @@ class MetricsCore:
         self.store[wkey] = stored
         self._remember(wkey, stored, window.rebased(stored["ids"]))
 
+    def _flush_deferred(self) -> None:
+        """Write the deferred windows and flush them with what waits (between two records'
+        writes, or before the record being folded writes at once)."""
+        assert self.deferred is not None
+        self.take_windows()
+        self.deferred.writes.flush()
+
     def _write_at_once(self, p: int, *, own: bool = False) -> None:
         """The record being folded writes at once (not deferred): the deferred windows, as the
         records before it left them, are written and flushed first, so that its writes follow
@@ -185,8 +192,7 @@ class MetricsCore:
         mine = None
         if deferred:
             mine = deferred.withdraw() if own else None
-            self.take_windows()
-            deferred.writes.flush()
+            self._flush_deferred()
         deferred.writes.begin_reordered(p)  # framed: this record's writes persist all or none
         if mine is not None:
             wkey, (window, _, o, derived) = mine
@@ -227,8 +233,7 @@ class MetricsCore:
         if deferred is not None:
             deferred.begin_record()
             if deferred and deferred.over_limit():  # between two records: keep a frame small
-                self.take_windows()
-                deferred.writes.flush()
+                self._flush_deferred()
                 deferred.writes.begin(origin.partition)
         return self.guard.run(lambda: self._process(sample, origin, raw, key), origin, key, raw)
 
@@ -281,7 +286,7 @@ class MetricsCore:
             self._count("duplicate")
             return []
         window = window.add(sample)
-        bound = 0 if self.deferred is None else entry_bound(window)
+        bound = 0 if self.deferred is None else entry_bound(window, len(wkey))
         if self.deferred is not None and fits(bound):
             self.deferred.put(wkey, (window, p, o, derived), bound)
         else:
