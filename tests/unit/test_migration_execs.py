@@ -197,10 +197,9 @@ def _rounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "cost": round(r["cost"], 9)} for r in rows]
 
 
-def test_uuid_and_other_ids_migrate_and_answer_as_before(tmp_path: Path) -> None:
-    """Ids of UUID text are stored as their 16 bytes and read back as their text, in the order
-    of their text among other ids; names and statuses are interned and decoded."""
-    v8 = at_schema_8(tmp_path / "uuids.db")
+def v8_with_snapshots(path: Path) -> Path:
+    """A schema-8 database holding :data:`SNAPSHOTS` in the execution tables of schema 8."""
+    v8 = at_schema_8(path)
     conn = sqlite3.connect(v8, isolation_level=None)
     for s in SNAPSHOTS:
         conn.execute(f"INSERT INTO workflow_executions_monitor({', '.join(EXECUTION_COLUMNS)}) VALUES "
@@ -209,6 +208,13 @@ def test_uuid_and_other_ids_migrate_and_answer_as_before(tmp_path: Path) -> None
             conn.execute(f"INSERT INTO workflow_step_executions({', '.join(STEP_COLUMNS)}) VALUES "
                          f"({', '.join('?' * len(STEP_COLUMNS))})", step_row(step))
     conn.close()
+    return v8
+
+
+def test_uuid_and_other_ids_migrate_and_answer_as_before(tmp_path: Path) -> None:
+    """Ids of UUID text are stored as their 16 bytes and read back as their text, in the order
+    of their text among other ids; names and statuses are interned and decoded."""
+    v8 = v8_with_snapshots(tmp_path / "uuids.db")
     old = old_answers(v8)
     new = migrated(v8, tmp_path)
     assert [d for d in compare(v8, new) if d.table not in TYPE_TABLES] == []  # the type tier: schema 10's
@@ -224,15 +230,7 @@ def test_uuid_and_other_ids_migrate_and_answer_as_before(tmp_path: Path) -> None
 def test_the_sink_writes_what_the_migration_makes(tmp_path: Path) -> None:
     """The same snapshots written by the new sink's writer compare equal to the migrated rows,
     and writing them again changes nothing (the writes are upserts)."""
-    v8 = at_schema_8(tmp_path / "uuids.db")
-    conn = sqlite3.connect(v8, isolation_level=None)
-    for s in SNAPSHOTS:
-        conn.execute(f"INSERT INTO workflow_executions_monitor({', '.join(EXECUTION_COLUMNS)}) VALUES "
-                     f"({', '.join('?' * len(EXECUTION_COLUMNS))})", execution_row(s))
-        for step in s["steps"]:
-            conn.execute(f"INSERT INTO workflow_step_executions({', '.join(STEP_COLUMNS)}) VALUES "
-                         f"({', '.join('?' * len(STEP_COLUMNS))})", step_row(step))
-    conn.close()
+    v8 = v8_with_snapshots(tmp_path / "uuids.db")
     new = migrated(v8, tmp_path)
     fresh = tmp_path / "fresh.db"
     for _ in range(2):
