@@ -1,7 +1,8 @@
 """Open metric windows written once per batch instead of once per sample. Pure (no Faust).
 
-An open window's entry holds the id hash of every sample it counted, so building and encoding
-it whole for each sample costs in proportion to its size. :class:`DeferredWindows` keeps the
+An open window's entry holds its aggregate and the id hashes of its newest samples (its tail;
+the older ones are sealed into segments written once), so building and encoding it for each
+sample would cost a write per sample. :class:`DeferredWindows` keeps the
 windows a batch changed as values and writes each once, when the batch ends (or earlier, see
 below), through :class:`DeferredWrites` (the worker's write-back).
 
@@ -48,11 +49,15 @@ Deferred = tuple[MetricWindow, int, int, bool]
 
 
 def entry_bound(window: MetricWindow, key_bytes: int) -> int:
-    """An upper bound of the window's entry as JSON: an id hash takes at most 20 bytes with its
-    comma, a sketch bucket 2 x 24; the series is written (as JSON, no longer than its window
-    key of ``key_bytes``) twice, in its key and its fields."""
+    """An upper bound of what writing the window takes as JSON, its entry and the segments it
+    sealed since it was last written: an id hash takes at most 20 bytes with its comma, a
+    sketch bucket 2 x 24; the series is written (as JSON, no longer than its window key of
+    ``key_bytes``) twice, in its key and its fields, and once more in each segment's key."""
     sketch = window.aggregate.sketch
-    return 4096 + 21 * len(window.ids) + 48 * (len(sketch.positive) + len(sketch.negative)) + 2 * key_bytes
+    unwritten = window.unwritten
+    ids = len(window.tail) + sum(len(s) for s in unwritten)
+    return (4096 + 21 * ids + 48 * (len(sketch.positive) + len(sketch.negative)) + 2 * key_bytes
+            + (64 + key_bytes) * len(unwritten))
 
 
 def fits(bound: int) -> bool:

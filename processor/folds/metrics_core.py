@@ -26,6 +26,7 @@ from processor.folds.stream_time import (
 from processor.folds.windows import (
     MetricWindow,
     rollup_key,
+    segment_key,
     series_of,
     window_key,
     window_start,
@@ -167,9 +168,34 @@ class MetricsCore:
             store.staging = staging
 
     def _write_window(self, wkey: str, window: MetricWindow, p: int, o: int, derived: bool) -> None:
+        self._write_segments(wkey, window)
         stored: dict[str, Any] = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
         self.store[wkey] = stored
-        self._remember(wkey, stored, window.rebased(stored["ids"]))
+        self._remember(wkey, stored, window.stored())
+
+    def _write_segments(self, wkey: str, window: MetricWindow) -> None:
+        """Write the window's segments sealed since it was last written, before its entry (which
+        counts them): written in that order, a prefix of the writes that has the entry has them."""
+        for i, ids in enumerate(window.unwritten, start=window.written):
+            self.store[segment_key(wkey, i)] = MetricWindow.segment_json(ids)
+
+    def _drop_segments(self, wkey: str, data: dict[str, Any]) -> None:
+        """Delete the sealed segments of the window entry ``data`` (its ``segs``)."""
+        count = data.get("segs", 0)
+        for i in range(count if isinstance(count, int) else 0):
+            if self.store.get(key := segment_key(wkey, i)) is not None:
+                del self.store[key]
+
+    def _load(self, wkey: str, data: dict[str, Any]) -> MetricWindow:
+        """The whole window of the entry ``data`` (an open window, or a derived closed marker's
+        ``w``), its sealed segments read from the store."""
+        segments = []
+        for i in range(int(data.get("segs", 0))):
+            segment = self.store.get(segment_key(wkey, i))
+            if segment is None:
+                raise ValueError(f"segment {i} of window {wkey[:200]} is missing")
+            segments.append(segment)
+        return MetricWindow.from_json(data, segments)
 
     def _flush_deferred(self) -> None:
         """Write the deferred windows and flush them with what waits (between two records'
@@ -312,7 +338,7 @@ class MetricsCore:
         known = self._windows.get(wkey)
         if known is not None and known[0] is entry:
             return known[1]
-        return MetricWindow.from_json(entry)
+        return self._load(wkey, entry)
 
     def _remember(self, wkey: str, stored: dict[str, Any], window: MetricWindow) -> None:
         if len(self._windows) >= _WINDOWS_KEPT:
@@ -326,13 +352,14 @@ class MetricsCore:
         none when the sample is the window's first): fold it into the window's state and
         publish the final rollup again. The sample is older than the lane's stream time, which
         therefore stays."""
-        window = MetricWindow.from_json(entry["w"]) if entry is not None else empty
+        window = self._load(wkey, entry["w"]) if entry is not None else empty
         if window.has(sample.event_id):
             self._count("duplicate")
             return []
         closed = int(entry["closed"]) if entry is not None else self.derived_times.get(p)
         window = window.add(sample)
         rkey = rollup_key(window.series, window.start)
+        self._write_segments(wkey, window)
         self.store[wkey] = {"p": p, "o": o, "t": window.max_event_time, "closed": closed, "rk": rkey.decode(),
                             "w": window.to_json(), **_DERIVED}
         if entry is None:
@@ -360,16 +387,21 @@ class MetricsCore:
         emits = []
         for wkey, entry in due:
             if "late" in entry or "closed" in entry:
+                if isinstance(entry.get("w"), dict):
+                    self._drop_segments(wkey, entry["w"])
                 del self.store[wkey]
                 continue
             window = self._readable(wkey, entry)
             if window is None:
+                self._drop_segments(wkey, entry)
                 del self.store[wkey]
                 continue
             rkey = rollup_key(window.series, window.start)
             rollup = window.rollup(final=True)
             emits.append(json_emit(Stream.METRIC_ROLLUPS, rkey, rollup))
             marker = {"p": p, "o": entry["o"], "t": entry["t"], "closed": stream_time, "rk": rkey.decode()}
+            if not derived:  # a derived window keeps its segments as long as its marker
+                self._drop_segments(wkey, entry)
             self.store[wkey] = {**marker, "w": window.to_json(), **_DERIVED} if derived else {**marker, "rollup": rollup}
             deadlines.push(p, stream_time + keep, wkey)
             self.dirty.discard(wkey)

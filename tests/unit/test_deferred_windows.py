@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,17 @@ from tests.unit.test_writeback import memory_table, replayed, table_state
 
 CONFIG = FoldConfig(window_ms=1000, grace_ms=500, sweep_interval_ms=200, marker_ms=3_000, execution_horizon_ms=1_500)
 CRASH_CONFIG = dataclasses.replace(CONFIG, marker_ms=120_000)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def small_segments() -> Any:
+    """Windows of a few samples seal segments here (a tail of 3 ids), so that every scenario
+    writes, reads back, crashes between and drops sealed segments."""
+    from processor.folds import windows
+
+    before, windows.SEGMENT_IDS = windows.SEGMENT_IDS, 3
+    yield
+    windows.SEGMENT_IDS = before
 """Markers outlive a scenario: a redelivery must not reach further back than ``marker_ms``
 (see :class:`FoldConfig`; the worker commits every second)."""
 
@@ -148,8 +160,63 @@ def test_a_window_is_written_once_a_batch_and_read_back_within_it() -> None:
     core.process(again, Origin("metrics", 0, 50), encode_event(again), None)  # a resend: counted once
     assert writes == []
     core.take_windows()
-    [key] = writes
-    assert store[key]["agg"]["count"] == 50 and store[key]["o"] == 49
+    *segments, key = writes  # the 16 segments sealed (3 ids each) first, then the entry
+    assert store[key]["agg"]["count"] == 50 and store[key]["o"] == 49 and store[key]["segs"] == 16
+    assert segments == [f"{key}#{i}" for i in range(16)]
+
+
+def test_a_windows_sealed_segments_dedupe_after_a_restart_and_go_with_its_closing() -> None:
+    """A new core over the stored entries (a restart) reads the sealed ids back: a resend of
+    any sample is a duplicate. Closing a raw window deletes its segments; a derived window
+    keeps them in its closed marker until the marker goes, and a late derived sample reopens it
+    with all its ids."""
+    config = FoldConfig(window_ms=1000, grace_ms=500, sweep_interval_ms=100, marker_ms=500, evicted_keep_ms=1_000,
+                        execution_horizon_ms=500)  # a derived closed window kept 2,000 ms
+    store = PartitionedStore()
+    first = MetricsCore(store, config, defer_windows=store)
+    series = {"raw": ("api.request.duration", {}), "derived": ("workflow.execution.duration", {"workflow": "w", "status": "completed"})}
+
+    def sample(lane: str, n: int, at: int) -> MetricRecorded:
+        metric_type, labels = series[lane]
+        return MetricRecorded(event_id=f"{lane}{n}", occurred_at=at, tenant_id="t", metric_type=metric_type, value=float(n),
+                              labels=labels)
+
+    o = 0
+    for n in range(20):
+        for lane in series:
+            store.begin(0)
+            first.process(sample(lane, n, 10_000 + n), Origin("metrics", 0, o), b"", None)
+            o += 1
+    first.take_windows()
+    assert sum("#" in k for k in store) == 2 * 6
+    again = MetricsCore(store, config, defer_windows=store)  # a restart: nothing cached
+    for lane in series:
+        store.begin(0)
+        again.process(sample(lane, 4, 10_004), Origin("metrics", 0, o), b"", None)
+        o += 1
+    assert again.counters.get("duplicate") == 2
+    for lane in series:  # each lane's stream time passes the window's end + grace: both close
+        store.begin(0)
+        again.process(sample(lane, 100, 11_600), Origin("metrics", 0, o), b"", None)
+        o += 1
+    again.take_windows()
+    assert {k.rsplit("@", 1)[0] for k in store if "#" in k} == {window_series(series["derived"])}
+    store.begin(0)  # a late derived sample reopens its closed window: its ids are all there
+    again.process(sample("derived", 7, 10_007), Origin("metrics", 0, o), b"", None)
+    store.begin(0)
+    again.process(sample("derived", 50, 10_050), Origin("metrics", 0, o + 1), b"", None)
+    assert again.counters.get("duplicate") == 3 and again.counters.get("reopened") == 1
+    o += 2
+    store.begin(0)  # past the marker's keep: the marker and its segments go
+    again.process(sample("derived", 101, 14_000), Origin("metrics", 0, o), b"", None)
+    again.take_windows()
+    assert not any("#" in k and k.startswith(window_series(series["derived"]) + "@10000") for k in store)
+
+
+def window_series(metric: tuple[str, dict[str, str]]) -> str:
+    from processor.folds.windows import series_id
+
+    return series_id(("t", metric[0], tuple(sorted(metric[1].items()))))
 
 
 def _fold(core: MetricsCore, writes: WriteBack, records: list[tuple[int, int, MetricRecorded]]) -> list[Emit]:
@@ -260,20 +327,34 @@ def test_deferred_windows_are_flushed_before_they_would_outgrow_a_frame() -> Non
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["add", "encode", "decode"]), st.integers(0, 300)), max_size=80))
-def test_a_windows_cached_order_always_encodes_its_ids_sorted(steps: list[tuple[str, int]]) -> None:
-    """However a window is built (samples added, encoded and rebased, decoded again), its entry
-    lists exactly its ids, ascending: the cached order never stands for another set."""
-    from processor.folds.windows import MetricWindow
+@given(st.lists(st.tuples(st.sampled_from(["add", "store", "decode", "summary"]), st.integers(0, 300)), max_size=300))
+def test_a_windows_entry_and_segments_hold_exactly_its_ids(steps: list[tuple[str, int]]) -> None:
+    """However a window is built (samples added, stored, decoded with its segments again), its
+    entry's tail and its sealed segments hold exactly its ids, ascending, each once; a window
+    decoded from its entry alone gives the same entry and rollup but refuses to count."""
+    from processor.folds.windows import SEGMENT_IDS, MetricWindow
 
     window = MetricWindow(("t", "m", ()), 0, 1000)
+    stored: dict[int, dict[str, Any]] = {}
     for step, n in steps:
         if step == "add":
             sample = MetricRecorded(event_id=f"e{n}", occurred_at=1, tenant_id="t", metric_type="m", value=float(n))
             if not window.has(sample.event_id):
                 window = window.add(sample)
-        elif step == "encode":
-            window = window.rebased(window.to_json()["ids"])
-        else:
-            window = MetricWindow.from_json(window.to_json())
-        assert window.to_json()["ids"] == sorted(window.ids)
+        elif step == "store":
+            for i, ids in enumerate(window.unwritten, start=window.written):
+                stored[i] = MetricWindow.segment_json(ids)
+            window = window.stored()
+        elif step == "decode" and window.written == window.segment_count:
+            window = MetricWindow.from_json(window.to_json(), [stored[i] for i in range(window.segment_count)])
+        elif step == "summary":
+            summary = MetricWindow.from_json(window.to_json())
+            assert summary.to_json() == window.to_json() and summary.rollup(final=True) == window.rollup(final=True)
+            if window.segment_count:
+                with pytest.raises(RuntimeError):
+                    summary.has("e0")
+        entry = window.to_json()
+        assert entry["ids"] == sorted(window.tail) and len(entry["ids"]) < SEGMENT_IDS
+        assert entry.get("segs", 0) == window.segment_count == len(window.segments)
+        held = [i for s in window.segments for i in sorted(s)] + entry["ids"]
+        assert sorted(held) == sorted(window.ids) and len(held) == len(set(held)) == window.aggregate.count
