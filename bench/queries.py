@@ -121,8 +121,9 @@ class StorageResult:
 
     @property
     def types_per_sample(self) -> float:
-        """The per-metric-type tier (schema 10: ``type_hours`` and ``type_days``)."""
-        return self._total("type_hours", "type_days") / max(1, self.samples)
+        """The per-metric-type tiers (schema 10: ``type_hours`` and ``type_days``; schema 11:
+        ``type_windows``)."""
+        return self._total("type_hours", "type_days", "type_windows") / max(1, self.samples)
 
     @property
     def tiers_per_sample(self) -> float:
