@@ -96,7 +96,8 @@ from processor.store.tier_reads import (
     tiered_days,
     tiered_hours,
 )
-from processor.store.type_reads import typed, typed_blocks, typed_windows
+from processor.store.type_reads import typed, typed_blocks
+from processor.store.type_window_reads import typed_windows
 from processor.urls import DbLocation
 
 _SEGMENTS = (
@@ -279,7 +280,7 @@ class MetricQueries(Reader):
             blocks = {**days, **hours}
             if self._windows and by_type:  # the stretches of windows one type window row per window stands in for
                 rest = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
-                blocks.update(typed_windows(self._tuples, where, rest, start, bucket_ms, with_sketch=with_sketch))
+                blocks.update(typed_windows(self._tuples, where, rest, start, end, bucket_ms, with_sketch=with_sketch))
             if not with_sketch:  # a series sums the windows of vouched-for days in SQL (an aggregation
                 # merges their sketches one by one either way: planned window by window, as before)
                 rest = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
@@ -288,7 +289,7 @@ class MetricQueries(Reader):
                 segments = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
                 rollups = self._rollups(where, segments, with_sketch=with_sketch)
                 windows = [(r.window_start, r.window_end, bool(r.final)) for r in rollups]
-                windows += [(lo, hi, True) for block in blocks.values() for lo, hi in block.runs]
+                windows += [(lo, hi, True) for block in blocks.values() for lo, hi in (*block.runs, *block.known)]
                 plan = plan_range(windows, start, end, bucket_ms)
                 spoiled = [b for b, block in blocks.items() if any(run not in plan.covered for run in block.runs)]
                 for b in spoiled:

@@ -59,5 +59,5 @@ merged across their series (labels and tenants alike: there is no per-tenant row
 function of those window rows (:func:`processor.store.type_windows.window_type_row`), kept by the
 sink in the transaction that writes them; a query without a tenant or label filter reads it only
 inside an hour whose windows the rows provably account for, and only rows whose windows are all
-final and of one size (:func:`processor.store.type_reads.typed_windows`). The migration builds the
+final and of one size (:func:`processor.store.type_window_reads.typed_windows`). The migration builds the
 table from the window rows stored (:func:`processor.store.type_windows.rebuild_type_windows`)."""

@@ -1,6 +1,6 @@
 """The per-metric-type window tier (schema 11): ``type_windows``, one row per metric type and
 window start, kept by the sink in its transaction right after the window rows it is made of (see
-:func:`processor.store.type_reads.typed_windows` for when a query may read it).
+:func:`processor.store.type_window_reads.typed_windows` for when a query may read it).
 
 A row is a pure function of the ``metric_rollups`` rows of its metric type that start at its
 ``window_start``, of every series (:func:`window_type_row`), so writing a batch again, or replaying
