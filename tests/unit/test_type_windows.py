@@ -242,3 +242,26 @@ def test_a_schema_10_database_migrates_to_the_window_tier_the_new_sink_writes(tm
         write_batch(conn, batch, written_at_ms=0)
     conn.close()
     assert window_rows(fresh) == rows
+
+
+def test_windows_of_other_sizes_that_overlap_a_known_window_past_a_bucket_edge_are_read_raw(tmp_path: Path) -> None:
+    """Series A has 2 min windows, series B one 3 min window starting in the middle of one of
+    A's: A's window across a bucket's edge is known (read raw), B's (which starts past the edge,
+    inside A's window) overlaps both A's windows, so all three are read raw, as the window-by-window
+    plan reads them; a plan that took A's next window from the tier would miss B's samples there."""
+    hour = D0 + 3 * HOUR_MS
+    c = hour + 20 * W  # A's window [c, c + 2W) crosses the bucket edge at c + 30 s
+    a_series, b_series = ("tenant_a", {"model": "a"}), ("tenant_b", {"model": "b"})
+    samples: list[Sample] = []
+    rollups: list[dict[str, Any]] = []
+    for k in range(0, 60, 2):
+        values = [float(k + 1), float(k + 2)]
+        samples += [Sample(f"a{k}-{j}", hour + k * W + j * 50_000, v, MT, *a_series) for j, v in enumerate(values)]
+        rollups.append(rollup(*a_series, hour + k * W, 2 * W, values, True))
+    b_values = [5.0, 7.0, 11.0]
+    samples += [Sample(f"b{j}", c + W + j * W + 10_000, v, MT, *b_series) for j, v in enumerate(b_values)]
+    rollups.append(rollup(*b_series, c + W, 3 * W, b_values, True))
+    db = build(tmp_path / "k.db", samples, sorted(rollups, key=lambda r: r["window_start"]))
+    start = c + 30_000 - 7 * W  # buckets of 7 min: an edge at c + 30 s
+    for lo, hi in ((start, hour + HOUR_MS), (start, c + 30_000), (hour + 7, c + 5 * W + 1)):
+        compared(db, samples, lo, hi, (7 * W, W, HOUR_MS))
