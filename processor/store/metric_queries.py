@@ -67,6 +67,15 @@ per-series tiers above. Its blocks enter the plan like theirs (runs checked agai
 windows), and its rows merge the same complete finer rows, so the results are theirs. The days
 it vouches for stand as the proofs of their hours and windows too (as the per-series day proof
 does, for :func:`hours_of_days` and :func:`spans_of_days`): one row per day instead of one per series.
+
+**The per-metric-type window tier** (schema 11). In what the blocks above leave of the range (the
+hours cut by its ends or by buckets' edges), a query without a tenant or label filter reads
+stretches of windows from ``type_windows``, one row per window start across every series, where
+:func:`processor.store.type_window_reads.typed_windows` proves that the rows account for the
+hour's windows and stand for all their window rows, final, of one size, ending inside the bucket;
+the rest is planned window by window. Its stretches enter the plan like blocks (runs checked
+against overlapping windows); a window that crosses a bucket's edge enters it as a known window,
+read raw without reading its rows.
 """
 
 from __future__ import annotations
