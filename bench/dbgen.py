@@ -55,6 +55,7 @@ from processor.store.executions import write_execution_rows
 from processor.store.hourly import hour_of, hourly_row
 from processor.store.series import write_keyed_samples, write_tier_rows, write_window_rows
 from processor.store.type_tier import rebuild_types
+from processor.store.type_windows import rebuild_type_windows
 from producers.simulator import MODELS, WORKFLOWS, ScenarioConfig, generate_scenario
 from schemas.events import Event, LifecycleEvent, MetricRecorded
 from schemas.ids import uuid7
@@ -278,7 +279,8 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
     that has samples, with exactly their count, sum, min, max and sketch, and the hourly row of
     every (series, hour) as the sink computes it from them (:func:`processor.store.hourly.hourly_row`),
     the daily rows from those (:func:`processor.store.daily.rebuild_daily`), the per-metric-type rows
-    from both (:func:`processor.store.type_tier.rebuild_types`), and the counts that the
+    from both (:func:`processor.store.type_tier.rebuild_types`) and from the window rows
+    (:func:`processor.store.type_windows.rebuild_type_windows`), and the counts that the
     triggers keep (computed after the load, with the triggers dropped during it, as the indexes are).
     """
     began = time.perf_counter()
@@ -311,6 +313,7 @@ def build_query_db(spec: QueryDbSpec, path: Path) -> GenerationStats:
                  "COUNT(*) FROM performance_metrics GROUP BY 1, 2")
     rebuild_daily(conn)
     rebuild_types(conn)
+    rebuild_type_windows(conn)
     conn.execute("COMMIT")
     daily = int(conn.execute("SELECT COUNT(*) FROM metric_rollups_daily").fetchone()[0])
     t2b = time.perf_counter()

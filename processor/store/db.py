@@ -41,12 +41,13 @@ from processor.store.schema import SINK_TABLES as SINK_TABLES
 from processor.store.schema import STEP_COLUMNS as STEP_COLUMNS
 from processor.store.schema import split_statements
 from processor.store.schema_execs import EXECS_VERSION
-from processor.store.schema_types import TYPE_TIER_VERSION
+from processor.store.schema_types import TYPE_TIER_VERSION, TYPE_WINDOWS_VERSION
 from processor.store.series import event_id, series_key_of
 from processor.store.sqltext import DAY_MS as DAY_MS  # re-exported: the schema's periods
 from processor.store.sqltext import HOUR_MS as HOUR_MS
 from processor.store.sqltext import upsert_sql as upsert_sql
 from processor.store.type_tier import rebuild_types
+from processor.store.type_windows import rebuild_type_windows
 from processor.urls import DbLocation, display_url
 
 
@@ -130,6 +131,8 @@ def migrate(conn: sqlite3.Connection, up_to: int = SCHEMA_VERSION) -> int:
                 rebuild_daily(conn, legacy=True)
             if target == TYPE_TIER_VERSION:  # the per-metric-type tier, from the hourly and daily rows
                 rebuild_types(conn)
+            if target == TYPE_WINDOWS_VERSION:  # the per-metric-type window tier, from the window rows
+                rebuild_type_windows(conn)
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
         except BaseException:

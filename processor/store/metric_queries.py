@@ -67,6 +67,15 @@ per-series tiers above. Its blocks enter the plan like theirs (runs checked agai
 windows), and its rows merge the same complete finer rows, so the results are theirs. The days
 it vouches for stand as the proofs of their hours and windows too (as the per-series day proof
 does, for :func:`hours_of_days` and :func:`spans_of_days`): one row per day instead of one per series.
+
+**The per-metric-type window tier** (schema 11). In what the blocks above leave of the range (the
+hours cut by its ends or by buckets' edges), a query without a tenant or label filter reads
+stretches of windows from ``type_windows``, one row per window start across every series, where
+:func:`processor.store.type_window_reads.typed_windows` proves that the rows account for the
+hour's windows and stand for all their window rows, final, of one size, ending inside the bucket;
+the rest is planned window by window. Its stretches enter the plan like blocks (runs checked
+against overlapping windows); a window that crosses a bucket's edge enters it as a known window,
+read raw without reading its rows.
 """
 
 from __future__ import annotations
@@ -97,6 +106,7 @@ from processor.store.tier_reads import (
     tiered_hours,
 )
 from processor.store.type_reads import typed, typed_blocks
+from processor.store.type_window_reads import typed_windows
 from processor.urls import DbLocation
 
 _SEGMENTS = (
@@ -111,23 +121,27 @@ DAILY_TIER = True
 """Whether :class:`Monitor` reads ``metric_rollups_daily`` by default (only with the hourly tier)."""
 TYPE_TIER = True
 """Whether :class:`Monitor` reads ``type_hours`` and ``type_days`` by default (only with the day tier)."""
+TYPE_WINDOWS = True
+"""Whether :class:`Monitor` reads ``type_windows`` by default (only with the per-metric-type tier)."""
 
 
 class MetricQueries(Reader):
     """The original MetricsCollector queries over the metric tables."""
 
     def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None,
-                 types: bool | None = None) -> None:
+                 types: bool | None = None, windows: bool | None = None) -> None:
         """``hourly``: whether metric queries may read ``metric_rollups_hourly`` (default
         :data:`HOURLY_TIER`), ``daily``: ``metric_rollups_daily`` (default :data:`DAILY_TIER`,
         never without the hourly tier), ``types``: the per-metric-type tier (default
-        :data:`TYPE_TIER`, never without the day tier); none on a database older than the table."""
+        :data:`TYPE_TIER`, never without the day tier), ``windows``: its window rows (default
+        :data:`TYPE_WINDOWS`, never without it); none on a database older than the table."""
         super().__init__(db_path)
         tables = {str(r[0]) for r in self._tuples("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         self._hourly = (HOURLY_TIER if hourly is None else hourly) and "metric_rollups_hourly" in tables
         self._daily = self._hourly and (DAILY_TIER if daily is None else daily) and "metric_rollups_daily" in tables
         self._counted = "metric_counts" in tables
         self._types = self._daily and (TYPE_TIER if types is None else types) and "type_days" in tables
+        self._windows = self._types and (TYPE_WINDOWS if windows is None else windows) and "type_windows" in tables
         version = int(self._tuples("PRAGMA user_version")[0][0])
         self._json_sketches = version < 7
         """Whether the rollup sketches are stored in their JSON form (a database not yet migrated
@@ -273,6 +287,9 @@ class MetricQueries(Reader):
                 hours.update(tiered_hours(self._tuples, where, [h for h in wanted if h not in hours],
                                           with_sketch=with_sketch))
             blocks = {**days, **hours}
+            if self._windows and by_type:  # the stretches of windows one type window row per window stands in for
+                rest = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
+                blocks.update(typed_windows(self._tuples, where, rest, start, end, bucket_ms, with_sketch=with_sketch))
             if not with_sketch:  # a series sums the windows of vouched-for days in SQL (an aggregation
                 # merges their sketches one by one either way: planned window by window, as before)
                 rest = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
@@ -281,7 +298,7 @@ class MetricQueries(Reader):
                 segments = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
                 rollups = self._rollups(where, segments, with_sketch=with_sketch)
                 windows = [(r.window_start, r.window_end, bool(r.final)) for r in rollups]
-                windows += [(lo, hi, True) for block in blocks.values() for lo, hi in block.runs]
+                windows += [(lo, hi, True) for block in blocks.values() for lo, hi in (*block.runs, *block.known)]
                 plan = plan_range(windows, start, end, bucket_ms)
                 spoiled = [b for b, block in blocks.items() if any(run not in plan.covered for run in block.runs)]
                 for b in spoiled:

@@ -48,8 +48,8 @@ class Monitor(MetricQueries):
     database, and :class:`processor.errors.ConfigError` for bad arguments."""
 
     def __init__(self, db_path: DbLocation, *, hourly: bool | None = None, daily: bool | None = None,
-                 types: bool | None = None) -> None:
-        super().__init__(db_path, hourly=hourly, daily=daily, types=types)
+                 types: bool | None = None, windows: bool | None = None) -> None:
+        super().__init__(db_path, hourly=hourly, daily=daily, types=types, windows=windows)
         compact = bool(self._tuples("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'executions'"))
         self._reads = COMPACT if compact else LEGACY
         """The execution tables' SQL: schema 9's compact tables, or those before (a database not

@@ -11,6 +11,7 @@ from processor.store.hourly import hour_of, refresh_hourly
 from processor.store.pgconn import PgConnection
 from processor.store.schema_execs import ACTIVE_CODES, STATUSES
 from processor.store.type_tier import refresh_types
+from processor.store.type_windows import rebuild_window_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,8 @@ def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -
     ``started_at`` (running ones stay), with their steps; the per-tenant counters lose what the
     deleted executions contributed. Raw samples go by ``timestamp``, rollups and dead letters by
     their end / timestamp; the hourly rows of the hours that lost windows are recomputed from
-    what is left (or deleted), and the daily rows of their days from those."""
+    what is left (or deleted), the daily rows of their days from those, and the per-metric-type rows
+(hours, days and windows) of what changed."""
     executions_before = now_ms - retention.executions_ms
     report: dict[str, int] = {}
     conn.execute("BEGIN IMMEDIATE")
@@ -57,16 +59,15 @@ def cleanup(conn: Connection, now_ms: int, retention: Retention = Retention()) -
             "DELETE FROM samples WHERE timestamp < ?", (now_ms - retention.samples_ms,)
         ).rowcount
         rollups_before = now_ms - retention.rollups_ms
-        touched = {
-            (series, hour_of(start))
-            for series, start in conn.execute(
-                "SELECT series, window_start FROM metric_rollups WHERE window_end < ?", (rollups_before,)
-            )
-        }
+        doomed_windows = conn.execute(
+            "SELECT series, window_start, metric_type FROM metric_rollups WHERE window_end < ?", (rollups_before,)
+        ).fetchall()
+        touched = {(series, hour_of(start)) for series, start, _ in doomed_windows}
         report["rollups"] = conn.execute("DELETE FROM rollup_windows WHERE window_end < ?", (rollups_before,)).rowcount
         changes = refresh_hourly(conn, touched)  # a tier row never claims a deleted window
         refresh_daily(conn, changes)
         refresh_types(conn, changes)
+        rebuild_window_keys(conn, sorted({(metric_type, start) for _, start, metric_type in doomed_windows}))
         report["dead_letters"] = conn.execute(
             "DELETE FROM dead_letters WHERE timestamp < ?", (now_ms - retention.samples_ms,)
         ).rowcount

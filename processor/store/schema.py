@@ -10,12 +10,13 @@ from processor.store.schema_layout import SAMPLE_ID
 from processor.store.schema_layout import V8_COPY as _V8_COPY
 from processor.store.schema_layout import V8_TABLES as _V8_TABLES
 from processor.store.schema_layout import V8_VIEWS as _V8_VIEWS
-from processor.store.schema_types import TYPE_TIER_VERSION
+from processor.store.schema_types import TYPE_TIER_VERSION, TYPE_WINDOWS_VERSION
 from processor.store.schema_types import V9_TABLES as _V9_TABLES
+from processor.store.schema_types import V11_TABLES as _V11_TABLES
 
 _TRIGGER = re.compile(r"CREATE\s+TRIGGER\s+(\w+)", re.I)
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 _V1 = """
 CREATE TABLE workflow_executions_monitor (
@@ -352,7 +353,8 @@ before."""
 
 MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7,
                               8: ";\n".join((_V8_TABLES, _V8_COPY, _V8_VIEWS.format(sample_id=SAMPLE_ID))),
-                              EXECS_VERSION: execs_script(), TYPE_TIER_VERSION: _V9_TABLES}
+                              EXECS_VERSION: execs_script(), TYPE_TIER_VERSION: _V9_TABLES,
+                              TYPE_WINDOWS_VERSION: _V11_TABLES}
 """Version -> the SQL that brings version - 1 to it."""
 
 V8_PG = ";\n".join((_V8_TABLES, _V8_VIEWS.format(sample_id="p.id")))
@@ -361,9 +363,9 @@ V8_PG = ";\n".join((_V8_TABLES, _V8_VIEWS.format(sample_id="p.id")))
 LAYOUT_TABLES = frozenset({"series", "samples", "rollup_windows", "rollup_hours", "rollup_days", *EXECUTION_TABLES})
 """The compact tables (metrics: schema 8; executions and steps: schema 9), read and compared
 through their views (their series ids, name ids and row ids are the database's own)."""
-TYPE_TABLES = frozenset({"type_hours", "type_days"})
-"""The per-metric-type tier (schema 10): a function of the hourly and daily rows, compared between
-databases directly (its keys are names and times, not series ids)."""
+TYPE_TABLES = frozenset({"type_hours", "type_days", "type_windows"})
+"""The per-metric-type tiers (schema 10: a function of the hourly and daily rows; schema 11: of the
+window rows), compared between databases directly (their keys are names and times, not series ids)."""
 
 SINK_TABLES = frozenset({"sink_offsets", "sink_status", "sink_derived_times"})
 """The sink's own bookkeeping: not part of the materialised state."""

@@ -7,7 +7,9 @@ same rows again. Per-tenant counters in ``workflow_stats`` move from each execut
 its new one inside that transaction, and the hourly rows of ``metric_rollups_hourly`` are
 recomputed from the window rows of every (series, hour) the batch touched
 (:mod:`processor.store.hourly`), and the daily rows of ``metric_rollups_daily`` from the hourly
-rows of every (series, day) whose hourly rows changed (:mod:`processor.store.daily`). Retention is :mod:`processor.store.retention`.
+rows of every (series, day) whose hourly rows changed (:mod:`processor.store.daily`), then the
+per-metric-type rows of both (:mod:`processor.store.type_tier`) and of the windows
+(:mod:`processor.store.type_windows`). Retention is :mod:`processor.store.retention`.
 
 Used by the live sink (:mod:`processor.runtime.sink`) and by replay alike.
 """
@@ -38,6 +40,7 @@ from processor.store.hourly import Written, refresh_hourly, stored_windows
 from processor.store.pgconn import PgConnection
 from processor.store.series import write_keyed_samples, write_window_rows
 from processor.store.type_tier import refresh_types
+from processor.store.type_windows import refresh_type_windows
 from schemas.events import LogRecorded, MetricRecorded
 
 
@@ -239,7 +242,8 @@ def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> Non
     """Upsert the window rows, then bring the hourly row of every (series, hour) whose windows
     changed up to date (:func:`refresh_hourly`), and the daily row of every (series, day) whose
     hourly rows changed (:func:`refresh_daily`), and their per-metric-type rows
-    (:func:`refresh_types`), in the caller's transaction. The window rows
+    (:func:`refresh_types`), and the per-metric-type window row of every (type, window start)
+    whose windows changed (:func:`refresh_type_windows`), in the caller's transaction. The window rows
     per day and the raw samples per type are counted by triggers (see :mod:`processor.store.db`)."""
     rows = [
         (
@@ -253,9 +257,11 @@ def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> Non
         return
     stored = stored_windows(conn, rows)
     write_window_rows(conn, rows)
-    changes = refresh_hourly(conn, (), written=Written.of(rows, stored))
+    written = Written.of(rows, stored)
+    changes = refresh_hourly(conn, (), written=written)
     refresh_daily(conn, changes)
     refresh_types(conn, changes)
+    refresh_type_windows(conn, written)
 
 
 def write_samples(conn: Connection, samples: Iterable[MetricRecorded]) -> None:

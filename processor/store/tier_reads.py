@@ -136,6 +136,10 @@ class Block:
     """The one size of those windows (``None`` when there are none)."""
     span: bool = False
     """Whether the rows are window rows (:func:`spans_of_days`)."""
+    known: tuple[Interval, ...] = ()
+    """Windows it stands for that no plan covers (they cross a bucket's edge or the range's end,
+    see :func:`processor.store.type_window_reads.typed_windows`): in the plan, so that no window that
+    overlaps them is covered, and read raw, with no rows."""
 
 
 def candidates(start: int, end: int, length: int, bucket_ms: int | None, skip_days: Collection[int] = ()) -> list[int]:

@@ -132,3 +132,4 @@ def _read(tuples: Tuples, table: str, start: str, where: Filter, blocks: Sequenc
             runs(b, size, int(row[4], 16), length) if row[4] else (), size,
         )
     return out
+

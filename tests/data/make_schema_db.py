@@ -26,7 +26,7 @@ from processor.store.sinkdb import SinkBatch, write_batch
 from producers.simulator import ScenarioConfig, generate_scenario
 from schemas.events import LifecycleEvent, MetricRecorded
 
-WRITTEN_AT = {5: "1067c5a", 6: "61486ec", 7: "cb45ad7"}
+WRITTEN_AT = {5: "1067c5a", 6: "61486ec", 7: "cb45ad7", 10: "2a0211d"}
 """Schema version -> the commit whose code wrote ``tests/data/schema_v<version>.db.gz``."""
 
 D0 = 1_700_006_400_000
