@@ -113,7 +113,8 @@ class _Rebuild:
         self.conn = conn
         self.spill = spill
         self.router = Router(None)
-        self.lifecycle = LifecycleCore(spill.store(lifecycle_cold), settings.fold, derive=False, router=self.router)
+        self.lifecycle = LifecycleCore(spill.store(lifecycle_cold), settings.fold, derive=False, router=self.router,
+                                       defer_states=True)
         self.alerts = AlertCore({}, plan.rules)  # type: ignore[arg-type]
         self.metrics = MetricsCore(spill.store(metrics_cold), settings.fold, self.alerts, router=self.router,
                                    defer_windows=_Unframed())
@@ -162,10 +163,17 @@ class _Rebuild:
             return
         self._take(self.alerts.guard.run(lambda: self.alerts.ack(ack), origin, key, value))
 
+    def end_chunk(self) -> None:
+        """The end of a chunk of one partition: each window the chunk changed is written to its
+        table once, and each execution it changed makes its state record once (as the worker
+        does per batch; an evicted execution made its record before its tombstone)."""
+        self.metrics.take_windows()
+        self._take(self.lifecycle.take_states(), records=0)
+
     def _before_from(self, sample: MetricRecorded) -> bool:
         return self.plan.from_ms is not None and window_start(sample.occurred_at, self.window_ms) < self.plan.from_ms
 
-    def _take(self, emits: list[Emit]) -> None:
+    def _take(self, emits: list[Emit], records: int = 1) -> None:
         for emit in emits:
             if emit.value is None:
                 continue
@@ -173,7 +181,7 @@ class _Rebuild:
                 self.snapshots[emit.key] = emit.value
             else:
                 self.batch.add(emit.stream, orjson.loads(emit.value))
-        self.batch.records += 1
+        self.batch.records += records
         if self.batch.records >= FLUSH_EVERY:
             self.flush()
 
@@ -192,6 +200,7 @@ class _Rebuild:
 
     def finish(self, now_ms: int, derived_ends: dict[tuple[str, int], int]) -> None:
         self._take(self.metrics.finish(now_ms))
+        self._take(self.lifecycle.take_states(), records=0)
         for (topic, partition), offset in derived_ends.items():
             self.batch.consumed(topic, partition, offset, 0)
         self.flush()
@@ -311,7 +320,7 @@ async def _read_sources(
                         rebuild.ack_record(Origin(ack.topic, ack.partition, ack.offset, ack.timestamp), ack.key, ack.value)
                         ack = await acks.after()  # type: ignore[union-attr]
                     handle(origin_of(topic, partition, message.offset, message.timestamp, message.headers), message.key, message.value)
-                rebuild.metrics.take_windows()  # each window a chunk changed, written once
+                rebuild.end_chunk()
                 done += len(chunk)
                 if on_progress is not None:
                     on_progress(ReplayProgress(done, total, time.monotonic() - began))
