@@ -17,8 +17,9 @@ code (:mod:`processor.store.sinkdb`). No Faust and no derived topics on this pat
   ``<db>.partial-state`` (:mod:`processor.runtime.replay_state`), deleted at the end. Source
   records are read ``CHUNK_RECORDS`` at a time and written every ``FLUSH_EVERY``: nothing is
   kept per event.
-- The new database is built as ``<db>.partial`` and renamed when complete; an interrupted replay
-  leaves no broken file. ``swap_into`` then copies it into the live database with SQLite's
+- The new database is built as ``<db>.partial`` (without syncs, by a writer thread that writes
+  one batch while the next is folded: :mod:`processor.runtime.replay_writer`) and renamed when
+  complete; an interrupted replay leaves no broken file. ``swap_into`` then copies it into the live database with SQLite's
   backup API, in one transaction: readers see the old or the new database, never a mix.
 
 The rebuilt database also records where a live sink should continue: the metrics topic's
@@ -54,9 +55,10 @@ from processor.folds.windows import window_start
 from processor.runtime.admin import partition_counts
 from processor.runtime.collector import fewer_collections
 from processor.runtime.replay_state import SpillFile, lifecycle_cold, metrics_cold
+from processor.runtime.replay_writer import PartialDb
 from processor.settings import Settings
 from processor.store.db import open_for_writing
-from processor.store.sinkdb import SinkBatch, write_batch
+from processor.store.sinkdb import SinkBatch
 from schemas.events import LifecycleEvent, MetricRecorded
 
 FLUSH_EVERY = 20_000
@@ -107,10 +109,10 @@ class _Rebuild:
     """Cores over spilling stores (:mod:`processor.runtime.replay_state`: in memory what the
     folds work on, on disk what only a late record reads again), and the batch they fill."""
 
-    def __init__(self, settings: Settings, plan: ReplayPlan, conn: sqlite3.Connection, spill: SpillFile) -> None:
+    def __init__(self, settings: Settings, plan: ReplayPlan, db: PartialDb, spill: SpillFile) -> None:
         self.topics = settings.topics
         self.plan = plan
-        self.conn = conn
+        self.db = db
         self.spill = spill
         self.router = Router(None)
         self.lifecycle = LifecycleCore(spill.store(lifecycle_cold), settings.fold, derive=False, router=self.router,
@@ -193,8 +195,7 @@ class _Rebuild:
         self.counts["samples"] += len(self.batch.samples)
         self.counts["rollups"] += len(self.batch.rollups)
         self.counts["dead_letters"] += len(self.batch.dead_letters)
-        for skipped in write_batch(self.conn, self.batch):
-            log.error("left out a record that cannot be stored: %s", skipped)
+        self.db.write(self.batch)  # written while the next batch fills
         self.batch = SinkBatch()
         self.spill.commit()
 
@@ -222,19 +223,18 @@ async def replay(
         leftover.unlink(missing_ok=True)
     began = time.monotonic()
     try:
-        conn = _open_partial(partial)
+        db = PartialDb(partial)
         try:
             spill = SpillFile(partial.with_name(partial.name + "-state"))
             try:
-                rebuild = _Rebuild(settings, plan, conn, spill)
+                rebuild = _Rebuild(settings, plan, db, spill)
                 with fewer_collections():
                     records = await _read_sources(settings, bootstrap, plan, rebuild, on_progress, began)
             finally:
                 spill.close()
-            conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+            db.complete()
         finally:
-            conn.close()
-        _fsync(partial)
+            db.close()
         os.replace(partial, target)
     except BaseException:
         for leftover in _sqlite_files(partial):
@@ -242,26 +242,6 @@ async def replay(
         raise
     c = rebuild.counts
     return ReplayResult(records, c["executions"], c["samples"], c["rollups"], c["dead_letters"], time.monotonic() - began)
-
-
-def _open_partial(path: Path) -> sqlite3.Connection:
-    """The database being built, set for a rebuild: no syncs and the rollback journal in memory
-    (a batch that fails is still rolled back). A crash loses nothing that matters: the partial
-    file is deleted and a replay starts again; the finished file is synced before it is renamed."""
-    conn = open_for_writing(path)
-    if not isinstance(conn, sqlite3.Connection):
-        raise TypeError("replay builds a SQLite file")
-    conn.execute("PRAGMA journal_mode = MEMORY")
-    conn.execute("PRAGMA synchronous = OFF")
-    return conn
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sqlite_files(path: Path) -> list[Path]:
