@@ -35,7 +35,7 @@ from processor.settings import Settings
 from processor.store.sinkdb import SinkBatch
 from schemas.events import LifecycleEvent, MetricRecorded
 
-FLUSH_EVERY = 20_000
+FLUSH_EVERY = 10_000
 """Records per transaction while replaying."""
 CHUNK_RECORDS = 5_000
 """Records fetched from one partition at a time."""
