@@ -9,8 +9,9 @@ from pathlib import Path
 from processor.errors import ConfigError
 from processor.folds.rules import RuleSet
 
-DEFAULT_WORKERS = 2
-"""Fold processes of a replay (:mod:`processor.runtime.replay_workers`) unless told otherwise."""
+DEFAULT_WORKERS = 1
+"""Fold processes of a replay (:mod:`processor.runtime.replay_workers`) unless told otherwise: one
+(in the calling process) until spawning from `python -m processor.cli` is fixed (its children hang)."""
 
 
 @dataclass(frozen=True, slots=True)
