@@ -14,8 +14,9 @@ It is a :class:`~processor.folds.records.Store` like a dict: the cores fold over
 over one (the same entries; ``items`` yields the ones in memory first, and no core depends on
 that order), only slower for a read of a spilled entry, which is decoded from its JSON (the bytes
 :class:`~processor.folds.guard.StagedStore` made for its size check, so spilling costs no
-encoding). Keys starting with ``"\\x00"`` (late and partition records) are never spilled, and a
-miss on one costs no disk read: every record looks for its late record.
+encoding). Keys starting with ``"\\x00"`` (late and partition records) are never spilled. The
+store knows which keys it spilled, so a miss (every record looks for its late record; a new
+window or execution is looked up before it is made) costs no disk read.
 
 The file is scratch: written without a journal or syncs, in transactions committed by
 :meth:`SpillFile.commit` (replay calls it at each sink flush), and deleted when replay ends.
@@ -87,8 +88,10 @@ class SpillStore:
         self._conn = conn
         self._cold = cold
         self._hot: dict[str, Any] = {}
-        self.spilled = 0
-        """Entries on disk now."""
+        self._on_disk: set[str] = set()
+        """The keys of the spilled entries: a key not in it costs no disk read (a new window or
+        execution is looked up before it is made). As many as the entries on disk, which the
+        cores' deadline heaps hold a ``(due, key)`` item of anyway."""
         conn.execute(f"CREATE TABLE {table} (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
         self._select = f"SELECT v FROM {table} WHERE k = ?"
         self._update = f"UPDATE {table} SET v = ? WHERE k = ?"
@@ -98,7 +101,7 @@ class SpillStore:
 
     def get(self, key: str) -> Any:
         value = self._hot.get(key)
-        if value is not None or not self.spilled or key.startswith("\x00"):
+        if value is not None or key not in self._on_disk:
             return value
         row = self._conn.execute(self._select, (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
@@ -110,37 +113,44 @@ class SpillStore:
         """Store ``value`` (``raw``: its JSON); the way :class:`~processor.folds.guard.StagedStore` commits."""
         if value is None:
             value = orjson.loads(raw)
+        on_disk = self._on_disk
         if self._cold(value) and not key.startswith("\x00"):
             self._hot.pop(key, None)
-            if not self._conn.execute(self._update, (raw, key)).rowcount:
+            if key in on_disk:
+                self._conn.execute(self._update, (raw, key))
+            else:
                 self._conn.execute(self._insert, (key, raw))
-                self.spilled += 1
+                on_disk.add(key)
             return
-        if key not in self._hot and self.spilled:  # a key is in memory or on disk, never both
+        if key in on_disk:  # a key is in memory or on disk, never both
             self._drop_spilled(key)
         self._hot[key] = value
 
     def __delitem__(self, key: str) -> None:
         if self._hot.pop(key, None) is not None:
             return
-        if not self.spilled or not self._drop_spilled(key):
+        if key not in self._on_disk:
             raise KeyError(key)
+        self._drop_spilled(key)
 
-    def _drop_spilled(self, key: str) -> bool:
-        if self._conn.execute(self._delete, (key,)).rowcount:
-            self.spilled -= 1
-            return True
-        return False
+    def _drop_spilled(self, key: str) -> None:
+        self._conn.execute(self._delete, (key,))
+        self._on_disk.discard(key)
 
     def items(self) -> Iterator[tuple[str, Any]]:
         """Every entry: the hot ones, then the spilled ones (decoded)."""
         yield from list(self._hot.items())
-        if self.spilled:
+        if self._on_disk:
             for key, raw in self._conn.execute(self._scan):  # no caller writes while it iterates
                 yield key, orjson.loads(raw)
 
     def __len__(self) -> int:
-        return len(self._hot) + self.spilled
+        return len(self._hot) + len(self._on_disk)
+
+    @property
+    def spilled(self) -> int:
+        """Entries on disk now."""
+        return len(self._on_disk)
 
     @property
     def hot(self) -> int:
