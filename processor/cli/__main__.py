@@ -4,4 +4,5 @@ import sys
 
 from processor.cli.app import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned process (a replay's fold process) imports it as __mp_main__
+    sys.exit(main())

@@ -22,6 +22,7 @@ from processor.cli.options import (
 from processor.cli.render import err_console, out_console
 from processor.errors import ConfigError
 from processor.ops import localbroker
+from processor.runtime.replay_plan import DEFAULT_WORKERS
 from processor.urls import display_url
 
 
@@ -48,6 +49,9 @@ def register(subparsers: Subparsers) -> None:
                      "are copied into it in one transaction (env AXMON_DB; default ./axmon.db)")
     add_fold_options(rep, same_as_worker=True)
     rep.add_argument("--rules", type=Path, metavar="PATH", help="the worker's alert rules: alerts are rebuilt too")
+    rep.add_argument("--workers", type=positive, default=DEFAULT_WORKERS, metavar="N",
+                     help="processes that fold the partitions, a share each (default %(default)s; each takes a core "
+                     "and about one replay's memory; never more than the partitions)")
     add_broker_options(rep)
     rep.set_defaults(handler=cmd_replay)
 
@@ -94,7 +98,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         def show(p: Any) -> None:
             progress.update(task, total=p.total, completed=p.done, rate=f"{p.rate:,.0f}", lag=f"{p.total - p.done:,}")
 
-        plan = ReplayPlan(target, from_ms, until_ms, rules_of(args))
+        plan = ReplayPlan(target, from_ms, until_ms, rules_of(args), workers=args.workers)
         result = asyncio.run(replay(settings, bootstrap, plan, on_progress=show))
     err_console.print(
         f"replayed {result.records:,} records in {result.seconds:.1f} s ({result.rate:,.0f}/s) into {target}: "

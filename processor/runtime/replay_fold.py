@@ -191,6 +191,9 @@ async def read_sources(
                 ack_start = (await consumer.beginning_offsets([ack_tp]))[ack_tp]
                 acks = Chunks(consumer, ack_tp, ack_start, (await until_offsets(consumer, [ack_tp], plan.until_ms))[ack_tp])
                 readers.append(acks)
+            readers = [r for r in readers if r.position < r.end]
+            if not readers:
+                continue  # nothing to read (assigned, an empty partition's fetch can outlive its consumer's stop)
             consumer.assign([r.tp for r in readers])
             for r in readers:
                 consumer.seek(r.tp, r.position)

@@ -10,8 +10,9 @@ from processor.errors import ConfigError
 from processor.folds.rules import RuleSet
 
 DEFAULT_WORKERS = 1
-"""Fold processes of a replay (:mod:`processor.runtime.replay_workers`) unless told otherwise: one
-(in the calling process) until spawning from `python -m processor.cli` is fixed (its children hang)."""
+"""Fold processes of a replay (:mod:`processor.runtime.replay_workers`) unless told otherwise
+(``axmon replay --workers``): one, in the calling process. Each more takes its own core and its
+own memory (about as much as one replay's again), so more are asked for, not assumed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,8 +81,9 @@ def test_logs_round_trip_and_replay_equals_live(kafka_bootstrap: str, topics: To
     assert everything.returncode == 0 and "DEBUG engine heartbeat" in everything.stdout.decode()
 
     rebuilt = tmp_path / "replay.db"
+    # two fold processes, spawned from `python -m processor.cli`, their shares with empty partitions
     replayed = axmon("replay", "--db", str(rebuilt), "--bootstrap", kafka_bootstrap, "--topic-prefix", topics.prefix,
-                     "--partitions", "3")
+                     "--partitions", "3", "--workers", "2")
     assert replayed.returncode == 0, replayed.stderr
     # no worker ran here, so only the tables the sink fills from the logs topic are comparable
     assert count(rebuilt, "logs") == 4 and count(rebuilt, "dead_letters") == count(db, "dead_letters")
