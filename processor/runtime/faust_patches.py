@@ -27,6 +27,9 @@
 - :func:`patch_faust_inboxes`: the consumer's fetch loop hands the records of a topic that has
   an :class:`~processor.runtime.inbox.Inbox` straight to it, without Faust's per-record tasks,
   lock, events and stream (about 0.1 ms of CPU a record); other topics go Faust's way.
+- :func:`patch_faust_fetch_wait`: Faust builds its consumer with a fetch wait of 1,500 ms
+  (not a setting), which held lifecycle records back for up to that long behind busy
+  partitions; see :data:`processor.runtime.faust_app.FETCH_MAX_WAIT_MS`.
 - :func:`task_stacks`: every task of an event loop with its whole chain of awaits, for the log
   when the stall watchdog restarts a worker.
 """
@@ -38,6 +41,7 @@ import gc
 from typing import Any
 
 from processor.runtime.commit_offsets import next_commit_offset
+from processor.runtime.faust_app import FETCH_MAX_WAIT_MS
 from processor.runtime.inbox import INBOXES_ATTRIBUTE
 from schemas.errors import AxmonError
 
@@ -258,8 +262,28 @@ def patch_faust_inboxes() -> None:
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
 
 
+def patch_faust_fetch_wait(wait_ms: int) -> None:
+    """Build the worker's consumer with a fetch wait of ``wait_ms`` instead of Faust's fixed
+    1,500 ms. Idempotent (the last ``wait_ms`` given holds)."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    _require(AIOKafkaConsumerThread, "_create_worker_consumer")
+    create = getattr(AIOKafkaConsumerThread._create_worker_consumer, "_axmon_original",
+                     AIOKafkaConsumerThread._create_worker_consumer)
+
+    def _create_worker_consumer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        consumer = create(self, *args, **kwargs)
+        _require(type(consumer), "_fetch_max_wait_ms", instance=consumer)
+        consumer._fetch_max_wait_ms = wait_ms  # read by aiokafka's Fetcher, built when the consumer starts
+        return consumer
+
+    _create_worker_consumer._axmon_original = create  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+
+
 def patch_faust() -> None:
     """Every correction of this module that applies process-wide (idempotent; before the app starts)."""
+    patch_faust_fetch_wait(FETCH_MAX_WAIT_MS)
     patch_faust_commit_offsets()
     patch_faust_flow_control()
     patch_faust_producer_buffer()

@@ -41,6 +41,7 @@ from processor.errors import BrokerError
 from processor.folds.raw_gate import RawSampleGate
 from processor.folds.records import Origin, Stream
 from processor.runtime.admin import partition_counts
+from processor.runtime.faust_app import FETCH_MAX_WAIT_MS
 from processor.runtime.sink_group import Resync
 from processor.runtime.supervise import Restarts, run_restarting
 from processor.settings import Settings
@@ -222,6 +223,7 @@ class SinkRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # not aiokafka's 500: quiet topics held busy ones back
         )
         try:
             await consumer.start()

@@ -231,3 +231,30 @@ def test_the_producer_buffer_flush_waits_for_every_message() -> None:
             await buffer.stop()
 
     assert asyncio.run(run()) == (5, 0)
+
+
+def test_the_worker_consumer_is_built_with_the_short_fetch_wait(monkeypatch: Any) -> None:
+    """Faust builds its consumer with a fixed 1,500 ms fetch wait: records of partitions left out
+    of a fetch in flight waited that long (processor.runtime.faust_app.FETCH_MAX_WAIT_MS)."""
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from processor.runtime.faust_app import FETCH_MAX_WAIT_MS
+    from processor.runtime.faust_patches import patch_faust_fetch_wait
+
+    built: list[AIOKafkaConsumer] = []
+
+    def fausts_create(self: Any, transport: Any) -> AIOKafkaConsumer:
+        built.append(AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", fetch_max_wait_ms=1500))
+        return built[-1]
+
+    async def main() -> None:
+        monkeypatch.setattr(AIOKafkaConsumerThread, "_create_worker_consumer", fausts_create)
+        patch_faust_fetch_wait(FETCH_MAX_WAIT_MS)
+        patch_faust_fetch_wait(FETCH_MAX_WAIT_MS)  # idempotent: wraps Faust's own once
+        consumer = AIOKafkaConsumerThread._create_worker_consumer(SimpleNamespace(), None)
+        assert consumer is built[0] and len(built) == 1
+        assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS < 1500
+        await consumer.stop()  # never started: only marks it closed
+
+    asyncio.run(main())
