@@ -58,6 +58,7 @@ from bench.dbgen import SelfProfile, simulate
 from bench.profiling import summarize
 from processor.folds.derived import DERIVED_SOURCE
 from processor.runtime.replay import ReplayPlan, ReplayResult, replay
+from processor.runtime.replay_plan import DEFAULT_WORKERS
 from processor.settings import Settings
 from producers.client import route
 from producers.simulator import ScenarioConfig
@@ -84,6 +85,8 @@ class ReplayBenchConfig:
     baseline_runs: int = 1
     timeout_s: float = 3_600.0
     profile_dir: Path | None = None
+    workers: int = DEFAULT_WORKERS
+    """Fold processes (``axmon replay --workers``; ``AXMON_BENCH_REPLAY_WORKERS``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +193,7 @@ def sized_report(results: list[ReplayBenchResult]) -> Report:
     return Report(BENCHMARK.name, BENCHMARK.title, METHOD.format(
         partitions=config.partitions, per_chunk=config.executions_per_chunk,
         span=config.chunk_span_ms // MINUTE_MS, tenants=config.tenants,
-        derived="with" if config.derived else "without"), tuple(figures), tuple(notes))
+        derived="with" if config.derived else "without", workers=config.workers), tuple(figures), tuple(notes))
 
 
 METHOD = """\
@@ -203,12 +206,13 @@ with aiokafka directly (lz4, linger 50 ms, 1 MiB batches, acks=1; keys from
 **Baseline**: one `AIOKafkaConsumer` with replay's fetch sizes, assigned every partition of both
 source topics from the beginning, `getmany` in a loop and `schemas.decode_event` on each value
 until all N are decoded (connecting not counted).
-**Replay**: `processor.runtime.replay.replay(settings, bootstrap, ReplayPlan(fresh db))` in a
+**Replay**: `processor.runtime.replay.replay(settings, bootstrap, ReplayPlan(fresh db,
+workers={workers}))` (`AXMON_BENCH_REPLAY_WORKERS` sets the fold processes) in a
 spawned child process of its own, timed there from the call to its return (connecting, reading
 the partitions in bounded chunks, folding with the worker's cores over tables that spill what
 only a late record reads again to a scratch file, `write_batch` every 20,000 records, the final
 flush, switching the journal, syncing and renaming the file); its peak RSS is that child's
-`VmHWM`, so it is replay's alone. Each size is a separate run on fresh topics; if peak RSS
+`VmHWM` plus its fold processes' (with more than one), so it is replay's alone. Each size is a separate run on fresh topics; if peak RSS
 does not grow from the smaller size to the larger, replay's memory does not depend on the
 length of the history."""
 
@@ -351,7 +355,8 @@ def replay_in_child(bootstrap: str, prefix: str, config: ReplayBenchConfig, db: 
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=_child_main, args=(bootstrap, prefix, config.partitions, str(db),
-                                                     None if profile is None else str(profile), config.timeout_s, queue))
+                                                     None if profile is None else str(profile), config.timeout_s,
+                                                     config.workers, queue))
     child.start()
     try:
         outcome = queue.get(timeout=config.timeout_s + 120)
@@ -367,12 +372,12 @@ def replay_in_child(bootstrap: str, prefix: str, config: ReplayBenchConfig, db: 
 
 
 def _child_main(bootstrap: str, prefix: str, partitions: int, db: str, profile: str | None, timeout_s: float,
-                queue: Any) -> None:
+                workers: int, queue: Any) -> None:
     try:
         settings = Settings(topic_prefix=prefix, partitions=partitions)
         with SelfProfile(None if profile is None else Path(profile)):
             began = now()
-            result = asyncio.run(asyncio.wait_for(replay(settings, bootstrap, ReplayPlan(Path(db))), timeout_s))
+            result = asyncio.run(asyncio.wait_for(replay(settings, bootstrap, ReplayPlan(Path(db), workers=workers)), timeout_s))
             replay_s = now() - began
         queue.put((result, replay_s, peak_rss_kib(os.getpid()) + result.workers_peak_kib))  # with its fold processes
     except BaseException:  # noqa: BLE001 - the parent reports it
@@ -382,7 +387,14 @@ def _child_main(bootstrap: str, prefix: str, partitions: int, db: str, profile: 
 def configs_for(ctx: BenchContext) -> list[ReplayBenchConfig]:
     """Full (1M and 3M events), quick (20k and 60k), or ``--events N`` (N only)."""
     sizes = (ctx.events,) if ctx.events is not None else (QUICK_EVENTS if ctx.quick else FULL_EVENTS)
-    return [ReplayBenchConfig(events=n, profile_dir=ctx.profile_dir) for n in sizes]
+    workers = os.environ.get(WORKERS_ENV) or str(DEFAULT_WORKERS)
+    if not workers.isdigit() or int(workers) < 1:
+        raise BenchError(f"{WORKERS_ENV} must be a number of fold processes (1 or more), not {workers!r}")
+    return [ReplayBenchConfig(events=n, profile_dir=ctx.profile_dir, workers=int(workers)) for n in sizes]
+
+
+WORKERS_ENV = "AXMON_BENCH_REPLAY_WORKERS"
+"""Fold processes of the replays measured (``axmon replay --workers``), instead of its default."""
 
 
 def run(ctx: BenchContext) -> Report:
