@@ -100,6 +100,7 @@ from processor.store.tier_reads import (
     RollupRow,
     candidates,
     hours_of_days,
+    joined_hours,
     span_pieces,
     spans_of_days,
     tiered_days,
@@ -286,7 +287,7 @@ class MetricQueries(Reader):
             if self._hourly:
                 hours.update(tiered_hours(self._tuples, where, [h for h in wanted if h not in hours],
                                           with_sketch=with_sketch))
-            blocks = {**days, **hours}
+            blocks = {**days, **(joined_hours(hours, start, bucket_ms) if bucket_ms and not with_sketch else hours)}
             if self._windows and by_type:  # the stretches of windows one type window row per window stands in for
                 rest = complement(sorted((b, b + block.length) for b, block in blocks.items()), start, end)
                 blocks.update(typed_windows(self._tuples, where, rest, start, end, bucket_ms, with_sketch=with_sketch))
@@ -315,7 +316,7 @@ class MetricQueries(Reader):
         used += [r for block in blocks.values() if block.span for r in block.rows]
         return _MetricPlan(
             tuple(r for block in blocks.values() if not block.span and block.length == DAY_MS for r in block.rows),
-            tuple(r for block in blocks.values() if not block.span and block.length == HOUR_MS for r in block.rows),
+            tuple(r for block in blocks.values() if not block.span and block.length != DAY_MS for r in block.rows),
             tuple(used), plan.raw,
         )
 

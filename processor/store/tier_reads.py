@@ -333,3 +333,53 @@ def _blocks(accounted: Sequence[int], rows: Sequence[tuple[Any, ...]], length: i
             runs(block, size, mask, length) if size is not None else (), size,
         )
     return out
+
+
+def joined_hours(hours: Mapping[int, Block], start: int, bucket_ms: int) -> dict[int, Block]:
+    """For a time series (sums only, no sketches): each stretch of consecutive hour blocks
+    inside one bucket as one block, keyed by its first hour, whose one row sums their rows'
+    counts and sums (the bucket gets the same count and total either way) and whose runs are
+    theirs, adjacent ones joined. A month of day buckets so plans ~30 blocks instead of ~700.
+
+    Only blocks of one window size (or none: an hour vouched empty) are joined. A window that
+    overlaps a joined run spoils the whole stretch, which the plan then reads finer: the same
+    answer, from finer rows (an hour block alone is spoiled by the same windows)."""
+    out: dict[int, Block] = {}
+    group: list[tuple[int, Block]] = []
+
+    def flush() -> None:
+        if len(group) == 1:
+            out[group[0][0]] = group[0][1]
+        elif group:
+            first, last = group[0][0], group[-1][0] + group[-1][1].length
+            rows = [r for _, block in group for r in block.rows]
+            mins = [r.min for r in rows if r.min is not None]
+            maxes = [r.max for r in rows if r.max is not None]
+            row = RollupRow(first, last, 1, sum(r.count for r in rows), sum(r.sum for r in rows) if rows else 0.0,
+                            min(mins) if mins else None, max(maxes) if maxes else None, None)
+            joined: list[Interval] = []
+            for _, block in group:
+                for lo, hi in block.runs:
+                    if joined and joined[-1][1] == lo:
+                        joined[-1] = (joined[-1][0], hi)
+                    else:
+                        joined.append((lo, hi))
+            out[first] = Block(last - first, (row,) if rows else (), tuple(joined), size)
+        group.clear()
+
+    size: int | None = None  # of the group's blocks that have one
+    for h in sorted(hours):
+        block = hours[h]
+        if block.span or block.known or block.length != HOUR_MS:
+            flush()
+            out[h] = block
+            continue
+        if group and (h != group[-1][0] + HOUR_MS or (h - start) // bucket_ms != (group[-1][0] - start) // bucket_ms
+                      or (block.window_ms is not None and size is not None and block.window_ms != size)):
+            flush()
+        if not group:
+            size = None
+        group.append((h, block))
+        size = block.window_ms if size is None else size
+    flush()
+    return out
