@@ -5,7 +5,8 @@
    are started as child processes (:class:`processor.ops.children.AxmonChild`), and a
    :class:`DbWatcher` thread polls the sink's database read-only (WAL: readers never block the
    writer) every ``poll_interval_s``, stamping when it first sees each ``performance_metrics``
-   row and each new ``last_event_at`` of each execution (its compact row). A few
+   row and each new ``last_event_at`` of each execution (its compact row) it awaits an event
+   of, probing only what is in flight by the tables' unique indexes. A few
    warm-up events are published and waited for: the pipeline is up.
 2. **Maximum throughput**, measured here: a burst of simulated events (lifecycle events and
    metric samples as :func:`producers.simulator.generate_scenario` mixes them, event time now)
@@ -67,7 +68,6 @@ from bench.worker import GroupProbe
 from processor.ops.children import AxmonChild
 from processor.ops.settle import sink_topics, stored_sink_offsets
 from processor.store.db import DatabaseError, open_read_only
-from processor.store.schema_execs import id_text
 from processor.store.series import event_id as stored_event_id
 from producers import AxmonProducer, ProducerConfig
 from producers.client import route
@@ -179,7 +179,7 @@ class Sent:
 async def publish_paced(producer: AxmonProducer, events: Sequence[Event], t0: float, events_per_s: float | None,
                         watcher: DbWatcher | None = None) -> Sent:
     """Event i published at ``t0 + i / events_per_s`` (as fast as possible when ``None``);
-    every acknowledgement awaited at the end. ``watcher`` is told of each sample before it is
+    every acknowledgement awaited at the end. ``watcher`` is told of each event before it is
     published."""
     sent_at: list[float] = []
     for i, event in enumerate(events):
@@ -188,8 +188,8 @@ async def publish_paced(producer: AxmonProducer, events: Sequence[Event], t0: fl
             if wait > 0.0005:
                 await asyncio.sleep(wait)
         sent_at.append(now())
-        if watcher is not None and isinstance(event, MetricRecorded):
-            watcher.expect(event.event_id)
+        if watcher is not None:
+            watcher.expect(event)
         await producer.publish(event)
     await producer.flush()
     return Sent(tuple(events), tuple(sent_at))
@@ -255,9 +255,12 @@ class StateTap:
 class DbWatcher(threading.Thread):
     """Polls the sink's database read-only every ``interval_s`` and stamps (with ``now()``
     taken just before each poll's queries) when it first saw each expected sample and each new
-    ``last_event_at`` of each execution row. A poll probes at most ``probe_limit`` of the
-    oldest expected samples: beyond that (a backlog of full topics), later samples are stamped
-    late, never early."""
+    ``last_event_at`` of each execution it awaits an event of. A poll probes, by their unique
+    indexes, at most ``probe_limit`` of the oldest expected samples and as many of the oldest
+    awaited executions: what is in flight, not the whole database (so the watcher's own work,
+    which shares the cores with the pipeline, does not grow with the rows stored). Beyond that
+    limit (a backlog of full topics), later events are stamped late, never early. Until the
+    first execution row is seen, a poll also asks whether there is one (:meth:`first_seen`)."""
 
     probe_limit = 4000
 
@@ -268,7 +271,7 @@ class DbWatcher(threading.Thread):
         self.samples: dict[str, float] = {}
         """performance_metrics id -> first seen."""
         self.executions: dict[str, list[tuple[int, float]]] = {}
-        """execution id -> every (last_event_at, first seen), ascending."""
+        """execution id -> every (last_event_at, first seen) observed while awaited, ascending."""
         self.polls = 0
         self.gaps: list[float] = []
         """Seconds between the starts of consecutive polls."""
@@ -278,6 +281,10 @@ class DbWatcher(threading.Thread):
         self._stopping = threading.Event()
         self._pending: dict[str | bytes, str] = {}
         """Samples expected and not seen yet: their id as the samples table stores it -> the id."""
+        self._awaited: dict[str | bytes, tuple[str, int]] = {}
+        """Executions with an expected event not seen yet: the id as stored -> (the id, the
+        latest such event's time)."""
+        self._first_row: float | None = None
         self._data_version: int | None = None
 
     def stop(self) -> None:
@@ -287,7 +294,7 @@ class DbWatcher(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
-        except BaseException as exc:  # noqa: BLE001 - reported to the benchmark by covers()
+        except BaseException as exc:  # noqa: BLE001 - reported to the benchmark by unseen()
             self.error = exc
 
     def _run(self) -> None:
@@ -307,7 +314,7 @@ class DbWatcher(threading.Thread):
                     self.gaps.append(began - previous)
                 previous = began
                 try:
-                    self._poll(conn, began)
+                    self.poll(conn, began)
                 except sqlite3.OperationalError as exc:
                     if "no such table" not in str(exc):
                         raise
@@ -324,41 +331,49 @@ class DbWatcher(threading.Thread):
             if conn is not None:
                 conn.close()
 
-    def _poll(self, conn: sqlite3.Connection, stamp: float) -> None:
+    def poll(self, conn: sqlite3.Connection, stamp: float) -> None:
+        """One poll of ``conn`` (a read-only connection to the sink's database) at ``stamp``."""
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
             return  # nothing committed since the last poll
         self._data_version = version
         with self._lock:
-            probed = list(itertools.islice(self._pending, self.probe_limit))
-        found: list[str | bytes] = []
-        for at in range(0, len(probed), 500):
-            chunk = probed[at:at + 500]
-            marks = ",".join("?" * len(chunk))
-            found += [r[0] for r in conn.execute(f"SELECT id FROM samples WHERE id IN ({marks})", chunk)]
-        rows = conn.execute(f"SELECT {id_text('id')}, last_event_at FROM executions").fetchall()
+            samples = list(itertools.islice(self._pending, self.probe_limit))
+            executions = list(itertools.islice(self._awaited, self.probe_limit))
+        found = _probed(conn, "SELECT id FROM samples WHERE id IN ({})", samples)
+        rows = _probed(conn, "SELECT id, last_event_at FROM executions WHERE id IN ({})", executions)
+        if self._first_row is None and (rows or conn.execute("SELECT 1 FROM executions LIMIT 1").fetchone()):
+            self._first_row = stamp
         with self._lock:
-            for stored in found:
+            for (stored,) in found:
                 sample_id = self._pending.pop(stored, None)
                 if sample_id is not None:
                     self.samples.setdefault(sample_id, stamp)
-            for execution_id, last_event_at in rows:
+            for stored, last_event_at in rows:
+                execution_id, latest = self._awaited[stored]
                 observe(self.executions, execution_id, last_event_at, stamp)
+                if last_event_at >= latest:
+                    del self._awaited[stored]
 
-    def expect(self, sample_id: str) -> None:
-        """Watch for the sample ``sample_id`` (raw samples have no order in the compact layout's
-        ``samples`` table, so the watcher probes the ids it expects by their unique index)."""
+    def expect(self, event: Event) -> None:
+        """Watch for ``event`` (before it is published): a sample by its id (raw samples have no
+        order in the compact layout's ``samples`` table, so the watcher probes the ids it
+        expects by their unique index), a lifecycle event by its execution's row."""
         with self._lock:
-            if sample_id not in self.samples:
-                self._pending.setdefault(stored_event_id(sample_id), sample_id)
+            if isinstance(event, MetricRecorded):
+                if event.event_id not in self.samples:
+                    self._pending.setdefault(stored_event_id(event.event_id), event.event_id)
+            elif isinstance(event, LifecycleEvent):
+                stored = stored_event_id(event.execution_id)
+                latest = self._awaited.get(stored, (event.execution_id, event.occurred_at))[1]
+                self._awaited[stored] = (event.execution_id, max(latest, event.occurred_at))
 
     def first_seen(self) -> float | None:
         """When the first execution row was seen (the worker's output through the sink: the sink
         stores raw samples before the worker has started), else the first sample (``None``:
         neither yet)."""
         with self._lock:
-            stamps = [seen[0][1] for seen in self.executions.values()] or list(self.samples.values())
-        return min(stamps, default=None)
+            return self._first_row if self._first_row is not None else min(self.samples.values(), default=None)
 
     def visible_at(self, event: Event) -> float | None:
         """When the event was first seen in the database (``None``: not yet)."""
@@ -368,20 +383,24 @@ class DbWatcher(threading.Thread):
             assert isinstance(event, LifecycleEvent)
             return applied_at(self.executions, event)
 
-    def covers(self, events: Sequence[Event]) -> int:
-        """How many of ``events`` are visible now."""
+    def unseen(self, events: Sequence[Event]) -> list[Event]:
+        """Those of ``events`` not visible yet."""
         if self.error is not None:
             raise BenchError(f"polling the database failed: {self.error!r}")
         with self._lock:
             samples = self.samples
             latest = {k: v[-1][0] for k, v in self.executions.items()}
-        count = 0
-        for e in events:
-            if isinstance(e, MetricRecorded):
-                count += e.event_id in samples
-            elif isinstance(e, LifecycleEvent):
-                count += latest.get(e.execution_id, -1) >= e.occurred_at
-        return count
+        return [e for e in events if not (e.event_id in samples if isinstance(e, MetricRecorded) else
+                                          isinstance(e, LifecycleEvent) and latest.get(e.execution_id, -1) >= e.occurred_at)]
+
+
+def _probed(conn: sqlite3.Connection, sql: str, keys: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (its ``IN ({})`` filled with ``keys``, 500 at a time)."""
+    out: list[tuple[Any, ...]] = []
+    for at in range(0, len(keys), 500):
+        chunk = keys[at:at + 500]
+        out += conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return out
 
 
 # -- latencies -----------------------------------------------------------------------------------
@@ -666,7 +685,7 @@ class E2EBenchResult:
                 notes.append(f"{path.name}: profiled with py-spy (figures include its overhead); most self time: {hot}")
         return Report(BENCHMARK.name, BENCHMARK.title, METHOD.format(full=c.full_topics_events,
             partitions=c.partitions, batch_ms=c.sink_batch_ms, tenants=c.tenants, burst=c.burst_events,
-            fraction=c.load_fraction, duration=c.duration_s, poll=c.poll_interval_s * 1000,
+            fraction=c.load_fraction, duration=c.duration_s, poll=c.poll_interval_s * 1000, limit=DbWatcher.probe_limit,
             baseline=min(c.baseline_s, c.duration_s)), tuple(figures), tuple(notes))
 
 
@@ -675,7 +694,10 @@ On fresh topics ({partitions} partitions), `axmon worker` and `axmon sink --batc
 (a transaction at least every {batch_ms} ms while records arrive, instead of the default 500)
 run as child processes; a thread of the benchmark polls the sink's database read-only (WAL:
 readers do not block the writer) every {poll:.0f} ms and stamps when it first sees each
-`performance_metrics` row and each new `last_event_at` of each execution row. The traffic is
+sample and each new `last_event_at` of each execution row; it is told of each event before its
+`publish` and probes only what it still awaits (samples by their unique ids, executions by
+theirs, at most {limit:,} of the oldest of each a poll), so its cost follows what is in flight,
+not the rows stored. The traffic is
 the simulator's mix ({tenants} tenants: lifecycle events and `api.request.duration` / system
 metric samples) with event time = now, published through the SDK (acks=all, lz4, 5 ms linger).
 **Maximum throughput** is measured in the same run, not taken from the worker benchmark, twice.
@@ -722,14 +744,16 @@ async def wait_visible(watcher: DbWatcher, events: Sequence[Event], timeout_s: f
     """Wait until every event is visible; returns the ``now()`` it was noticed (``None``
     after ``timeout_s`` unless ``fail``)."""
     deadline = now() + timeout_s
+    unseen = list(events)
     while True:
-        seen = watcher.covers(events)
-        if seen >= len(events):
+        unseen = watcher.unseen(unseen)  # fewer each time: the wait costs what is still in flight
+        if not unseen:
             return now()
         _check(children)
         if now() > deadline:
             if fail:
-                raise BenchError(f"{what}: {seen} of {len(events)} events visible after {timeout_s:.0f} s")
+                raise BenchError(f"{what}: {len(events) - len(unseen)} of {len(events)} events visible after "
+                                 f"{timeout_s:.0f} s")
             return None
         await asyncio.sleep(0.05)
 

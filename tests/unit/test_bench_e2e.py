@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from bench.e2e import Latencies, applied_at, observe, percentile, retimed, simulated
+import sqlite3
+import uuid
+from pathlib import Path
+
+from bench.e2e import DbWatcher, Latencies, applied_at, observe, percentile, retimed, simulated
+from processor.store.db import open_read_only
+from processor.store.series import event_id
 from schemas.events import LifecycleEvent, MetricRecorded
 
 
@@ -42,3 +48,52 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile([], 50) == 0.0 and percentile([7.0], 99) == 7.0
     lat = Latencies.of(5, [0.003, 0.001, 0.002])
     assert lat.matched == 3 and lat.sent == 5 and lat.ms(50) == 2.0 and lat.max_ms == 3.0
+
+
+def test_the_watcher_stamps_what_it_awaits_at_the_first_poll_that_shows_it(tmp_path: Path) -> None:
+    db = tmp_path / "e2e.db"
+    writer = sqlite3.connect(db)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA user_version = 11")
+    writer.execute("CREATE TABLE samples (id BLOB PRIMARY KEY)")
+    writer.execute("CREATE TABLE executions (seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, last_event_at INTEGER)")
+    writer.commit()
+    watcher = DbWatcher(db, 0.025)
+    reader = open_read_only(db)
+    x, y, other = (str(uuid.UUID(int=i)) for i in (1, 2, 3))
+    sample = MetricRecorded(event_id=str(uuid.UUID(int=9)), occurred_at=5, tenant_id="t", metric_type="m", value=1.0)
+    lifecycle = [LifecycleEvent(event_id=f"e{i}", occurred_at=t, tenant_id="t", execution_id=ex)
+                 for i, (ex, t) in enumerate([(x, 100), (x, 120), (y, 50)])]
+    for e in (sample, *lifecycle):
+        watcher.expect(e)
+    watcher.poll(reader, 1.0)  # nothing stored yet
+    assert watcher.first_seen() is None
+    writer.execute("INSERT INTO executions(id, last_event_at) VALUES (?, 1)", (event_id(other),))  # not awaited
+    writer.commit()
+    watcher.poll(reader, 2.0)
+    assert watcher.first_seen() == 2.0  # the first execution row, whichever it is
+    writer.execute("INSERT INTO executions(id, last_event_at) VALUES (?, 100)", (event_id(x),))
+    writer.execute("INSERT INTO samples(id) VALUES (?)", (event_id(sample.event_id),))
+    writer.commit()
+    watcher.poll(reader, 3.0)
+    watcher.poll(reader, 3.5)  # nothing committed since: not even probed
+    writer.execute("UPDATE executions SET last_event_at = 130 WHERE id = ?", (event_id(x),))
+    writer.execute("INSERT INTO executions(id, last_event_at) VALUES (?, 50)", (event_id(y),))
+    writer.commit()
+    watcher.poll(reader, 4.0)
+    assert [watcher.visible_at(e) for e in (sample, *lifecycle)] == [3.0, 3.0, 4.0, 4.0]
+    assert other not in watcher.executions  # never awaited: never read
+    assert watcher.unseen([sample, *lifecycle]) == []
+    writer.execute("UPDATE executions SET last_event_at = 200 WHERE id = ?", (event_id(x),))
+    writer.commit()
+    watcher.poll(reader, 5.0)  # x is caught up: no longer probed
+    assert watcher.executions[x] == [(100, 3.0), (130, 4.0)]
+    later = LifecycleEvent(event_id="e9", occurred_at=150, tenant_id="t", execution_id=x)
+    watcher.expect(later)
+    assert watcher.unseen([later]) == [later]
+    writer.execute("UPDATE executions SET last_event_at = 210 WHERE id = ?", (event_id(x),))
+    writer.commit()
+    watcher.poll(reader, 6.0)
+    assert watcher.visible_at(later) == 6.0
+    reader.close()
+    writer.close()
