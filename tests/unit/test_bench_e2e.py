@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import cast
 
 from bench.e2e import DbWatcher, Latencies, applied_at, observe, percentile, retimed, simulated
 from processor.store.db import open_read_only
@@ -59,7 +60,7 @@ def test_the_watcher_stamps_what_it_awaits_at_the_first_poll_that_shows_it(tmp_p
     writer.execute("CREATE TABLE executions (seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, last_event_at INTEGER)")
     writer.commit()
     watcher = DbWatcher(db, 0.025)
-    reader = open_read_only(db)
+    reader = cast(sqlite3.Connection, open_read_only(db))  # a file
     x, y, other = (str(uuid.UUID(int=i)) for i in (1, 2, 3))
     sample = MetricRecorded(event_id=str(uuid.UUID(int=9)), occurred_at=5, tenant_id="t", metric_type="m", value=1.0)
     lifecycle = [LifecycleEvent(event_id=f"e{i}", occurred_at=t, tenant_id="t", execution_id=ex)
