@@ -5,7 +5,7 @@ Values are counted in logarithmic buckets: bucket ``i`` holds the values in
 ``2 gamma^i / (gamma + 1)``, which is within a relative ``alpha`` of every value in it. So a
 quantile read from the sketch is within ``alpha`` (default 1%) of the true sample at that rank,
 whatever the distribution. Negative values are mirrored into buckets of their own; values whose
-magnitude is below :data:`MIN_MAGNITUDE` count as zero.
+magnitude is at most :data:`MIN_MAGNITUDE` count as zero.
 
 Merging adds bucket counts, so merging two sketches gives exactly the sketch of all their
 samples together. Pure: no I/O, no third-party imports.
@@ -21,7 +21,7 @@ from typing import Any
 
 DEFAULT_RELATIVE_ACCURACY = 0.01
 MIN_MAGNITUDE = 1e-9
-"""Smaller magnitudes count as zero (absolute error at most this)."""
+"""Magnitudes up to this one count as zero (absolute error at most this)."""
 
 
 @dataclass(frozen=True, slots=True)

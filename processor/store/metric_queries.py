@@ -270,12 +270,14 @@ class MetricQueries(Reader):
             whole = candidates(start, end, DAY_MS, bucket_ms)
             if by_type:
                 days, typed_hours = typed_blocks(self._tuples, where, whole, candidates(start, end, HOUR_MS, bucket_ms),
-                                                 with_sketch=with_sketch)
+                                                 with_sketch=with_sketch,
+                                                 buckets=(start, bucket_ms) if bucket_ms and not with_sketch else None)
             days.update(tiered_days(self._tuples, where, [d for d in whole if d not in days], with_sketch=with_sketch))
         while True:
             wanted = candidates(start, end, HOUR_MS, bucket_ms, days.keys()) if self._hourly else []
             hours = {h: typed_hours[h] for h in wanted if h in typed_hours} if by_type else {}
-            wanted = [h for h in wanted if h not in hours]
+            summed = {h for b, block in hours.items() for h in range(b + HOUR_MS, b + block.length, HOUR_MS)}
+            wanted = [h for h in wanted if h not in hours and h not in summed]  # (hours of a summed stretch)
             proven: dict[int, Block] = {}
             if self._daily and (wanted or not with_sketch):  # proofs for hours, or for a series' windows
                 touched = [d for d in range(start - start % DAY_MS, end, DAY_MS) if d not in days]

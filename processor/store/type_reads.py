@@ -72,10 +72,12 @@ def typed(where: Filter) -> bool:
 
 
 def typed_blocks(tuples: Tuples, where: Filter, days: Sequence[int], hours: Sequence[int], *,
-                 with_sketch: bool) -> tuple[dict[int, Block], dict[int, Block]]:
+                 with_sketch: bool, buckets: tuple[int, int] | None = None) -> tuple[dict[int, Block], dict[int, Block]]:
     """Of ``days`` and ``hours`` (block starts), those the tier vouches for (see the module
     docstring), each as a block of its one row (or of none), by start; hours inside a day read
-    whole are left out."""
+    whole are left out. With ``buckets`` (a time series' start and bucket length; no sketches),
+    each stretch of vouched-for consecutive hours inside one bucket is first summed in SQL
+    (:func:`summed_stretches`): a block keyed by its first hour, spanning the stretch."""
     touched = sorted({*days, *(h - h % DAY_MS for h in hours)})
     accounted, vouched = _proven(tuples, "day", where, touched)
     day_blocks = _read(tuples, "type_days", "day_start", where, [d for d in days if d in vouched], DAY_MS,
@@ -84,7 +86,65 @@ def typed_blocks(tuples: Tuples, where: Filter, days: Sequence[int], hours: Sequ
     counted = [h for h in hours if h - h % DAY_MS not in accounted]
     proven = _proven(tuples, "hour", where, counted)[1]
     wanted = [h for h in hours if h - h % DAY_MS in accounted or h in proven]
-    return day_blocks, _read(tuples, "type_hours", "hour_start", where, wanted, HOUR_MS, with_sketch=with_sketch)
+    summed: dict[int, Block] = {}
+    if buckets is not None and not with_sketch:
+        summed = summed_stretches(tuples, where, stretches(wanted, *buckets))
+        inside = {h for b, block in summed.items() for h in range(b, b + block.length, HOUR_MS)}
+        wanted = [h for h in wanted if h not in inside]
+    return day_blocks, {**summed, **_read(tuples, "type_hours", "hour_start", where, wanted, HOUR_MS,
+                                          with_sketch=with_sketch)}
+
+
+def stretches(hours: Sequence[int], start: int, bucket_ms: int) -> list[tuple[int, int]]:
+    """``hours`` (ascending starts) as the stretches ``[lo, hi)`` of two or more consecutive ones
+    inside one bucket ``[start + k bucket_ms, start + (k + 1) bucket_ms)``. Pure."""
+    out: list[tuple[int, int]] = []
+    at = 0
+    while at < len(hours):
+        lo = hours[at]
+        end = at + 1
+        while (end < len(hours) and hours[end] == hours[end - 1] + HOUR_MS
+               and (hours[end] - start) // bucket_ms == (lo - start) // bucket_ms):
+            end += 1
+        if end - at > 1:
+            out.append((lo, hours[end - 1] + HOUR_MS))
+        at = end
+    return out
+
+
+_STRETCH_SUMS = (
+    "WITH seg(lo, hi) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)) "
+    "SELECT seg.lo, COUNT(*), SUM(CASE WHEN t.windows = t.final_windows THEN 1 ELSE 0 END), COUNT(t.window_ms), MIN(t.window_ms), "
+    "MAX(t.window_ms), MIN(t.coverage), MAX(t.coverage), SUM(t.count), COUNT(t.sum), SUM(t.sum), MIN(t.min), "
+    "MAX(t.max) FROM seg CROSS JOIN type_hours AS t "
+    "WHERE t.metric_type = ? AND t.tenant = ? AND t.hour_start >= seg.lo AND t.hour_start < seg.hi GROUP BY seg.lo"
+)
+
+
+def summed_stretches(tuples: Tuples, where: Filter, spans: Sequence[tuple[int, int]]) -> dict[int, Block]:
+    """Of ``spans`` (stretches of vouched-for hours, :func:`stretches`), those whose every hour
+    has its type row, complete, of one window size for the whole stretch, every window of the
+    hour there (full coverage), each as one block of their counts and sums (what a time series
+    needs): the rows :func:`_read` would give hour by hour, with the same count, total and
+    windows (one run, the stretch), summed in SQL. A stretch that is not so (an hour without
+    windows, or with some missing, of another size, not complete) is left out, for its hours to
+    be read one by one."""
+    if not spans:
+        return {}
+    rows = tuples(_STRETCH_SUMS, [orjson.dumps([list(s) for s in spans]).decode(), where.metric_type,
+                                  where.tenant_id or ""])
+    ends = dict(spans)
+    out: dict[int, Block] = {}
+    for lo, n, complete, sized, low_ms, high_ms, low_cov, high_cov, count, totals, total, least, most in rows:
+        lo = int(lo)
+        hi = ends[lo]
+        if not n == complete == sized == (hi - lo) // HOUR_MS or low_ms != high_ms or HOUR_MS % low_ms:
+            continue
+        if not low_cov == high_cov == format((1 << (HOUR_MS // low_ms)) - 1, "x"):
+            continue
+        total = math.nan if totals < n or total is None else total  # a NULL sum: not a number
+        out[lo] = Block(hi - lo, (RollupRow(lo, hi, 1, int(count), total, least, most, None),), ((lo, hi),), low_ms)
+    return out
 
 
 def _proven(tuples: Tuples, level: str, where: Filter, blocks: Sequence[int]) -> tuple[set[int], set[int]]:

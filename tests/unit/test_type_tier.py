@@ -207,7 +207,7 @@ def test_percentiles_from_the_tier_are_within_the_stated_error_of_the_exact_ones
     assert result["count"] == len(ordered) and result["min"] == ordered[0] and result["max"] == ordered[-1]
     for name, q in QS:
         truth = nearest_rank(ordered, q)
-        if abs(truth) < MIN_MAGNITUDE:
+        if abs(truth) <= MIN_MAGNITUDE:  # counted as zero (processor.folds.sketch)
             assert abs(result[name]) <= MIN_MAGNITUDE, (name, result[name], truth)
         else:
             assert abs(result[name] - truth) <= DEFAULT_RELATIVE_ACCURACY * abs(truth), (name, result[name], truth)
