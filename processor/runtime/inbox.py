@@ -53,6 +53,8 @@ class Inbox:
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._full_at = 1
+        self._first_at = 0.0
+        """When the oldest record waiting arrived (``time.monotonic()``; for what a take left: the take)."""
         self.dropped = 0
         """Records dropped unprocessed (fetched before a rebalance): fetched again later."""
         self.refused = 0
@@ -113,6 +115,8 @@ class Inbox:
         if self._resume_at and not self.admits(message):
             return False
         waiting = self._waiting
+        if not waiting:
+            self._first_at = time.monotonic()
         waiting.append(message)
         self._arrived.set()
         if len(waiting) >= self._full_at:
@@ -146,17 +150,19 @@ class Inbox:
 
     async def batches(self, max_records: int, within_s: float) -> AsyncIterator[list[Any]]:
         """Batches of up to ``max_records`` records, each once ``max_records`` wait or
-        ``within_s`` after the first of it arrived; each acked once the caller asks for the
-        next (a caller that raises acks nothing)."""
+        ``within_s`` after the first of it arrived (records that arrived while the caller
+        folded the previous batch have waited that long already); each acked once the caller
+        asks for the next (a caller that raises acks nothing)."""
         while True:
             if not self._waiting:
                 self._arrived.clear()
                 await self._arrived.wait()
-            if len(self._waiting) < max_records:
+            left = self._first_at + within_s - time.monotonic()
+            if len(self._waiting) < max_records and left > 0:
                 self._full_at = max_records
                 self._full.clear()
                 try:
-                    await asyncio.wait_for(self._full.wait(), within_s)
+                    await asyncio.wait_for(self._full.wait(), left)
                 except TimeoutError:
                     pass
             batch = self._take(max_records)
@@ -167,6 +173,8 @@ class Inbox:
     def _take(self, max_records: int) -> list[Any]:
         waiting = self._waiting
         taken, self._waiting = waiting[:max_records], waiting[max_records:]
+        if self._waiting:
+            self._first_at = time.monotonic()  # they arrived earlier: they wait within_s at most from now
         if len(self._waiting) < self.high_water // 2:
             self._resume_fetching()
         app = self.app

@@ -152,6 +152,32 @@ def test_a_batch_is_at_most_max_records_and_waits_within_for_more() -> None:
     asyncio.run(run())
 
 
+def test_records_that_waited_while_the_agent_folded_are_taken_within_of_their_arrival() -> None:
+    """``within_s`` counts from the first record's arrival, not from when the agent asks: what
+    arrived while the agent folded the previous batch has waited already."""
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        inbox = Inbox.open(App(), "t", high_water=100)
+        inbox.put(Message(PARTITION, 0))
+        batches = inbox.batches(100, 0.3)
+        asked = loop.time()
+        first = await asyncio.wait_for(anext(batches), 5)
+        assert [m.offset for m in first] == [0] and loop.time() - asked >= 0.29  # alone: it waited within_s
+        inbox.put(Message(PARTITION, 1))
+        await asyncio.sleep(0.4)  # the agent folds for longer than within_s
+        asked = loop.time()
+        second = await asyncio.wait_for(anext(batches), 5)
+        assert [m.offset for m in second] == [1] and loop.time() - asked < 0.2  # at once
+        inbox.put(Message(PARTITION, 2))
+        await asyncio.sleep(0.1)  # folds for a third of within_s
+        asked = loop.time()
+        third = await asyncio.wait_for(anext(batches), 5)
+        assert [m.offset for m in third] == [2] and 0.1 <= loop.time() - asked < 0.29  # the rest of within_s
+
+    asyncio.run(run())
+
+
 def _revoke(app: App) -> None:
     """Faust's revocation: the flow is suspended, then its queues are cleared."""
     app.flow_control.active = False
