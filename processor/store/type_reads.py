@@ -138,7 +138,7 @@ def summed_stretches(tuples: Tuples, where: Filter, spans: Sequence[tuple[int, i
     for lo, n, complete, sized, low_ms, high_ms, low_cov, high_cov, count, totals, total, least, most in rows:
         lo = int(lo)
         hi = ends[lo]
-        if not n == complete == sized == (hi - lo) // HOUR_MS or low_ms != high_ms or HOUR_MS % low_ms:
+        if not n == complete == sized == (hi - lo) // HOUR_MS or low_ms != high_ms or not low_ms or HOUR_MS % low_ms:
             continue
         if not low_cov == high_cov == format((1 << (HOUR_MS // low_ms)) - 1, "x"):
             continue
