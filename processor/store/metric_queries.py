@@ -94,6 +94,7 @@ from processor.folds.sketch_codec import encode_json, merge_encoded
 from processor.store.db import DAY_MS, HOUR_MS, DatabaseError
 from processor.store.range_plan import Interval, complement, plan_range
 from processor.store.reader import Reader, Row, check_range
+from processor.store.sqltext import SEGMENTS_CTE
 from processor.store.tier_reads import (
     Block,
     Filter,
@@ -110,12 +111,6 @@ from processor.store.type_reads import typed, typed_blocks
 from processor.store.type_window_reads import typed_windows
 from processor.urls import DbLocation
 
-_SEGMENTS = (
-    "WITH seg(lo, hi) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
-    "FROM json_each(?)) "
-)
-"""The raw segments of a plan, bound as one JSON parameter ``[[lo, hi], ...]``; joined first
-(``CROSS JOIN``) so each segment is one index range scan."""
 HOURLY_TIER = True
 """Whether :class:`Monitor` reads ``metric_rollups_hourly`` by default."""
 DAILY_TIER = True
@@ -329,7 +324,7 @@ class MetricQueries(Reader):
             return []
         sketch = "r.sketch" if with_sketch else "NULL"
         sql = (
-            f"{_SEGMENTS}SELECT r.window_start, r.window_end, r.final, r.count, r.sum, r.min, r.max, {sketch} "
+            f"{SEGMENTS_CTE}SELECT r.window_start, r.window_end, r.final, r.count, r.sum, r.min, r.max, {sketch} "
             "FROM seg CROSS JOIN metric_rollups AS r "
             f"WHERE r.metric_type = ? AND r.window_start >= seg.lo AND r.window_start < seg.hi{where.sql_for('r')}"
         )
@@ -344,7 +339,7 @@ class MetricQueries(Reader):
             edges = edges_of(segments)
             return [v for t, v in self._raw_rows(where, probes) if bisect_right(edges, t) & 1]
         sql = (
-            f"{_SEGMENTS}SELECT p.value FROM seg CROSS JOIN performance_metrics AS p "
+            f"{SEGMENTS_CTE}SELECT p.value FROM seg CROSS JOIN performance_metrics AS p "
             f"WHERE p.metric_type = ? AND p.timestamp >= seg.lo AND p.timestamp < seg.hi{where.sql_for('p')}"
         )
         params = [_segments_json(segments), where.metric_type, *where.params]
@@ -362,7 +357,7 @@ class MetricQueries(Reader):
     def _raw_rows(self, where: Filter, probes: Sequence[Interval]) -> list[tuple[int, float]]:
         """``(timestamp, value)`` of the raw samples in ``probes``."""
         sql = (
-            f"{_SEGMENTS}SELECT p.timestamp, p.value FROM seg CROSS JOIN performance_metrics AS p "
+            f"{SEGMENTS_CTE}SELECT p.timestamp, p.value FROM seg CROSS JOIN performance_metrics AS p "
             f"WHERE p.metric_type = ? AND p.timestamp >= seg.lo AND p.timestamp < seg.hi{where.sql_for('p')}"
         )
         return [(int(t), v) for t, v in self._tuples(sql, [_segments_json(probes), where.metric_type, *where.params])]
@@ -384,7 +379,7 @@ class MetricQueries(Reader):
                     _bump(buckets, (t - start) // interval_ms, 1, v)
             return [(k, int(c), float(s)) for k, (c, s) in sorted(buckets.items())]
         sql = (
-            f"{_SEGMENTS}SELECT (p.timestamp - ?) / ? AS k, COUNT(*), SUM(p.value) "
+            f"{SEGMENTS_CTE}SELECT (p.timestamp - ?) / ? AS k, COUNT(*), SUM(p.value) "
             "FROM seg CROSS JOIN performance_metrics AS p "
             f"WHERE p.metric_type = ? AND p.timestamp >= seg.lo AND p.timestamp < seg.hi{where.sql_for('p')} "
             "GROUP BY k"

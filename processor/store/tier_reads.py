@@ -32,6 +32,7 @@ import orjson
 from processor.errors import ConfigError
 from processor.store.db import DAY_MS, HOUR_MS
 from processor.store.range_plan import Interval, runs
+from processor.store.sqltext import SEGMENTS_CTE
 
 Tuples = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 """Runs one read statement: all its rows as tuples."""
@@ -282,8 +283,7 @@ def spans_of_days(tuples: Tuples, where: Filter, days: Mapping[int, Block], piec
     if not pieces:
         return {}
     rows = tuples(
-        "WITH seg(lo, hi) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)) "
-        "SELECT seg.lo, MIN(r.final), MIN(r.window_end - r.window_start), MAX(r.window_end - r.window_start), "
+        SEGMENTS_CTE + "SELECT seg.lo, MIN(r.final), MIN(r.window_end - r.window_start), MAX(r.window_end - r.window_start), "
         "MAX(r.window_end), SUM(r.count), SUM(r.sum), MIN(r.min), MAX(r.max) FROM seg CROSS JOIN metric_rollups AS r "
         f"WHERE r.metric_type = ? AND r.window_start >= seg.lo AND r.window_start < seg.hi{where.sql_for('r')} "
         "GROUP BY seg.lo",

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from processor.store.range_plan import runs
-from processor.store.sqltext import DAY_MS, HOUR_MS
+from processor.store.sqltext import DAY_MS, HOUR_MS, SEGMENTS_CTE
 from processor.store.tier_reads import Block, Filter, RollupRow, Tuples
 
 _PROOF = (
@@ -113,8 +113,7 @@ def stretches(hours: Sequence[int], start: int, bucket_ms: int) -> list[tuple[in
 
 
 _STRETCH_SUMS = (
-    "WITH seg(lo, hi) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)) "
-    "SELECT seg.lo, COUNT(*), SUM(CASE WHEN t.windows = t.final_windows THEN 1 ELSE 0 END), COUNT(t.window_ms), MIN(t.window_ms), "
+    SEGMENTS_CTE + "SELECT seg.lo, COUNT(*), SUM(CASE WHEN t.windows = t.final_windows THEN 1 ELSE 0 END), COUNT(t.window_ms), MIN(t.window_ms), "
     "MAX(t.window_ms), MIN(t.coverage), MAX(t.coverage), SUM(t.count), COUNT(t.sum), SUM(t.sum), MIN(t.min), "
     "MAX(t.max) FROM seg CROSS JOIN type_hours AS t "
     "WHERE t.metric_type = ? AND t.tenant = ? AND t.hour_start >= seg.lo AND t.hour_start < seg.hi GROUP BY seg.lo"
