@@ -50,18 +50,18 @@ def _dense(seed: int) -> tuple[list[Sample], int]:
     return samples, FIRST + 10 * HOUR_MS + 30 * W  # hour 10 has open windows from its 30th minute
 
 
-def _summed_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the stretches read summed (one entry per call)."""
-    calls: list[int] = []
+def _summed_spans(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Records each stretch read summed, as ``(lo, hi)``."""
+    summed: list[tuple[int, int]] = []
     real = type_reads.summed_stretches
 
-    def counting(*args: Any) -> Any:
-        out = real(*args)
-        calls.append(len(out))
+    def keeping(tuples: Any, where: Any, spans: Sequence[tuple[int, int]]) -> Any:
+        out = real(tuples, where, spans)
+        summed.extend((lo, lo + block.length) for lo, block in out.items())
         return out
 
-    monkeypatch.setattr(type_reads, "summed_stretches", counting)
-    return calls
+    monkeypatch.setattr(type_reads, "summed_stretches", keeping)
+    return summed
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -69,7 +69,7 @@ def test_summed_stretches_give_the_per_series_tiers_and_the_oracle(db: DbAt, see
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     samples, final_before = _dense(seed)
     path = build(db("s.db"), samples, _windows(samples, final_before), batch=211)
-    calls = _summed_blocks(monkeypatch)
+    summed = _summed_spans(monkeypatch)
     rng = random.Random(seed)
     ranges = [(FIRST, FIRST + HOURS * HOUR_MS), (FIRST - 7 * W, FIRST + HOURS * HOUR_MS + 13)]
     ranges += [tuple(sorted(FIRST + rng.randrange(-HOUR_MS, (HOURS + 1) * HOUR_MS) for _ in range(2))) for _ in range(4)]
@@ -82,22 +82,14 @@ def test_summed_stretches_give_the_per_series_tiers_and_the_oracle(db: DbAt, see
                     points = typed.get_time_series(MT, start, end, interval, labels, tenant)
                     same_series(points, finer.get_time_series(MT, start, end, interval, labels, tenant))
                     check_series(points, expected, start, interval)
-    assert sum(calls) > 0  # some stretches were summed, and (hours 3, 8 and 10 inside them) some were not
+    assert summed  # some stretches were summed, and (hours 3, 8 and 10 inside them) some were not
 
 
 def test_a_stretch_is_summed_only_when_every_hour_stands_for_all_its_windows(db: DbAt,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     samples, final_before = _dense(5)
     path = build(db("s.db"), samples, _windows(samples, final_before))
-    summed: list[tuple[int, int]] = []
-    real = type_reads.summed_stretches
-
-    def keeping(tuples: Any, where: Any, spans: Sequence[tuple[int, int]]) -> Any:
-        out = real(tuples, where, spans)
-        summed.extend((lo, lo + block.length) for lo, block in out.items())
-        return out
-
-    monkeypatch.setattr(type_reads, "summed_stretches", keeping)
+    summed = _summed_spans(monkeypatch)
     with Monitor(path) as typed:
         typed.get_time_series(MT, FIRST, FIRST + HOURS * HOUR_MS, 4 * HOUR_MS)  # buckets: hours 0-3, 4-7, 8-11
     # hours 0-3: hour 3 misses a minute (of every series); 4-7: whole; 8-11: hour 8 has no
