@@ -43,6 +43,16 @@ from processor.store.type_tier import refresh_types
 from processor.store.type_windows import refresh_type_windows
 from schemas.events import LogRecorded, MetricRecorded
 
+KeyedSample = tuple[str, tuple[str, int, str, float, str, str, str | None]]
+"""A raw sample as :func:`processor.store.series.write_keyed_samples` takes it: ``(series key,
+performance_metrics row)``."""
+
+
+def sample_row(s: MetricRecorded) -> KeyedSample:
+    return (series_id(series_of(s)),
+            (s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
+             orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id))
+
 
 @dataclass
 class SinkBatch:
@@ -50,7 +60,10 @@ class SinkBatch:
 
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
     rollups: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
-    samples: dict[str, MetricRecorded] = field(default_factory=dict)
+    samples: dict[str, KeyedSample] = field(default_factory=dict)
+    """Raw samples by event id, as the rows they are stored as (:func:`sample_row`): a batch
+    that crosses a process boundary (replay's fold processes) pickles tuples, several times
+    faster than the events."""
     logs: dict[str, LogRecorded] = field(default_factory=dict)
     dead_letters: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -70,7 +83,8 @@ class SinkBatch:
         self.rollups[(rollup["series"], rollup["window_start"])] = rollup
 
     def add_sample(self, sample: MetricRecorded) -> None:
-        self.samples.setdefault(sample.event_id, sample)
+        if sample.event_id not in self.samples:
+            self.samples[sample.event_id] = sample_row(sample)
 
     def add_log(self, record: LogRecorded) -> None:
         self.logs.setdefault(record.event_id, record)
@@ -264,16 +278,10 @@ def write_rollups(conn: Connection, rollups: Iterable[Mapping[str, Any]]) -> Non
     refresh_type_windows(conn, written)
 
 
-def write_samples(conn: Connection, samples: Iterable[MetricRecorded]) -> None:
-    """Raw samples, insert-or-ignore: a resent sample (the same event) is stored once."""
-    write_keyed_samples(conn, [
-        (
-            series_id(series_of(s)),
-            (s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
-             orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id),
-        )
-        for s in samples
-    ])
+def write_samples(conn: Connection, samples: Iterable[KeyedSample]) -> None:
+    """Raw samples (:func:`sample_row`), insert-or-ignore: a resent sample (the same event) is
+    stored once."""
+    write_keyed_samples(conn, list(samples))
 
 
 _INSERT_LOG = (f"INSERT OR IGNORE INTO logs({', '.join(LOG_COLUMNS)}) "
