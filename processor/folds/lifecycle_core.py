@@ -141,6 +141,9 @@ class LifecycleCore:
 
     def _state_json(self, eid: str, state: ExecutionState) -> Any:
         stored = state_to_json(state)
+        if state.terminal:  # rarely folded again (a late or resent event); a replay spills it
+            self._states.pop(eid, None)
+            return stored
         if len(self._states) >= _STATES_KEPT:
             self._states.clear()
         self._states[eid] = (stored, state)
