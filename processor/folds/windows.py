@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -25,9 +26,27 @@ Series = tuple[str, str, tuple[tuple[str, str], ...]]
 
 
 def series_of(sample: MetricRecorded) -> Series:
-    return (sample.tenant_id or "", sample.metric_type, tuple(sorted(sample.labels.items())))
+    return sample_series(sample)[0]
 
 
+def sample_series(sample: MetricRecorded) -> tuple[Series, str]:
+    """The series of ``sample`` and its :func:`series_id`. Worked out once per sample object:
+    the router, the metrics core, the raw-sample gate and the sink's row each ask for the same
+    sample's, one after another (a sample is frozen, and the last one is held, so the object
+    asked about cannot be another one at the same address)."""
+    last = _LAST_SAMPLE[0]  # one read of the tuple: safe beside another thread's update
+    if last[0] is sample:
+        return last[1], last[2]
+    series = (sample.tenant_id or "", sample.metric_type, tuple(sorted(sample.labels.items())))
+    sid = series_id(series)
+    _LAST_SAMPLE[0] = (sample, series, sid)
+    return series, sid
+
+
+_LAST_SAMPLE: list[tuple[Any, Series, str]] = [(None, ("", "", ()), "")]
+
+
+@lru_cache(maxsize=1 << 14)
 def series_id(series: Series) -> str:
     """The series as canonical JSON text, identical to the metrics topic's message key."""
     tenant, metric_type, labels = series

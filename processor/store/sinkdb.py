@@ -29,7 +29,7 @@ from processor.errors import AxmonError
 from processor.folds.decode import decode_input
 from processor.folds.records import Emit, Origin, Stream
 from processor.folds.sketch_codec import encode_json
-from processor.folds.windows import series_id, series_of
+from processor.folds.windows import sample_series
 from processor.store.conn import Connection
 from processor.store.daily import refresh_daily
 from processor.store.db import LOG_COLUMNS
@@ -49,7 +49,7 @@ performance_metrics row)``."""
 
 
 def sample_row(s: MetricRecorded) -> KeyedSample:
-    return (series_id(series_of(s)),
+    return (sample_series(s)[1],
             (s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
              orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id))
 

@@ -27,6 +27,7 @@ from processor.folds.records import (
     origin_of,
 )
 from processor.folds.routing import Router, contract_key, home_of
+from processor.folds.windows import sample_series
 from producers.factory import EventFactory
 from schemas.codec import encode_event
 from schemas.events import Event, LifecycleEvent
@@ -76,6 +77,17 @@ def test_the_home_of_a_sample_is_kafkas_default_partition_of_its_series_key(labe
     key = series_key("t", "api.request.duration", labels)
     assert contract_key(sample) == key
     assert home_of(sample, partitions) == DefaultPartitioner()(key, list(range(partitions)), list(range(partitions)))
+
+
+def test_a_samples_series_is_worked_out_once_and_never_taken_for_anothers() -> None:
+    f = EventFactory()
+    a = f.record("m.x", 1.0, labels={"x": "1"}, tenant_id="t", occurred_at=1)
+    b = f.record("m.x", 1.0, labels={"x": "2"}, tenant_id="t", occurred_at=1)
+    twin = f.record("m.x", 2.0, labels={"x": "1"}, tenant_id="t", occurred_at=2)  # equal series, another object
+    for sample in (a, b, a, a, twin, b):
+        series, sid = sample_series(sample)
+        assert series == ("t", "m.x", tuple(sorted(sample.labels.items())))
+        assert sid.encode() == contract_key(sample) == series_key("t", "m.x", sample.labels)
 
 
 def test_a_record_is_routed_by_its_event_not_by_the_key_it_was_produced_with() -> None:
