@@ -15,6 +15,13 @@ exclusive locking mode (nothing else opens a file that does not have its name ye
 loses nothing that matters: the partial file is deleted and a replay starts again. When it is
 complete, its journal is switched to ``DELETE`` (one self-contained file) and it is synced
 before replay renames it.
+
+The raw samples are counted once at the end, not row by row: ``metric_counts`` is a function of
+the rows stored (see :mod:`processor.store.schema`), kept by the ``samples_counted`` trigger on
+the live path, where it costs about as much as storing the sample. The partial file is built
+without that trigger; :meth:`PartialDb.complete` counts the stored samples per metric type and
+tenant (what the trigger would have left: nothing in a replay deletes a sample) and puts the
+trigger back, so the file is the one the live sink would have written.
 """
 
 from __future__ import annotations
@@ -30,6 +37,14 @@ from processor.store.sinkdb import SinkBatch, write_batch
 
 log = logging.getLogger(__name__)
 
+COUNTED_AT_THE_END = "samples_counted"
+"""The trigger the partial file is built without (see the module docstring)."""
+_COUNT_SAMPLES = (
+    "INSERT INTO metric_counts(metric_type, tenant, samples) "
+    "SELECT s.metric_type, COALESCE(s.tenant_id, ''), COUNT(*) FROM samples AS p JOIN series AS s ON s.id = p.series_id "
+    "GROUP BY 1, 2"
+)
+
 
 class PartialDb:
     """See the module docstring. :meth:`close` always, :meth:`complete` when every batch is in."""
@@ -40,7 +55,7 @@ class PartialDb:
         self._pending: Future[None] | None = None
         self._closed = False
         try:
-            self._conn = self._thread.submit(_open_partial, path).result()
+            self._conn, self._trigger = self._thread.submit(_open_partial, path).result()
         except BaseException:
             self._thread.shutdown()
             raise
@@ -63,6 +78,7 @@ class PartialDb:
     def complete(self) -> None:
         """Every batch written: one self-contained file (journal ``DELETE``), closed and synced."""
         self.wait()
+        self._thread.submit(_count_samples, self._conn, self._trigger).result()
         self._thread.submit(self._conn.execute, "PRAGMA journal_mode = DELETE").result()
         self.close()
         _fsync(self.path)
@@ -78,14 +94,30 @@ class PartialDb:
         self._thread.shutdown()
 
 
-def _open_partial(path: Path) -> sqlite3.Connection:
+def _open_partial(path: Path) -> tuple[sqlite3.Connection, str]:
+    """The new file's connection, and the SQL of the trigger it is built without."""
     conn = open_for_writing(path)
     if not isinstance(conn, sqlite3.Connection):
         raise TypeError("replay builds a SQLite file")
     conn.execute("PRAGMA journal_mode = MEMORY")
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-    return conn
+    [(trigger,)] = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (COUNTED_AT_THE_END,))
+    conn.execute(f"DROP TRIGGER {COUNTED_AT_THE_END}")
+    return conn, str(trigger)
+
+
+def _count_samples(conn: sqlite3.Connection, trigger: str) -> None:
+    """The counts the trigger would have kept, and the trigger back, in one transaction."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute("DELETE FROM metric_counts")  # nothing counted them: none
+        conn.execute(_COUNT_SAMPLES)
+        conn.execute(trigger)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _fsync(path: Path) -> None:
