@@ -50,8 +50,8 @@ def register(subparsers: Subparsers) -> None:
     add_fold_options(rep, same_as_worker=True)
     rep.add_argument("--rules", type=Path, metavar="PATH", help="the worker's alert rules: alerts are rebuilt too")
     rep.add_argument("--workers", type=positive, default=DEFAULT_WORKERS, metavar="N",
-                     help="processes that fold the partitions, a share each (default %(default)s; each takes a core "
-                     "and about one replay's memory; never more than the partitions)")
+                     help="processes that fold the partitions, a share each (default %(default)s: two where there "
+                     "are two cores or more; each takes a core and its share's memory; never more than the partitions)")
     add_broker_options(rep)
     rep.set_defaults(handler=cmd_replay)
 
