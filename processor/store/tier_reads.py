@@ -145,13 +145,21 @@ class Block:
 
 def candidates(start: int, end: int, length: int, bucket_ms: int | None, skip_days: Collection[int] = ()) -> list[int]:
     """The starts of the blocks of ``length`` (a day, or an hour) inside ``[start, end)`` (and
-    inside one bucket), leaving out those inside one of the days starting at ``skip_days``."""
+    inside one bucket), leaving out those inside one of the days starting at ``skip_days``.
+    Bucket by bucket: a block never crosses a bucket's edge, so no block is looked at twice."""
     first = -(-start // length) * length
-    return [
-        b for b in range(first, end - length + 1, length)
-        if (bucket_ms is None or (b - start) // bucket_ms == (b + length - 1 - start) // bucket_ms)
-        and b - b % DAY_MS not in skip_days
-    ]
+    if bucket_ms is None:
+        out = list(range(first, end - length + 1, length))
+    elif bucket_ms < length:
+        return []  # no block fits inside one bucket
+    else:
+        out = []
+        at = start + (first - start) // bucket_ms * bucket_ms  # the bucket holding ``first``
+        while at <= end - length:
+            lo = max(first, -(-at // length) * length)
+            out.extend(range(lo, min(end, at + bucket_ms) - length + 1, length))
+            at += bucket_ms
+    return [b for b in out if b - b % DAY_MS not in skip_days] if skip_days else out
 
 
 def tiered_hours(tuples: Tuples, where: Filter, hours: Sequence[int], *, with_sketch: bool) -> dict[int, Block]:

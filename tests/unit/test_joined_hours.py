@@ -9,8 +9,8 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processor.store.db import HOUR_MS
-from processor.store.tier_reads import Block, RollupRow, joined_hours
+from processor.store.db import DAY_MS, HOUR_MS
+from processor.store.tier_reads import Block, RollupRow, candidates, joined_hours
 
 H0 = 1_767_225_600_000  # a UTC midnight
 W = 60_000
@@ -102,3 +102,20 @@ def test_every_bucket_keeps_its_count_sum_extent_and_windows(spec, offset, bucke
     for b, block in joined.items():  # one window size a block
         sizes = {hours[h].window_ms for h in range(b, b + block.length, HOUR_MS)}
         assert sizes == {block.window_ms}
+
+
+def _candidates_by_definition(start: int, end: int, length: int, bucket_ms: int | None, skip_days: set[int]) -> list[int]:
+    first = -(-start // length) * length
+    return [b for b in range(first, end - length + 1, length)
+            if (bucket_ms is None or (b - start) // bucket_ms == (b + length - 1 - start) // bucket_ms)
+            and b - b % DAY_MS not in skip_days]
+
+
+@given(st.integers(0, 40 * DAY_MS), st.integers(0, 40 * DAY_MS), st.sampled_from([HOUR_MS, DAY_MS]),
+       st.one_of(st.none(), st.sampled_from([60_000, HOUR_MS, 2 * HOUR_MS, DAY_MS, 7 * DAY_MS, HOUR_MS + 1]),
+                 st.integers(1, 3 * DAY_MS)),
+       st.sets(st.integers(0, 45).map(lambda d: d * DAY_MS), max_size=4))
+def test_candidates_are_the_whole_blocks_inside_one_bucket(start: int, span: int, length: int, bucket_ms: int | None,
+                                                           skip_days: set[int]) -> None:
+    assert candidates(start, start + span, length, bucket_ms, skip_days) == _candidates_by_definition(
+        start, start + span, length, bucket_ms, skip_days)
