@@ -64,7 +64,7 @@ from bench.dbgen import SelfProfile, Simulation, chunks, replicate, rollups_of, 
 from bench.profiling import summarize
 from processor.folds.aggregate import Aggregate
 from processor.folds.sketch_codec import encode_json
-from processor.folds.windows import MetricWindow, rollup_key, series_id, series_of, window_start
+from processor.folds.windows import MetricWindow, rollup_key, series_of, window_start
 from processor.ops.children import AxmonChild
 from processor.ops.settle import sink_topics, stored_sink_offsets
 from processor.runtime.sink import SinkConfig, SinkCounters, SinkRunner
@@ -326,12 +326,6 @@ class Prepared:
         return self.executions + self.samples + self.rollups
 
 
-def sample_tuple(s: MetricRecorded) -> tuple[Any, ...]:
-    """A raw sample as :func:`processor.store.sinkdb.write_samples` binds it."""
-    return (s.event_id, s.occurred_at, s.metric_type, float(s.value), s.unit,
-            orjson.dumps(s.labels, option=orjson.OPT_SORT_KEYS).decode(), s.tenant_id)
-
-
 def rollup_tuple(r: dict[str, Any]) -> tuple[Any, ...]:
     """A rollup record as :func:`processor.store.sinkdb.write_rollups` binds it."""
     return (r["series"], r["window_start"], r["window_end"], r["tenant_id"], r["metric_type"],
@@ -377,10 +371,9 @@ def batch_tuples(batch: SinkBatch, known: dict[str, tuple[int, str]],
         return found
 
     samples: Rows = []
-    for s in batch.samples.values():
-        row = sample_tuple(s)
-        id_, unit = series(series_id(series_of(s)), row[6], row[2], row[5], row[4])
-        samples.append((id_, row[1], event_id(row[0]), row[3], own_unit(row[4], unit)))
+    for key, sample in batch.samples.values():  # (series key, performance_metrics row): sinkdb.sample_row
+        id_, unit = series(key, sample[6], sample[2], sample[5], sample[4])
+        samples.append((id_, sample[1], event_id(sample[0]), sample[3], own_unit(sample[4], unit)))
     windows: Rows = []
     for rollup in batch.rollups.values():
         row = rollup_tuple(rollup)
