@@ -14,8 +14,8 @@ from producers.factory import EventFactory
 
 def batches() -> list[SinkBatch]:
     f = EventFactory()
-    samples = [f.record(f"m.type{n % 3}", float(n), labels={"k": str(n % 4)}, tenant_id=[None, "t1", "t2"][n % 3] or None,
-                        occurred_at=1_000 + n) for n in range(60)]
+    samples = [f.record(f"m.type{n % 3}", float(n), labels={"k": str(n % 4)}, tenant_id=[None, "t1"][n % 2],
+                        occurred_at=1_000 + n) for n in range(60)]  # 3 types x 2 tenants
     out = []
     for chunk in (samples[:25], samples[20:60]):  # five samples twice: stored and counted once
         batch = SinkBatch()
