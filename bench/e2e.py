@@ -1,8 +1,8 @@
 """End to end: from an engine's ``publish`` to the row a reader sees in SQLite, through the real
 ``axmon worker`` and ``axmon sink`` processes, next to Kafka's own round trip in the same run.
 
-1. Fresh contract topics (a unique prefix); ``axmon worker`` and ``axmon sink --batch-ms 50``
-   are started as child processes (:class:`processor.ops.children.AxmonChild`), and a
+1. Fresh contract topics (a unique prefix); ``axmon worker`` and ``axmon sink`` (their default
+   batches, ``--batch-ms 20``) are started as child processes (:class:`processor.ops.children.AxmonChild`), and a
    :class:`DbWatcher` thread polls the sink's database read-only (WAL: readers never block the
    writer) every ``poll_interval_s``, stamping when it first sees each ``performance_metrics``
    row and each new ``last_event_at`` of each execution (its compact row) it awaits an event
@@ -98,7 +98,7 @@ class E2EBenchConfig:
     baseline_s: float = 10.0
     """How long the baseline offers the same rate (at most ``duration_s``)."""
     partitions: int = 4
-    sink_batch_ms: int = 50
+    sink_batch_ms: int = 20
     """``axmon sink --batch-ms``: a transaction at least this often while records arrive."""
     poll_interval_s: float = 0.025
     warmup_events: int = 60
@@ -691,7 +691,8 @@ class E2EBenchResult:
 
 METHOD = """\
 On fresh topics ({partitions} partitions), `axmon worker` and `axmon sink --batch-ms {batch_ms}`
-(a transaction at least every {batch_ms} ms while records arrive, instead of the default 500)
+(a transaction at least every {batch_ms} ms while records arrive, the default; the worker's
+batches also close within its default 20 ms)
 run as child processes; a thread of the benchmark polls the sink's database read-only (WAL:
 readers do not block the writer) every {poll:.0f} ms and stamps when it first sees each
 sample and each new `last_event_at` of each execution row; it is told of each event before its

@@ -69,7 +69,7 @@ class Settings:
     (0: never)."""
     batch_max: int = 2000
     """The most records a worker agent folds in one batch (each key is written once per batch)."""
-    batch_ms: int = 50
+    batch_ms: int = 20
     """How long a worker agent waits for its batch to fill: the latency a batch adds at most."""
     compression: str = "none"
     """How the worker's producer compresses what it writes: ``none``, ``lz4`` or ``gzip``. None by

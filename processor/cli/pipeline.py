@@ -64,7 +64,7 @@ def register(subparsers: Subparsers) -> None:
     worker.add_argument("--batch-max", type=positive, metavar="N",
                         help="fold at most N records per batch; each table key is written once per batch (default 2000)")
     worker.add_argument("--batch-ms", type=positive, metavar="MS",
-                        help="wait at most MS milliseconds for a batch to fill: the latency batching adds (default 50)")
+                        help="wait at most MS milliseconds for a batch to fill: the latency batching adds (default 20)")
     worker.add_argument("--compression", choices=COMPRESSIONS,
                         help="how the worker compresses what it writes to Kafka (default none: lz4 costs CPU per batch)")
     worker.add_argument("--state-dir", type=Path, metavar="DIR",
@@ -85,8 +85,8 @@ def register(subparsers: Subparsers) -> None:
     add_db(sink)
     sink.add_argument("--batch-size", type=positive, default=5000, metavar="N",
                       help="records per transaction at most (default 5000)")
-    sink.add_argument("--batch-ms", type=positive, default=500, metavar="MS",
-                      help="a transaction at least this often (default 500)")
+    sink.add_argument("--batch-ms", type=positive, default=20, metavar="MS",
+                      help="a transaction at least this often while records arrive (default 20)")
     add_fold_options(sink, same_as_worker=True)
     add_retention(sink)
     add_metrics_port(sink)

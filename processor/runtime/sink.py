@@ -152,7 +152,7 @@ class BatchBuilder:
 class SinkConfig:
     batch_size: int = 5_000
     """Records per transaction at most."""
-    batch_ms: int = 500
+    batch_ms: int = 20
     """A transaction at least this often while records arrive."""
     cleanup_every_s: float = 3_600.0
     retention: Retention = Retention()
