@@ -10,6 +10,9 @@ from processor.folds.guard import Guard, StagedStore
 from processor.folds.records import Emit, Origin, Store, Stream, dead_letter, json_emit
 from processor.folds.stats import Contribution, TenantStats
 
+DECODED_KEPT = 4_096
+"""At most this many tenants' decoded stats are kept (then forgotten at once)."""
+
 
 class StatsCore:
     """Folds contribution messages into per-tenant stats (key: tenant id)."""
@@ -18,6 +21,10 @@ class StatsCore:
         self.store = StagedStore(store)
         self.counters: dict[str, int] = {}
         self.guard = Guard([self.store], lambda: None, self.counters)
+        self._decoded: dict[str, tuple[Any, TenantStats]] = {}
+        """tenant -> (the stored entry, its stats): entries are never mutated, so when the store
+        returns the very entry decoded or written last, its stats are not decoded again (a
+        tenant's entry holds each of its open executions: decoding it cost 6% of a busy worker)."""
 
     def process(self, raw: bytes, origin: Origin, key: bytes | None) -> list[Emit]:
         """Fold one message, all or nothing (:class:`~processor.folds.guard.Guard`)."""
@@ -43,7 +50,9 @@ class StatsCore:
                 emits.append(dead_letter("invalid_internal", problem, origin, key, raw))
         for tenant, stats in seen.items():
             if tenant in changed:
-                self.store[tenant] = stats.to_json()
+                entry = stats.to_json()
+                self.store[tenant] = entry
+                self._remember(tenant, entry, stats)
             emits.append(json_emit(Stream.WORKFLOW_STATS, tenant, stats.view()))
         return emits
 
@@ -58,8 +67,7 @@ class StatsCore:
             return f"bad stats change: {exc!r}"
         stats = seen.get(tenant)
         if stats is None:
-            entry = self.store.get(tenant)
-            stats = TenantStats.from_json(entry) if entry is not None else TenantStats(tenant)
+            stats = self._stored(tenant)
         if op == "set":
             updated = stats.set(str(msg["execution_id"]), Contribution(str(msg["status"]), msg.get("duration")), partition, mark)
         elif op == "absorb":
@@ -74,3 +82,20 @@ class StatsCore:
             changed.add(tenant)
         seen[tenant] = updated
         return None
+
+    def _stored(self, tenant: str) -> TenantStats:
+        """The tenant's stats as the store holds them (staged writes included)."""
+        entry = self.store.get(tenant)
+        if entry is None:
+            return TenantStats(tenant)
+        known = self._decoded.get(tenant)
+        if known is not None and known[0] is entry:
+            return known[1]
+        stats = TenantStats.from_json(entry)
+        self._remember(tenant, entry, stats)
+        return stats
+
+    def _remember(self, tenant: str, entry: Any, stats: TenantStats) -> None:
+        if len(self._decoded) >= DECODED_KEPT:
+            self._decoded.clear()
+        self._decoded[tenant] = (entry, stats)
