@@ -53,6 +53,17 @@ class TenantStats:
     watermarks: Mapping[int, Origin] = field(default_factory=dict)
     open: Mapping[str, Contribution] = field(default_factory=dict)
     closed: ClosedCounts = ClosedCounts()
+    encoded_open: Mapping[str, list[Any]] | None = field(default=None, compare=False, repr=False)
+    """``open`` as :meth:`to_json` writes it (``[status, duration]`` per execution), kept beside
+    it by every update so that a busy tenant's entry (every open execution) is not rebuilt
+    element by element per message; ``None``: built when first needed. Never mutated: an
+    update copies it, as it copies ``open``."""
+
+    def _encoded_open(self) -> dict[str, list[Any]]:
+        """A copy of :attr:`encoded_open` to update."""
+        if self.encoded_open is None:
+            return {e: [c.status, c.duration] for e, c in self.open.items()}
+        return dict(self.encoded_open)
 
     def seen(self, partition: int, origin: Origin) -> bool:
         mark = self.watermarks.get(partition)
@@ -68,7 +79,9 @@ class TenantStats:
             return self
         opened = dict(self.open)
         opened[execution_id] = contribution
-        return replace(self, open=opened, watermarks=self._advanced(partition, origin))
+        encoded = self._encoded_open()
+        encoded[execution_id] = [contribution.status, contribution.duration]
+        return replace(self, open=opened, encoded_open=encoded, watermarks=self._advanced(partition, origin))
 
     def absorb(self, execution_id: str, partition: int, origin: Origin) -> TenantStats:
         if self.seen(partition, origin):
@@ -76,7 +89,9 @@ class TenantStats:
         opened = dict(self.open)
         gone = opened.pop(execution_id, None)
         closed = self.closed.plus(gone) if gone is not None else self.closed
-        return replace(self, open=opened, closed=closed, watermarks=self._advanced(partition, origin))
+        encoded = self._encoded_open()
+        encoded.pop(execution_id, None)
+        return replace(self, open=opened, closed=closed, encoded_open=encoded, watermarks=self._advanced(partition, origin))
 
     def reopen(
         self, execution_id: str, absorbed: Contribution, contribution: Contribution, partition: int, origin: Origin
@@ -91,7 +106,9 @@ class TenantStats:
         opened = dict(self.open)
         opened[execution_id] = contribution
         closed = self.closed.plus(absorbed, sign=-1)
-        return replace(self, open=opened, closed=closed, watermarks=self._advanced(partition, origin))
+        encoded = self._encoded_open()
+        encoded[execution_id] = [contribution.status, contribution.duration]
+        return replace(self, open=opened, closed=closed, encoded_open=encoded, watermarks=self._advanced(partition, origin))
 
     def view(self) -> dict[str, Any]:
         """total, running, completed, failed, cancelled, avg_duration (ms), success_rate (%),
@@ -122,7 +139,7 @@ class TenantStats:
         return {
             "tenant": self.tenant_id,
             "wm": {str(p): list(o) for p, o in self.watermarks.items()},
-            "open": {e: [c.status, c.duration] for e, c in self.open.items()},
+            "open": self.encoded_open if self.encoded_open is not None else self._encoded_open(),
             "closed": [c.total, c.completed, c.failed, c.cancelled, c.duration_sum, c.duration_count],
         }
 

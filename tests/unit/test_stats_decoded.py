@@ -71,3 +71,33 @@ def test_an_older_entry_restored_is_not_taken_for_the_newer_one() -> None:
     store.update(before)  # the later write lost (a crash before its changelog record was sent)
     core.process(op("set", "e3", 2, status="running"), Origin("stats", 0, 2), None)
     assert sorted(TenantStats.from_json(store["t1"]).open) == ["e1", "e3"]
+
+
+def _rebuilt(stats: TenantStats) -> dict[str, Any]:
+    """``open`` as :meth:`TenantStats.to_json` would build it element by element."""
+    return {e: [c.status, c.duration] for e, c in stats.open.items()}
+
+
+def test_the_encoded_open_map_follows_every_update_and_older_values_stay_as_they_were() -> None:
+    from processor.folds.stats import Contribution
+
+    rng = random.Random(7)
+    stats = TenantStats("t1")
+    history: list[tuple[TenantStats, bytes]] = []
+    for offset in range(400):
+        execution = f"e{rng.randrange(15)}"
+        kind = rng.choice(["set", "set", "absorb", "reopen"])
+        now = Contribution(rng.choice(["running", "completed", "failed"]), rng.choice([None, rng.randrange(1000)]))
+        if kind == "set":
+            stats = stats.set(execution, now, 0, (offset, 0))
+        elif kind == "absorb":
+            stats = stats.absorb(execution, 0, (offset, 0))
+        else:
+            stats = stats.reopen(execution, Contribution("completed", 5), now, 0, (offset, 0))
+        if rng.random() < 0.1:  # as the worker does on a fresh entry: decoded from its stored JSON
+            stats = TenantStats.from_json(orjson.loads(orjson.dumps(stats.to_json())))
+        assert stats.to_json()["open"] == _rebuilt(stats)
+        history.append((stats, orjson.dumps(stats.to_json())))
+    for old, encoded in history:  # no update wrote into a map an older value (a stored entry) holds
+        assert orjson.dumps(old.to_json()) == encoded
+        assert TenantStats.from_json(orjson.loads(encoded)) == old
