@@ -9,6 +9,7 @@ from typing import Any
 
 from processor.folds.alerting import AlertCore
 from processor.folds.config import FoldConfig
+from processor.folds.decoded import DecodedCache
 from processor.folds.deferred_windows import DeferredWindows, DeferredWrites, entry_bound, fits
 from processor.folds.derived import in_derived_lane
 from processor.folds.guard import Guard, StagedStore
@@ -116,7 +117,7 @@ class MetricsCore:
         self._repaired: set[int] = set()
         self.deadlines = Deadlines(store, lambda entry: self._due(entry, derived=False))
         self.derived_deadlines = Deadlines(store, lambda entry: self._due(entry, derived=True))
-        self._windows: dict[str, tuple[Any, MetricWindow]] = {}
+        self._windows: DecodedCache[MetricWindow] = DecodedCache(_WINDOWS_KEPT)
         """wkey -> (the open window's entry as stored last, the window it encodes)."""
         self._idle: list[tuple[int, str]] | None = None
         """Open windows by the wall-clock time of their idle close, built lazily."""
@@ -171,7 +172,7 @@ class MetricsCore:
         self._write_segments(wkey, window)
         stored: dict[str, Any] = {**window.to_json(), "p": p, "o": o, **(_DERIVED if derived else {})}
         self.store[wkey] = stored
-        self._remember(wkey, stored, window.stored())
+        self._windows.keep(wkey, stored, window.stored())
 
     def _write_segments(self, wkey: str, window: MetricWindow) -> None:
         """Write the window's segments sealed since it was last written, before its entry (which
@@ -335,15 +336,8 @@ class MetricsCore:
         """:meth:`MetricWindow.from_json` of an open window's entry, without decoding it again
         when it is the very object this core stored last for ``wkey`` (stored values are never
         mutated)."""
-        known = self._windows.get(wkey)
-        if known is not None and known[0] is entry:
-            return known[1]
-        return self._load(wkey, entry)
-
-    def _remember(self, wkey: str, stored: dict[str, Any], window: MetricWindow) -> None:
-        if len(self._windows) >= _WINDOWS_KEPT:
-            self._windows.clear()
-        self._windows[wkey] = (stored, window)
+        known = self._windows.get(wkey, entry)
+        return known if known is not None else self._load(wkey, entry)
 
     def _fold_closed(
         self, wkey: str, entry: dict[str, Any] | None, empty: MetricWindow, sample: MetricRecorded, p: int, o: int

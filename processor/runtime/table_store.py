@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from processor.folds.decoded import DecodedCache
+
 DECODED_KEPT = 4_096
 """At most this many decoded values are kept per table (then forgotten at once): two batches' worth."""
 
@@ -35,7 +37,7 @@ class TableStore:
         self.partition: int | None = None
         self.changelog: list[tuple[int, bytes, bytes | None]] = []
         """(partition, key, value or ``None`` for a delete) of the writes not yet sent, in order."""
-        self._decoded: dict[str, tuple[bytes, Any]] = {}
+        self._decoded: DecodedCache[Any] = DecodedCache(DECODED_KEPT)
         """key -> (the stored bytes, their value): values are never mutated, so a read of the
         same bytes object returns the value without decoding it again."""
 
@@ -57,17 +59,11 @@ class TableStore:
         raw = self._table.data.get(key.encode())
         if raw is None:
             return None
-        known = self._decoded.get(key)
-        if known is not None and known[0] is raw:  # the very bytes decoded or written last
-            return known[1]
-        value = orjson.loads(raw)
-        self._remember(key, raw, value)
+        value = self._decoded.get(key, raw)  # the very bytes decoded or written last
+        if value is None:
+            value = orjson.loads(raw)
+            self._decoded.keep(key, raw, value)
         return value
-
-    def _remember(self, key: str, raw: bytes, value: Any) -> None:
-        if len(self._decoded) >= DECODED_KEPT:
-            self._decoded.clear()
-        self._decoded[key] = (raw, value)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.set_encoded(key, orjson.dumps(value), value)
@@ -79,12 +75,12 @@ class TableStore:
         self._table.data[encoded] = raw
         self.changelog.append((self._partition_for_key(encoded), encoded, raw))
         if value is not None:
-            self._remember(key, raw, value)
+            self._decoded.keep(key, raw, value)
         else:
-            self._decoded.pop(key, None)
+            self._decoded.forget(key)
 
     def __delitem__(self, key: str) -> None:
-        self._decoded.pop(key, None)
+        self._decoded.forget(key)
         encoded = key.encode()
         del self._table.data[encoded]
         self.changelog.append((self._partition_for_key(encoded), encoded, None))
