@@ -65,6 +65,19 @@ class TenantStats:
             return {e: [c.status, c.duration] for e, c in self.open.items()}
         return dict(self.encoded_open)
 
+    def _open_with(self, execution_id: str, contribution: Contribution | None) -> dict[str, Any]:
+        """The fields ``open`` and ``encoded_open`` of a copy where ``execution_id`` counts as
+        ``contribution`` (``None``: is no longer open); this value's maps stay as they are."""
+        opened = dict(self.open)
+        encoded = self._encoded_open()
+        if contribution is None:
+            opened.pop(execution_id, None)
+            encoded.pop(execution_id, None)
+        else:
+            opened[execution_id] = contribution
+            encoded[execution_id] = [contribution.status, contribution.duration]
+        return {"open": opened, "encoded_open": encoded}
+
     def seen(self, partition: int, origin: Origin) -> bool:
         mark = self.watermarks.get(partition)
         return mark is not None and origin <= mark
@@ -77,21 +90,14 @@ class TenantStats:
     def set(self, execution_id: str, contribution: Contribution, partition: int, origin: Origin) -> TenantStats:
         if self.seen(partition, origin):
             return self
-        opened = dict(self.open)
-        opened[execution_id] = contribution
-        encoded = self._encoded_open()
-        encoded[execution_id] = [contribution.status, contribution.duration]
-        return replace(self, open=opened, encoded_open=encoded, watermarks=self._advanced(partition, origin))
+        return replace(self, **self._open_with(execution_id, contribution), watermarks=self._advanced(partition, origin))
 
     def absorb(self, execution_id: str, partition: int, origin: Origin) -> TenantStats:
         if self.seen(partition, origin):
             return self
-        opened = dict(self.open)
-        gone = opened.pop(execution_id, None)
+        gone = self.open.get(execution_id)
         closed = self.closed.plus(gone) if gone is not None else self.closed
-        encoded = self._encoded_open()
-        encoded.pop(execution_id, None)
-        return replace(self, open=opened, closed=closed, encoded_open=encoded, watermarks=self._advanced(partition, origin))
+        return replace(self, **self._open_with(execution_id, None), closed=closed, watermarks=self._advanced(partition, origin))
 
     def reopen(
         self, execution_id: str, absorbed: Contribution, contribution: Contribution, partition: int, origin: Origin
@@ -103,12 +109,8 @@ class TenantStats:
             return self
         if execution_id in self.open:
             return self.set(execution_id, contribution, partition, origin)
-        opened = dict(self.open)
-        opened[execution_id] = contribution
         closed = self.closed.plus(absorbed, sign=-1)
-        encoded = self._encoded_open()
-        encoded[execution_id] = [contribution.status, contribution.duration]
-        return replace(self, open=opened, closed=closed, encoded_open=encoded, watermarks=self._advanced(partition, origin))
+        return replace(self, **self._open_with(execution_id, contribution), closed=closed, watermarks=self._advanced(partition, origin))
 
     def view(self) -> dict[str, Any]:
         """total, running, completed, failed, cancelled, avg_duration (ms), success_rate (%),

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from processor.folds.records import Emit, Origin
-from processor.folds.stats import TenantStats
+from processor.folds.stats import Contribution, TenantStats
 from processor.folds.stats_core import StatsCore
 
 
@@ -79,8 +79,6 @@ def _rebuilt(stats: TenantStats) -> dict[str, Any]:
 
 
 def test_the_encoded_open_map_follows_every_update_and_older_values_stay_as_they_were() -> None:
-    from processor.folds.stats import Contribution
-
     rng = random.Random(7)
     stats = TenantStats("t1")
     history: list[tuple[TenantStats, bytes]] = []
