@@ -9,7 +9,7 @@ import orjson
 from processor.folds.decoded import DecodedCache
 from processor.folds.guard import Guard, StagedStore
 from processor.folds.records import Emit, Origin, Store, Stream, dead_letter, json_emit
-from processor.folds.stats import Contribution, TenantStats
+from processor.folds.stats import Contribution, StatsDraft, TenantStats
 
 DECODED_KEPT = 4_096
 """At most this many tenants' decoded stats are kept (then forgotten at once)."""
@@ -43,45 +43,43 @@ class StatsCore:
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             return [dead_letter("invalid_internal", f"bad stats change: {exc!r}", origin, key, raw)]
         emits: list[Emit] = []
-        seen: dict[str, TenantStats] = {}
-        changed: set[str] = set()
+        drafts: dict[str, StatsDraft] = {}
         for op in ops:
-            problem = self._apply(op, seen, changed)
+            problem = self._apply(op, drafts)
             if problem is not None:
                 emits.append(dead_letter("invalid_internal", problem, origin, key, raw))
-        for tenant, stats in seen.items():
-            if tenant in changed:
+        for tenant, draft in drafts.items():
+            stats = draft.value()
+            if draft.changed:
                 entry = stats.to_json()
                 self.store[tenant] = entry
                 self._decoded.keep(tenant, entry, stats)
             emits.append(json_emit(Stream.WORKFLOW_STATS, tenant, stats.view()))
         return emits
 
-    def _apply(self, msg: Any, seen: dict[str, TenantStats], changed: set[str]) -> str | None:
-        """Fold one op into ``seen`` (tenant -> its stats so far; ``changed``: those it changed);
-        the reason it is not an op, or ``None``."""
+    def _apply(self, msg: Any, drafts: dict[str, StatsDraft]) -> str | None:
+        """Fold one op into ``drafts`` (tenant -> a draft of its stats: the maps of a busy
+        tenant are copied once per record, not once per op); the reason it is not an op, or
+        ``None``."""
         try:
             tenant = str(msg["tenant"])
             partition, mark = int(msg["p"]), (int(msg["o"]), int(msg["seq"]))
             op = msg["op"]
         except (KeyError, TypeError, ValueError) as exc:
             return f"bad stats change: {exc!r}"
-        stats = seen.get(tenant)
-        if stats is None:
-            stats = self._stored(tenant)
+        if op not in ("set", "absorb", "reopen"):
+            return f"unknown stats op {op!r}"
+        draft = drafts.get(tenant)
+        if draft is None:
+            draft = drafts[tenant] = self._stored(tenant).draft()
         if op == "set":
-            updated = stats.set(str(msg["execution_id"]), Contribution(str(msg["status"]), msg.get("duration")), partition, mark)
+            draft.set(str(msg["execution_id"]), Contribution(str(msg["status"]), msg.get("duration")), partition, mark)
         elif op == "absorb":
-            updated = stats.absorb(str(msg["execution_id"]), partition, mark)
-        elif op == "reopen":
+            draft.absorb(str(msg["execution_id"]), partition, mark)
+        else:
             absorbed = Contribution(str(msg["absorbed_status"]), msg.get("absorbed_duration"))
             contribution = Contribution(str(msg["status"]), msg.get("duration"))
-            updated = stats.reopen(str(msg["execution_id"]), absorbed, contribution, partition, mark)
-        else:
-            return f"unknown stats op {op!r}"
-        if updated is not stats:
-            changed.add(tenant)
-        seen[tenant] = updated
+            draft.reopen(str(msg["execution_id"]), absorbed, contribution, partition, mark)
         return None
 
     def _stored(self, tenant: str) -> TenantStats:
