@@ -37,6 +37,7 @@ import dataclasses
 import itertools
 import math
 import os
+import shlex
 import sqlite3
 import threading
 import time
@@ -112,6 +113,10 @@ class E2EBenchConfig:
     """After the last paced send, how long to wait for the stragglers."""
     settle_timeout_s: float = 30.0
     profile_dir: Path | None = None
+    worker_args: tuple[str, ...] = ()
+    """More ``axmon worker`` flags (from :data:`WORKER_ARGS_ENV`), e.g. ``--batch-ms 10``."""
+    timeline: Path | None = None
+    """Where to write every fixed-load event's latencies (from :data:`TIMELINE_ENV`)."""
 
     @property
     def burst_deadline_s(self) -> float:
@@ -452,8 +457,9 @@ class Matched:
         return rate(self.by_kind["all"].matched - 1, self.last_seen - self.first_seen)
 
 
-def pipeline_latencies(sent: Sent, watcher: DbWatcher, tap: StateTap) -> Matched:
-    """Match every sent event with when it was first seen in the database."""
+def pipeline_latencies(sent: Sent, watcher: DbWatcher, tap: StateTap, timeline: Path | None = None) -> Matched:
+    """Match every sent event with when it was first seen in the database (and write the
+    ``timeline`` of :func:`write_timeline` when one is given)."""
     by_kind: dict[str, list[float]] = {k: [] for k in KINDS}
     counts = dict.fromkeys(KINDS, 0)
     seen_at: list[float] = []
@@ -478,10 +484,26 @@ def pipeline_latencies(sent: Sent, watcher: DbWatcher, tap: StateTap) -> Matched
             first.append(seen - at)
         if i >= n - third:
             last.append(seen - at)
+    if timeline is not None:
+        write_timeline(timeline, sent, watcher, tap)
     out = {k: Latencies.of(counts[k], by_kind[k]) for k in KINDS}
     out["all"] = Latencies.of(n, [v for k in KINDS for v in by_kind[k]])
     return Matched(out, (Latencies.of(min(n, third), first), Latencies.of(min(n, third), last)),
                    Latencies.of(counts["lifecycle"], worker), min(seen_at, default=0.0), max(seen_at, default=0.0))
+
+
+def write_timeline(path: Path, sent: Sent, watcher: DbWatcher, tap: StateTap) -> None:
+    """One JSON row per event of the fixed load, in send order: ``[s since the first send, kind,
+    s to visible in the database or null, s to its execution's state published by the worker
+    (lifecycle) or null]`` - to see *when* in the load the latency rose."""
+    rows = []
+    for event, at in zip(sent.events, sent.sent_at):
+        seen = watcher.visible_at(event)
+        published = applied_at(tap.executions, event) if isinstance(event, LifecycleEvent) else None
+        rows.append([round(at - sent.began, 6), kind_of(event), None if seen is None else round(seen - at, 6),
+                     None if published is None else round(published - at, 6)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(rows))
 
 
 # -- the pipeline ----------------------------------------------------------------------------------
@@ -799,7 +821,7 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     common = ["--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--partitions", str(config.partitions)]
     env = subprocess_env()
-    worker = AxmonChild("worker", ["worker", *common], workdir, env)
+    worker = AxmonChild("worker", ["worker", *common, *config.worker_args], workdir, env)
     sink = AxmonChild("sink", ["sink", *common, "--db", str(db), "--batch-ms", str(config.sink_batch_ms)], workdir, env)
     children = (worker, sink)
     notes: list[str] = []
@@ -896,7 +918,7 @@ async def run_pipeline(bootstrap: str, topics: Topics, config: E2EBenchConfig, w
         for spy in spies:
             stop_profiler(spy)
     return PipelineResult(
-        startup_s, full, result, offered, source, steady, pipeline_latencies(steady, watcher, tap), drained, watcher,
+        startup_s, full, result, offered, source, steady, pipeline_latencies(steady, watcher, tap, config.timeline), drained, watcher,
         dataclasses.replace(worker_fig, exit_code=codes[0]), dataclasses.replace(sink_fig, exit_code=codes[1]),
         tuple(notes), tuple(profiles),
     )
@@ -1012,12 +1034,21 @@ def config_for(ctx: BenchContext) -> E2EBenchConfig:
             base = dataclasses.replace(base, offered_rate=float(rate))
         except ValueError as exc:
             raise BenchError(f"{RATE_ENV} must be events per second, not {rate!r}") from exc
-    return dataclasses.replace(base, profile_dir=ctx.profile_dir)
+    worker_args = tuple(shlex.split(os.environ.get(WORKER_ARGS_ENV, "")))
+    timeline = Path(t) if (t := os.environ.get(TIMELINE_ENV)) else None
+    return dataclasses.replace(base, profile_dir=ctx.profile_dir, worker_args=worker_args, timeline=timeline)
 
 
 RATE_ENV = "AXMON_BENCH_E2E_RATE"
 """Events per second of the fixed load, instead of half the maximum measured in the run (to find
 the rate up to which a latency holds)."""
+
+WORKER_ARGS_ENV = "AXMON_BENCH_E2E_WORKER_ARGS"
+"""More flags for the benchmark's ``axmon worker`` (shell words, e.g. ``--batch-ms 10``), to
+compare a setting without editing the code."""
+
+TIMELINE_ENV = "AXMON_BENCH_E2E_TIMELINE"
+"""A file to write the fixed load's timeline to (:func:`write_timeline`)."""
 
 
 def run(ctx: BenchContext) -> Report:

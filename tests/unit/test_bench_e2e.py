@@ -7,7 +7,9 @@ import uuid
 from pathlib import Path
 from typing import cast
 
-from bench.e2e import DbWatcher, Latencies, applied_at, observe, percentile, retimed, simulated
+import pytest
+
+from bench.e2e import DbWatcher, Latencies, StateTap, applied_at, observe, percentile, retimed, simulated
 from processor.store.db import open_read_only
 from processor.store.series import event_id
 from schemas.events import LifecycleEvent, MetricRecorded
@@ -98,3 +100,41 @@ def test_the_watcher_stamps_what_it_awaits_at_the_first_poll_that_shows_it(tmp_p
     assert watcher.visible_at(later) == 6.0
     reader.close()
     writer.close()
+
+
+def test_the_worker_flags_and_the_timeline_file_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bench.common import BenchContext
+    from bench.e2e import TIMELINE_ENV, WORKER_ARGS_ENV, config_for
+
+    monkeypatch.setenv(WORKER_ARGS_ENV, "--batch-ms 10  --batch-max 500")
+    monkeypatch.setenv(TIMELINE_ENV, str(tmp_path / "t.json"))
+    config = config_for(BenchContext("127.0.0.1:1", quick=True))
+    assert config.worker_args == ("--batch-ms", "10", "--batch-max", "500")
+    assert config.timeline == tmp_path / "t.json"
+    monkeypatch.delenv(WORKER_ARGS_ENV)
+    monkeypatch.delenv(TIMELINE_ENV)
+    config = config_for(BenchContext("127.0.0.1:1", quick=True))
+    assert config.worker_args == () and config.timeline is None
+
+
+def test_the_timeline_has_one_row_per_event_with_its_latencies(tmp_path: Path) -> None:
+    import orjson
+
+    from bench.e2e import Sent, write_timeline
+
+    events = simulated(40, seed=2, tenants=2)
+
+    class Seen:
+        def visible_at(self, event: object) -> float | None:
+            return None if event is events[1] else 10.5
+
+    class Tap:
+        executions: dict[str, list[tuple[int, float]]] = {}
+
+    sent = Sent(tuple(events), tuple(10.0 + i / 100 for i in range(len(events))))
+    write_timeline(tmp_path / "t.json", sent, cast(DbWatcher, Seen()), cast(StateTap, Tap()))
+    rows = orjson.loads((tmp_path / "t.json").read_bytes())
+    assert len(rows) == len(events)
+    assert rows[0][0] == 0.0 and rows[0][2] == 0.5 and rows[1][2] is None
+    assert rows[3][0] == 0.03 and abs(rows[3][2] - 0.47) < 1e-6
+    assert {r[1] for r in rows} <= {"lifecycle", "metric"} and all(r[3] is None for r in rows)
