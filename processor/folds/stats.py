@@ -192,7 +192,7 @@ class StatsDraft:
         self._encoded: dict[str, list[Any]] = {}
         self._marks: dict[int, Origin] = {}
         self._closed = base.closed
-        self._counts = base.open_counts
+        self._counts: OpenCounts | None = None
 
     @property
     def changed(self) -> bool:
@@ -208,8 +208,7 @@ class StatsDraft:
             self._open = dict(base.open)
             self._encoded = dict(base.encoded_open) if base.encoded_open is not None else _encoded(base.open)
             self._marks = dict(base.watermarks)
-            if self._counts is None:
-                self._counts = OpenCounts.of(base.open.values())
+            self._counts = base.counts_of_open()
         return self._open
 
     def _put(self, execution_id: str, contribution: Contribution | None, partition: int, origin: Origin) -> None:

@@ -66,10 +66,39 @@ def test_the_kept_counts_give_the_view_its_definition_gives_after_every_change()
         assert decoded == stats and decoded.view() == stats.view()
 
 
+class Model:
+    """The stats' semantics in plain code of its own: per partition the highest origin applied,
+    what each open execution counts as, and the closed totals."""
+
+    def __init__(self) -> None:
+        self.marks: dict[int, tuple[int, int]] = {}
+        self.open: dict[str, Contribution] = {}
+        self.closed = [0, 0, 0, 0, 0, 0]  # total, completed, failed, cancelled, duration sum, count
+
+    def _close(self, c: Contribution, sign: int) -> None:
+        for i, add in enumerate([1, c.status == "completed", c.status == "failed", c.status == "cancelled",
+                                 c.duration or 0, c.duration is not None]):
+            self.closed[i] += sign * int(add)
+
+    def apply(self, change: tuple[str, str, Contribution, int, tuple[int, int]]) -> None:
+        kind, execution, contribution, partition, origin = change
+        if partition in self.marks and origin <= self.marks[partition]:
+            return
+        self.marks[partition] = origin
+        if kind == "absorb":
+            if execution in self.open:
+                self._close(self.open.pop(execution), 1)
+            return
+        if kind == "reopen" and execution not in self.open:
+            self._close(Contribution("completed", 7), -1)
+        self.open[execution] = contribution
+
+
 def test_a_draft_of_many_changes_gives_what_the_changes_one_by_one_give_and_leaves_its_base_alone() -> None:
     for seed in range(5):
         changes = random_changes(seed + 10, 600)
         one_by_one = drafted = TenantStats("t1")
+        model = Model()
         rng = random.Random(seed)
         i = 0
         while i < len(changes):
@@ -87,7 +116,11 @@ def test_a_draft_of_many_changes_gives_what_the_changes_one_by_one_give_and_leav
             before = one_by_one
             for change in chunk:
                 one_by_one = apply(one_by_one, change)
+                model.apply(change)
             after = draft.value()
+            assert dict(after.open) == model.open and dict(after.watermarks) == model.marks
+            c = after.closed
+            assert [c.total, c.completed, c.failed, c.cancelled, c.duration_sum, c.duration_count] == model.closed
             assert orjson.dumps(drafted.to_json()) == base_json  # the stored value drafted from is untouched
             assert after == one_by_one and after.view() == one_by_one.view()
             assert after.to_json() == one_by_one.to_json()
