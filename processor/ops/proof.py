@@ -274,7 +274,11 @@ def _kill_and_restart(child: AxmonChild, waiting_after: Callable[[], int], say: 
     """SIGKILL ``child``, note how many records it left waiting, start it again; returns
     (its name, that count)."""
     child.kill()
-    waiting = waiting_after()
+    # What waits for it can only grow while it is dead; the sink's input is the worker's output
+    # of the part just published, which may not be out yet, so this looks again for a while.
+    deadline = time.monotonic() + 30.0
+    while (waiting := waiting_after()) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
     say(f"killed the {child.name} (SIGKILL) with {waiting} records waiting, restarting it ({child.starts + 1})")
     child.start()
     return child.name, waiting
