@@ -1023,9 +1023,9 @@ async def run_e2e_bench(bootstrap: str, config: E2EBenchConfig, workdir: Path) -
 
 
 def config_for(ctx: BenchContext) -> E2EBenchConfig:
-    """Full (an 8,000-event burst, 20 s of fixed load), quick (2,000, 5 s), or ``--events N``:
-    an N-event burst with the full (or, with ``--quick``, the quick) durations; the fixed load's
-    rate from :data:`RATE_ENV` when it is set."""
+    """Full (30,000 events from full topics and in the burst, 20 s of fixed load), quick
+    (2,000, 5 s), or ``--events N``: N events for both, with the full (or, with ``--quick``, the
+    quick) durations; the fixed load's rate from :data:`RATE_ENV` when it is set."""
     base = QUICK if ctx.quick else FULL
     if ctx.events is not None:
         base = dataclasses.replace(base, full_topics_events=ctx.events, burst_events=ctx.events)
